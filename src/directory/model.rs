@@ -1,0 +1,239 @@
+//! The directory's domain types: what the account center is made of.
+//!
+//! These are plain values. The store persists them; [`super::DirectoryService`] is the only code
+//! that decides how they change.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Who owns an object (`ldap:<name>`, `scim:<client>`, `console`, `import`, `system`).
+///
+/// A source changes only what it owns (DESIGN.md, "Sources and ownership").
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Source(String);
+
+impl Source {
+    pub const CONSOLE: &'static str = "console";
+    pub const IMPORT: &'static str = "import";
+    pub const SYSTEM: &'static str = "system";
+
+    /// Parses a source name: `console`, `import`, `system`, or `ldap:<name>` / `scim:<name>`
+    /// where name is 1-64 characters of `[A-Za-z0-9._-]`.
+    pub fn parse(s: &str) -> Option<Source> {
+        let ok_name = |n: &str| {
+            !n.is_empty()
+                && n.len() <= 64
+                && n.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        };
+        let valid = match s.split_once(':') {
+            None => [Self::CONSOLE, Self::IMPORT, Self::SYSTEM].contains(&s),
+            Some((kind, name)) => ["ldap", "scim"].contains(&kind) && ok_name(name),
+        };
+        valid.then(|| Source(s.to_owned()))
+    }
+
+    pub fn console() -> Source {
+        Source(Self::CONSOLE.into())
+    }
+    pub fn import() -> Source {
+        Source(Self::IMPORT.into())
+    }
+    pub fn system() -> Source {
+        Source(Self::SYSTEM.into())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Who asked for a change: the source it speaks for, and the person or client behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub source: Source,
+    /// A human-readable principal: `admin`, a token name, a sync job name.
+    pub who: String,
+}
+
+impl Actor {
+    pub fn new(source: Source, who: impl Into<String>) -> Actor {
+        Actor { source, who: who.into() }
+    }
+    pub fn system() -> Actor {
+        Actor::new(Source::system(), "rosterd")
+    }
+}
+
+/// The company. One per deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enterprise {
+    /// The enterprise id the super admin signs in with.
+    pub enterprise_id: String,
+    pub name: String,
+    pub logo_url: Option<String>,
+    pub address: Option<String>,
+    pub contact_name: Option<String>,
+    pub contact_phone: Option<String>,
+    pub contact_email: Option<String>,
+    pub mail_domain: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// True until the one-time password printed at first start has been replaced.
+    pub password_must_change: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A node of the org tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgUnit {
+    pub id: Uuid,
+    pub parent_id: Option<Uuid>,
+    pub name: String,
+    /// Order among siblings, ascending.
+    pub position: i64,
+    pub source: Source,
+    pub anchor: Option<String>,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberState {
+    Active,
+    Suspended,
+}
+
+impl MemberState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberState::Active => "active",
+            MemberState::Suspended => "suspended",
+        }
+    }
+    pub fn parse(s: &str) -> Option<MemberState> {
+        match s {
+            "active" => Some(MemberState::Active),
+            "suspended" => Some(MemberState::Suspended),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Email {
+    pub address: String,
+    /// `work`, `home`, `other`.
+    pub kind: String,
+    pub primary: bool,
+}
+
+/// An employee (internal contact). A deleted member is a [`Tombstone`], not a member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub id: Uuid,
+    pub account_number: i64,
+    /// `name@mail_domain`, lower case.
+    pub login_name: String,
+    pub display_name: String,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub emails: Vec<Email>,
+    pub mobile: Option<String>,
+    pub title: Option<String>,
+    pub employee_number: Option<String>,
+    pub primary_org_unit_id: Option<Uuid>,
+    /// Further org units besides the primary one.
+    pub org_unit_ids: Vec<Uuid>,
+    pub manager_id: Option<Uuid>,
+    pub state: MemberState,
+    pub source: Source,
+    pub anchor: Option<String>,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What is left of a deleted member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    /// The deleted member's identity; never given to anybody else.
+    pub member_id: Uuid,
+    pub account_number: i64,
+    pub login_name: String,
+    /// The last profile, as it was just before deletion.
+    pub profile: Member,
+    pub deleted_at: DateTime<Utc>,
+    pub reason: String,
+    pub source: Source,
+    pub deleted_by: String,
+}
+
+/// An enterprise (chat) group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    pub id: Uuid,
+    pub name: String,
+    pub owner_id: Option<Uuid>,
+    pub source: Source,
+    pub anchor: Option<String>,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One row of the audit log: who changed what, through which source, before and after.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub source: Source,
+    /// `member.create`, `org_unit.move`, ...
+    pub action: String,
+    /// `member`, `org_unit`, `group`, `enterprise`, `number`, `token`.
+    pub object_kind: String,
+    pub object_id: Option<String>,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
+/// A notification to deliver later, written in the same transaction as its cause.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxMessage {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    /// `member.created`, `member.deleted`, ...
+    pub kind: String,
+    /// Delivery is at-least-once; receivers de-duplicate on this key.
+    pub idempotency_key: String,
+    pub payload: serde_json::Value,
+    pub state: String,
+    pub attempts: i64,
+}
+
+/// A number held back by an admin: never handed out automatically.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub number: i64,
+    pub note: String,
+    pub reserved_at: DateTime<Utc>,
+    pub reserved_by: String,
+}
+
+/// How many objects the directory holds (for `/metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub members: i64,
+    pub org_units: i64,
+    pub groups: i64,
+    pub tombstones: i64,
+}

@@ -1,0 +1,81 @@
+//! Account numbers: handed out in order from the company's block.
+//!
+//! The next number is the one after the highest ever issued, so a department's new hires get
+//! consecutive numbers. Reserved numbers are skipped. A released number is quarantined; it is
+//! handed out again only when `numbers.reuse_after_days` is set, that many days have passed, and
+//! the block has no fresh number left (lowest first). The new holder is a new member identity,
+//! so nothing of the old holder is reachable through it.
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::change::DirectoryError;
+use crate::config::NumbersConfig;
+use crate::store::StoreTx;
+
+type R<T> = Result<T, DirectoryError>;
+
+/// Picks the number for a new member inside the caller's transaction.
+pub async fn allocate(
+    tx: &mut dyn StoreTx,
+    cfg: &NumbersConfig,
+    requested: Option<i64>,
+    now: DateTime<Utc>,
+) -> R<i64> {
+    if let Some(n) = requested {
+        return take_requested(tx, cfg, n, now).await;
+    }
+    while let Some(n) = tx.number_next_fresh(cfg.first, cfg.last).await? {
+        if !tx.number_taken(n).await? {
+            return Ok(n);
+        }
+    }
+    if let Some(before) = reuse_cutoff(cfg, now) {
+        if let Some(n) = tx.number_reusable(before).await? {
+            tx.number_unrelease(n).await?;
+            return Ok(n);
+        }
+    }
+    Err(DirectoryError::NumbersExhausted { first: cfg.first, last: cfg.last })
+}
+
+fn reuse_cutoff(cfg: &NumbersConfig, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    cfg.reuse_after_days.map(|d| now - Duration::days(i64::from(d)))
+}
+
+/// An explicitly chosen number: inside the block, not in use, and out of quarantine. Choosing a
+/// reserved number is what reservations are for: it consumes the reservation.
+async fn take_requested(tx: &mut dyn StoreTx, cfg: &NumbersConfig, n: i64, now: DateTime<Utc>) -> R<i64> {
+    let unavailable = |reason: String| DirectoryError::NumberUnavailable { number: n, reason };
+    if n < cfg.first || n > cfg.last {
+        return Err(unavailable(format!("outside the block {}-{}", cfg.first, cfg.last)));
+    }
+    if tx.member_id_by_number(n).await?.is_some() {
+        return Err(unavailable("held by another member".into()));
+    }
+    if let Some(released) = tx.number_released_at(n).await? {
+        match reuse_cutoff(cfg, now) {
+            Some(cutoff) if released <= cutoff => tx.number_unrelease(n).await?,
+            Some(_) => {
+                return Err(unavailable(format!("released {} and still in quarantine", released.date_naive())));
+            }
+            None => return Err(unavailable("released numbers are not reused (numbers.reuse_after_days is unset)".into())),
+        }
+    }
+    tx.number_unreserve(n).await?;
+    Ok(n)
+}
+
+/// Checks a number an admin wants to reserve.
+pub async fn check_reservable(tx: &mut dyn StoreTx, cfg: &NumbersConfig, n: i64) -> R<()> {
+    let unavailable = |reason: &str| DirectoryError::NumberUnavailable { number: n, reason: reason.into() };
+    if n < cfg.first || n > cfg.last {
+        return Err(unavailable("outside the block"));
+    }
+    if tx.member_id_by_number(n).await?.is_some() {
+        return Err(unavailable("held by a member"));
+    }
+    if tx.number_reserved(n).await? {
+        return Err(unavailable("already reserved"));
+    }
+    Ok(())
+}

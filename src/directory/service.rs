@@ -1,0 +1,656 @@
+//! [`DirectoryService`]: validate, write in one transaction, audit, queue notifications.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::change::*;
+use super::model::*;
+use super::{numbers, validate};
+use crate::config::{EnterpriseConfig, NumbersConfig};
+use crate::store::{Store, StoreError, StoreTx};
+
+type R<T> = Result<T, DirectoryError>;
+
+/// The one write path of the directory. Cheap to clone.
+#[derive(Clone)]
+pub struct DirectoryService {
+    store: Arc<dyn Store>,
+    numbers: NumbersConfig,
+}
+
+/// Everything one change needs: the open transaction, who asks, and when.
+struct Ctx<'a> {
+    tx: &'a mut dyn StoreTx,
+    actor: &'a Actor,
+    now: DateTime<Utc>,
+    mail_domain: String,
+}
+
+impl Ctx<'_> {
+    async fn audit<T: Serialize>(
+        &mut self,
+        action: &str,
+        object_kind: &str,
+        object_id: Option<String>,
+        before: Option<&T>,
+        after: Option<&T>,
+    ) -> R<()> {
+        let to_json = |v: Option<&T>| v.map(|v| serde_json::to_value(v).unwrap_or_default());
+        let entry = AuditEntry {
+            id: 0,
+            at: self.now,
+            actor: self.actor.who.clone(),
+            source: self.actor.source.clone(),
+            action: action.to_owned(),
+            object_kind: object_kind.to_owned(),
+            object_id,
+            before: to_json(before),
+            after: to_json(after),
+        };
+        self.tx.audit_insert(&entry).await?;
+        Ok(())
+    }
+
+    /// Queues a notification about a member; receivers de-duplicate on kind, id and version.
+    async fn notify_member(&mut self, kind: &str, m: &Member) -> R<()> {
+        let msg = OutboxMessage {
+            id: Uuid::now_v7(),
+            created_at: self.now,
+            kind: kind.to_owned(),
+            idempotency_key: format!("{kind}:{}:{}", m.id, m.version),
+            payload: json!({
+                "member_id": m.id,
+                "account_number": m.account_number,
+                "login_name": m.login_name,
+                "display_name": m.display_name,
+                "emails": m.emails,
+                "mobile": m.mobile,
+                "state": m.state,
+            }),
+            state: "pending".into(),
+            attempts: 0,
+        };
+        self.tx.outbox_insert(&msg).await?;
+        Ok(())
+    }
+
+    fn ensure_owner(&self, kind: &'static str, id: Uuid, owner: &Source) -> R<()> {
+        if &self.actor.source == owner {
+            return Ok(());
+        }
+        Err(DirectoryError::NotOwner {
+            kind,
+            id,
+            owner: owner.to_string(),
+            actor: self.actor.source.to_string(),
+        })
+    }
+}
+
+impl DirectoryService {
+    pub fn new(store: Arc<dyn Store>, numbers: NumbersConfig) -> DirectoryService {
+        DirectoryService { store, numbers }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Applies a change set in order, all or nothing.
+    pub async fn apply(&self, actor: &Actor, changes: Vec<Change>) -> Result<Vec<Applied>, ChangeError> {
+        let at = |index| move |error| ChangeError { index, error };
+        let mut tx = self.store.begin().await.map_err(|e| at(0)(DirectoryError::from_store(e)))?;
+        let enterprise = tx
+            .enterprise()
+            .await
+            .map_err(|e| at(0)(e.into()))?
+            .ok_or_else(|| at(0)(DirectoryError::NoEnterprise))?;
+        let mut ctx = Ctx { tx: tx.as_mut(), actor, now: Utc::now(), mail_domain: enterprise.mail_domain };
+        let mut out = Vec::with_capacity(changes.len());
+        for (i, change) in changes.into_iter().enumerate() {
+            let applied = self.apply_one_in(&mut ctx, change).await.map_err(|e| at(i)(match e {
+                DirectoryError::Store(s) => DirectoryError::from_store(s),
+                e => e,
+            }))?;
+            out.push(applied);
+        }
+        let last = out.len().saturating_sub(1);
+        tx.commit().await.map_err(|e| at(last)(DirectoryError::from_store(e)))?;
+        Ok(out)
+    }
+
+    /// Applies a single change.
+    pub async fn apply_one(&self, actor: &Actor, change: Change) -> R<Applied> {
+        let mut out = self.apply(actor, vec![change]).await.map_err(|e| e.error)?;
+        Ok(out.remove(0))
+    }
+
+    async fn apply_one_in(&self, ctx: &mut Ctx<'_>, change: Change) -> R<Applied> {
+        match change {
+            Change::UpdateEnterprise(p) => update_enterprise(ctx, p).await,
+            Change::CreateOrgUnit(n) => create_org_unit(ctx, n).await,
+            Change::UpdateOrgUnit { id, name, anchor } => update_org_unit(ctx, id, name, anchor).await,
+            Change::MoveOrgUnit { id, parent_id, position } => move_org_unit(ctx, id, parent_id, position).await,
+            Change::DeleteOrgUnit { id } => delete_org_unit(ctx, id).await,
+            Change::CreateMember(n) => self.create_member(ctx, n).await,
+            Change::UpdateMember { id, patch } => update_member(ctx, id, patch).await,
+            Change::DeleteMember { id, reason } => delete_member(ctx, id, reason).await,
+            Change::CreateGroup(n) => create_group(ctx, n).await,
+            Change::UpdateGroup { id, name, owner_id } => update_group(ctx, id, name, owner_id).await,
+            Change::AddGroupMembers { id, members } => group_members(ctx, id, members, true).await,
+            Change::RemoveGroupMembers { id, members } => group_members(ctx, id, members, false).await,
+            Change::DeleteGroup { id } => delete_group(ctx, id).await,
+            Change::ReserveNumber { number, note } => self.reserve(ctx, number, note).await,
+            Change::ReleaseReservation { number } => release_reservation(ctx, number).await,
+        }
+    }
+
+    async fn create_member(&self, ctx: &mut Ctx<'_>, n: NewMember) -> R<Applied> {
+        let id = n.id.unwrap_or_else(Uuid::now_v7);
+        if n.id.is_some() && (ctx.tx.member(id).await?.is_some() || self.store.tombstone(id).await?.is_some()) {
+            return Err(DirectoryError::Conflict { field: "id".into(), value: id.to_string() });
+        }
+        let mut m = Member {
+            id,
+            account_number: 0,
+            login_name: validate::login_name(&n.login_name, &ctx.mail_domain)?,
+            display_name: validate::text("display_name", &n.display_name, 128)?,
+            given_name: validate::optional_text("given_name", n.given_name.as_deref(), 64)?,
+            family_name: validate::optional_text("family_name", n.family_name.as_deref(), 64)?,
+            emails: validate::emails(&n.emails)?,
+            mobile: validate::mobile(n.mobile.as_deref())?,
+            title: validate::optional_text("title", n.title.as_deref(), 128)?,
+            employee_number: validate::optional_text("employee_number", n.employee_number.as_deref(), 64)?,
+            primary_org_unit_id: n.primary_org_unit_id,
+            org_unit_ids: n.org_unit_ids,
+            manager_id: n.manager_id,
+            state: n.state,
+            source: ctx.actor.source.clone(),
+            anchor: validate::optional_text("anchor", n.anchor.as_deref(), 256)?,
+            version: 1,
+            created_at: ctx.now,
+            updated_at: ctx.now,
+        };
+        check_member(ctx, &mut m, None).await?;
+        m.account_number = numbers::allocate(ctx.tx, &self.numbers, n.account_number, ctx.now).await?;
+        ctx.tx.member_insert(&m, None).await?;
+        ctx.audit("member.create", "member", Some(m.id.to_string()), None, Some(&m)).await?;
+        ctx.notify_member("member.created", &m).await?;
+        Ok(Applied::Member(m))
+    }
+
+    async fn reserve(&self, ctx: &mut Ctx<'_>, number: i64, note: String) -> R<Applied> {
+        numbers::check_reservable(ctx.tx, &self.numbers, number).await?;
+        let r = Reservation {
+            number,
+            note: validate::optional_text("note", Some(&note), 256)?.unwrap_or_default(),
+            reserved_at: ctx.now,
+            reserved_by: ctx.actor.who.clone(),
+        };
+        ctx.tx.number_reserve(&r).await?;
+        ctx.audit("number.reserve", "number", Some(number.to_string()), None, Some(&r)).await?;
+        Ok(Applied::Reservation(r))
+    }
+
+    /// Creates the enterprise on first start. Returns the one-time super-admin password when it
+    /// did; `None` when the enterprise already existed (also when another node won the race).
+    pub async fn ensure_enterprise(&self, cfg: &EnterpriseConfig) -> R<Option<String>> {
+        if self.store.enterprise().await?.is_some() {
+            return Ok(None);
+        }
+        let password = crate::access::password::generate();
+        match self.create_enterprise(cfg, &password, true).await {
+            Ok(()) => Ok(Some(password)),
+            Err(DirectoryError::Store(StoreError::Unique(_))) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn create_enterprise(&self, cfg: &EnterpriseConfig, password: &str, must_change: bool) -> R<()> {
+        let hash = crate::access::password::hash(password);
+        let now = Utc::now();
+        let e = Enterprise {
+            enterprise_id: crate::access::password::enterprise_id(),
+            name: validate::text("enterprise.name", &cfg.name, 128)?,
+            logo_url: None,
+            address: None,
+            contact_name: None,
+            contact_phone: None,
+            contact_email: None,
+            mail_domain: cfg.mail_domain.to_lowercase(),
+            expires_at: None,
+            password_must_change: must_change,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut tx = self.store.begin().await?;
+        let actor = Actor::system();
+        let mut ctx = Ctx { tx: tx.as_mut(), actor: &actor, now, mail_domain: e.mail_domain.clone() };
+        ctx.tx.enterprise_insert(&e, &hash).await?;
+        ctx.audit("enterprise.create", "enterprise", Some(e.enterprise_id.clone()), None, Some(&e)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sets the super-admin password (creating the enterprise if there is none yet). The
+    /// audit log records that it changed, never the password or its hash.
+    pub async fn set_super_password(&self, actor: &Actor, cfg: &EnterpriseConfig, password: &str) -> R<()> {
+        crate::access::password::check_strength(password)?;
+        if self.store.enterprise().await?.is_none() {
+            return match self.create_enterprise(cfg, password, false).await {
+                Err(DirectoryError::Store(StoreError::Unique(_))) => {
+                    Box::pin(self.set_super_password(actor, cfg, password)).await
+                }
+                other => other,
+            };
+        }
+        let hash = crate::access::password::hash(password);
+        let mut tx = self.store.begin().await?;
+        let now = Utc::now();
+        let mut ctx = Ctx { tx: tx.as_mut(), actor, now, mail_domain: String::new() };
+        let e = ctx.tx.enterprise().await?.ok_or(DirectoryError::NoEnterprise)?;
+        ctx.tx.super_password_set(&hash, false).await?;
+        ctx.audit::<()>("enterprise.password_reset", "enterprise", Some(e.enterprise_id), None, None).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Creates an API token; returns the secret (shown once, only its hash is stored).
+    pub async fn create_token(&self, actor: &Actor, name: &str) -> R<String> {
+        let name = crate::access::tokens::check_name(name)?;
+        let (secret, hash) = crate::access::tokens::generate();
+        let mut tx = self.store.begin().await?;
+        let mut ctx = Ctx { tx: tx.as_mut(), actor, now: Utc::now(), mail_domain: String::new() };
+        ctx.tx.token_insert(&name, &hash, ctx.now).await.map_err(DirectoryError::from_store)?;
+        ctx.audit("token.create", "token", Some(name.clone()), None, Some(&json!({ "name": name }))).await?;
+        tx.commit().await?;
+        Ok(secret)
+    }
+
+    /// Revokes the live token `name`.
+    pub async fn revoke_token(&self, actor: &Actor, name: &str) -> R<()> {
+        let mut tx = self.store.begin().await?;
+        let mut ctx = Ctx { tx: tx.as_mut(), actor, now: Utc::now(), mail_domain: String::new() };
+        if !ctx.tx.token_revoke(name, ctx.now).await? {
+            return Err(DirectoryError::NotFound { kind: "token", id: name.to_owned() });
+        }
+        ctx.audit::<()>("token.revoke", "token", Some(name.to_owned()), None, None).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn update_enterprise(ctx: &mut Ctx<'_>, p: EnterprisePatch) -> R<Applied> {
+    let before = ctx.tx.enterprise().await?.ok_or(DirectoryError::NoEnterprise)?;
+    let mut e = before.clone();
+    let opt = |field: &str, v: Option<Option<String>>, cur: Option<String>, max| match v {
+        Some(v) => validate::optional_text(field, v.as_deref(), max),
+        None => Ok(cur),
+    };
+    if let Some(name) = p.name {
+        e.name = validate::text("name", &name, 128)?;
+    }
+    e.logo_url = opt("logo_url", p.logo_url, e.logo_url, 1024)?;
+    e.address = opt("address", p.address, e.address, 256)?;
+    e.contact_name = opt("contact_name", p.contact_name, e.contact_name, 64)?;
+    e.contact_phone = match p.contact_phone {
+        Some(v) => validate::mobile(v.as_deref())?,
+        None => e.contact_phone,
+    };
+    e.contact_email = match p.contact_email {
+        Some(Some(v)) => Some(validate::email_address(&v)?),
+        Some(None) => None,
+        None => e.contact_email,
+    };
+    if let Some(d) = p.mail_domain {
+        let d = d.trim().to_lowercase();
+        if !validate::valid_domain(&d) {
+            return Err(DirectoryError::invalid("mail_domain", "must be a domain name such as example.com"));
+        }
+        // Existing login names keep their domain; changing it is a migration, not a profile edit.
+        if d != e.mail_domain && ctx.tx.member_count().await? > 0 {
+            return Err(DirectoryError::invalid("mail_domain", "members still use the current domain"));
+        }
+        e.mail_domain = d;
+    }
+    if let Some(x) = p.expires_at {
+        e.expires_at = x;
+    }
+    e.updated_at = ctx.now;
+    ctx.tx.enterprise_update(&e).await?;
+    ctx.audit("enterprise.update", "enterprise", Some(e.enterprise_id.clone()), Some(&before), Some(&e)).await?;
+    Ok(Applied::Enterprise(e))
+}
+
+async fn org_unit_or_404(ctx: &mut Ctx<'_>, id: Uuid) -> R<OrgUnit> {
+    ctx.tx.org_unit(id).await?.ok_or(DirectoryError::NotFound { kind: "org unit", id: id.to_string() })
+}
+
+async fn check_sibling_name(ctx: &mut Ctx<'_>, parent: Option<Uuid>, name: &str, this: Option<Uuid>) -> R<()> {
+    match ctx.tx.org_unit_sibling_named(parent, name).await? {
+        Some(other) if Some(other) != this => {
+            Err(DirectoryError::Conflict { field: "name".into(), value: name.to_owned() })
+        }
+        _ => Ok(()),
+    }
+}
+
+async fn check_anchor(ctx: &mut Ctx<'_>, kind: &'static str, anchor: Option<&str>, this: Uuid) -> R<()> {
+    let Some(anchor) = anchor else { return Ok(()) };
+    let source = ctx.actor.source.as_str().to_owned();
+    let other = match kind {
+        "org unit" => ctx.tx.org_unit_by_anchor(&source, anchor).await?,
+        "member" => ctx.tx.member_id_by_anchor(&source, anchor).await?,
+        _ => ctx.tx.group_id_by_anchor(&source, anchor).await?,
+    };
+    match other {
+        Some(o) if o != this => Err(DirectoryError::Conflict { field: "anchor".into(), value: anchor.to_owned() }),
+        _ => Ok(()),
+    }
+}
+
+async fn create_org_unit(ctx: &mut Ctx<'_>, n: NewOrgUnit) -> R<Applied> {
+    let id = n.id.unwrap_or_else(Uuid::now_v7);
+    if n.id.is_some() && ctx.tx.org_unit(id).await?.is_some() {
+        return Err(DirectoryError::Conflict { field: "id".into(), value: id.to_string() });
+    }
+    let name = validate::org_unit_name(&n.name)?;
+    if let Some(p) = n.parent_id {
+        org_unit_or_404(ctx, p).await?;
+    }
+    check_sibling_name(ctx, n.parent_id, &name, None).await?;
+    let anchor = validate::optional_text("anchor", n.anchor.as_deref(), 256)?;
+    check_anchor(ctx, "org unit", anchor.as_deref(), id).await?;
+    let position = match n.position {
+        Some(p) => p,
+        None => ctx.tx.org_unit_next_position(n.parent_id).await?,
+    };
+    let u = OrgUnit {
+        id,
+        parent_id: n.parent_id,
+        name,
+        position,
+        source: ctx.actor.source.clone(),
+        anchor,
+        version: 1,
+        created_at: ctx.now,
+        updated_at: ctx.now,
+    };
+    ctx.tx.org_unit_insert(&u).await?;
+    ctx.audit("org_unit.create", "org_unit", Some(id.to_string()), None, Some(&u)).await?;
+    Ok(Applied::OrgUnit(u))
+}
+
+async fn update_org_unit(ctx: &mut Ctx<'_>, id: Uuid, name: Option<String>, anchor: Option<Option<String>>) -> R<Applied> {
+    let before = org_unit_or_404(ctx, id).await?;
+    ctx.ensure_owner("org unit", id, &before.source)?;
+    let mut u = before.clone();
+    if let Some(name) = name {
+        u.name = validate::org_unit_name(&name)?;
+        check_sibling_name(ctx, u.parent_id, &u.name, Some(id)).await?;
+    }
+    if let Some(anchor) = anchor {
+        u.anchor = validate::optional_text("anchor", anchor.as_deref(), 256)?;
+        check_anchor(ctx, "org unit", u.anchor.as_deref(), id).await?;
+    }
+    save_org_unit(ctx, "org_unit.update", before, u).await
+}
+
+async fn save_org_unit(ctx: &mut Ctx<'_>, action: &str, before: OrgUnit, mut u: OrgUnit) -> R<Applied> {
+    u.version += 1;
+    u.updated_at = ctx.now;
+    ctx.tx.org_unit_update(&u).await?;
+    ctx.audit(action, "org_unit", Some(u.id.to_string()), Some(&before), Some(&u)).await?;
+    Ok(Applied::OrgUnit(u))
+}
+
+async fn move_org_unit(ctx: &mut Ctx<'_>, id: Uuid, parent_id: Option<Uuid>, position: Option<i64>) -> R<Applied> {
+    let before = org_unit_or_404(ctx, id).await?;
+    ctx.ensure_owner("org unit", id, &before.source)?;
+    if let Some(p) = parent_id {
+        org_unit_or_404(ctx, p).await?;
+        if ctx.tx.org_unit_path(p).await?.contains(&id) {
+            return Err(DirectoryError::Cycle { id, parent: p });
+        }
+    }
+    let mut u = before.clone();
+    if parent_id != before.parent_id {
+        check_sibling_name(ctx, parent_id, &u.name, Some(id)).await?;
+        u.parent_id = parent_id;
+        u.position = match position {
+            Some(p) => p,
+            None => ctx.tx.org_unit_next_position(parent_id).await?,
+        };
+    } else if let Some(p) = position {
+        u.position = p;
+    }
+    save_org_unit(ctx, "org_unit.move", before, u).await
+}
+
+async fn delete_org_unit(ctx: &mut Ctx<'_>, id: Uuid) -> R<Applied> {
+    let before = org_unit_or_404(ctx, id).await?;
+    ctx.ensure_owner("org unit", id, &before.source)?;
+    if ctx.tx.org_unit_has_children(id).await? {
+        return Err(DirectoryError::NotEmpty { id, what: "child units" });
+    }
+    if ctx.tx.org_unit_has_members(id).await? {
+        return Err(DirectoryError::NotEmpty { id, what: "members" });
+    }
+    ctx.tx.org_unit_delete(id).await?;
+    ctx.audit("org_unit.delete", "org_unit", Some(id.to_string()), Some(&before), None).await?;
+    Ok(Applied::OrgUnitDeleted { id })
+}
+
+async fn member_or_404(ctx: &mut Ctx<'_>, id: Uuid) -> R<Member> {
+    ctx.tx.member(id).await?.ok_or(DirectoryError::NotFound { kind: "member", id: id.to_string() })
+}
+
+/// Uniqueness within the enterprise and references to other objects. `this` is the member's
+/// own id on update (its own values do not conflict with themselves).
+async fn check_member(ctx: &mut Ctx<'_>, m: &mut Member, this: Option<Uuid>) -> R<()> {
+    let conflict = |field: &str, value: &str| DirectoryError::Conflict { field: field.into(), value: value.into() };
+    let mine = |other: Option<Uuid>| other.is_none() || other == this;
+    if !mine(ctx.tx.member_id_by_login(&m.login_name).await?) {
+        return Err(conflict("login_name", &m.login_name));
+    }
+    for e in &m.emails {
+        if !mine(ctx.tx.member_id_by_email(&e.address).await?) {
+            return Err(conflict("email", &e.address));
+        }
+    }
+    if let Some(mobile) = &m.mobile {
+        if !mine(ctx.tx.member_id_by_mobile(mobile).await?) {
+            return Err(conflict("mobile", mobile));
+        }
+    }
+    check_anchor(ctx, "member", m.anchor.as_deref(), m.id).await?;
+    // The primary unit is not repeated among the further ones.
+    m.org_unit_ids.sort();
+    m.org_unit_ids.dedup();
+    m.org_unit_ids.retain(|u| Some(*u) != m.primary_org_unit_id);
+    for unit in m.primary_org_unit_id.iter().chain(m.org_unit_ids.iter()) {
+        if ctx.tx.org_unit(*unit).await?.is_none() {
+            return Err(DirectoryError::invalid("org_unit_ids", format!("org unit {unit} does not exist")));
+        }
+    }
+    if let Some(manager) = m.manager_id {
+        if manager == m.id {
+            return Err(DirectoryError::invalid("manager_id", "a member cannot be their own manager"));
+        }
+        if ctx.tx.member(manager).await?.is_none() {
+            return Err(DirectoryError::invalid("manager_id", format!("member {manager} does not exist")));
+        }
+    }
+    Ok(())
+}
+
+async fn update_member(ctx: &mut Ctx<'_>, id: Uuid, p: MemberPatch) -> R<Applied> {
+    let before = member_or_404(ctx, id).await?;
+    ctx.ensure_owner("member", id, &before.source)?;
+    let mut m = before.clone();
+    macro_rules! opt {
+        ($field:ident, $max:expr) => {
+            if let Some(v) = p.$field {
+                m.$field = validate::optional_text(stringify!($field), v.as_deref(), $max)?;
+            }
+        };
+    }
+    if let Some(v) = p.login_name {
+        m.login_name = validate::login_name(&v, &ctx.mail_domain)?;
+    }
+    if let Some(v) = p.display_name {
+        m.display_name = validate::text("display_name", &v, 128)?;
+    }
+    opt!(given_name, 64);
+    opt!(family_name, 64);
+    opt!(title, 128);
+    opt!(employee_number, 64);
+    opt!(anchor, 256);
+    if let Some(v) = p.emails {
+        m.emails = validate::emails(&v)?;
+    }
+    if let Some(v) = p.mobile {
+        m.mobile = validate::mobile(v.as_deref())?;
+    }
+    if let Some(v) = p.primary_org_unit_id {
+        m.primary_org_unit_id = v;
+    }
+    if let Some(v) = p.org_unit_ids {
+        m.org_unit_ids = v;
+    }
+    if let Some(v) = p.manager_id {
+        m.manager_id = v;
+    }
+    if let Some(v) = p.state {
+        m.state = v;
+    }
+    check_member(ctx, &mut m, Some(id)).await?;
+    if m == before {
+        return Ok(Applied::Member(m));
+    }
+    m.version += 1;
+    m.updated_at = ctx.now;
+    ctx.tx.member_update(&m).await?;
+    let action = match (before.state, m.state) {
+        (MemberState::Active, MemberState::Suspended) => "member.suspend",
+        (MemberState::Suspended, MemberState::Active) => "member.activate",
+        _ => "member.update",
+    };
+    ctx.audit(action, "member", Some(id.to_string()), Some(&before), Some(&m)).await?;
+    ctx.notify_member(&action.replace("member.", "member.updated."), &m).await?;
+    Ok(Applied::Member(m))
+}
+
+async fn delete_member(ctx: &mut Ctx<'_>, id: Uuid, reason: String) -> R<Applied> {
+    let before = member_or_404(ctx, id).await?;
+    ctx.ensure_owner("member", id, &before.source)?;
+    let t = Tombstone {
+        member_id: id,
+        account_number: before.account_number,
+        login_name: before.login_name.clone(),
+        profile: before.clone(),
+        deleted_at: ctx.now,
+        reason: validate::optional_text("reason", Some(&reason), 512)?.unwrap_or_else(|| "deleted".into()),
+        source: ctx.actor.source.clone(),
+        deleted_by: ctx.actor.who.clone(),
+    };
+    ctx.tx.member_delete(id).await?;
+    ctx.tx.tombstone_insert(&t).await?;
+    ctx.tx.number_release(before.account_number, ctx.now).await?;
+    ctx.audit("member.delete", "member", Some(id.to_string()), Some(&before), None).await?;
+    let mut gone = before;
+    gone.version += 1;
+    ctx.notify_member("member.deleted", &gone).await?;
+    Ok(Applied::Tombstone(Box::new(t)))
+}
+
+async fn group_or_404(ctx: &mut Ctx<'_>, id: Uuid) -> R<Group> {
+    ctx.tx.group(id).await?.ok_or(DirectoryError::NotFound { kind: "group", id: id.to_string() })
+}
+
+async fn check_members_exist(ctx: &mut Ctx<'_>, field: &str, ids: &[Uuid]) -> R<()> {
+    for id in ids {
+        if ctx.tx.member(*id).await?.is_none() {
+            return Err(DirectoryError::invalid(field, format!("member {id} does not exist")));
+        }
+    }
+    Ok(())
+}
+
+async fn create_group(ctx: &mut Ctx<'_>, n: NewGroup) -> R<Applied> {
+    let id = n.id.unwrap_or_else(Uuid::now_v7);
+    if n.id.is_some() && ctx.tx.group(id).await?.is_some() {
+        return Err(DirectoryError::Conflict { field: "id".into(), value: id.to_string() });
+    }
+    let anchor = validate::optional_text("anchor", n.anchor.as_deref(), 256)?;
+    check_anchor(ctx, "group", anchor.as_deref(), id).await?;
+    check_members_exist(ctx, "owner_id", n.owner_id.as_slice()).await?;
+    check_members_exist(ctx, "members", &n.members).await?;
+    let g = Group {
+        id,
+        name: validate::text("name", &n.name, 128)?,
+        owner_id: n.owner_id,
+        source: ctx.actor.source.clone(),
+        anchor,
+        version: 1,
+        created_at: ctx.now,
+        updated_at: ctx.now,
+    };
+    ctx.tx.group_insert(&g).await?;
+    ctx.tx.group_members_add(id, &n.members).await?;
+    ctx.audit("group.create", "group", Some(id.to_string()), None, Some(&json!({ "group": g, "members": n.members }))).await?;
+    Ok(Applied::Group(g))
+}
+
+async fn update_group(ctx: &mut Ctx<'_>, id: Uuid, name: Option<String>, owner: Option<Option<Uuid>>) -> R<Applied> {
+    let before = group_or_404(ctx, id).await?;
+    ctx.ensure_owner("group", id, &before.source)?;
+    let mut g = before.clone();
+    if let Some(name) = name {
+        g.name = validate::text("name", &name, 128)?;
+    }
+    if let Some(owner) = owner {
+        check_members_exist(ctx, "owner_id", owner.as_slice()).await?;
+        g.owner_id = owner;
+    }
+    g.version += 1;
+    g.updated_at = ctx.now;
+    ctx.tx.group_update(&g).await?;
+    ctx.audit("group.update", "group", Some(id.to_string()), Some(&before), Some(&g)).await?;
+    Ok(Applied::Group(g))
+}
+
+/// Adds or removes just the listed members: a large group is never rewritten whole.
+async fn group_members(ctx: &mut Ctx<'_>, id: Uuid, members: Vec<Uuid>, add: bool) -> R<Applied> {
+    let before = group_or_404(ctx, id).await?;
+    ctx.ensure_owner("group", id, &before.source)?;
+    let changed = if add {
+        check_members_exist(ctx, "members", &members).await?;
+        ctx.tx.group_members_add(id, &members).await?
+    } else {
+        ctx.tx.group_members_remove(id, &members).await?
+    };
+    let (action, key) = if add { ("group.members_add", "added") } else { ("group.members_remove", "removed") };
+    ctx.audit(action, "group", Some(id.to_string()), None, Some(&json!({ key: members }))).await?;
+    Ok(Applied::GroupMembers { id, changed })
+}
+
+async fn delete_group(ctx: &mut Ctx<'_>, id: Uuid) -> R<Applied> {
+    let before = group_or_404(ctx, id).await?;
+    ctx.ensure_owner("group", id, &before.source)?;
+    ctx.tx.group_delete(id).await?;
+    ctx.audit("group.delete", "group", Some(id.to_string()), Some(&before), None).await?;
+    Ok(Applied::GroupDeleted { id })
+}
+
+async fn release_reservation(ctx: &mut Ctx<'_>, number: i64) -> R<Applied> {
+    if !ctx.tx.number_unreserve(number).await? {
+        return Err(DirectoryError::NotFound { kind: "reservation", id: number.to_string() });
+    }
+    ctx.audit::<()>("number.unreserve", "number", Some(number.to_string()), None, None).await?;
+    Ok(Applied::ReservationReleased { number })
+}

@@ -1,0 +1,227 @@
+//! Persistence: the [`Store`] trait and its SQLite and PostgreSQL implementations.
+//!
+//! The store knows SQL and nothing of the rules: [`crate::directory::DirectoryService`] opens a
+//! [`StoreTx`], reads and writes through it, and commits once. A `StoreTx` dropped without
+//! `commit` rolls back, so an error or a cancelled task never leaves half a change behind.
+//!
+//! Both backends run the same SQL text (`$1` placeholders, `WITH RECURSIVE`, `RETURNING` work in
+//! both); [`sql`] holds it once and is expanded for each backend, because sqlx's generic bounds
+//! over `Database` are too unwieldy to write by hand. Where the dialects differ (connection set-up,
+//! migrations, error codes) each backend has its own code.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use uuid::Uuid;
+
+use crate::directory::model::{
+    AuditEntry, Counts, Enterprise, Group, Member, OrgUnit, OutboxMessage, Reservation, Tombstone,
+};
+
+mod rows;
+#[macro_use]
+mod sql;
+mod postgres;
+mod sqlite;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// Errors of the storage layer. Their text may name tables and constraints: it goes to the log,
+/// never into an HTTP body.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint refused a write; the key is `<table>_<columns>` (same on both backends).
+    #[error("unique constraint {0} violated")]
+    Unique(String),
+    #[error("the database is read-only: {0}")]
+    ReadOnly(String),
+    #[error("the disk is full: {0}")]
+    DiskFull(String),
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error("stored data is not valid: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// An API token as listed (the secret itself is never stored).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TokenInfo {
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// State of the schema compared with the migrations built into this binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaState {
+    Current,
+    /// Some built-in migrations are not applied yet.
+    Behind,
+    /// The database has migrations this binary does not know (a newer rosterd ran).
+    Ahead,
+}
+
+/// Read access and transactions. One method per use case.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+    /// Applies pending migrations.
+    async fn migrate(&self) -> Result<()>;
+    async fn schema_state(&self) -> Result<SchemaState>;
+    /// A cheap round trip to the database.
+    async fn ping(&self) -> Result<()>;
+    /// Starts the one transaction a change set is written in.
+    async fn begin(&self) -> Result<Box<dyn StoreTx>>;
+
+    async fn enterprise(&self) -> Result<Option<Enterprise>>;
+    async fn super_password_hash(&self) -> Result<Option<String>>;
+    async fn counts(&self) -> Result<Counts>;
+
+    async fn member(&self, id: Uuid) -> Result<Option<Member>>;
+    async fn member_by_login(&self, login_name: &str) -> Result<Option<Member>>;
+    async fn member_by_number(&self, account_number: i64) -> Result<Option<Member>>;
+    /// Members ordered by account number, after `after_number`, at most `limit`.
+    async fn members_page(&self, after_number: i64, limit: i64) -> Result<Vec<Member>>;
+    async fn org_unit(&self, id: Uuid) -> Result<Option<OrgUnit>>;
+    /// Children of `parent` (roots for `None`) in sibling order.
+    async fn org_unit_children(&self, parent: Option<Uuid>) -> Result<Vec<OrgUnit>>;
+    async fn group(&self, id: Uuid) -> Result<Option<Group>>;
+    async fn group_member_ids(&self, group: Uuid) -> Result<Vec<Uuid>>;
+    async fn tombstone(&self, member_id: Uuid) -> Result<Option<Tombstone>>;
+    async fn tombstones_for_number(&self, account_number: i64) -> Result<Vec<Tombstone>>;
+    async fn reservations(&self) -> Result<Vec<Reservation>>;
+    /// Audit entries about one object, oldest first.
+    async fn audit_for(&self, object_kind: &str, object_id: &str) -> Result<Vec<AuditEntry>>;
+    async fn audit_count(&self) -> Result<i64>;
+    async fn outbox_pending(&self, limit: i64) -> Result<Vec<OutboxMessage>>;
+
+    async fn tokens(&self) -> Result<Vec<TokenInfo>>;
+    /// The name of the live (not revoked) token with this hash; records its use.
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<String>>;
+}
+
+/// One open transaction. Reads see the transaction's own writes.
+#[async_trait]
+pub trait StoreTx: Send {
+    async fn commit(self: Box<Self>) -> Result<()>;
+
+    async fn enterprise(&mut self) -> Result<Option<Enterprise>>;
+    async fn enterprise_insert(&mut self, e: &Enterprise, password_hash: &str) -> Result<()>;
+    async fn enterprise_update(&mut self, e: &Enterprise) -> Result<()>;
+    async fn super_password_set(&mut self, hash: &str, must_change: bool) -> Result<()>;
+
+    async fn org_unit(&mut self, id: Uuid) -> Result<Option<OrgUnit>>;
+    async fn org_unit_by_anchor(&mut self, source: &str, anchor: &str) -> Result<Option<Uuid>>;
+    async fn org_unit_sibling_named(&mut self, parent: Option<Uuid>, name: &str) -> Result<Option<Uuid>>;
+    /// `id` and all its ancestors up to the root.
+    async fn org_unit_path(&mut self, id: Uuid) -> Result<Vec<Uuid>>;
+    async fn org_unit_next_position(&mut self, parent: Option<Uuid>) -> Result<i64>;
+    async fn org_unit_has_children(&mut self, id: Uuid) -> Result<bool>;
+    async fn org_unit_has_members(&mut self, id: Uuid) -> Result<bool>;
+    async fn org_unit_insert(&mut self, u: &OrgUnit) -> Result<()>;
+    async fn org_unit_update(&mut self, u: &OrgUnit) -> Result<()>;
+    async fn org_unit_delete(&mut self, id: Uuid) -> Result<()>;
+
+    async fn member(&mut self, id: Uuid) -> Result<Option<Member>>;
+    async fn member_id_by_login(&mut self, login_name: &str) -> Result<Option<Uuid>>;
+    async fn member_id_by_email(&mut self, address: &str) -> Result<Option<Uuid>>;
+    async fn member_id_by_mobile(&mut self, mobile: &str) -> Result<Option<Uuid>>;
+    async fn member_id_by_anchor(&mut self, source: &str, anchor: &str) -> Result<Option<Uuid>>;
+    async fn member_id_by_number(&mut self, number: i64) -> Result<Option<Uuid>>;
+    async fn member_count(&mut self) -> Result<i64>;
+    async fn member_insert(&mut self, m: &Member, password_hash: Option<&str>) -> Result<()>;
+    /// Rewrites the member's row, e-mails and further org units.
+    async fn member_update(&mut self, m: &Member) -> Result<()>;
+    /// Removes the member and its group memberships; clears it as manager and group owner.
+    async fn member_delete(&mut self, id: Uuid) -> Result<()>;
+    async fn tombstone_insert(&mut self, t: &Tombstone) -> Result<()>;
+
+    /// The next number after the highest ever issued, within `first..=last`; `None` when the
+    /// block is used up. Serialises concurrent allocators (a row lock / the single writer).
+    async fn number_next_fresh(&mut self, first: i64, last: i64) -> Result<Option<i64>>;
+    async fn number_reserved(&mut self, number: i64) -> Result<bool>;
+    /// Whether `number` is held by a member, reserved, or in quarantine.
+    async fn number_taken(&mut self, number: i64) -> Result<bool>;
+    async fn number_reserve(&mut self, r: &Reservation) -> Result<()>;
+    async fn number_unreserve(&mut self, number: i64) -> Result<bool>;
+    /// Puts a released number in quarantine.
+    async fn number_release(&mut self, number: i64, at: DateTime<Utc>) -> Result<()>;
+    /// When `number` was released, if it is in quarantine.
+    async fn number_released_at(&mut self, number: i64) -> Result<Option<DateTime<Utc>>>;
+    /// The lowest quarantined number released at or before `before` that is not reserved.
+    async fn number_reusable(&mut self, before: DateTime<Utc>) -> Result<Option<i64>>;
+    async fn number_unrelease(&mut self, number: i64) -> Result<()>;
+
+    async fn group(&mut self, id: Uuid) -> Result<Option<Group>>;
+    async fn group_id_by_anchor(&mut self, source: &str, anchor: &str) -> Result<Option<Uuid>>;
+    async fn group_insert(&mut self, g: &Group) -> Result<()>;
+    async fn group_update(&mut self, g: &Group) -> Result<()>;
+    async fn group_delete(&mut self, id: Uuid) -> Result<()>;
+    /// Adds members; returns how many were not members before.
+    async fn group_members_add(&mut self, group: Uuid, members: &[Uuid]) -> Result<u64>;
+    /// Removes members; returns how many were members.
+    async fn group_members_remove(&mut self, group: Uuid, members: &[Uuid]) -> Result<u64>;
+
+    async fn audit_insert(&mut self, e: &AuditEntry) -> Result<()>;
+    async fn outbox_insert(&mut self, m: &OutboxMessage) -> Result<()>;
+
+    async fn token_insert(&mut self, name: &str, hash: &str, at: DateTime<Utc>) -> Result<()>;
+    /// Marks the live token `name` revoked; false when there is none.
+    async fn token_revoke(&mut self, name: &str, at: DateTime<Utc>) -> Result<bool>;
+}
+
+/// Opens the store a `database.url` names, creating an SQLite file (and its directory) on first
+/// use. Does not migrate.
+pub async fn open(cfg: &crate::config::DatabaseConfig) -> Result<Arc<dyn Store>> {
+    let url = cfg.url.as_str();
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(cfg).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::open(cfg).await?))
+    } else {
+        Err(StoreError::Other("database.url must start with sqlite: or postgres://".into()))
+    }
+}
+
+/// Maps a sqlx error to a [`StoreError`]; each backend supplies how to read its error codes.
+pub(crate) fn classify(err: sqlx::Error, db_kind: fn(&dyn sqlx::error::DatabaseError) -> Option<StoreError>) -> StoreError {
+    match err {
+        sqlx::Error::Database(db) => {
+            db_kind(db.as_ref()).unwrap_or_else(|| StoreError::Other(db.message().to_owned()))
+        }
+        sqlx::Error::Io(e) => StoreError::Unavailable(e.to_string()),
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+            StoreError::Unavailable(err.to_string())
+        }
+        sqlx::Error::Tls(e) => StoreError::Unavailable(e.to_string()),
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
+            StoreError::Corrupt(err.to_string())
+        }
+        other => StoreError::Other(other.to_string()),
+    }
+}
+
+/// Compares the applied migration versions with the ones built in.
+pub(crate) fn schema_state(
+    migrator: &sqlx::migrate::Migrator,
+    applied: impl Iterator<Item = i64>,
+) -> SchemaState {
+    let known: std::collections::BTreeSet<i64> = migrator.iter().map(|m| m.version).collect();
+    let applied: std::collections::BTreeSet<i64> = applied.collect();
+    if applied.iter().any(|v| !known.contains(v)) {
+        SchemaState::Ahead
+    } else if known.iter().any(|v| !applied.contains(v)) {
+        SchemaState::Behind
+    } else {
+        SchemaState::Current
+    }
+}

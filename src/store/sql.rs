@@ -1,0 +1,719 @@
+//! The SQL both backends share, written once.
+//!
+//! `shared_sql!(Db, Store, Tx, err)` expands to `impl Store for Store` and `impl StoreTx for Tx`
+//! for one sqlx database. The backend supplies a `Store` struct with `read` and `write` pools and
+//! the dialect-specific inherent methods `backend_name`, `run_migrations` and `schema_state_impl`,
+//! a `Tx` struct wrapping `sqlx::Transaction<'static, Db>`, and `err`, which classifies its errors.
+
+pub(crate) const MEMBER_COLS: &str = "id, account_number, login_name, display_name, given_name, \
+    family_name, mobile, title, employee_number, primary_org_unit_id, manager_id, state, source, \
+    anchor, version, created_at, updated_at";
+pub(crate) const ORG_UNIT_COLS: &str =
+    "id, parent_id, name, position, source, anchor, version, created_at, updated_at";
+pub(crate) const GROUP_COLS: &str =
+    "id, name, owner_id, source, anchor, version, created_at, updated_at";
+pub(crate) const ENTERPRISE_COLS: &str = "enterprise_id, name, logo_url, address, contact_name, \
+    contact_phone, contact_email, mail_domain, expires_at, password_must_change, created_at, updated_at";
+pub(crate) const TOMBSTONE_COLS: &str =
+    "member_id, account_number, login_name, profile, deleted_at, reason, source, deleted_by";
+pub(crate) const AUDIT_COLS: &str =
+    "id, at, actor, source, action, object_kind, object_id, before, after";
+
+/// SQL text built once from the column constants and kept for the life of the process (sqlx
+/// accepts only `&'static str` as SQL, which keeps values out of query text).
+macro_rules! sql {
+    ($fmt:literal $(, $arg:expr)*) => {{
+        static S: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+        *S.get_or_init(|| Box::leak(format!($fmt $(, $arg)*).into_boxed_str()))
+    }};
+}
+
+macro_rules! shared_sql {
+    ($db:ty, $Store:ident, $Tx:ident, $err:path) => {
+        use $crate::directory::model as m;
+        use $crate::store::rows::*;
+        use $crate::store::sql::*;
+        use $crate::store::{Result, SchemaState, Store, StoreTx, TokenInfo};
+        use chrono::{DateTime, Utc};
+        use sqlx::types::Json;
+        use uuid::Uuid;
+
+        type Conn = <$db as sqlx::Database>::Connection;
+
+        fn q(sql: &'static str) -> sqlx::query::Query<'static, $db, <$db as sqlx::Database>::Arguments> {
+            sqlx::query(sql)
+        }
+
+        async fn load_member(c: &mut Conn, row: Option<MemberRow>) -> Result<Option<m::Member>> {
+            let Some(row) = row else { return Ok(None) };
+            let emails = sqlx::query_as::<_, EmailRow>(
+                "SELECT address, kind, is_primary FROM member_emails WHERE member_id = $1 ORDER BY position",
+            )
+            .bind(row.id)
+            .fetch_all(&mut *c)
+            .await
+            .map_err($err)?;
+            let units: Vec<(Uuid,)> = sqlx::query_as(
+                "SELECT org_unit_id FROM member_org_units WHERE member_id = $1 ORDER BY org_unit_id",
+            )
+            .bind(row.id)
+            .fetch_all(&mut *c)
+            .await
+            .map_err($err)?;
+            row.into_member(emails, units.into_iter().map(|u| u.0).collect()).map(Some)
+        }
+
+        async fn member_where(c: &mut Conn, sql: &'static str, key: impl for<'q> sqlx::Encode<'q, $db> + sqlx::Type<$db> + Send + 'static) -> Result<Option<m::Member>> {
+            let row = sqlx::query_as::<_, MemberRow>(sql).bind(key).fetch_optional(&mut *c).await.map_err($err)?;
+            load_member(c, row).await
+        }
+
+        async fn id_where(c: &mut Conn, sql: &'static str, a: String, b: Option<String>) -> Result<Option<Uuid>> {
+            let mut query = sqlx::query_as::<_, (Uuid,)>(sql).bind(a);
+            if let Some(b) = b {
+                query = query.bind(b);
+            }
+            Ok(query.fetch_optional(&mut *c).await.map_err($err)?.map(|r| r.0))
+        }
+
+        async fn org_unit_get(c: &mut Conn, id: Uuid) -> Result<Option<m::OrgUnit>> {
+            sqlx::query_as::<_, OrgUnitRow>(sql!("SELECT {} FROM org_units WHERE id = $1", ORG_UNIT_COLS))
+                .bind(id)
+                .fetch_optional(&mut *c)
+                .await
+                .map_err($err)?
+                .map(m::OrgUnit::try_from)
+                .transpose()
+        }
+
+        async fn group_get(c: &mut Conn, id: Uuid) -> Result<Option<m::Group>> {
+            sqlx::query_as::<_, GroupRow>(sql!("SELECT {} FROM groups WHERE id = $1", GROUP_COLS))
+                .bind(id)
+                .fetch_optional(&mut *c)
+                .await
+                .map_err($err)?
+                .map(m::Group::try_from)
+                .transpose()
+        }
+
+        async fn enterprise_get(c: &mut Conn) -> Result<Option<m::Enterprise>> {
+            Ok(sqlx::query_as::<_, EnterpriseRow>(sql!("SELECT {} FROM enterprise", ENTERPRISE_COLS))
+                .fetch_optional(&mut *c)
+                .await
+                .map_err($err)?
+                .map(m::Enterprise::from))
+        }
+
+        async fn write_member_children(c: &mut Conn, mb: &m::Member) -> Result<()> {
+            for (i, e) in mb.emails.iter().enumerate() {
+                q("INSERT INTO member_emails (member_id, address, kind, is_primary, position) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(mb.id)
+                    .bind(e.address.clone())
+                    .bind(e.kind.clone())
+                    .bind(e.primary)
+                    .bind(i as i64)
+                    .execute(&mut *c)
+                    .await
+                    .map_err($err)?;
+            }
+            for u in &mb.org_unit_ids {
+                q("INSERT INTO member_org_units (member_id, org_unit_id) VALUES ($1, $2)")
+                    .bind(mb.id)
+                    .bind(*u)
+                    .execute(&mut *c)
+                    .await
+                    .map_err($err)?;
+            }
+            Ok(())
+        }
+
+        async fn exec(c: &mut Conn, query: sqlx::query::Query<'static, $db, <$db as sqlx::Database>::Arguments>) -> Result<u64> {
+            Ok(query.execute(&mut *c).await.map_err($err)?.rows_affected())
+        }
+
+        #[async_trait::async_trait]
+        impl Store for $Store {
+            fn backend(&self) -> &'static str {
+                Self::backend_name()
+            }
+
+            async fn migrate(&self) -> Result<()> {
+                self.run_migrations().await
+            }
+
+            async fn schema_state(&self) -> Result<SchemaState> {
+                self.schema_state_impl().await
+            }
+
+            async fn ping(&self) -> Result<()> {
+                q("SELECT 1").execute(&self.read).await.map_err($err)?;
+                Ok(())
+            }
+
+            async fn begin(&self) -> Result<Box<dyn StoreTx>> {
+                let tx = self.begin_tx().await?;
+                Ok(Box::new($Tx { tx }))
+            }
+
+            async fn enterprise(&self) -> Result<Option<m::Enterprise>> {
+                let mut c = self.read.acquire().await.map_err($err)?;
+                enterprise_get(&mut c).await
+            }
+
+            async fn super_password_hash(&self) -> Result<Option<String>> {
+                let r: Option<(String,)> = sqlx::query_as("SELECT super_password_hash FROM enterprise")
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err($err)?;
+                Ok(r.map(|r| r.0))
+            }
+
+            async fn counts(&self) -> Result<m::Counts> {
+                let (members, org_units, groups, tombstones): (i64, i64, i64, i64) = sqlx::query_as(
+                    "SELECT (SELECT COUNT(*) FROM members), (SELECT COUNT(*) FROM org_units), \
+                     (SELECT COUNT(*) FROM groups), (SELECT COUNT(*) FROM tombstones)",
+                )
+                .fetch_one(&self.read)
+                .await
+                .map_err($err)?;
+                Ok(m::Counts { members, org_units, groups, tombstones })
+            }
+
+            async fn member(&self, id: Uuid) -> Result<Option<m::Member>> {
+                let mut c = self.read.acquire().await.map_err($err)?;
+                member_where(&mut c, sql!("SELECT {} FROM members WHERE id = $1", MEMBER_COLS), id).await
+            }
+
+            async fn member_by_login(&self, login_name: &str) -> Result<Option<m::Member>> {
+                let mut c = self.read.acquire().await.map_err($err)?;
+                member_where(&mut c, sql!("SELECT {} FROM members WHERE login_name = $1", MEMBER_COLS), login_name.to_lowercase()).await
+            }
+
+            async fn member_by_number(&self, account_number: i64) -> Result<Option<m::Member>> {
+                let mut c = self.read.acquire().await.map_err($err)?;
+                member_where(&mut c, sql!("SELECT {} FROM members WHERE account_number = $1", MEMBER_COLS), account_number).await
+            }
+
+            async fn members_page(&self, after_number: i64, limit: i64) -> Result<Vec<m::Member>> {
+                let mut c = self.read.acquire().await.map_err($err)?;
+                let rows = sqlx::query_as::<_, MemberRow>(sql!(
+                    "SELECT {} FROM members WHERE account_number > $1 ORDER BY account_number LIMIT $2",
+                    MEMBER_COLS
+                ))
+                .bind(after_number)
+                .bind(limit)
+                .fetch_all(&mut *c)
+                .await
+                .map_err($err)?;
+                let mut out = Vec::with_capacity(rows.len());
+                for row in rows {
+                    out.extend(load_member(&mut c, Some(row)).await?);
+                }
+                Ok(out)
+            }
+
+            async fn org_unit(&self, id: Uuid) -> Result<Option<m::OrgUnit>> {
+                let mut c = self.read.acquire().await.map_err($err)?;
+                org_unit_get(&mut c, id).await
+            }
+
+            async fn org_unit_children(&self, parent: Option<Uuid>) -> Result<Vec<m::OrgUnit>> {
+                sqlx::query_as::<_, OrgUnitRow>(sql!(
+                    "SELECT {} FROM org_units WHERE parent_id IS NOT DISTINCT FROM $1 ORDER BY position, name",
+                    ORG_UNIT_COLS
+                ))
+                .bind(parent)
+                .fetch_all(&self.read)
+                .await
+                .map_err($err)?
+                .into_iter()
+                .map(m::OrgUnit::try_from)
+                .collect()
+            }
+
+            async fn group(&self, id: Uuid) -> Result<Option<m::Group>> {
+                let mut c = self.read.acquire().await.map_err($err)?;
+                group_get(&mut c, id).await
+            }
+
+            async fn group_member_ids(&self, group: Uuid) -> Result<Vec<Uuid>> {
+                let rows: Vec<(Uuid,)> = sqlx::query_as(
+                    "SELECT member_id FROM group_members WHERE group_id = $1 ORDER BY member_id",
+                )
+                .bind(group)
+                .fetch_all(&self.read)
+                .await
+                .map_err($err)?;
+                Ok(rows.into_iter().map(|r| r.0).collect())
+            }
+
+            async fn tombstone(&self, member_id: Uuid) -> Result<Option<m::Tombstone>> {
+                sqlx::query_as::<_, TombstoneRow>(sql!("SELECT {} FROM tombstones WHERE member_id = $1", TOMBSTONE_COLS))
+                    .bind(member_id)
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err($err)?
+                    .map(m::Tombstone::try_from)
+                    .transpose()
+            }
+
+            async fn tombstones_for_number(&self, account_number: i64) -> Result<Vec<m::Tombstone>> {
+                sqlx::query_as::<_, TombstoneRow>(sql!(
+                    "SELECT {} FROM tombstones WHERE account_number = $1 ORDER BY deleted_at",
+                    TOMBSTONE_COLS
+                ))
+                .bind(account_number)
+                .fetch_all(&self.read)
+                .await
+                .map_err($err)?
+                .into_iter()
+                .map(m::Tombstone::try_from)
+                .collect()
+            }
+
+            async fn reservations(&self) -> Result<Vec<m::Reservation>> {
+                Ok(sqlx::query_as::<_, ReservationRow>(
+                    "SELECT number, note, reserved_at, reserved_by FROM number_reservations ORDER BY number",
+                )
+                .fetch_all(&self.read)
+                .await
+                .map_err($err)?
+                .into_iter()
+                .map(m::Reservation::from)
+                .collect())
+            }
+
+            async fn audit_for(&self, object_kind: &str, object_id: &str) -> Result<Vec<m::AuditEntry>> {
+                sqlx::query_as::<_, AuditRow>(sql!(
+                    "SELECT {} FROM audit_log WHERE object_kind = $1 AND object_id = $2 ORDER BY id",
+                    AUDIT_COLS
+                ))
+                .bind(object_kind.to_owned())
+                .bind(object_id.to_owned())
+                .fetch_all(&self.read)
+                .await
+                .map_err($err)?
+                .into_iter()
+                .map(m::AuditEntry::try_from)
+                .collect()
+            }
+
+            async fn audit_count(&self) -> Result<i64> {
+                let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_log")
+                    .fetch_one(&self.read)
+                    .await
+                    .map_err($err)?;
+                Ok(n)
+            }
+
+            async fn outbox_pending(&self, limit: i64) -> Result<Vec<m::OutboxMessage>> {
+                Ok(sqlx::query_as::<_, OutboxRow>(
+                    "SELECT id, created_at, kind, idempotency_key, payload, state, attempts FROM outbox \
+                     WHERE state = 'pending' ORDER BY created_at, id LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&self.read)
+                .await
+                .map_err($err)?
+                .into_iter()
+                .map(m::OutboxMessage::from)
+                .collect())
+            }
+
+            async fn tokens(&self) -> Result<Vec<TokenInfo>> {
+                Ok(sqlx::query_as::<_, TokenRow>(
+                    "SELECT name, created_at, last_used_at, revoked_at FROM api_tokens ORDER BY name, id",
+                )
+                .fetch_all(&self.read)
+                .await
+                .map_err($err)?
+                .into_iter()
+                .map(|r| TokenInfo { name: r.name, created_at: r.created_at, last_used_at: r.last_used_at, revoked_at: r.revoked_at })
+                .collect())
+            }
+
+            async fn token_by_hash(&self, hash: &str) -> Result<Option<String>> {
+                let r: Option<(String,)> = sqlx::query_as(
+                    "UPDATE api_tokens SET last_used_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL RETURNING name",
+                )
+                .bind(Utc::now())
+                .bind(hash.to_owned())
+                .fetch_optional(&self.write)
+                .await
+                .map_err($err)?;
+                Ok(r.map(|r| r.0))
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl StoreTx for $Tx {
+            async fn commit(self: Box<Self>) -> Result<()> {
+                self.tx.commit().await.map_err($err)
+            }
+
+            async fn enterprise(&mut self) -> Result<Option<m::Enterprise>> {
+                enterprise_get(&mut self.tx).await
+            }
+
+            async fn enterprise_insert(&mut self, e: &m::Enterprise, password_hash: &str) -> Result<()> {
+                exec(&mut self.tx, q(sql!(
+                    "INSERT INTO enterprise (singleton, {}, super_password_hash) VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                    ENTERPRISE_COLS
+                ))
+                .bind(e.enterprise_id.clone()).bind(e.name.clone()).bind(e.logo_url.clone()).bind(e.address.clone())
+                .bind(e.contact_name.clone()).bind(e.contact_phone.clone()).bind(e.contact_email.clone())
+                .bind(e.mail_domain.clone()).bind(e.expires_at).bind(e.password_must_change)
+                .bind(e.created_at).bind(e.updated_at).bind(password_hash.to_owned())).await?;
+                Ok(())
+            }
+
+            async fn enterprise_update(&mut self, e: &m::Enterprise) -> Result<()> {
+                exec(&mut self.tx, q(
+                    "UPDATE enterprise SET name = $1, logo_url = $2, address = $3, contact_name = $4, contact_phone = $5, \
+                     contact_email = $6, mail_domain = $7, expires_at = $8, updated_at = $9 WHERE singleton = 1",
+                )
+                .bind(e.name.clone()).bind(e.logo_url.clone()).bind(e.address.clone()).bind(e.contact_name.clone())
+                .bind(e.contact_phone.clone()).bind(e.contact_email.clone()).bind(e.mail_domain.clone())
+                .bind(e.expires_at).bind(e.updated_at)).await?;
+                Ok(())
+            }
+
+            async fn super_password_set(&mut self, hash: &str, must_change: bool) -> Result<()> {
+                exec(&mut self.tx, q(
+                    "UPDATE enterprise SET super_password_hash = $1, password_must_change = $2, updated_at = $3 WHERE singleton = 1",
+                )
+                .bind(hash.to_owned()).bind(must_change).bind(Utc::now())).await?;
+                Ok(())
+            }
+
+            async fn org_unit(&mut self, id: Uuid) -> Result<Option<m::OrgUnit>> {
+                org_unit_get(&mut self.tx, id).await
+            }
+
+            async fn org_unit_by_anchor(&mut self, source: &str, anchor: &str) -> Result<Option<Uuid>> {
+                id_where(&mut self.tx, "SELECT id FROM org_units WHERE source = $1 AND anchor = $2", source.to_owned(), Some(anchor.to_owned())).await
+            }
+
+            async fn org_unit_sibling_named(&mut self, parent: Option<Uuid>, name: &str) -> Result<Option<Uuid>> {
+                let r: Option<(Uuid,)> = sqlx::query_as(
+                    "SELECT id FROM org_units WHERE parent_id IS NOT DISTINCT FROM $1 AND name = $2",
+                )
+                .bind(parent)
+                .bind(name.to_owned())
+                .fetch_optional(&mut *self.tx)
+                .await
+                .map_err($err)?;
+                Ok(r.map(|r| r.0))
+            }
+
+            async fn org_unit_path(&mut self, id: Uuid) -> Result<Vec<Uuid>> {
+                // Bounded depth: a corrupt cycle in stored data cannot loop forever.
+                let rows: Vec<(Uuid,)> = sqlx::query_as(
+                    "WITH RECURSIVE path (id, parent_id, depth) AS ( \
+                       SELECT id, parent_id, 0 FROM org_units WHERE id = $1 \
+                       UNION ALL \
+                       SELECT o.id, o.parent_id, p.depth + 1 FROM org_units o JOIN path p ON o.id = p.parent_id \
+                       WHERE p.depth < 10000) \
+                     SELECT id FROM path ORDER BY depth",
+                )
+                .bind(id)
+                .fetch_all(&mut *self.tx)
+                .await
+                .map_err($err)?;
+                Ok(rows.into_iter().map(|r| r.0).collect())
+            }
+
+            async fn org_unit_next_position(&mut self, parent: Option<Uuid>) -> Result<i64> {
+                let (n,): (Option<i64>,) = sqlx::query_as(
+                    "SELECT MAX(position) FROM org_units WHERE parent_id IS NOT DISTINCT FROM $1",
+                )
+                .bind(parent)
+                .fetch_one(&mut *self.tx)
+                .await
+                .map_err($err)?;
+                Ok(n.map_or(0, |n| n + 1))
+            }
+
+            async fn org_unit_has_children(&mut self, id: Uuid) -> Result<bool> {
+                let r: Option<(i64,)> = sqlx::query_as("SELECT CAST(1 AS BIGINT) FROM org_units WHERE parent_id = $1 LIMIT 1")
+                    .bind(id)
+                    .fetch_optional(&mut *self.tx)
+                    .await
+                    .map_err($err)?;
+                Ok(r.is_some())
+            }
+
+            async fn org_unit_has_members(&mut self, id: Uuid) -> Result<bool> {
+                let r: Option<(i64,)> = sqlx::query_as(
+                    "SELECT CAST(1 AS BIGINT) FROM members WHERE primary_org_unit_id = $1 \
+                     UNION ALL SELECT CAST(1 AS BIGINT) FROM member_org_units WHERE org_unit_id = $1 LIMIT 1",
+                )
+                .bind(id)
+                .fetch_optional(&mut *self.tx)
+                .await
+                .map_err($err)?;
+                Ok(r.is_some())
+            }
+
+            async fn org_unit_insert(&mut self, u: &m::OrgUnit) -> Result<()> {
+                exec(&mut self.tx, q(sql!("INSERT INTO org_units ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)", ORG_UNIT_COLS))
+                    .bind(u.id).bind(u.parent_id).bind(u.name.clone()).bind(u.position)
+                    .bind(u.source.as_str().to_owned()).bind(u.anchor.clone()).bind(u.version)
+                    .bind(u.created_at).bind(u.updated_at)).await?;
+                Ok(())
+            }
+
+            async fn org_unit_update(&mut self, u: &m::OrgUnit) -> Result<()> {
+                exec(&mut self.tx, q(
+                    "UPDATE org_units SET parent_id = $2, name = $3, position = $4, anchor = $5, version = $6, updated_at = $7 WHERE id = $1",
+                )
+                .bind(u.id).bind(u.parent_id).bind(u.name.clone()).bind(u.position)
+                .bind(u.anchor.clone()).bind(u.version).bind(u.updated_at)).await?;
+                Ok(())
+            }
+
+            async fn org_unit_delete(&mut self, id: Uuid) -> Result<()> {
+                exec(&mut self.tx, q("DELETE FROM org_units WHERE id = $1").bind(id)).await?;
+                Ok(())
+            }
+
+            async fn member(&mut self, id: Uuid) -> Result<Option<m::Member>> {
+                member_where(&mut self.tx, sql!("SELECT {} FROM members WHERE id = $1", MEMBER_COLS), id).await
+            }
+
+            async fn member_id_by_login(&mut self, login_name: &str) -> Result<Option<Uuid>> {
+                id_where(&mut self.tx, "SELECT id FROM members WHERE login_name = $1", login_name.to_owned(), None).await
+            }
+
+            async fn member_id_by_email(&mut self, address: &str) -> Result<Option<Uuid>> {
+                id_where(&mut self.tx, "SELECT member_id FROM member_emails WHERE address = $1", address.to_owned(), None).await
+            }
+
+            async fn member_id_by_mobile(&mut self, mobile: &str) -> Result<Option<Uuid>> {
+                id_where(&mut self.tx, "SELECT id FROM members WHERE mobile = $1", mobile.to_owned(), None).await
+            }
+
+            async fn member_id_by_anchor(&mut self, source: &str, anchor: &str) -> Result<Option<Uuid>> {
+                id_where(&mut self.tx, "SELECT id FROM members WHERE source = $1 AND anchor = $2", source.to_owned(), Some(anchor.to_owned())).await
+            }
+
+            async fn member_id_by_number(&mut self, number: i64) -> Result<Option<Uuid>> {
+                let r: Option<(Uuid,)> = sqlx::query_as("SELECT id FROM members WHERE account_number = $1")
+                    .bind(number)
+                    .fetch_optional(&mut *self.tx)
+                    .await
+                    .map_err($err)?;
+                Ok(r.map(|r| r.0))
+            }
+
+            async fn member_count(&mut self) -> Result<i64> {
+                let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM members")
+                    .fetch_one(&mut *self.tx)
+                    .await
+                    .map_err($err)?;
+                Ok(n)
+            }
+
+            async fn member_insert(&mut self, mb: &m::Member, password_hash: Option<&str>) -> Result<()> {
+                exec(&mut self.tx, q(sql!(
+                    "INSERT INTO members ({}, password_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+                    MEMBER_COLS
+                ))
+                .bind(mb.id).bind(mb.account_number).bind(mb.login_name.clone()).bind(mb.display_name.clone())
+                .bind(mb.given_name.clone()).bind(mb.family_name.clone()).bind(mb.mobile.clone()).bind(mb.title.clone())
+                .bind(mb.employee_number.clone()).bind(mb.primary_org_unit_id).bind(mb.manager_id)
+                .bind(mb.state.as_str()).bind(mb.source.as_str().to_owned()).bind(mb.anchor.clone())
+                .bind(mb.version).bind(mb.created_at).bind(mb.updated_at)
+                .bind(password_hash.map(str::to_owned))).await?;
+                write_member_children(&mut self.tx, mb).await
+            }
+
+            async fn member_update(&mut self, mb: &m::Member) -> Result<()> {
+                exec(&mut self.tx, q(
+                    "UPDATE members SET login_name = $2, display_name = $3, given_name = $4, family_name = $5, mobile = $6, \
+                     title = $7, employee_number = $8, primary_org_unit_id = $9, manager_id = $10, state = $11, anchor = $12, \
+                     version = $13, updated_at = $14 WHERE id = $1",
+                )
+                .bind(mb.id).bind(mb.login_name.clone()).bind(mb.display_name.clone()).bind(mb.given_name.clone())
+                .bind(mb.family_name.clone()).bind(mb.mobile.clone()).bind(mb.title.clone()).bind(mb.employee_number.clone())
+                .bind(mb.primary_org_unit_id).bind(mb.manager_id).bind(mb.state.as_str()).bind(mb.anchor.clone())
+                .bind(mb.version).bind(mb.updated_at)).await?;
+                exec(&mut self.tx, q("DELETE FROM member_emails WHERE member_id = $1").bind(mb.id)).await?;
+                exec(&mut self.tx, q("DELETE FROM member_org_units WHERE member_id = $1").bind(mb.id)).await?;
+                write_member_children(&mut self.tx, mb).await
+            }
+
+            async fn member_delete(&mut self, id: Uuid) -> Result<()> {
+                exec(&mut self.tx, q("UPDATE members SET manager_id = NULL WHERE manager_id = $1").bind(id)).await?;
+                exec(&mut self.tx, q("UPDATE groups SET owner_id = NULL WHERE owner_id = $1").bind(id)).await?;
+                exec(&mut self.tx, q("DELETE FROM group_members WHERE member_id = $1").bind(id)).await?;
+                exec(&mut self.tx, q("DELETE FROM members WHERE id = $1").bind(id)).await?;
+                Ok(())
+            }
+
+            async fn tombstone_insert(&mut self, t: &m::Tombstone) -> Result<()> {
+                exec(&mut self.tx, q(sql!("INSERT INTO tombstones ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", TOMBSTONE_COLS))
+                    .bind(t.member_id).bind(t.account_number).bind(t.login_name.clone()).bind(Json(t.profile.clone()))
+                    .bind(t.deleted_at).bind(t.reason.clone()).bind(t.source.as_str().to_owned()).bind(t.deleted_by.clone())).await?;
+                Ok(())
+            }
+
+            async fn number_next_fresh(&mut self, first: i64, last: i64) -> Result<Option<i64>> {
+                // The UPDATE takes the counter row's lock until commit, so concurrent allocators
+                // (threads or rosterd processes) queue here and each sees the other's number.
+                let r: Option<(i64,)> = sqlx::query_as(
+                    "UPDATE number_counter SET high_water = CASE WHEN high_water < $1 THEN $1 ELSE high_water + 1 END \
+                     WHERE singleton = 1 AND high_water < $2 RETURNING high_water",
+                )
+                .bind(first)
+                .bind(last)
+                .fetch_optional(&mut *self.tx)
+                .await
+                .map_err($err)?;
+                Ok(r.map(|r| r.0))
+            }
+
+            async fn number_reserved(&mut self, number: i64) -> Result<bool> {
+                let r: Option<(i64,)> = sqlx::query_as("SELECT number FROM number_reservations WHERE number = $1")
+                    .bind(number)
+                    .fetch_optional(&mut *self.tx)
+                    .await
+                    .map_err($err)?;
+                Ok(r.is_some())
+            }
+
+            async fn number_taken(&mut self, number: i64) -> Result<bool> {
+                let (n,): (i64,) = sqlx::query_as(
+                    "SELECT (SELECT COUNT(*) FROM members WHERE account_number = $1) \
+                          + (SELECT COUNT(*) FROM number_reservations WHERE number = $1) \
+                          + (SELECT COUNT(*) FROM number_releases WHERE number = $1)",
+                )
+                .bind(number)
+                .fetch_one(&mut *self.tx)
+                .await
+                .map_err($err)?;
+                Ok(n > 0)
+            }
+
+            async fn number_reserve(&mut self, r: &m::Reservation) -> Result<()> {
+                exec(&mut self.tx, q("INSERT INTO number_reservations (number, note, reserved_at, reserved_by) VALUES ($1, $2, $3, $4)")
+                    .bind(r.number).bind(r.note.clone()).bind(r.reserved_at).bind(r.reserved_by.clone())).await?;
+                Ok(())
+            }
+
+            async fn number_unreserve(&mut self, number: i64) -> Result<bool> {
+                Ok(exec(&mut self.tx, q("DELETE FROM number_reservations WHERE number = $1").bind(number)).await? > 0)
+            }
+
+            async fn number_release(&mut self, number: i64, at: DateTime<Utc>) -> Result<()> {
+                exec(&mut self.tx, q("INSERT INTO number_releases (number, released_at) VALUES ($1, $2) \
+                    ON CONFLICT (number) DO UPDATE SET released_at = excluded.released_at")
+                    .bind(number).bind(at)).await?;
+                Ok(())
+            }
+
+            async fn number_released_at(&mut self, number: i64) -> Result<Option<DateTime<Utc>>> {
+                let r: Option<(DateTime<Utc>,)> = sqlx::query_as("SELECT released_at FROM number_releases WHERE number = $1")
+                    .bind(number)
+                    .fetch_optional(&mut *self.tx)
+                    .await
+                    .map_err($err)?;
+                Ok(r.map(|r| r.0))
+            }
+
+            async fn number_reusable(&mut self, before: DateTime<Utc>) -> Result<Option<i64>> {
+                let r: Option<(i64,)> = sqlx::query_as(
+                    "SELECT number FROM number_releases WHERE released_at <= $1 \
+                     AND number NOT IN (SELECT number FROM number_reservations) ORDER BY number LIMIT 1",
+                )
+                .bind(before)
+                .fetch_optional(&mut *self.tx)
+                .await
+                .map_err($err)?;
+                Ok(r.map(|r| r.0))
+            }
+
+            async fn number_unrelease(&mut self, number: i64) -> Result<()> {
+                exec(&mut self.tx, q("DELETE FROM number_releases WHERE number = $1").bind(number)).await?;
+                Ok(())
+            }
+
+            async fn group(&mut self, id: Uuid) -> Result<Option<m::Group>> {
+                group_get(&mut self.tx, id).await
+            }
+
+            async fn group_id_by_anchor(&mut self, source: &str, anchor: &str) -> Result<Option<Uuid>> {
+                id_where(&mut self.tx, "SELECT id FROM groups WHERE source = $1 AND anchor = $2", source.to_owned(), Some(anchor.to_owned())).await
+            }
+
+            async fn group_insert(&mut self, g: &m::Group) -> Result<()> {
+                exec(&mut self.tx, q(sql!("INSERT INTO groups ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", GROUP_COLS))
+                    .bind(g.id).bind(g.name.clone()).bind(g.owner_id).bind(g.source.as_str().to_owned())
+                    .bind(g.anchor.clone()).bind(g.version).bind(g.created_at).bind(g.updated_at)).await?;
+                Ok(())
+            }
+
+            async fn group_update(&mut self, g: &m::Group) -> Result<()> {
+                exec(&mut self.tx, q("UPDATE groups SET name = $2, owner_id = $3, anchor = $4, version = $5, updated_at = $6 WHERE id = $1")
+                    .bind(g.id).bind(g.name.clone()).bind(g.owner_id).bind(g.anchor.clone()).bind(g.version).bind(g.updated_at)).await?;
+                Ok(())
+            }
+
+            async fn group_delete(&mut self, id: Uuid) -> Result<()> {
+                exec(&mut self.tx, q("DELETE FROM group_members WHERE group_id = $1").bind(id)).await?;
+                exec(&mut self.tx, q("DELETE FROM groups WHERE id = $1").bind(id)).await?;
+                Ok(())
+            }
+
+            async fn group_members_add(&mut self, group: Uuid, members: &[Uuid]) -> Result<u64> {
+                let mut added = 0;
+                for mb in members {
+                    added += exec(&mut self.tx, q("INSERT INTO group_members (group_id, member_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                        .bind(group).bind(*mb)).await?;
+                }
+                Ok(added)
+            }
+
+            async fn group_members_remove(&mut self, group: Uuid, members: &[Uuid]) -> Result<u64> {
+                let mut removed = 0;
+                for mb in members {
+                    removed += exec(&mut self.tx, q("DELETE FROM group_members WHERE group_id = $1 AND member_id = $2")
+                        .bind(group).bind(*mb)).await?;
+                }
+                Ok(removed)
+            }
+
+            async fn audit_insert(&mut self, e: &m::AuditEntry) -> Result<()> {
+                exec(&mut self.tx, q(
+                    "INSERT INTO audit_log (at, actor, source, action, object_kind, object_id, before, after) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(e.at).bind(e.actor.clone()).bind(e.source.as_str().to_owned()).bind(e.action.clone())
+                .bind(e.object_kind.clone()).bind(e.object_id.clone())
+                .bind(e.before.clone().map(Json)).bind(e.after.clone().map(Json))).await?;
+                Ok(())
+            }
+
+            async fn outbox_insert(&mut self, o: &m::OutboxMessage) -> Result<()> {
+                exec(&mut self.tx, q(
+                    "INSERT INTO outbox (id, created_at, kind, idempotency_key, payload, state, attempts, next_attempt_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $2)",
+                )
+                .bind(o.id).bind(o.created_at).bind(o.kind.clone()).bind(o.idempotency_key.clone())
+                .bind(Json(o.payload.clone())).bind(o.state.clone()).bind(o.attempts)).await?;
+                Ok(())
+            }
+
+            async fn token_insert(&mut self, name: &str, hash: &str, at: DateTime<Utc>) -> Result<()> {
+                exec(&mut self.tx, q("INSERT INTO api_tokens (name, token_hash, created_at) VALUES ($1, $2, $3)")
+                    .bind(name.to_owned()).bind(hash.to_owned()).bind(at)).await?;
+                Ok(())
+            }
+
+            async fn token_revoke(&mut self, name: &str, at: DateTime<Utc>) -> Result<bool> {
+                Ok(exec(&mut self.tx, q("UPDATE api_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL")
+                    .bind(at).bind(name.to_owned())).await? > 0)
+            }
+        }
+    };
+}
