@@ -13,10 +13,10 @@
 //! - [`cli`]: the `rosterd` command line.
 
 pub mod access;
-//TMP pub mod app;
-//TMP pub mod cli;
+pub mod app;
+pub mod cli;
 pub mod config;
 pub mod directory;
-//TMP pub mod http;
-//TMP pub mod import;
+pub mod http;
+pub mod import;
 pub mod store;

@@ -1,0 +1,169 @@
+//! Wiring: store, directory, HTTP and systemd notifications.
+//!
+//! [`run`] is `rosterd serve` minus argument parsing: the tests call it with a listener on port 0.
+//! The listener is served at once; the store is connected in the background with backoff, so
+//! `/healthz` answers while the database is still down and `/readyz` says 503 until it is up and
+//! migrated. systemd hears READY=1 only then.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, LogFormat, redact_url};
+use crate::directory::DirectoryService;
+use crate::http::{self, AppState};
+use crate::store::{self, SchemaState, Store, StoreError};
+
+/// Sets up logging to stderr as `log.format` and `log.level` say.
+pub fn init_tracing(cfg: &crate::config::LogConfig) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(&cfg.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match cfg.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+}
+
+/// Opens the store, applies pending migrations and creates the enterprise on first start
+/// (logging its one-time super-admin password, once). What every command that uses the
+/// directory starts with.
+pub async fn open_directory(cfg: &Config) -> Result<DirectoryService, StoreOpenError> {
+    let store = store::open(&cfg.database).await.map_err(StoreOpenError::Open)?;
+    prepare(store, cfg).await
+}
+
+/// Why the store could not be made ready.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreOpenError {
+    #[error("cannot open the database: {0}")]
+    Open(StoreError),
+    #[error("cannot migrate the database: {0}")]
+    Migrate(StoreError),
+    #[error("the database schema is newer than this rosterd; upgrade rosterd")]
+    SchemaAhead,
+    #[error("cannot create the enterprise: {0}")]
+    Bootstrap(crate::directory::DirectoryError),
+}
+
+impl StoreOpenError {
+    /// Worth retrying: the database may come back.
+    fn transient(&self) -> bool {
+        matches!(self, StoreOpenError::Open(StoreError::Unavailable(_)) | StoreOpenError::Migrate(StoreError::Unavailable(_)))
+    }
+}
+
+async fn prepare(store: Arc<dyn Store>, cfg: &Config) -> Result<DirectoryService, StoreOpenError> {
+    if store.schema_state().await.map_err(StoreOpenError::Migrate)? == SchemaState::Ahead {
+        return Err(StoreOpenError::SchemaAhead);
+    }
+    store.migrate().await.map_err(StoreOpenError::Migrate)?;
+    let directory = DirectoryService::new(store, cfg.numbers.clone());
+    if let Some(password) = directory.ensure_enterprise(&cfg.enterprise).await.map_err(StoreOpenError::Bootstrap)? {
+        let e = directory.store().enterprise().await.ok().flatten();
+        let id = e.map(|e| e.enterprise_id).unwrap_or_default();
+        // The one place a secret is logged: the operator needs it to sign in the first time.
+        tracing::warn!(
+            enterprise_id = %id,
+            "created the enterprise; one-time super-admin password: {password} \
+             (sign in with the enterprise id, then change it, or run `rosterd admin reset-password`)"
+        );
+    }
+    Ok(directory)
+}
+
+/// Serves until `shutdown` is cancelled, then stops accepting, lets in-flight requests finish
+/// (at most `http.shutdown_grace_secs`) and returns. Fails if the store can never be used
+/// (read-only file, schema from a newer rosterd); an unreachable database is retried.
+pub async fn run(listener: TcpListener, cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let state = AppState::new();
+    let tracker = TaskTracker::new();
+    let addr = listener.local_addr().context("listener address")?;
+    tracing::info!(%addr, store = %redact_url(&cfg.database.url), "rosterd listening");
+
+    let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::channel::<StoreOpenError>(1);
+    tracker.spawn(connect_store(cfg.clone(), state.clone(), shutdown.clone(), fatal_tx));
+    if let Some(interval) = sd_notify::watchdog_enabled() {
+        tracker.spawn(watchdog(interval / 2, shutdown.clone()));
+    }
+
+    let app = http::router(state, &cfg.http);
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let grace = Duration::from_secs(cfg.http.shutdown_grace_secs);
+    let mut server = std::pin::pin!(server.into_future());
+    let result = tokio::select! {
+        r = &mut server => r.context("http server"),
+        Some(e) = fatal_rx.recv() => {
+            shutdown.cancel();
+            let _ = tokio::time::timeout(grace, &mut server).await;
+            Err(anyhow::Error::new(e))
+        }
+        _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!("in-flight requests did not finish within {grace:?}; stopping anyway");
+            Ok(())
+        }
+    };
+    shutdown.cancel();
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    tracker.close();
+    let _ = tokio::time::timeout(grace, tracker.wait()).await;
+    result
+}
+
+/// Connects (with backoff while the database is unreachable), migrates, then makes the store
+/// visible to handlers and tells systemd we are ready.
+async fn connect_store(
+    cfg: Config,
+    state: AppState,
+    shutdown: CancellationToken,
+    fatal: tokio::sync::mpsc::Sender<StoreOpenError>,
+) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match open_directory(&cfg).await {
+            Ok(directory) => {
+                let _ = state.store.set(directory.store().clone());
+                tracing::info!(store = directory.store().backend(), "store ready");
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+                return;
+            }
+            Err(e) if e.transient() => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "database unavailable; retrying");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the store cannot be used");
+                let _ = fatal.send(e).await;
+                return;
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+async fn watchdog(every: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => { let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]); }
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+    }
+}

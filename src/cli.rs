@@ -1,0 +1,231 @@
+//! The `rosterd` command line.
+//!
+//! Exit codes: 0 success, 1 failure, 2 bad configuration or usage.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::app;
+use crate::config::{Config, ConfigError};
+use crate::directory::model::{Actor, Source};
+
+#[derive(Parser, Debug)]
+#[command(name = "rosterd", version, about = "Keeps the enterprise account center in step with its directory")]
+pub struct Cli {
+    /// Configuration file (default: config/rosterd.toml when it exists).
+    #[arg(long, short, global = true, env = "ROSTER_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the daemon: HTTP API and health checks.
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print the effective configuration (secrets redacted); exit 2 if it is invalid.
+    CheckConfig,
+    /// Ask the running daemon's /readyz; exit 0 when ready.
+    Healthcheck {
+        /// Base URL of the daemon (default: from http.listen).
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Enterprise administration.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// API bearer tokens for provisioning clients.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Apply directory changes from a JSON Lines file (one change per line, `-` for stdin).
+    Import {
+        file: PathBuf,
+        /// Changes per transaction.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Set a new super-admin password (prompted for, or read from --password-file).
+    ResetPassword {
+        #[arg(long, value_name = "PATH")]
+        password_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create a token; it is printed once, as the last line of stdout.
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+    /// List tokens (names and dates; never the secrets).
+    List,
+    /// Revoke the live token NAME.
+    Revoke { name: String },
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let cfg = match Config::load(cli.config.as_deref()) {
+        Ok(cfg) => cfg,
+        Err(e) => return config_error(&e),
+    };
+    app::init_tracing(&cfg.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(dispatch(cli.command, cfg)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn config_error(e: &ConfigError) -> ExitCode {
+    eprintln!("error: invalid configuration: {e}");
+    ExitCode::from(2)
+}
+
+async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<ExitCode> {
+    let console = Actor::new(Source::console(), "cli");
+    match command {
+        Command::Serve => {
+            let listener = tokio::net::TcpListener::bind(cfg.http.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", cfg.http.listen))?;
+            let shutdown = CancellationToken::new();
+            let trigger = shutdown.clone();
+            tokio::spawn(async move {
+                app::shutdown_signal().await;
+                trigger.cancel();
+            });
+            app::run(listener, cfg, shutdown).await?;
+        }
+        Command::Migrate => {
+            app::open_directory(&cfg).await?;
+            eprintln!("migrations are up to date");
+        }
+        Command::CheckConfig => {
+            print!("{}", toml::to_string(&cfg.redacted()).context("printing the configuration")?);
+        }
+        Command::Healthcheck { url } => return healthcheck(&cfg, url).await,
+        Command::Admin { command: AdminCommand::ResetPassword { password_file } } => {
+            let password = read_password(password_file)?;
+            let directory = app::open_directory(&cfg).await?;
+            directory.set_super_password(&console, &cfg.enterprise, &password).await?;
+            eprintln!("the super-admin password was changed");
+        }
+        Command::Token { command } => {
+            let directory = app::open_directory(&cfg).await?;
+            match command {
+                TokenCommand::Create { name } => {
+                    let secret = directory.create_token(&console, &name).await?;
+                    eprintln!("created token {name:?}; it is shown only this once:");
+                    println!("{secret}");
+                }
+                TokenCommand::List => {
+                    let mut out = std::io::stdout().lock();
+                    writeln!(out, "{:<32} {:<25} {:<25} REVOKED", "NAME", "CREATED", "LAST USED")?;
+                    for t in directory.store().tokens().await? {
+                        let when = |d: Option<chrono::DateTime<chrono::Utc>>| {
+                            d.map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_else(|| "-".into())
+                        };
+                        writeln!(
+                            out,
+                            "{:<32} {:<25} {:<25} {}",
+                            t.name,
+                            when(Some(t.created_at)),
+                            when(t.last_used_at),
+                            when(t.revoked_at)
+                        )?;
+                    }
+                }
+                TokenCommand::Revoke { name } => {
+                    directory.revoke_token(&console, &name).await?;
+                    eprintln!("revoked token {name:?}");
+                }
+            }
+        }
+        Command::Import { file, batch } => return crate::import::run(&cfg, &file, batch).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_password(file: Option<PathBuf>) -> anyhow::Result<String> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        return Ok(text.lines().next().unwrap_or_default().to_owned());
+    }
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("New super-admin password: ")?;
+        let second = rpassword::prompt_password("Repeat it: ")?;
+        if first != second {
+            bail!("the passwords do not match; nothing was changed");
+        }
+        return Ok(first);
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+/// A plain HTTP/1.1 GET of `/readyz`: no TLS, no dependencies, for `ExecStartPost` or a
+/// container's health check.
+async fn healthcheck(cfg: &Config, url: Option<String>) -> anyhow::Result<ExitCode> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let target = match url {
+        Some(u) => u.trim_start_matches("http://").trim_end_matches('/').to_owned(),
+        None => {
+            let mut addr = cfg.http.listen;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            addr.to_string()
+        }
+    };
+    let fetch = async {
+        let mut stream = tokio::net::TcpStream::connect(&target).await?;
+        let request = format!("GET /readyz HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await?;
+        Ok::<_, std::io::Error>(response)
+    };
+    let response = match tokio::time::timeout(std::time::Duration::from_secs(5), fetch).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            eprintln!("not ready: cannot reach {target}: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(_) => {
+            eprintln!("not ready: {target} did not answer within 5 s");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let status = response.split_whitespace().nth(1).unwrap_or("");
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").trim();
+    if status == "200" {
+        println!("ready: {body}");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("not ready (HTTP {status}): {body}");
+        Ok(ExitCode::FAILURE)
+    }
+}

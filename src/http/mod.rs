@@ -1,0 +1,201 @@
+//! HTTP: the router, the middleware every request passes (request id, tracing, metrics, body
+//! limit, timeout), health checks and `/metrics`.
+//!
+//! Error bodies carry a stable code and a human message ([`ApiError`]); the store's own error
+//! text goes to the log, never to the client.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde_json::json;
+use tower::ServiceBuilder;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::HttpConfig;
+use crate::directory::DirectoryError;
+use crate::store::{SchemaState, Store};
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What handlers share. The store arrives after start-up (the database may be down when the
+/// listener is already bound), so it sits in a cell that `/readyz` watches.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<OnceLock<Arc<dyn Store>>>,
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    pub fn new() -> AppState {
+        AppState { store: Arc::new(OnceLock::new()), metrics: prometheus() }
+    }
+}
+
+impl Default for AppState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The process-wide Prometheus recorder (installed once; every app in the process shares it).
+fn prometheus() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets(&[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+                .expect("bucket list is not empty")
+                .install_recorder()
+                .expect("no other metrics recorder is installed")
+        })
+        .clone()
+}
+
+/// The whole HTTP surface with its middleware.
+pub fn router(state: AppState, cfg: &HttpConfig) -> Router {
+    let router = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(state);
+    with_layers(router, cfg)
+}
+
+/// Middleware for every route, outermost first: a request id (kept from the client or made up),
+/// a tracing span carrying it, the id echoed in the response, metrics, the request timeout
+/// (408) and the body limit (413).
+pub fn with_layers(router: Router, cfg: &HttpConfig) -> Router {
+    router
+        .layer(RequestBodyLimitLayer::new(cfg.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(cfg.request_timeout_secs),
+        ))
+        .layer(middleware::from_fn(track_metrics))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                    let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+                    tracing::info_span!("http", method = %req.method(), uri = %req.uri().path(), request_id = %id)
+                }))
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
+        )
+}
+
+async fn track_metrics(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().to_string();
+    let start = Instant::now();
+    let response = next.run(req).await;
+    let labels = [("method", method), ("route", route), ("status", response.status().as_u16().to_string())];
+    metrics::counter!("roster_http_requests_total", &labels).increment(1);
+    metrics::histogram!("roster_http_request_duration_seconds", &labels).record(start.elapsed().as_secs_f64());
+    response
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let unready = |detail: &str| {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "detail": detail })))
+            .into_response()
+    };
+    let Some(store) = state.store.get() else { return unready("the database is not connected yet") };
+    if let Err(e) = store.ping().await {
+        tracing::warn!(error = %e, "readiness: database unreachable");
+        return unready("the database is unreachable");
+    }
+    match store.schema_state().await {
+        Ok(SchemaState::Current) => Json(json!({ "status": "ok", "store": store.backend() })).into_response(),
+        Ok(SchemaState::Behind) => unready("database migrations are pending"),
+        Ok(SchemaState::Ahead) => unready("the database schema is newer than this rosterd"),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: cannot read the schema version");
+            unready("the database is unreachable")
+        }
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    if let Some(store) = state.store.get() {
+        match store.counts().await {
+            Ok(c) => {
+                metrics::gauge!("roster_members").set(c.members as f64);
+                metrics::gauge!("roster_org_units").set(c.org_units as f64);
+                metrics::gauge!("roster_groups").set(c.groups as f64);
+                metrics::gauge!("roster_tombstones").set(c.tombstones as f64);
+            }
+            Err(e) => tracing::warn!(error = %e, "metrics: cannot count directory objects"),
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
+}
+
+/// An error as clients see it: a status, a stable code, and a message meant for people.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into() }
+    }
+}
+
+impl From<DirectoryError> for ApiError {
+    fn from(e: DirectoryError) -> ApiError {
+        let status = match &e {
+            DirectoryError::Invalid { .. } => StatusCode::BAD_REQUEST,
+            DirectoryError::NotFound { .. } => StatusCode::NOT_FOUND,
+            DirectoryError::Conflict { .. }
+            | DirectoryError::Cycle { .. }
+            | DirectoryError::NotEmpty { .. }
+            | DirectoryError::NumberUnavailable { .. } => StatusCode::CONFLICT,
+            DirectoryError::NotOwner { .. } => StatusCode::FORBIDDEN,
+            DirectoryError::NumbersExhausted { .. } | DirectoryError::NoEnterprise => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            DirectoryError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        let message = match &e {
+            // The store's text may name tables and constraints: log it, say something general.
+            DirectoryError::Store(inner) => {
+                tracing::error!(error = %inner, "store error");
+                "the directory store is not available; nothing was changed".to_owned()
+            }
+            other => other.to_string(),
+        };
+        ApiError { status, code: e.code(), message }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.code, "message": self.message }))).into_response()
+    }
+}
