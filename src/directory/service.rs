@@ -15,6 +15,13 @@ use crate::store::{Store, StoreError, StoreTx};
 
 type R<T> = Result<T, DirectoryError>;
 
+/// The current time at the precision both stores keep (PostgreSQL: microseconds), so what a
+/// change returns equals what a later read returns.
+fn now() -> DateTime<Utc> {
+    use chrono::SubsecRound;
+    Utc::now().trunc_subsecs(6)
+}
+
 /// The one write path of the directory. Cheap to clone.
 #[derive(Clone)]
 pub struct DirectoryService {
@@ -109,7 +116,7 @@ impl DirectoryService {
             .await
             .map_err(|e| at(0)(e.into()))?
             .ok_or_else(|| at(0)(DirectoryError::NoEnterprise))?;
-        let mut ctx = Ctx { tx: tx.as_mut(), actor, now: Utc::now(), mail_domain: enterprise.mail_domain };
+        let mut ctx = Ctx { tx: tx.as_mut(), actor, now: now(), mail_domain: enterprise.mail_domain };
         let mut out = Vec::with_capacity(changes.len());
         for (i, change) in changes.into_iter().enumerate() {
             let applied = self.apply_one_in(&mut ctx, change).await.map_err(|e| at(i)(match e {
@@ -212,7 +219,7 @@ impl DirectoryService {
 
     async fn create_enterprise(&self, cfg: &EnterpriseConfig, password: &str, must_change: bool) -> R<()> {
         let hash = crate::access::password::hash(password);
-        let now = Utc::now();
+        let now = now();
         let e = Enterprise {
             enterprise_id: crate::access::password::enterprise_id(),
             name: validate::text("enterprise.name", &cfg.name, 128)?,
@@ -250,7 +257,7 @@ impl DirectoryService {
         }
         let hash = crate::access::password::hash(password);
         let mut tx = self.store.begin().await?;
-        let now = Utc::now();
+        let now = now();
         let mut ctx = Ctx { tx: tx.as_mut(), actor, now, mail_domain: String::new() };
         let e = ctx.tx.enterprise().await?.ok_or(DirectoryError::NoEnterprise)?;
         ctx.tx.super_password_set(&hash, false).await?;
@@ -264,7 +271,7 @@ impl DirectoryService {
         let name = crate::access::tokens::check_name(name)?;
         let (secret, hash) = crate::access::tokens::generate();
         let mut tx = self.store.begin().await?;
-        let mut ctx = Ctx { tx: tx.as_mut(), actor, now: Utc::now(), mail_domain: String::new() };
+        let mut ctx = Ctx { tx: tx.as_mut(), actor, now: now(), mail_domain: String::new() };
         ctx.tx.token_insert(&name, &hash, ctx.now).await.map_err(DirectoryError::from_store)?;
         ctx.audit("token.create", "token", Some(name.clone()), None, Some(&json!({ "name": name }))).await?;
         tx.commit().await?;
@@ -274,7 +281,7 @@ impl DirectoryService {
     /// Revokes the live token `name`.
     pub async fn revoke_token(&self, actor: &Actor, name: &str) -> R<()> {
         let mut tx = self.store.begin().await?;
-        let mut ctx = Ctx { tx: tx.as_mut(), actor, now: Utc::now(), mail_domain: String::new() };
+        let mut ctx = Ctx { tx: tx.as_mut(), actor, now: now(), mail_domain: String::new() };
         if !ctx.tx.token_revoke(name, ctx.now).await? {
             return Err(DirectoryError::NotFound { kind: "token", id: name.to_owned() });
         }

@@ -1,1 +1,13 @@
+//! The one integration-test binary (one link for the whole suite).
+//!
+//! Fixtures start real servers on loopback: a private PostgreSQL cluster ([`pg`]), and the
+//! `rosterd` binary itself ([`daemon`]). The behaviour suite ([`story`]) runs every store
+//! operation against SQLite and PostgreSQL alike.
 
+mod cli;
+mod common;
+mod daemon;
+mod faults;
+mod migrations;
+mod pg;
+mod story;
