@@ -5,7 +5,6 @@
 //! `/healthz` answers while the database is still down and `/readyz` says 503 until it is up and
 //! migrated. systemd hears READY=1 only then.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -16,13 +15,17 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Config, LogFormat, redact_url};
 use crate::directory::DirectoryService;
 use crate::http::{self, AppState};
-use crate::store::{self, SchemaState, Store, StoreError};
+use crate::store::{self, SchemaState, StoreError};
 
 /// Sets up logging to stderr as `log.format` and `log.level` say.
 pub fn init_tracing(cfg: &crate::config::LogConfig) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_new(&cfg.level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = match cfg.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Pretty => builder.try_init(),
@@ -33,8 +36,28 @@ pub fn init_tracing(cfg: &crate::config::LogConfig) {
 /// (logging its one-time super-admin password, once). What every command that uses the
 /// directory starts with.
 pub async fn open_directory(cfg: &Config) -> Result<DirectoryService, StoreOpenError> {
-    let store = store::open(&cfg.database).await.map_err(StoreOpenError::Open)?;
-    prepare(store, cfg).await
+    let directory = open_migrated(cfg).await?;
+    bootstrap(&directory, cfg).await?;
+    Ok(directory)
+}
+
+/// Opens and migrates the store without creating the enterprise (for commands that set the
+/// super-admin password themselves).
+pub async fn open_migrated(cfg: &Config) -> Result<DirectoryService, StoreOpenError> {
+    let store = store::open(&cfg.database)
+        .await
+        .map_err(StoreOpenError::Open)?;
+    if store
+        .schema_state()
+        .await
+        .map_err(StoreOpenError::Migrate)?
+        == SchemaState::Ahead
+    {
+        return Err(StoreOpenError::SchemaAhead);
+    }
+    store.migrate().await.map_err(StoreOpenError::Migrate)?;
+    store.probe_write().await.map_err(StoreOpenError::Migrate)?;
+    Ok(DirectoryService::new(store, cfg.numbers.clone()))
 }
 
 /// Why the store could not be made ready.
@@ -42,7 +65,7 @@ pub async fn open_directory(cfg: &Config) -> Result<DirectoryService, StoreOpenE
 pub enum StoreOpenError {
     #[error("cannot open the database: {0}")]
     Open(StoreError),
-    #[error("cannot migrate the database: {0}")]
+    #[error("cannot prepare the database: {0}")]
     Migrate(StoreError),
     #[error("the database schema is newer than this rosterd; upgrade rosterd")]
     SchemaAhead,
@@ -53,17 +76,20 @@ pub enum StoreOpenError {
 impl StoreOpenError {
     /// Worth retrying: the database may come back.
     fn transient(&self) -> bool {
-        matches!(self, StoreOpenError::Open(StoreError::Unavailable(_)) | StoreOpenError::Migrate(StoreError::Unavailable(_)))
+        matches!(
+            self,
+            StoreOpenError::Open(StoreError::Unavailable(_))
+                | StoreOpenError::Migrate(StoreError::Unavailable(_))
+        )
     }
 }
 
-async fn prepare(store: Arc<dyn Store>, cfg: &Config) -> Result<DirectoryService, StoreOpenError> {
-    if store.schema_state().await.map_err(StoreOpenError::Migrate)? == SchemaState::Ahead {
-        return Err(StoreOpenError::SchemaAhead);
-    }
-    store.migrate().await.map_err(StoreOpenError::Migrate)?;
-    let directory = DirectoryService::new(store, cfg.numbers.clone());
-    if let Some(password) = directory.ensure_enterprise(&cfg.enterprise).await.map_err(StoreOpenError::Bootstrap)? {
+async fn bootstrap(directory: &DirectoryService, cfg: &Config) -> Result<(), StoreOpenError> {
+    if let Some(password) = directory
+        .ensure_enterprise(&cfg.enterprise)
+        .await
+        .map_err(StoreOpenError::Bootstrap)?
+    {
         let e = directory.store().enterprise().await.ok().flatten();
         let id = e.map(|e| e.enterprise_id).unwrap_or_default();
         // The one place a secret is logged: the operator needs it to sign in the first time.
@@ -73,26 +99,36 @@ async fn prepare(store: Arc<dyn Store>, cfg: &Config) -> Result<DirectoryService
              (sign in with the enterprise id, then change it, or run `rosterd admin reset-password`)"
         );
     }
-    Ok(directory)
+    Ok(())
 }
 
 /// Serves until `shutdown` is cancelled, then stops accepting, lets in-flight requests finish
 /// (at most `http.shutdown_grace_secs`) and returns. Fails if the store can never be used
 /// (read-only file, schema from a newer rosterd); an unreachable database is retried.
-pub async fn run(listener: TcpListener, cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    cfg: Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let state = AppState::new();
     let tracker = TaskTracker::new();
     let addr = listener.local_addr().context("listener address")?;
     tracing::info!(%addr, store = %redact_url(&cfg.database.url), "rosterd listening");
 
     let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::channel::<StoreOpenError>(1);
-    tracker.spawn(connect_store(cfg.clone(), state.clone(), shutdown.clone(), fatal_tx));
+    tracker.spawn(connect_store(
+        cfg.clone(),
+        state.clone(),
+        shutdown.clone(),
+        fatal_tx,
+    ));
     if let Some(interval) = sd_notify::watchdog_enabled() {
         tracker.spawn(watchdog(interval / 2, shutdown.clone()));
     }
 
-    let app = http::router(state, &cfg.http);
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let app = http::router(state.clone(), &cfg.http);
+    let server =
+        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let grace = Duration::from_secs(cfg.http.shutdown_grace_secs);
     let mut server = std::pin::pin!(server.into_future());
     let result = tokio::select! {
@@ -111,6 +147,9 @@ pub async fn run(listener: TcpListener, cfg: Config, shutdown: CancellationToken
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     tracker.close();
     let _ = tokio::time::timeout(grace, tracker.wait()).await;
+    if let Some(store) = state.store.get() {
+        store.close().await;
+    }
     result
 }
 

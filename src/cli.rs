@@ -12,10 +12,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app;
 use crate::config::{Config, ConfigError};
+use crate::directory::DirectoryService;
 use crate::directory::model::{Actor, Source};
 
 #[derive(Parser, Debug)]
-#[command(name = "rosterd", version, about = "Keeps the enterprise account center in step with its directory")]
+#[command(
+    name = "rosterd",
+    version,
+    about = "Keeps the enterprise account center in step with its directory"
+)]
 pub struct Cli {
     /// Configuration file (default: config/rosterd.toml when it exists).
     #[arg(long, short, global = true, env = "ROSTER_CONFIG", value_name = "PATH")]
@@ -88,7 +93,10 @@ pub fn main() -> ExitCode {
         Err(e) => return config_error(&e),
     };
     app::init_tracing(&cfg.log);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     match runtime.block_on(dispatch(cli.command, cfg)) {
         Ok(code) => code,
         Err(e) => {
@@ -119,58 +127,84 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<ExitCode> {
             app::run(listener, cfg, shutdown).await?;
         }
         Command::Migrate => {
-            app::open_directory(&cfg).await?;
+            app::open_directory(&cfg).await?.store().close().await;
             eprintln!("migrations are up to date");
         }
         Command::CheckConfig => {
-            print!("{}", toml::to_string(&cfg.redacted()).context("printing the configuration")?);
+            print!(
+                "{}",
+                toml::to_string(&cfg.redacted()).context("printing the configuration")?
+            );
         }
         Command::Healthcheck { url } => return healthcheck(&cfg, url).await,
-        Command::Admin { command: AdminCommand::ResetPassword { password_file } } => {
+        Command::Admin {
+            command: AdminCommand::ResetPassword { password_file },
+        } => {
             let password = read_password(password_file)?;
-            let directory = app::open_directory(&cfg).await?;
-            directory.set_super_password(&console, &cfg.enterprise, &password).await?;
+            let directory = app::open_migrated(&cfg).await?;
+            let result = directory
+                .set_super_password(&console, &cfg.enterprise, &password)
+                .await;
+            directory.store().close().await;
+            result?;
             eprintln!("the super-admin password was changed");
         }
         Command::Token { command } => {
             let directory = app::open_directory(&cfg).await?;
-            match command {
-                TokenCommand::Create { name } => {
-                    let secret = directory.create_token(&console, &name).await?;
-                    eprintln!("created token {name:?}; it is shown only this once:");
-                    println!("{secret}");
-                }
-                TokenCommand::List => {
-                    let mut out = std::io::stdout().lock();
-                    writeln!(out, "{:<32} {:<25} {:<25} REVOKED", "NAME", "CREATED", "LAST USED")?;
-                    for t in directory.store().tokens().await? {
-                        let when = |d: Option<chrono::DateTime<chrono::Utc>>| {
-                            d.map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_else(|| "-".into())
-                        };
-                        writeln!(
-                            out,
-                            "{:<32} {:<25} {:<25} {}",
-                            t.name,
-                            when(Some(t.created_at)),
-                            when(t.last_used_at),
-                            when(t.revoked_at)
-                        )?;
-                    }
-                }
-                TokenCommand::Revoke { name } => {
-                    directory.revoke_token(&console, &name).await?;
-                    eprintln!("revoked token {name:?}");
-                }
-            }
+            let result = token(&directory, &console, command).await;
+            directory.store().close().await;
+            result?;
         }
         Command::Import { file, batch } => return crate::import::run(&cfg, &file, batch).await,
     }
     Ok(ExitCode::SUCCESS)
 }
 
+async fn token(
+    directory: &DirectoryService,
+    console: &Actor,
+    command: TokenCommand,
+) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create { name } => {
+            let secret = directory.create_token(console, &name).await?;
+            eprintln!("created token {name:?}; it is shown only this once:");
+            println!("{secret}");
+        }
+        TokenCommand::List => {
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "{:<32} {:<25} {:<25} REVOKED",
+                "NAME", "CREATED", "LAST USED"
+            )?;
+            for t in directory.store().tokens().await? {
+                let when = |d: Option<chrono::DateTime<chrono::Utc>>| {
+                    d.map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                        .unwrap_or_else(|| "-".into())
+                };
+                writeln!(
+                    out,
+                    "{:<32} {:<25} {:<25} {}",
+                    t.name,
+                    when(Some(t.created_at)),
+                    when(t.last_used_at),
+                    when(t.revoked_at)
+                )?;
+            }
+        }
+        TokenCommand::Revoke { name } => {
+            directory.revoke_token(console, &name).await?;
+            eprintln!("revoked token {name:?}");
+        }
+    }
+    Ok(())
+}
+
 fn read_password(file: Option<PathBuf>) -> anyhow::Result<String> {
     if let Some(path) = file {
-        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         return Ok(text.lines().next().unwrap_or_default().to_owned());
     }
     if std::io::stdin().is_terminal() {
@@ -191,7 +225,10 @@ fn read_password(file: Option<PathBuf>) -> anyhow::Result<String> {
 async fn healthcheck(cfg: &Config, url: Option<String>) -> anyhow::Result<ExitCode> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let target = match url {
-        Some(u) => u.trim_start_matches("http://").trim_end_matches('/').to_owned(),
+        Some(u) => u
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned(),
         None => {
             let mut addr = cfg.http.listen;
             if addr.ip().is_unspecified() {
@@ -202,7 +239,8 @@ async fn healthcheck(cfg: &Config, url: Option<String>) -> anyhow::Result<ExitCo
     };
     let fetch = async {
         let mut stream = tokio::net::TcpStream::connect(&target).await?;
-        let request = format!("GET /readyz HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n");
+        let request =
+            format!("GET /readyz HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await?;
         let mut response = String::new();
         stream.read_to_string(&mut response).await?;

@@ -35,7 +35,9 @@ pub fn parse(text: &str) -> Result<Vec<(usize, Change)>, String> {
 pub async fn run(cfg: &Config, file: &Path, batch: usize) -> anyhow::Result<ExitCode> {
     let text = if file == Path::new("-") {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).context("reading stdin")?;
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading stdin")?;
         s
     } else {
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?
@@ -48,6 +50,17 @@ pub async fn run(cfg: &Config, file: &Path, batch: usize) -> anyhow::Result<Exit
         }
     };
     let directory = crate::app::open_directory(cfg).await?;
+
+    let code = apply_all(&directory, changes, batch).await;
+    directory.store().close().await;
+    code
+}
+
+async fn apply_all(
+    directory: &crate::directory::DirectoryService,
+    changes: Vec<(usize, Change)>,
+    batch: usize,
+) -> anyhow::Result<ExitCode> {
     let actor = Actor::new(Source::import(), "cli");
     let stop = CancellationToken::new();
     let trigger = stop.clone();
@@ -55,7 +68,6 @@ pub async fn run(cfg: &Config, file: &Path, batch: usize) -> anyhow::Result<Exit
         crate::app::shutdown_signal().await;
         trigger.cancel();
     });
-
     let total = changes.len();
     let mut done = 0;
     for chunk in changes.chunks(batch.max(1)) {

@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::model::{Email, Enterprise, Group, Member, MemberState, OrgUnit, Reservation, Tombstone};
+use super::model::{
+    Email, Enterprise, Group, Member, MemberState, OrgUnit, Reservation, Tombstone,
+};
 use crate::store::StoreError;
 
 /// One change to the directory. A `Vec<Change>` is applied in order, in one transaction.
@@ -14,23 +16,56 @@ pub enum Change {
     UpdateEnterprise(EnterprisePatch),
     CreateOrgUnit(NewOrgUnit),
     /// Renames a unit or changes its anchor.
-    UpdateOrgUnit { id: Uuid, name: Option<String>, anchor: Option<Option<String>> },
+    UpdateOrgUnit {
+        id: Uuid,
+        name: Option<String>,
+        anchor: Option<Option<String>>,
+    },
     /// Moves a unit under another parent (`None`: to the top) and/or to a sibling position.
-    MoveOrgUnit { id: Uuid, parent_id: Option<Uuid>, position: Option<i64> },
+    MoveOrgUnit {
+        id: Uuid,
+        parent_id: Option<Uuid>,
+        position: Option<i64>,
+    },
     /// Refused while the unit has child units or members.
-    DeleteOrgUnit { id: Uuid },
+    DeleteOrgUnit {
+        id: Uuid,
+    },
     CreateMember(NewMember),
-    UpdateMember { id: Uuid, patch: MemberPatch },
+    UpdateMember {
+        id: Uuid,
+        patch: MemberPatch,
+    },
     /// Turns the member into a tombstone and quarantines its number.
-    DeleteMember { id: Uuid, reason: String },
+    DeleteMember {
+        id: Uuid,
+        reason: String,
+    },
     CreateGroup(NewGroup),
-    UpdateGroup { id: Uuid, name: Option<String>, owner_id: Option<Option<Uuid>> },
-    AddGroupMembers { id: Uuid, members: Vec<Uuid> },
-    RemoveGroupMembers { id: Uuid, members: Vec<Uuid> },
-    DeleteGroup { id: Uuid },
+    UpdateGroup {
+        id: Uuid,
+        name: Option<String>,
+        owner_id: Option<Option<Uuid>>,
+    },
+    AddGroupMembers {
+        id: Uuid,
+        members: Vec<Uuid>,
+    },
+    RemoveGroupMembers {
+        id: Uuid,
+        members: Vec<Uuid>,
+    },
+    DeleteGroup {
+        id: Uuid,
+    },
     /// Holds a number back from automatic allocation (an admin's reservation).
-    ReserveNumber { number: i64, note: String },
-    ReleaseReservation { number: i64 },
+    ReserveNumber {
+        number: i64,
+        note: String,
+    },
+    ReleaseReservation {
+        number: i64,
+    },
 }
 
 /// Fields of the enterprise profile to change; `None` leaves a field as it is.
@@ -163,7 +198,12 @@ pub enum DirectoryError {
     #[error("org unit {id} still has {what}; move or delete them first")]
     NotEmpty { id: Uuid, what: &'static str },
     #[error("{kind} {id} is owned by source {owner}; {actor} may not change it")]
-    NotOwner { kind: &'static str, id: Uuid, owner: String, actor: String },
+    NotOwner {
+        kind: &'static str,
+        id: Uuid,
+        owner: String,
+        actor: String,
+    },
     #[error("the account number block {first}-{last} is used up")]
     NumbersExhausted { first: i64, last: i64 },
     #[error("account number {number} is not available: {reason}")]
@@ -171,7 +211,13 @@ pub enum DirectoryError {
     #[error("the enterprise has not been created yet")]
     NoEnterprise,
     #[error("storage: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
+}
+
+impl From<StoreError> for DirectoryError {
+    fn from(e: StoreError) -> DirectoryError {
+        DirectoryError::Store(e)
+    }
 }
 
 impl DirectoryError {
@@ -195,7 +241,10 @@ impl DirectoryError {
     }
 
     pub(crate) fn invalid(field: &str, message: impl Into<String>) -> DirectoryError {
-        DirectoryError::Invalid { field: field.to_owned(), message: message.into() }
+        DirectoryError::Invalid {
+            field: field.to_owned(),
+            message: message.into(),
+        }
     }
 
     /// Turns a unique-constraint violation (a lost race with another writer) into the
@@ -213,7 +262,10 @@ impl DirectoryError {
                     k if k.ends_with("source_anchor") => "anchor",
                     _ => "value",
                 };
-                DirectoryError::Conflict { field: field.into(), value: format!("({key})") }
+                DirectoryError::Conflict {
+                    field: field.into(),
+                    value: format!("({key})"),
+                }
             }
             other => DirectoryError::Store(other),
         }

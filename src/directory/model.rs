@@ -25,7 +25,8 @@ impl Source {
         let ok_name = |n: &str| {
             !n.is_empty()
                 && n.len() <= 64
-                && n.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
         };
         let valid = match s.split_once(':') {
             None => [Self::CONSOLE, Self::IMPORT, Self::SYSTEM].contains(&s),
@@ -64,7 +65,10 @@ pub struct Actor {
 
 impl Actor {
     pub fn new(source: Source, who: impl Into<String>) -> Actor {
-        Actor { source, who: who.into() }
+        Actor {
+            source,
+            who: who.into(),
+        }
     }
     pub fn system() -> Actor {
         Actor::new(Source::system(), "rosterd")

@@ -29,12 +29,20 @@ pub fn text(field: &str, value: &str, max: usize) -> R<String> {
 
 /// An optional text: blank becomes `None`.
 pub fn optional_text(field: &str, value: Option<&str>, max: usize) -> R<Option<String>> {
-    let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else { return Ok(None) };
+    let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
     if v.chars().count() > max {
-        return Err(DirectoryError::invalid(field, format!("must be at most {max} characters")));
+        return Err(DirectoryError::invalid(
+            field,
+            format!("must be at most {max} characters"),
+        ));
     }
     if v.chars().any(char::is_control) {
-        return Err(DirectoryError::invalid(field, "must not contain control characters"));
+        return Err(DirectoryError::invalid(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(Some(v.to_owned()))
 }
@@ -56,9 +64,14 @@ pub fn login_name(value: &str, mail_domain: &str) -> R<String> {
         None => (v.clone(), mail_domain.to_lowercase()),
     };
     if local.is_empty() || local.len() > 64 {
-        return Err(DirectoryError::invalid("login_name", "the name before @ must be 1-64 characters"));
+        return Err(DirectoryError::invalid(
+            "login_name",
+            "the name before @ must be 1-64 characters",
+        ));
     }
-    if !local.chars().all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c))
+    if !local
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c))
         || local.starts_with('.')
         || local.ends_with('.')
     {
@@ -85,7 +98,10 @@ pub fn email_address(value: &str) -> R<String> {
         None => false,
     };
     if !ok {
-        return Err(DirectoryError::invalid("emails", format!("{value:?} is not an e-mail address")));
+        return Err(DirectoryError::invalid(
+            "emails",
+            format!("{value:?} is not an e-mail address"),
+        ));
     }
     Ok(v)
 }
@@ -96,31 +112,53 @@ pub fn emails(list: &[Email]) -> R<Vec<Email>> {
     for e in list {
         let address = email_address(&e.address)?;
         if out.iter().any(|o| o.address == address) {
-            return Err(DirectoryError::invalid("emails", format!("{address} is listed twice")));
+            return Err(DirectoryError::invalid(
+                "emails",
+                format!("{address} is listed twice"),
+            ));
         }
         let kind = match e.kind.trim().to_lowercase().as_str() {
             "" | "work" => "work",
             "home" => "home",
             "other" => "other",
-            k => return Err(DirectoryError::invalid("emails", format!("unknown kind {k:?} (work, home, other)"))),
+            k => {
+                return Err(DirectoryError::invalid(
+                    "emails",
+                    format!("unknown kind {k:?} (work, home, other)"),
+                ));
+            }
         };
-        out.push(Email { address, kind: kind.to_owned(), primary: e.primary });
+        out.push(Email {
+            address,
+            kind: kind.to_owned(),
+            primary: e.primary,
+        });
     }
     match out.iter().filter(|e| e.primary).count() {
         0 if !out.is_empty() => out[0].primary = true,
         0 | 1 => {}
-        _ => return Err(DirectoryError::invalid("emails", "only one e-mail can be primary")),
+        _ => {
+            return Err(DirectoryError::invalid(
+                "emails",
+                "only one e-mail can be primary",
+            ));
+        }
     }
     Ok(out)
 }
 
 /// `+86 138-0013-8000` -> `+8613800138000`.
 pub fn mobile(value: Option<&str>) -> R<Option<String>> {
-    let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else { return Ok(None) };
+    let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
     let digits: String = v.chars().filter(|c| !" -().".contains(*c)).collect();
     let body = digits.strip_prefix('+').unwrap_or(&digits);
     if body.len() < 5 || body.len() > 20 || !body.chars().all(|c| c.is_ascii_digit()) {
-        return Err(DirectoryError::invalid("mobile", format!("{v:?} is not a phone number")));
+        return Err(DirectoryError::invalid(
+            "mobile",
+            format!("{v:?} is not a phone number"),
+        ));
     }
     Ok(Some(digits))
 }
@@ -131,8 +169,14 @@ mod tests {
 
     #[test]
     fn login_names_get_the_mail_domain() {
-        assert_eq!(login_name("Alice", "example.com").unwrap(), "alice@example.com");
-        assert_eq!(login_name("Bob.Li@Example.COM", "example.com").unwrap(), "bob.li@example.com");
+        assert_eq!(
+            login_name("Alice", "example.com").unwrap(),
+            "alice@example.com"
+        );
+        assert_eq!(
+            login_name("Bob.Li@Example.COM", "example.com").unwrap(),
+            "bob.li@example.com"
+        );
         assert!(login_name("eve@other.org", "example.com").is_err());
         assert!(login_name("a b", "example.com").is_err());
         assert!(login_name("", "example.com").is_err());
@@ -140,7 +184,11 @@ mod tests {
 
     #[test]
     fn one_primary_email() {
-        let e = |a: &str, p| Email { address: a.into(), kind: String::new(), primary: p };
+        let e = |a: &str, p| Email {
+            address: a.into(),
+            kind: String::new(),
+            primary: p,
+        };
         let out = emails(&[e("A@x.com", false), e("b@x.com", false)]).unwrap();
         assert!(out[0].primary && !out[1].primary);
         assert_eq!(out[0].address, "a@x.com");
@@ -151,7 +199,10 @@ mod tests {
 
     #[test]
     fn mobiles_are_normalised() {
-        assert_eq!(mobile(Some("+86 138-0013-8000")).unwrap().unwrap(), "+8613800138000");
+        assert_eq!(
+            mobile(Some("+86 138-0013-8000")).unwrap().unwrap(),
+            "+8613800138000"
+        );
         assert_eq!(mobile(Some("  ")).unwrap(), None);
         assert!(mobile(Some("call me")).is_err());
     }

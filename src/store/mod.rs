@@ -34,7 +34,9 @@ pub enum StoreError {
     /// A unique constraint refused a write; the key is `<table>_<columns>` (same on both backends).
     #[error("unique constraint {0} violated")]
     Unique(String),
-    #[error("the database is read-only: {0}")]
+    #[error(
+        "the database is read-only ({0}); check the permissions of the database file and its directory"
+    )]
     ReadOnly(String),
     #[error("the disk is full: {0}")]
     DiskFull(String),
@@ -79,6 +81,11 @@ pub trait Store: Send + Sync + 'static {
     async fn schema_state(&self) -> Result<SchemaState>;
     /// A cheap round trip to the database.
     async fn ping(&self) -> Result<()>;
+    /// Proves the store takes writes (a write that is rolled back): a read-only file or a
+    /// standby server fails here, at start, rather than at the first change.
+    async fn probe_write(&self) -> Result<()>;
+    /// Closes the connections (SQLite then checkpoints and removes its WAL file).
+    async fn close(&self);
     /// Starts the one transaction a change set is written in.
     async fn begin(&self) -> Result<Box<dyn StoreTx>>;
 
@@ -121,7 +128,11 @@ pub trait StoreTx: Send {
 
     async fn org_unit(&mut self, id: Uuid) -> Result<Option<OrgUnit>>;
     async fn org_unit_by_anchor(&mut self, source: &str, anchor: &str) -> Result<Option<Uuid>>;
-    async fn org_unit_sibling_named(&mut self, parent: Option<Uuid>, name: &str) -> Result<Option<Uuid>>;
+    async fn org_unit_sibling_named(
+        &mut self,
+        parent: Option<Uuid>,
+        name: &str,
+    ) -> Result<Option<Uuid>>;
     /// `id` and all its ancestors up to the root.
     async fn org_unit_path(&mut self, id: Uuid) -> Result<Vec<Uuid>>;
     async fn org_unit_next_position(&mut self, parent: Option<Uuid>) -> Result<i64>;
@@ -188,12 +199,17 @@ pub async fn open(cfg: &crate::config::DatabaseConfig) -> Result<Arc<dyn Store>>
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(PgStore::open(cfg).await?))
     } else {
-        Err(StoreError::Other("database.url must start with sqlite: or postgres://".into()))
+        Err(StoreError::Other(
+            "database.url must start with sqlite: or postgres://".into(),
+        ))
     }
 }
 
 /// Maps a sqlx error to a [`StoreError`]; each backend supplies how to read its error codes.
-pub(crate) fn classify(err: sqlx::Error, db_kind: fn(&dyn sqlx::error::DatabaseError) -> Option<StoreError>) -> StoreError {
+pub(crate) fn classify(
+    err: sqlx::Error,
+    db_kind: fn(&dyn sqlx::error::DatabaseError) -> Option<StoreError>,
+) -> StoreError {
     match err {
         sqlx::Error::Database(db) => {
             db_kind(db.as_ref()).unwrap_or_else(|| StoreError::Other(db.message().to_owned()))
@@ -203,9 +219,9 @@ pub(crate) fn classify(err: sqlx::Error, db_kind: fn(&dyn sqlx::error::DatabaseE
             StoreError::Unavailable(err.to_string())
         }
         sqlx::Error::Tls(e) => StoreError::Unavailable(e.to_string()),
-        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
-            StoreError::Corrupt(err.to_string())
-        }
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_) => StoreError::Corrupt(err.to_string()),
         other => StoreError::Other(other.to_string()),
     }
 }

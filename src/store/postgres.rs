@@ -26,7 +26,9 @@ fn err(e: sqlx::Error) -> StoreError {
     super::classify(e, |db| {
         let code = db.code().unwrap_or_default();
         match code.as_ref() {
-            "23505" => Some(StoreError::Unique(db.constraint().unwrap_or("unknown").to_owned())),
+            "23505" => Some(StoreError::Unique(
+                db.constraint().unwrap_or("unknown").to_owned(),
+            )),
             "25006" => Some(StoreError::ReadOnly(db.message().to_owned())),
             "53100" => Some(StoreError::DiskFull(db.message().to_owned())),
             c if c.starts_with("08") || c.starts_with("57P") || c == "53300" => {
@@ -49,7 +51,10 @@ impl PgStore {
             .connect_with(opts.application_name("rosterd"))
             .await
             .map_err(err)?;
-        Ok(PgStore { read: pool.clone(), write: pool })
+        Ok(PgStore {
+            read: pool.clone(),
+            write: pool,
+        })
     }
 
     fn backend_name() -> &'static str {
@@ -82,7 +87,10 @@ impl PgStore {
         } else {
             Vec::new()
         };
-        Ok(super::schema_state(&MIGRATOR, applied.into_iter().map(|v| v.0)))
+        Ok(super::schema_state(
+            &MIGRATOR,
+            applied.into_iter().map(|v| v.0),
+        ))
     }
 }
 

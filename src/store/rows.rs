@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use super::StoreError;
 use crate::directory::model::{
-    AuditEntry, Email, Enterprise, Group, Member, MemberState, OrgUnit, OutboxMessage,
-    Reservation, Source, Tombstone,
+    AuditEntry, Email, Enterprise, Group, Member, MemberState, OrgUnit, OutboxMessage, Reservation,
+    Source, Tombstone,
 };
 
 fn source(s: String) -> Result<Source, StoreError> {
@@ -111,7 +111,11 @@ pub struct EmailRow {
 }
 
 impl MemberRow {
-    pub fn into_member(self, emails: Vec<EmailRow>, org_unit_ids: Vec<Uuid>) -> Result<Member, StoreError> {
+    pub fn into_member(
+        self,
+        emails: Vec<EmailRow>,
+        org_unit_ids: Vec<Uuid>,
+    ) -> Result<Member, StoreError> {
         let state = MemberState::parse(&self.state)
             .ok_or_else(|| StoreError::Corrupt(format!("unknown member state {:?}", self.state)))?;
         Ok(Member {
@@ -123,7 +127,11 @@ impl MemberRow {
             family_name: self.family_name,
             emails: emails
                 .into_iter()
-                .map(|e| Email { address: e.address, kind: e.kind, primary: e.is_primary })
+                .map(|e| Email {
+                    address: e.address,
+                    kind: e.kind,
+                    primary: e.is_primary,
+                })
                 .collect(),
             mobile: self.mobile,
             title: self.title,
@@ -262,7 +270,12 @@ pub struct ReservationRow {
 
 impl From<ReservationRow> for Reservation {
     fn from(r: ReservationRow) -> Reservation {
-        Reservation { number: r.number, note: r.note, reserved_at: r.reserved_at, reserved_by: r.reserved_by }
+        Reservation {
+            number: r.number,
+            note: r.note,
+            reserved_at: r.reserved_at,
+            reserved_by: r.reserved_by,
+        }
     }
 }
 

@@ -150,6 +150,20 @@ macro_rules! shared_sql {
                 Ok(())
             }
 
+            async fn close(&self) {
+                self.read.close().await;
+                self.write.close().await;
+            }
+
+            async fn probe_write(&self) -> Result<()> {
+                let mut tx = self.begin_tx().await?;
+                q("UPDATE number_counter SET high_water = high_water WHERE singleton = 1")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($err)?;
+                tx.rollback().await.map_err($err)
+            }
+
             async fn begin(&self) -> Result<Box<dyn StoreTx>> {
                 let tx = self.begin_tx().await?;
                 Ok(Box::new($Tx { tx }))

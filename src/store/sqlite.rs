@@ -119,7 +119,10 @@ impl SqliteStore {
         } else {
             Vec::new()
         };
-        Ok(super::schema_state(&MIGRATOR, applied.into_iter().map(|v| v.0)))
+        Ok(super::schema_state(
+            &MIGRATOR,
+            applied.into_iter().map(|v| v.0),
+        ))
     }
 }
 
@@ -131,7 +134,10 @@ mod tests {
 
     #[test]
     fn unique_keys_match_the_constraint_names() {
-        assert_eq!(unique_key("UNIQUE constraint failed: members.login_name"), "members_login_name");
+        assert_eq!(
+            unique_key("UNIQUE constraint failed: members.login_name"),
+            "members_login_name"
+        );
         assert_eq!(
             unique_key("UNIQUE constraint failed: org_units.parent_id, org_units.name"),
             "org_units_parent_id_name"

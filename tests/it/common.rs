@@ -36,7 +36,9 @@ impl TestDb {
 
     /// Opens (migrating and creating the enterprise) with the configuration as it is now.
     pub async fn open(&self) -> DirectoryService {
-        roster::app::open_directory(&self.cfg).await.expect("open the directory")
+        roster::app::open_directory(&self.cfg)
+            .await
+            .expect("open the directory")
     }
 }
 
@@ -45,19 +47,39 @@ pub fn console() -> Actor {
 }
 
 pub fn member(login: &str) -> NewMember {
-    NewMember { login_name: login.into(), display_name: format!("{login} (test)"), ..Default::default() }
+    NewMember {
+        login_name: login.into(),
+        display_name: format!("{login} (test)"),
+        ..Default::default()
+    }
 }
 
-pub async fn create_member(d: &DirectoryService, actor: &Actor, n: NewMember) -> roster::directory::model::Member {
-    match d.apply_one(actor, Change::CreateMember(n)).await.expect("create member") {
+pub async fn create_member(
+    d: &DirectoryService,
+    actor: &Actor,
+    n: NewMember,
+) -> roster::directory::model::Member {
+    match d
+        .apply_one(actor, Change::CreateMember(n))
+        .await
+        .expect("create member")
+    {
         Applied::Member(m) => m,
         other => panic!("unexpected {other:?}"),
     }
 }
 
 pub async fn create_unit(d: &DirectoryService, parent: Option<Uuid>, name: &str) -> Uuid {
-    let change = Change::CreateOrgUnit(NewOrgUnit { parent_id: parent, name: name.into(), ..Default::default() });
-    match d.apply_one(&console(), change).await.expect("create org unit") {
+    let change = Change::CreateOrgUnit(NewOrgUnit {
+        parent_id: parent,
+        name: name.into(),
+        ..Default::default()
+    });
+    match d
+        .apply_one(&console(), change)
+        .await
+        .expect("create org unit")
+    {
         Applied::OrgUnit(u) => u.id,
         other => panic!("unexpected {other:?}"),
     }

@@ -1,1 +1,155 @@
-//! (filled in below)
+//! Faults: a read-only store, and signals in the middle of a write. Each shows the error the
+//! user sees and that stored data is intact.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::daemon::{Daemon, rosterd, run, text};
+
+/// Marks a file immutable (even root cannot write it) until dropped.
+struct Immutable<'a>(&'a Path);
+
+impl<'a> Immutable<'a> {
+    fn new(path: &'a Path) -> Immutable<'a> {
+        let out = Command::new("chattr")
+            .arg("+i")
+            .arg(path)
+            .output()
+            .expect("chattr (e2fsprogs)");
+        assert!(out.status.success(), "chattr +i: {}", text(&out.stderr));
+        Immutable(path)
+    }
+}
+
+impl Drop for Immutable<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(self.0).status();
+    }
+}
+
+fn sha(path: &Path) -> String {
+    roster::access::tokens::hash(&String::from_utf8_lossy(&std::fs::read(path).unwrap()))
+}
+
+#[tokio::test]
+async fn a_read_only_store_file_is_a_clear_error_and_stays_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(rosterd(dir.path()).args(["token", "create", "--name", "before"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let db = dir.path().join("data/roster.db");
+    assert!(
+        !dir.path().join("data/roster.db-wal").exists(),
+        "a clean exit checkpoints the WAL"
+    );
+    let before = sha(&db);
+    let _guard = Immutable::new(&db);
+
+    let out = run(rosterd(dir.path()).args(["token", "create", "--name", "after"]));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("read-only") && err.contains("permissions"),
+        "{err}"
+    );
+
+    // The daemon refuses to start rather than fail at the first write.
+    let mut d = Daemon::start(dir.path(), &[]);
+    assert_eq!(d.wait_exit(Duration::from_secs(20)), Some(1));
+    assert!(d.log().contains("read-only"), "{}", d.log());
+
+    assert_eq!(sha(&db), before, "the store file is untouched");
+    drop(_guard);
+    let list = run(rosterd(dir.path()).args(["token", "list"]));
+    assert!(text(&list.stdout).contains("before") && !text(&list.stdout).contains("after"));
+}
+
+async fn counts(dir: &Path) -> (i64, i64, i64) {
+    let mut cfg = roster::config::Config::default();
+    cfg.database.url = format!("sqlite://{}", dir.join("data/roster.db").display());
+    let store = roster::store::open(&cfg.database).await.unwrap();
+    let members = store.counts().await.unwrap().members;
+    // One audit row per change plus the enterprise's creation; one outbox row per member.
+    let audit = store.audit_count().await.unwrap() - 1;
+    let outbox = store.outbox_pending(1_000_000).await.unwrap().len() as i64;
+    (members, audit, outbox)
+}
+
+/// Starts importing 3000 members in batches of 100 and sends `sig` once some are in.
+async fn interrupt_import(sig: Signal) -> (tempfile::TempDir, std::process::Output) {
+    let dir = tempfile::tempdir().unwrap();
+    let migrate = run(rosterd(dir.path()).arg("migrate"));
+    assert!(migrate.status.success());
+    let lines: Vec<String> = (0..3000)
+        .map(|i| format!(r#"{{"op":"create_member","login_name":"s{i}","display_name":"S {i}"}}"#))
+        .collect();
+    std::fs::write(dir.path().join("big.jsonl"), lines.join("\n")).unwrap();
+    let child = rosterd(dir.path())
+        .args(["import", "big.jsonl", "--batch", "100"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while counts(dir.path()).await.0 == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the import wrote nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (dir, out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_an_import_stops_between_transactions() {
+    let (dir, out) = interrupt_import(Signal::SIGTERM).await;
+    let err = text(&out.stderr);
+    let (members, audit, outbox) = counts(dir.path()).await;
+    assert!(
+        members < 3000,
+        "the signal came too late to test anything: {err}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("interrupted: applied {members} of 3000 changes")),
+        "{err}"
+    );
+    assert_eq!(members % 100, 0, "whole batches only");
+    assert_eq!(
+        (audit, outbox),
+        (members, members),
+        "rows, audit and outbox agree"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_an_import_leaves_no_half_transaction() {
+    let (dir, out) = interrupt_import(Signal::SIGKILL).await;
+    assert_eq!(out.status.code(), None, "killed by the signal");
+    let (members, audit, outbox) = counts(dir.path()).await;
+    assert!(members > 0 && members < 3000, "{members}");
+    assert_eq!(members % 100, 0, "whole batches only");
+    assert_eq!((audit, outbox), (members, members));
+    // The store is usable afterwards and numbering carries on without a gap.
+    std::fs::write(
+        dir.path().join("one.jsonl"),
+        r#"{"op":"create_member","login_name":"next","display_name":"Next"}"#,
+    )
+    .unwrap();
+    let more = run(rosterd(dir.path()).args(["import", "one.jsonl"]));
+    assert!(more.status.success(), "{}", text(&more.stderr));
+    let mut cfg = roster::config::Config::default();
+    cfg.database.url = format!("sqlite://{}", dir.path().join("data/roster.db").display());
+    let store = roster::store::open(&cfg.database).await.unwrap();
+    let next = store
+        .member_by_login("next@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.account_number, cfg.numbers.first + members);
+}
