@@ -153,3 +153,35 @@ async fn sigkill_during_an_import_leaves_no_half_transaction() {
         .unwrap();
     assert_eq!(next.account_number, cfg.numbers.first + members);
 }
+
+#[tokio::test]
+async fn a_schema_from_a_newer_rosterd_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run(rosterd(dir.path()).arg("migrate")).status.success());
+    let mut cfg = roster::config::Config::default();
+    cfg.database.url = format!("sqlite://{}", dir.path().join("data/roster.db").display());
+    {
+        let pool = sqlx::SqlitePool::connect(&cfg.database.url).await.unwrap();
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (99991231000000, 'from the future', TRUE, X'00', 0)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    }
+    let out = run(rosterd(dir.path()).arg("migrate"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("newer than this rosterd"),
+        "{}",
+        text(&out.stderr)
+    );
+    let mut d = Daemon::start(dir.path(), &[]);
+    assert_eq!(
+        d.wait_exit(Duration::from_secs(20)),
+        Some(1),
+        "the daemon does not serve a schema it does not know"
+    );
+}
