@@ -44,15 +44,8 @@ pub async fn open_directory(cfg: &Config) -> Result<DirectoryService, StoreOpenE
 /// Opens and migrates the store without creating the enterprise (for commands that set the
 /// super-admin password themselves).
 pub async fn open_migrated(cfg: &Config) -> Result<DirectoryService, StoreOpenError> {
-    let store = store::open(&cfg.database)
-        .await
-        .map_err(StoreOpenError::Open)?;
-    if store
-        .schema_state()
-        .await
-        .map_err(StoreOpenError::Migrate)?
-        == SchemaState::Ahead
-    {
+    let store = store::open(&cfg.database).await.map_err(StoreOpenError::Open)?;
+    if store.schema_state().await.map_err(StoreOpenError::Migrate)? == SchemaState::Ahead {
         return Err(StoreOpenError::SchemaAhead);
     }
     store.migrate().await.map_err(StoreOpenError::Migrate)?;
@@ -85,10 +78,8 @@ impl StoreOpenError {
 }
 
 async fn bootstrap(directory: &DirectoryService, cfg: &Config) -> Result<(), StoreOpenError> {
-    if let Some(password) = directory
-        .ensure_enterprise(&cfg.enterprise)
-        .await
-        .map_err(StoreOpenError::Bootstrap)?
+    if let Some(password) =
+        directory.ensure_enterprise(&cfg.enterprise).await.map_err(StoreOpenError::Bootstrap)?
     {
         let e = directory.store().enterprise().await.ok().flatten();
         let id = e.map(|e| e.enterprise_id).unwrap_or_default();
@@ -105,30 +96,20 @@ async fn bootstrap(directory: &DirectoryService, cfg: &Config) -> Result<(), Sto
 /// Serves until `shutdown` is cancelled, then stops accepting, lets in-flight requests finish
 /// (at most `http.shutdown_grace_secs`) and returns. Fails if the store can never be used
 /// (read-only file, schema from a newer rosterd); an unreachable database is retried.
-pub async fn run(
-    listener: TcpListener,
-    cfg: Config,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+pub async fn run(listener: TcpListener, cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let state = AppState::new();
     let tracker = TaskTracker::new();
     let addr = listener.local_addr().context("listener address")?;
     tracing::info!(%addr, store = %redact_url(&cfg.database.url), "rosterd listening");
 
     let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::channel::<StoreOpenError>(1);
-    tracker.spawn(connect_store(
-        cfg.clone(),
-        state.clone(),
-        shutdown.clone(),
-        fatal_tx,
-    ));
+    tracker.spawn(connect_store(cfg.clone(), state.clone(), shutdown.clone(), fatal_tx));
     if let Some(interval) = sd_notify::watchdog_enabled() {
         tracker.spawn(watchdog(interval / 2, shutdown.clone()));
     }
 
     let app = http::router(state.clone(), &cfg.http);
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let grace = Duration::from_secs(cfg.http.shutdown_grace_secs);
     let mut server = std::pin::pin!(server.into_future());
     let result = tokio::select! {

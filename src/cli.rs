@@ -93,10 +93,7 @@ pub fn main() -> ExitCode {
         Err(e) => return config_error(&e),
     };
     app::init_tracing(&cfg.log);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match runtime.block_on(dispatch(cli.command, cfg)) {
         Ok(code) => code,
         Err(e) => {
@@ -131,20 +128,13 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<ExitCode> {
             eprintln!("migrations are up to date");
         }
         Command::CheckConfig => {
-            print!(
-                "{}",
-                toml::to_string(&cfg.redacted()).context("printing the configuration")?
-            );
+            print!("{}", toml::to_string(&cfg.redacted()).context("printing the configuration")?);
         }
         Command::Healthcheck { url } => return healthcheck(&cfg, url).await,
-        Command::Admin {
-            command: AdminCommand::ResetPassword { password_file },
-        } => {
+        Command::Admin { command: AdminCommand::ResetPassword { password_file } } => {
             let password = read_password(password_file)?;
             let directory = app::open_migrated(&cfg).await?;
-            let result = directory
-                .set_super_password(&console, &cfg.enterprise, &password)
-                .await;
+            let result = directory.set_super_password(&console, &cfg.enterprise, &password).await;
             directory.store().close().await;
             result?;
             eprintln!("the super-admin password was changed");
@@ -160,11 +150,7 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn token(
-    directory: &DirectoryService,
-    console: &Actor,
-    command: TokenCommand,
-) -> anyhow::Result<()> {
+async fn token(directory: &DirectoryService, console: &Actor, command: TokenCommand) -> anyhow::Result<()> {
     match command {
         TokenCommand::Create { name } => {
             let secret = directory.create_token(console, &name).await?;
@@ -173,15 +159,10 @@ async fn token(
         }
         TokenCommand::List => {
             let mut out = std::io::stdout().lock();
-            writeln!(
-                out,
-                "{:<32} {:<25} {:<25} REVOKED",
-                "NAME", "CREATED", "LAST USED"
-            )?;
+            writeln!(out, "{:<32} {:<25} {:<25} REVOKED", "NAME", "CREATED", "LAST USED")?;
             for t in directory.store().tokens().await? {
                 let when = |d: Option<chrono::DateTime<chrono::Utc>>| {
-                    d.map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-                        .unwrap_or_else(|| "-".into())
+                    d.map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_else(|| "-".into())
                 };
                 writeln!(
                     out,
@@ -203,8 +184,8 @@ async fn token(
 
 fn read_password(file: Option<PathBuf>) -> anyhow::Result<String> {
     if let Some(path) = file {
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
         return Ok(text.lines().next().unwrap_or_default().to_owned());
     }
     if std::io::stdin().is_terminal() {
@@ -225,10 +206,7 @@ fn read_password(file: Option<PathBuf>) -> anyhow::Result<String> {
 async fn healthcheck(cfg: &Config, url: Option<String>) -> anyhow::Result<ExitCode> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let target = match url {
-        Some(u) => u
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_owned(),
+        Some(u) => u.trim_start_matches("http://").trim_end_matches('/').to_owned(),
         None => {
             let mut addr = cfg.http.listen;
             if addr.ip().is_unspecified() {
@@ -239,8 +217,7 @@ async fn healthcheck(cfg: &Config, url: Option<String>) -> anyhow::Result<ExitCo
     };
     let fetch = async {
         let mut stream = tokio::net::TcpStream::connect(&target).await?;
-        let request =
-            format!("GET /readyz HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n");
+        let request = format!("GET /readyz HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await?;
         let mut response = String::new();
         stream.read_to_string(&mut response).await?;

@@ -89,10 +89,7 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig {
-            format: LogFormat::Pretty,
-            level: "info".into(),
-        }
+        LogConfig { format: LogFormat::Pretty, level: "info".into() }
     }
 }
 
@@ -110,11 +107,7 @@ pub struct NumbersConfig {
 
 impl Default for NumbersConfig {
     fn default() -> Self {
-        NumbersConfig {
-            first: 100_000,
-            last: 999_999,
-            reuse_after_days: None,
-        }
+        NumbersConfig { first: 100_000, last: 999_999, reuse_after_days: None }
     }
 }
 
@@ -129,10 +122,7 @@ pub struct EnterpriseConfig {
 
 impl Default for EnterpriseConfig {
     fn default() -> Self {
-        EnterpriseConfig {
-            name: "Example Corp".into(),
-            mail_domain: "example.com".into(),
-        }
+        EnterpriseConfig { name: "Example Corp".into(), mail_domain: "example.com".into() }
     }
 }
 
@@ -147,11 +137,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(key: &str, message: impl Into<String>) -> ConfigError {
-        ConfigError {
-            key: key.into(),
-            message: message.into(),
-            origin: None,
-        }
+        ConfigError { key: key.into(), message: message.into(), origin: None }
     }
 }
 
@@ -162,10 +148,7 @@ impl Config {
         match path {
             Some(p) => {
                 if !p.exists() {
-                    return Err(ConfigError::new(
-                        "--config",
-                        format!("{} does not exist", p.display()),
-                    ));
+                    return Err(ConfigError::new("--config", format!("{} does not exist", p.display())));
                 }
                 figment = figment.merge(Toml::file_exact(p));
             }
@@ -185,10 +168,7 @@ impl Config {
     fn resolve_secret_files(&mut self) -> Result<(), ConfigError> {
         if let Some(path) = &self.database.url_file {
             let value = std::fs::read_to_string(path).map_err(|e| {
-                ConfigError::new(
-                    "database.url_file",
-                    format!("cannot read {}: {e}", path.display()),
-                )
+                ConfigError::new("database.url_file", format!("cannot read {}: {e}", path.display()))
             })?;
             self.database.url = value.trim_end_matches(['\n', '\r']).to_owned();
         }
@@ -198,38 +178,21 @@ impl Config {
     /// Checks what types alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let url = &self.database.url;
-        if !(url.starts_with("sqlite:")
-            || url.starts_with("postgres://")
-            || url.starts_with("postgresql://"))
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://"))
         {
-            return Err(ConfigError::new(
-                "database.url",
-                "must start with sqlite: or postgres://",
-            ));
+            return Err(ConfigError::new("database.url", "must start with sqlite: or postgres://"));
         }
         if self.database.max_connections == 0 {
-            return Err(ConfigError::new(
-                "database.max_connections",
-                "must be at least 1",
-            ));
+            return Err(ConfigError::new("database.max_connections", "must be at least 1"));
         }
         if self.http.max_body_bytes == 0 {
-            return Err(ConfigError::new(
-                "http.max_body_bytes",
-                "must be at least 1",
-            ));
+            return Err(ConfigError::new("http.max_body_bytes", "must be at least 1"));
         }
         if self.http.request_timeout_secs == 0 {
-            return Err(ConfigError::new(
-                "http.request_timeout_secs",
-                "must be at least 1",
-            ));
+            return Err(ConfigError::new("http.request_timeout_secs", "must be at least 1"));
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
-            return Err(ConfigError::new(
-                "log.level",
-                format!("not a valid filter: {e}"),
-            ));
+            return Err(ConfigError::new("log.level", format!("not a valid filter: {e}")));
         }
         let n = &self.numbers;
         if n.first < 1 {
@@ -271,23 +234,12 @@ fn from_figment(e: figment::Error) -> ConfigError {
     let origin = e.metadata.as_ref().map(|m| match &m.source {
         Some(figment::Source::File(p)) => format!("file {}", p.display()),
         _ if m.name.contains("environment") => {
-            format!(
-                "environment variable ROSTER_{}",
-                path.join("__").to_uppercase()
-            )
+            format!("environment variable ROSTER_{}", path.join("__").to_uppercase())
         }
         _ => m.name.to_string(),
     });
-    let key = if path.is_empty() {
-        "(top level)".to_owned()
-    } else {
-        path.join(".")
-    };
-    ConfigError {
-        key,
-        message,
-        origin,
-    }
+    let key = if path.is_empty() { "(top level)".to_owned() } else { path.join(".") };
+    ConfigError { key, message, origin }
 }
 
 /// Hides the password of a database URL (`postgres://u:secret@h/db` -> `postgres://u:***@h/db`).
@@ -333,10 +285,7 @@ mod tests {
             redact_url("postgres://db/roster?user=r&password=x"),
             "postgres://db/roster?user=r&password=***"
         );
-        assert_eq!(
-            redact_url("sqlite://data/roster.db"),
-            "sqlite://data/roster.db"
-        );
+        assert_eq!(redact_url("sqlite://data/roster.db"), "sqlite://data/roster.db");
     }
 
     #[test]

@@ -35,9 +35,7 @@ pub fn parse(text: &str) -> Result<Vec<(usize, Change)>, String> {
 pub async fn run(cfg: &Config, file: &Path, batch: usize) -> anyhow::Result<ExitCode> {
     let text = if file == Path::new("-") {
         let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("reading stdin")?;
+        std::io::stdin().read_to_string(&mut s).context("reading stdin")?;
         s
     } else {
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?

@@ -13,18 +13,12 @@ pub const MIN_LEN: usize = 12;
 
 /// A random password for first start: 20 letters and digits (about 119 bits).
 pub fn generate() -> String {
-    rand::rng()
-        .sample_iter(&Alphanumeric)
-        .take(20)
-        .map(char::from)
-        .collect()
+    rand::rng().sample_iter(&Alphanumeric).take(20).map(char::from).collect()
 }
 
 /// A random 10-digit enterprise id (the super admin signs in with it).
 pub fn enterprise_id() -> String {
-    rand::rng()
-        .random_range(2_000_000_000u64..3_000_000_000)
-        .to_string()
+    rand::rng().random_range(2_000_000_000u64..3_000_000_000).to_string()
 }
 
 /// An argon2id hash in PHC format, with its own random salt.
@@ -37,26 +31,16 @@ pub fn hash(password: &str) -> String {
 
 pub fn verify(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
-        .map(|h| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        })
+        .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
         .unwrap_or(false)
 }
 
 pub fn check_strength(password: &str) -> Result<(), DirectoryError> {
     if password.chars().count() < MIN_LEN {
-        return Err(DirectoryError::invalid(
-            "password",
-            format!("must be at least {MIN_LEN} characters"),
-        ));
+        return Err(DirectoryError::invalid("password", format!("must be at least {MIN_LEN} characters")));
     }
     if password.chars().any(char::is_control) {
-        return Err(DirectoryError::invalid(
-            "password",
-            "must not contain control characters",
-        ));
+        return Err(DirectoryError::invalid("password", "must not contain control characters"));
     }
     Ok(())
 }

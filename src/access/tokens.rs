@@ -25,10 +25,7 @@ pub fn hash(secret: &str) -> String {
 pub fn check_name(name: &str) -> Result<String, DirectoryError> {
     let name = name.trim();
     if crate::directory::model::Source::parse(&format!("scim:{name}")).is_none() {
-        return Err(DirectoryError::invalid(
-            "name",
-            "must be 1-64 characters of letters, digits, . _ -",
-        ));
+        return Err(DirectoryError::invalid("name", "must be 1-64 characters of letters, digits, . _ -"));
     }
     Ok(name.to_owned())
 }

@@ -4,9 +4,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::model::{
-    Email, Enterprise, Group, Member, MemberState, OrgUnit, Reservation, Tombstone,
-};
+use super::model::{Email, Enterprise, Group, Member, MemberState, OrgUnit, Reservation, Tombstone};
 use crate::store::StoreError;
 
 /// One change to the directory. A `Vec<Change>` is applied in order, in one transaction.
@@ -198,12 +196,7 @@ pub enum DirectoryError {
     #[error("org unit {id} still has {what}; move or delete them first")]
     NotEmpty { id: Uuid, what: &'static str },
     #[error("{kind} {id} is owned by source {owner}; {actor} may not change it")]
-    NotOwner {
-        kind: &'static str,
-        id: Uuid,
-        owner: String,
-        actor: String,
-    },
+    NotOwner { kind: &'static str, id: Uuid, owner: String, actor: String },
     #[error("the account number block {first}-{last} is used up")]
     NumbersExhausted { first: i64, last: i64 },
     #[error("account number {number} is not available: {reason}")]
@@ -241,10 +234,7 @@ impl DirectoryError {
     }
 
     pub(crate) fn invalid(field: &str, message: impl Into<String>) -> DirectoryError {
-        DirectoryError::Invalid {
-            field: field.to_owned(),
-            message: message.into(),
-        }
+        DirectoryError::Invalid { field: field.to_owned(), message: message.into() }
     }
 
     /// Turns a unique-constraint violation (a lost race with another writer) into the
@@ -262,10 +252,7 @@ impl DirectoryError {
                     k if k.ends_with("source_anchor") => "anchor",
                     _ => "value",
                 };
-                DirectoryError::Conflict {
-                    field: field.into(),
-                    value: format!("({key})"),
-                }
+                DirectoryError::Conflict { field: field.into(), value: format!("({key})") }
             }
             other => DirectoryError::Store(other),
         }

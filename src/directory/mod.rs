@@ -13,8 +13,8 @@ mod service;
 mod validate;
 
 pub use change::{
-    Applied, Change, ChangeError, DirectoryError, EnterprisePatch, MemberPatch, NewGroup,
-    NewMember, NewOrgUnit,
+    Applied, Change, ChangeError, DirectoryError, EnterprisePatch, MemberPatch, NewGroup, NewMember,
+    NewOrgUnit,
 };
 pub use service::DirectoryService;
 pub use validate::valid_domain;

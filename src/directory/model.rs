@@ -1,7 +1,7 @@
 //! The directory's domain types: what the account center is made of.
 //!
-//! These are plain values. The store persists them; [`super::DirectoryService`] is the only code
-//! that decides how they change.
+//! These are plain values. The store persists them (they derive `sqlx::FromRow`, so a row reads
+//! straight into them); [`super::DirectoryService`] is the only code that decides how they change.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -25,8 +25,7 @@ impl Source {
         let ok_name = |n: &str| {
             !n.is_empty()
                 && n.len() <= 64
-                && n.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+                && n.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
         };
         let valid = match s.split_once(':') {
             None => [Self::CONSOLE, Self::IMPORT, Self::SYSTEM].contains(&s),
@@ -49,6 +48,25 @@ impl Source {
     }
 }
 
+/// A stored value that is not a valid [`Source`] or [`MemberState`].
+#[derive(Debug, thiserror::Error)]
+#[error("not a valid {0}: {1:?}")]
+pub struct InvalidValue(&'static str, String);
+
+impl TryFrom<String> for Source {
+    type Error = InvalidValue;
+    fn try_from(s: String) -> Result<Source, InvalidValue> {
+        Source::parse(&s).ok_or(InvalidValue("source", s))
+    }
+}
+
+impl TryFrom<String> for MemberState {
+    type Error = InvalidValue;
+    fn try_from(s: String) -> Result<MemberState, InvalidValue> {
+        MemberState::parse(&s).ok_or(InvalidValue("member state", s))
+    }
+}
+
 impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
@@ -65,10 +83,7 @@ pub struct Actor {
 
 impl Actor {
     pub fn new(source: Source, who: impl Into<String>) -> Actor {
-        Actor {
-            source,
-            who: who.into(),
-        }
+        Actor { source, who: who.into() }
     }
     pub fn system() -> Actor {
         Actor::new(Source::system(), "rosterd")
@@ -76,7 +91,7 @@ impl Actor {
 }
 
 /// The company. One per deployment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Enterprise {
     /// The enterprise id the super admin signs in with.
     pub enterprise_id: String,
@@ -95,13 +110,14 @@ pub struct Enterprise {
 }
 
 /// A node of the org tree.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct OrgUnit {
     pub id: Uuid,
     pub parent_id: Option<Uuid>,
     pub name: String,
     /// Order among siblings, ascending.
     pub position: i64,
+    #[sqlx(try_from = "String")]
     pub source: Source,
     pub anchor: Option<String>,
     pub version: i64,
@@ -132,16 +148,17 @@ impl MemberState {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Email {
     pub address: String,
     /// `work`, `home`, `other`.
     pub kind: String,
+    #[sqlx(rename = "is_primary")]
     pub primary: bool,
 }
 
 /// An employee (internal contact). A deleted member is a [`Tombstone`], not a member.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Member {
     pub id: Uuid,
     pub account_number: i64,
@@ -150,15 +167,20 @@ pub struct Member {
     pub display_name: String,
     pub given_name: Option<String>,
     pub family_name: Option<String>,
+    /// Kept in their own table; the store fills them in.
+    #[sqlx(skip)]
     pub emails: Vec<Email>,
     pub mobile: Option<String>,
     pub title: Option<String>,
     pub employee_number: Option<String>,
     pub primary_org_unit_id: Option<Uuid>,
-    /// Further org units besides the primary one.
+    /// Further org units besides the primary one (their own table; the store fills them in).
+    #[sqlx(skip)]
     pub org_unit_ids: Vec<Uuid>,
     pub manager_id: Option<Uuid>,
+    #[sqlx(try_from = "String")]
     pub state: MemberState,
+    #[sqlx(try_from = "String")]
     pub source: Source,
     pub anchor: Option<String>,
     pub version: i64,
@@ -167,26 +189,29 @@ pub struct Member {
 }
 
 /// What is left of a deleted member.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Tombstone {
     /// The deleted member's identity; never given to anybody else.
     pub member_id: Uuid,
     pub account_number: i64,
     pub login_name: String,
     /// The last profile, as it was just before deletion.
+    #[sqlx(json)]
     pub profile: Member,
     pub deleted_at: DateTime<Utc>,
     pub reason: String,
+    #[sqlx(try_from = "String")]
     pub source: Source,
     pub deleted_by: String,
 }
 
 /// An enterprise (chat) group.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Group {
     pub id: Uuid,
     pub name: String,
     pub owner_id: Option<Uuid>,
+    #[sqlx(try_from = "String")]
     pub source: Source,
     pub anchor: Option<String>,
     pub version: i64,
@@ -195,23 +220,26 @@ pub struct Group {
 }
 
 /// One row of the audit log: who changed what, through which source, before and after.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct AuditEntry {
     pub id: i64,
     pub at: DateTime<Utc>,
     pub actor: String,
+    #[sqlx(try_from = "String")]
     pub source: Source,
     /// `member.create`, `org_unit.move`, ...
     pub action: String,
     /// `member`, `org_unit`, `group`, `enterprise`, `number`, `token`.
     pub object_kind: String,
     pub object_id: Option<String>,
+    #[sqlx(json(nullable))]
     pub before: Option<serde_json::Value>,
+    #[sqlx(json(nullable))]
     pub after: Option<serde_json::Value>,
 }
 
 /// A notification to deliver later, written in the same transaction as its cause.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct OutboxMessage {
     pub id: Uuid,
     pub created_at: DateTime<Utc>,
@@ -219,13 +247,14 @@ pub struct OutboxMessage {
     pub kind: String,
     /// Delivery is at-least-once; receivers de-duplicate on this key.
     pub idempotency_key: String,
+    #[sqlx(json)]
     pub payload: serde_json::Value,
     pub state: String,
     pub attempts: i64,
 }
 
 /// A number held back by an admin: never handed out automatically.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Reservation {
     pub number: i64,
     pub note: String,

@@ -35,31 +35,19 @@ pub async fn allocate(
             return Ok(n);
         }
     }
-    Err(DirectoryError::NumbersExhausted {
-        first: cfg.first,
-        last: cfg.last,
-    })
+    Err(DirectoryError::NumbersExhausted { first: cfg.first, last: cfg.last })
 }
 
 fn reuse_cutoff(cfg: &NumbersConfig, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    cfg.reuse_after_days
-        .map(|d| now - Duration::days(i64::from(d)))
+    cfg.reuse_after_days.map(|d| now - Duration::days(i64::from(d)))
 }
 
 /// An explicitly chosen number: inside the block, not in use, and out of quarantine. Choosing a
 /// reserved number is what reservations are for: it consumes the reservation.
-async fn take_requested(
-    tx: &mut dyn StoreTx,
-    cfg: &NumbersConfig,
-    n: i64,
-    now: DateTime<Utc>,
-) -> R<i64> {
+async fn take_requested(tx: &mut dyn StoreTx, cfg: &NumbersConfig, n: i64, now: DateTime<Utc>) -> R<i64> {
     let unavailable = |reason: String| DirectoryError::NumberUnavailable { number: n, reason };
     if n < cfg.first || n > cfg.last {
-        return Err(unavailable(format!(
-            "outside the block {}-{}",
-            cfg.first, cfg.last
-        )));
+        return Err(unavailable(format!("outside the block {}-{}", cfg.first, cfg.last)));
     }
     if tx.member_id_by_number(n).await?.is_some() {
         return Err(unavailable("held by another member".into()));
@@ -86,10 +74,7 @@ async fn take_requested(
 
 /// Checks a number an admin wants to reserve.
 pub async fn check_reservable(tx: &mut dyn StoreTx, cfg: &NumbersConfig, n: i64) -> R<()> {
-    let unavailable = |reason: &str| DirectoryError::NumberUnavailable {
-        number: n,
-        reason: reason.into(),
-    };
+    let unavailable = |reason: &str| DirectoryError::NumberUnavailable { number: n, reason: reason.into() };
     if n < cfg.first || n > cfg.last {
         return Err(unavailable("outside the block"));
     }

@@ -108,28 +108,15 @@ impl DirectoryService {
     }
 
     /// Applies a change set in order, all or nothing.
-    pub async fn apply(
-        &self,
-        actor: &Actor,
-        changes: Vec<Change>,
-    ) -> Result<Vec<Applied>, ChangeError> {
+    pub async fn apply(&self, actor: &Actor, changes: Vec<Change>) -> Result<Vec<Applied>, ChangeError> {
         let at = |index| move |error| ChangeError { index, error };
-        let mut tx = self
-            .store
-            .begin()
-            .await
-            .map_err(|e| at(0)(DirectoryError::from_store(e)))?;
+        let mut tx = self.store.begin().await.map_err(|e| at(0)(DirectoryError::from_store(e)))?;
         let enterprise = tx
             .enterprise()
             .await
             .map_err(|e| at(0)(e.into()))?
             .ok_or_else(|| at(0)(DirectoryError::NoEnterprise))?;
-        let mut ctx = Ctx {
-            tx: tx.as_mut(),
-            actor,
-            now: now(),
-            mail_domain: enterprise.mail_domain,
-        };
+        let mut ctx = Ctx { tx: tx.as_mut(), actor, now: now(), mail_domain: enterprise.mail_domain };
         let mut out = Vec::with_capacity(changes.len());
         for (i, change) in changes.into_iter().enumerate() {
             let applied = self.apply_one_in(&mut ctx, change).await.map_err(|e| {
@@ -141,9 +128,7 @@ impl DirectoryService {
             out.push(applied);
         }
         let last = out.len().saturating_sub(1);
-        tx.commit()
-            .await
-            .map_err(|e| at(last)(DirectoryError::from_store(e)))?;
+        tx.commit().await.map_err(|e| at(last)(DirectoryError::from_store(e)))?;
         Ok(out)
     }
 
@@ -157,26 +142,18 @@ impl DirectoryService {
         match change {
             Change::UpdateEnterprise(p) => update_enterprise(ctx, p).await,
             Change::CreateOrgUnit(n) => create_org_unit(ctx, n).await,
-            Change::UpdateOrgUnit { id, name, anchor } => {
-                update_org_unit(ctx, id, name, anchor).await
+            Change::UpdateOrgUnit { id, name, anchor } => update_org_unit(ctx, id, name, anchor).await,
+            Change::MoveOrgUnit { id, parent_id, position } => {
+                move_org_unit(ctx, id, parent_id, position).await
             }
-            Change::MoveOrgUnit {
-                id,
-                parent_id,
-                position,
-            } => move_org_unit(ctx, id, parent_id, position).await,
             Change::DeleteOrgUnit { id } => delete_org_unit(ctx, id).await,
             Change::CreateMember(n) => self.create_member(ctx, n).await,
             Change::UpdateMember { id, patch } => update_member(ctx, id, patch).await,
             Change::DeleteMember { id, reason } => delete_member(ctx, id, reason).await,
             Change::CreateGroup(n) => create_group(ctx, n).await,
-            Change::UpdateGroup { id, name, owner_id } => {
-                update_group(ctx, id, name, owner_id).await
-            }
+            Change::UpdateGroup { id, name, owner_id } => update_group(ctx, id, name, owner_id).await,
             Change::AddGroupMembers { id, members } => group_members(ctx, id, members, true).await,
-            Change::RemoveGroupMembers { id, members } => {
-                group_members(ctx, id, members, false).await
-            }
+            Change::RemoveGroupMembers { id, members } => group_members(ctx, id, members, false).await,
             Change::DeleteGroup { id } => delete_group(ctx, id).await,
             Change::ReserveNumber { number, note } => self.reserve(ctx, number, note).await,
             Change::ReleaseReservation { number } => release_reservation(ctx, number).await,
@@ -185,13 +162,9 @@ impl DirectoryService {
 
     async fn create_member(&self, ctx: &mut Ctx<'_>, n: NewMember) -> R<Applied> {
         let id = n.id.unwrap_or_else(Uuid::now_v7);
-        if n.id.is_some()
-            && (ctx.tx.member(id).await?.is_some() || self.store.tombstone(id).await?.is_some())
+        if n.id.is_some() && (ctx.tx.member(id).await?.is_some() || self.store.tombstone(id).await?.is_some())
         {
-            return Err(DirectoryError::Conflict {
-                field: "id".into(),
-                value: id.to_string(),
-            });
+            return Err(DirectoryError::Conflict { field: "id".into(), value: id.to_string() });
         }
         let mut m = Member {
             id,
@@ -203,11 +176,7 @@ impl DirectoryService {
             emails: validate::emails(&n.emails)?,
             mobile: validate::mobile(n.mobile.as_deref())?,
             title: validate::optional_text("title", n.title.as_deref(), 128)?,
-            employee_number: validate::optional_text(
-                "employee_number",
-                n.employee_number.as_deref(),
-                64,
-            )?,
+            employee_number: validate::optional_text("employee_number", n.employee_number.as_deref(), 64)?,
             primary_org_unit_id: n.primary_org_unit_id,
             org_unit_ids: n.org_unit_ids,
             manager_id: n.manager_id,
@@ -219,17 +188,9 @@ impl DirectoryService {
             updated_at: ctx.now,
         };
         check_member(ctx, &mut m, None).await?;
-        m.account_number =
-            numbers::allocate(ctx.tx, &self.numbers, n.account_number, ctx.now).await?;
+        m.account_number = numbers::allocate(ctx.tx, &self.numbers, n.account_number, ctx.now).await?;
         ctx.tx.member_insert(&m, None).await?;
-        ctx.audit(
-            "member.create",
-            "member",
-            Some(m.id.to_string()),
-            None,
-            Some(&m),
-        )
-        .await?;
+        ctx.audit("member.create", "member", Some(m.id.to_string()), None, Some(&m)).await?;
         ctx.notify_member("member.created", &m).await?;
         Ok(Applied::Member(m))
     }
@@ -243,14 +204,7 @@ impl DirectoryService {
             reserved_by: ctx.actor.who.clone(),
         };
         ctx.tx.number_reserve(&r).await?;
-        ctx.audit(
-            "number.reserve",
-            "number",
-            Some(number.to_string()),
-            None,
-            Some(&r),
-        )
-        .await?;
+        ctx.audit("number.reserve", "number", Some(number.to_string()), None, Some(&r)).await?;
         Ok(Applied::Reservation(r))
     }
 
@@ -268,12 +222,7 @@ impl DirectoryService {
         }
     }
 
-    async fn create_enterprise(
-        &self,
-        cfg: &EnterpriseConfig,
-        password: &str,
-        must_change: bool,
-    ) -> R<()> {
+    async fn create_enterprise(&self, cfg: &EnterpriseConfig, password: &str, must_change: bool) -> R<()> {
         let hash = crate::access::password::hash(password);
         let now = now();
         let e = Enterprise {
@@ -292,33 +241,16 @@ impl DirectoryService {
         };
         let mut tx = self.store.begin().await?;
         let actor = Actor::system();
-        let mut ctx = Ctx {
-            tx: tx.as_mut(),
-            actor: &actor,
-            now,
-            mail_domain: e.mail_domain.clone(),
-        };
+        let mut ctx = Ctx { tx: tx.as_mut(), actor: &actor, now, mail_domain: e.mail_domain.clone() };
         ctx.tx.enterprise_insert(&e, &hash).await?;
-        ctx.audit(
-            "enterprise.create",
-            "enterprise",
-            Some(e.enterprise_id.clone()),
-            None,
-            Some(&e),
-        )
-        .await?;
+        ctx.audit("enterprise.create", "enterprise", Some(e.enterprise_id.clone()), None, Some(&e)).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Sets the super-admin password (creating the enterprise if there is none yet). The
     /// audit log records that it changed, never the password or its hash.
-    pub async fn set_super_password(
-        &self,
-        actor: &Actor,
-        cfg: &EnterpriseConfig,
-        password: &str,
-    ) -> R<()> {
+    pub async fn set_super_password(&self, actor: &Actor, cfg: &EnterpriseConfig, password: &str) -> R<()> {
         crate::access::password::check_strength(password)?;
         if self.store.enterprise().await?.is_none() {
             return match self.create_enterprise(cfg, password, false).await {
@@ -331,26 +263,10 @@ impl DirectoryService {
         let hash = crate::access::password::hash(password);
         let mut tx = self.store.begin().await?;
         let now = now();
-        let mut ctx = Ctx {
-            tx: tx.as_mut(),
-            actor,
-            now,
-            mail_domain: String::new(),
-        };
-        let e = ctx
-            .tx
-            .enterprise()
-            .await?
-            .ok_or(DirectoryError::NoEnterprise)?;
+        let mut ctx = Ctx { tx: tx.as_mut(), actor, now, mail_domain: String::new() };
+        let e = ctx.tx.enterprise().await?.ok_or(DirectoryError::NoEnterprise)?;
         ctx.tx.super_password_set(&hash, false).await?;
-        ctx.audit::<()>(
-            "enterprise.password_reset",
-            "enterprise",
-            Some(e.enterprise_id),
-            None,
-            None,
-        )
-        .await?;
+        ctx.audit::<()>("enterprise.password_reset", "enterprise", Some(e.enterprise_id), None, None).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -360,24 +276,9 @@ impl DirectoryService {
         let name = crate::access::tokens::check_name(name)?;
         let (secret, hash) = crate::access::tokens::generate();
         let mut tx = self.store.begin().await?;
-        let mut ctx = Ctx {
-            tx: tx.as_mut(),
-            actor,
-            now: now(),
-            mail_domain: String::new(),
-        };
-        ctx.tx
-            .token_insert(&name, &hash, ctx.now)
-            .await
-            .map_err(DirectoryError::from_store)?;
-        ctx.audit(
-            "token.create",
-            "token",
-            Some(name.clone()),
-            None,
-            Some(&json!({ "name": name })),
-        )
-        .await?;
+        let mut ctx = Ctx { tx: tx.as_mut(), actor, now: now(), mail_domain: String::new() };
+        ctx.tx.token_insert(&name, &hash, ctx.now).await.map_err(DirectoryError::from_store)?;
+        ctx.audit("token.create", "token", Some(name.clone()), None, Some(&json!({ "name": name }))).await?;
         tx.commit().await?;
         Ok(secret)
     }
@@ -385,31 +286,18 @@ impl DirectoryService {
     /// Revokes the live token `name`.
     pub async fn revoke_token(&self, actor: &Actor, name: &str) -> R<()> {
         let mut tx = self.store.begin().await?;
-        let mut ctx = Ctx {
-            tx: tx.as_mut(),
-            actor,
-            now: now(),
-            mail_domain: String::new(),
-        };
+        let mut ctx = Ctx { tx: tx.as_mut(), actor, now: now(), mail_domain: String::new() };
         if !ctx.tx.token_revoke(name, ctx.now).await? {
-            return Err(DirectoryError::NotFound {
-                kind: "token",
-                id: name.to_owned(),
-            });
+            return Err(DirectoryError::NotFound { kind: "token", id: name.to_owned() });
         }
-        ctx.audit::<()>("token.revoke", "token", Some(name.to_owned()), None, None)
-            .await?;
+        ctx.audit::<()>("token.revoke", "token", Some(name.to_owned()), None, None).await?;
         tx.commit().await?;
         Ok(())
     }
 }
 
 async fn update_enterprise(ctx: &mut Ctx<'_>, p: EnterprisePatch) -> R<Applied> {
-    let before = ctx
-        .tx
-        .enterprise()
-        .await?
-        .ok_or(DirectoryError::NoEnterprise)?;
+    let before = ctx.tx.enterprise().await?.ok_or(DirectoryError::NoEnterprise)?;
     let mut e = before.clone();
     let opt = |field: &str, v: Option<Option<String>>, cur: Option<String>, max| match v {
         Some(v) => validate::optional_text(field, v.as_deref(), max),
@@ -433,17 +321,11 @@ async fn update_enterprise(ctx: &mut Ctx<'_>, p: EnterprisePatch) -> R<Applied> 
     if let Some(d) = p.mail_domain {
         let d = d.trim().to_lowercase();
         if !validate::valid_domain(&d) {
-            return Err(DirectoryError::invalid(
-                "mail_domain",
-                "must be a domain name such as example.com",
-            ));
+            return Err(DirectoryError::invalid("mail_domain", "must be a domain name such as example.com"));
         }
         // Existing login names keep their domain; changing it is a migration, not a profile edit.
         if d != e.mail_domain && ctx.tx.member_count().await? > 0 {
-            return Err(DirectoryError::invalid(
-                "mail_domain",
-                "members still use the current domain",
-            ));
+            return Err(DirectoryError::invalid("mail_domain", "members still use the current domain"));
         }
         e.mail_domain = d;
     }
@@ -452,22 +334,13 @@ async fn update_enterprise(ctx: &mut Ctx<'_>, p: EnterprisePatch) -> R<Applied> 
     }
     e.updated_at = ctx.now;
     ctx.tx.enterprise_update(&e).await?;
-    ctx.audit(
-        "enterprise.update",
-        "enterprise",
-        Some(e.enterprise_id.clone()),
-        Some(&before),
-        Some(&e),
-    )
-    .await?;
+    ctx.audit("enterprise.update", "enterprise", Some(e.enterprise_id.clone()), Some(&before), Some(&e))
+        .await?;
     Ok(Applied::Enterprise(e))
 }
 
 async fn org_unit_or_404(ctx: &mut Ctx<'_>, id: Uuid) -> R<OrgUnit> {
-    ctx.tx.org_unit(id).await?.ok_or(DirectoryError::NotFound {
-        kind: "org unit",
-        id: id.to_string(),
-    })
+    ctx.tx.org_unit(id).await?.ok_or(DirectoryError::NotFound { kind: "org unit", id: id.to_string() })
 }
 
 async fn check_sibling_name(
@@ -477,20 +350,14 @@ async fn check_sibling_name(
     this: Option<Uuid>,
 ) -> R<()> {
     match ctx.tx.org_unit_sibling_named(parent, name).await? {
-        Some(other) if Some(other) != this => Err(DirectoryError::Conflict {
-            field: "name".into(),
-            value: name.to_owned(),
-        }),
+        Some(other) if Some(other) != this => {
+            Err(DirectoryError::Conflict { field: "name".into(), value: name.to_owned() })
+        }
         _ => Ok(()),
     }
 }
 
-async fn check_anchor(
-    ctx: &mut Ctx<'_>,
-    kind: &'static str,
-    anchor: Option<&str>,
-    this: Uuid,
-) -> R<()> {
+async fn check_anchor(ctx: &mut Ctx<'_>, kind: &'static str, anchor: Option<&str>, this: Uuid) -> R<()> {
     let Some(anchor) = anchor else { return Ok(()) };
     let source = ctx.actor.source.as_str().to_owned();
     let other = match kind {
@@ -499,10 +366,9 @@ async fn check_anchor(
         _ => ctx.tx.group_id_by_anchor(&source, anchor).await?,
     };
     match other {
-        Some(o) if o != this => Err(DirectoryError::Conflict {
-            field: "anchor".into(),
-            value: anchor.to_owned(),
-        }),
+        Some(o) if o != this => {
+            Err(DirectoryError::Conflict { field: "anchor".into(), value: anchor.to_owned() })
+        }
         _ => Ok(()),
     }
 }
@@ -510,10 +376,7 @@ async fn check_anchor(
 async fn create_org_unit(ctx: &mut Ctx<'_>, n: NewOrgUnit) -> R<Applied> {
     let id = n.id.unwrap_or_else(Uuid::now_v7);
     if n.id.is_some() && ctx.tx.org_unit(id).await?.is_some() {
-        return Err(DirectoryError::Conflict {
-            field: "id".into(),
-            value: id.to_string(),
-        });
+        return Err(DirectoryError::Conflict { field: "id".into(), value: id.to_string() });
     }
     let name = validate::org_unit_name(&n.name)?;
     if let Some(p) = n.parent_id {
@@ -538,14 +401,7 @@ async fn create_org_unit(ctx: &mut Ctx<'_>, n: NewOrgUnit) -> R<Applied> {
         updated_at: ctx.now,
     };
     ctx.tx.org_unit_insert(&u).await?;
-    ctx.audit(
-        "org_unit.create",
-        "org_unit",
-        Some(id.to_string()),
-        None,
-        Some(&u),
-    )
-    .await?;
+    ctx.audit("org_unit.create", "org_unit", Some(id.to_string()), None, Some(&u)).await?;
     Ok(Applied::OrgUnit(u))
 }
 
@@ -569,23 +425,11 @@ async fn update_org_unit(
     save_org_unit(ctx, "org_unit.update", before, u).await
 }
 
-async fn save_org_unit(
-    ctx: &mut Ctx<'_>,
-    action: &str,
-    before: OrgUnit,
-    mut u: OrgUnit,
-) -> R<Applied> {
+async fn save_org_unit(ctx: &mut Ctx<'_>, action: &str, before: OrgUnit, mut u: OrgUnit) -> R<Applied> {
     u.version += 1;
     u.updated_at = ctx.now;
     ctx.tx.org_unit_update(&u).await?;
-    ctx.audit(
-        action,
-        "org_unit",
-        Some(u.id.to_string()),
-        Some(&before),
-        Some(&u),
-    )
-    .await?;
+    ctx.audit(action, "org_unit", Some(u.id.to_string()), Some(&before), Some(&u)).await?;
     Ok(Applied::OrgUnit(u))
 }
 
@@ -621,43 +465,25 @@ async fn delete_org_unit(ctx: &mut Ctx<'_>, id: Uuid) -> R<Applied> {
     let before = org_unit_or_404(ctx, id).await?;
     ctx.ensure_owner("org unit", id, &before.source)?;
     if ctx.tx.org_unit_has_children(id).await? {
-        return Err(DirectoryError::NotEmpty {
-            id,
-            what: "child units",
-        });
+        return Err(DirectoryError::NotEmpty { id, what: "child units" });
     }
     if ctx.tx.org_unit_has_members(id).await? {
-        return Err(DirectoryError::NotEmpty {
-            id,
-            what: "members",
-        });
+        return Err(DirectoryError::NotEmpty { id, what: "members" });
     }
     ctx.tx.org_unit_delete(id).await?;
-    ctx.audit(
-        "org_unit.delete",
-        "org_unit",
-        Some(id.to_string()),
-        Some(&before),
-        None,
-    )
-    .await?;
+    ctx.audit("org_unit.delete", "org_unit", Some(id.to_string()), Some(&before), None).await?;
     Ok(Applied::OrgUnitDeleted { id })
 }
 
 async fn member_or_404(ctx: &mut Ctx<'_>, id: Uuid) -> R<Member> {
-    ctx.tx.member(id).await?.ok_or(DirectoryError::NotFound {
-        kind: "member",
-        id: id.to_string(),
-    })
+    ctx.tx.member(id).await?.ok_or(DirectoryError::NotFound { kind: "member", id: id.to_string() })
 }
 
 /// Uniqueness within the enterprise and references to other objects. `this` is the member's
 /// own id on update (its own values do not conflict with themselves).
 async fn check_member(ctx: &mut Ctx<'_>, m: &mut Member, this: Option<Uuid>) -> R<()> {
-    let conflict = |field: &str, value: &str| DirectoryError::Conflict {
-        field: field.into(),
-        value: value.into(),
-    };
+    let conflict =
+        |field: &str, value: &str| DirectoryError::Conflict { field: field.into(), value: value.into() };
     let mine = |other: Option<Uuid>| other.is_none() || other == this;
     if !mine(ctx.tx.member_id_by_login(&m.login_name).await?) {
         return Err(conflict("login_name", &m.login_name));
@@ -679,24 +505,15 @@ async fn check_member(ctx: &mut Ctx<'_>, m: &mut Member, this: Option<Uuid>) -> 
     m.org_unit_ids.retain(|u| Some(*u) != m.primary_org_unit_id);
     for unit in m.primary_org_unit_id.iter().chain(m.org_unit_ids.iter()) {
         if ctx.tx.org_unit(*unit).await?.is_none() {
-            return Err(DirectoryError::invalid(
-                "org_unit_ids",
-                format!("org unit {unit} does not exist"),
-            ));
+            return Err(DirectoryError::invalid("org_unit_ids", format!("org unit {unit} does not exist")));
         }
     }
     if let Some(manager) = m.manager_id {
         if manager == m.id {
-            return Err(DirectoryError::invalid(
-                "manager_id",
-                "a member cannot be their own manager",
-            ));
+            return Err(DirectoryError::invalid("manager_id", "a member cannot be their own manager"));
         }
         if ctx.tx.member(manager).await?.is_none() {
-            return Err(DirectoryError::invalid(
-                "manager_id",
-                format!("member {manager} does not exist"),
-            ));
+            return Err(DirectoryError::invalid("manager_id", format!("member {manager} does not exist")));
         }
     }
     Ok(())
@@ -754,16 +571,8 @@ async fn update_member(ctx: &mut Ctx<'_>, id: Uuid, p: MemberPatch) -> R<Applied
         (MemberState::Suspended, MemberState::Active) => "member.activate",
         _ => "member.update",
     };
-    ctx.audit(
-        action,
-        "member",
-        Some(id.to_string()),
-        Some(&before),
-        Some(&m),
-    )
-    .await?;
-    ctx.notify_member(&action.replace("member.", "member.updated."), &m)
-        .await?;
+    ctx.audit(action, "member", Some(id.to_string()), Some(&before), Some(&m)).await?;
+    ctx.notify_member(&action.replace("member.", "member.updated."), &m).await?;
     Ok(Applied::Member(m))
 }
 
@@ -776,24 +585,14 @@ async fn delete_member(ctx: &mut Ctx<'_>, id: Uuid, reason: String) -> R<Applied
         login_name: before.login_name.clone(),
         profile: before.clone(),
         deleted_at: ctx.now,
-        reason: validate::optional_text("reason", Some(&reason), 512)?
-            .unwrap_or_else(|| "deleted".into()),
+        reason: validate::optional_text("reason", Some(&reason), 512)?.unwrap_or_else(|| "deleted".into()),
         source: ctx.actor.source.clone(),
         deleted_by: ctx.actor.who.clone(),
     };
     ctx.tx.member_delete(id).await?;
     ctx.tx.tombstone_insert(&t).await?;
-    ctx.tx
-        .number_release(before.account_number, ctx.now)
-        .await?;
-    ctx.audit(
-        "member.delete",
-        "member",
-        Some(id.to_string()),
-        Some(&before),
-        None,
-    )
-    .await?;
+    ctx.tx.number_release(before.account_number, ctx.now).await?;
+    ctx.audit("member.delete", "member", Some(id.to_string()), Some(&before), None).await?;
     let mut gone = before;
     gone.version += 1;
     ctx.notify_member("member.deleted", &gone).await?;
@@ -801,19 +600,13 @@ async fn delete_member(ctx: &mut Ctx<'_>, id: Uuid, reason: String) -> R<Applied
 }
 
 async fn group_or_404(ctx: &mut Ctx<'_>, id: Uuid) -> R<Group> {
-    ctx.tx.group(id).await?.ok_or(DirectoryError::NotFound {
-        kind: "group",
-        id: id.to_string(),
-    })
+    ctx.tx.group(id).await?.ok_or(DirectoryError::NotFound { kind: "group", id: id.to_string() })
 }
 
 async fn check_members_exist(ctx: &mut Ctx<'_>, field: &str, ids: &[Uuid]) -> R<()> {
     for id in ids {
         if ctx.tx.member(*id).await?.is_none() {
-            return Err(DirectoryError::invalid(
-                field,
-                format!("member {id} does not exist"),
-            ));
+            return Err(DirectoryError::invalid(field, format!("member {id} does not exist")));
         }
     }
     Ok(())
@@ -822,10 +615,7 @@ async fn check_members_exist(ctx: &mut Ctx<'_>, field: &str, ids: &[Uuid]) -> R<
 async fn create_group(ctx: &mut Ctx<'_>, n: NewGroup) -> R<Applied> {
     let id = n.id.unwrap_or_else(Uuid::now_v7);
     if n.id.is_some() && ctx.tx.group(id).await?.is_some() {
-        return Err(DirectoryError::Conflict {
-            field: "id".into(),
-            value: id.to_string(),
-        });
+        return Err(DirectoryError::Conflict { field: "id".into(), value: id.to_string() });
     }
     let anchor = validate::optional_text("anchor", n.anchor.as_deref(), 256)?;
     check_anchor(ctx, "group", anchor.as_deref(), id).await?;
@@ -873,14 +663,7 @@ async fn update_group(
     g.version += 1;
     g.updated_at = ctx.now;
     ctx.tx.group_update(&g).await?;
-    ctx.audit(
-        "group.update",
-        "group",
-        Some(id.to_string()),
-        Some(&before),
-        Some(&g),
-    )
-    .await?;
+    ctx.audit("group.update", "group", Some(id.to_string()), Some(&before), Some(&g)).await?;
     Ok(Applied::Group(g))
 }
 
@@ -894,19 +677,9 @@ async fn group_members(ctx: &mut Ctx<'_>, id: Uuid, members: Vec<Uuid>, add: boo
     } else {
         ctx.tx.group_members_remove(id, &members).await?
     };
-    let (action, key) = if add {
-        ("group.members_add", "added")
-    } else {
-        ("group.members_remove", "removed")
-    };
-    ctx.audit(
-        action,
-        "group",
-        Some(id.to_string()),
-        None,
-        Some(&json!({ key: members })),
-    )
-    .await?;
+    let (action, key) =
+        if add { ("group.members_add", "added") } else { ("group.members_remove", "removed") };
+    ctx.audit(action, "group", Some(id.to_string()), None, Some(&json!({ key: members }))).await?;
     Ok(Applied::GroupMembers { id, changed })
 }
 
@@ -914,31 +687,14 @@ async fn delete_group(ctx: &mut Ctx<'_>, id: Uuid) -> R<Applied> {
     let before = group_or_404(ctx, id).await?;
     ctx.ensure_owner("group", id, &before.source)?;
     ctx.tx.group_delete(id).await?;
-    ctx.audit(
-        "group.delete",
-        "group",
-        Some(id.to_string()),
-        Some(&before),
-        None,
-    )
-    .await?;
+    ctx.audit("group.delete", "group", Some(id.to_string()), Some(&before), None).await?;
     Ok(Applied::GroupDeleted { id })
 }
 
 async fn release_reservation(ctx: &mut Ctx<'_>, number: i64) -> R<Applied> {
     if !ctx.tx.number_unreserve(number).await? {
-        return Err(DirectoryError::NotFound {
-            kind: "reservation",
-            id: number.to_string(),
-        });
+        return Err(DirectoryError::NotFound { kind: "reservation", id: number.to_string() });
     }
-    ctx.audit::<()>(
-        "number.unreserve",
-        "number",
-        Some(number.to_string()),
-        None,
-        None,
-    )
-    .await?;
+    ctx.audit::<()>("number.unreserve", "number", Some(number.to_string()), None, None).await?;
     Ok(Applied::ReservationReleased { number })
 }

@@ -33,16 +33,10 @@ pub fn optional_text(field: &str, value: Option<&str>, max: usize) -> R<Option<S
         return Ok(None);
     };
     if v.chars().count() > max {
-        return Err(DirectoryError::invalid(
-            field,
-            format!("must be at most {max} characters"),
-        ));
+        return Err(DirectoryError::invalid(field, format!("must be at most {max} characters")));
     }
     if v.chars().any(char::is_control) {
-        return Err(DirectoryError::invalid(
-            field,
-            "must not contain control characters",
-        ));
+        return Err(DirectoryError::invalid(field, "must not contain control characters"));
     }
     Ok(Some(v.to_owned()))
 }
@@ -64,14 +58,9 @@ pub fn login_name(value: &str, mail_domain: &str) -> R<String> {
         None => (v.clone(), mail_domain.to_lowercase()),
     };
     if local.is_empty() || local.len() > 64 {
-        return Err(DirectoryError::invalid(
-            "login_name",
-            "the name before @ must be 1-64 characters",
-        ));
+        return Err(DirectoryError::invalid("login_name", "the name before @ must be 1-64 characters"));
     }
-    if !local
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c))
+    if !local.chars().all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c))
         || local.starts_with('.')
         || local.ends_with('.')
     {
@@ -92,16 +81,11 @@ pub fn login_name(value: &str, mail_domain: &str) -> R<String> {
 pub fn email_address(value: &str) -> R<String> {
     let v = value.trim().to_lowercase();
     let ok = match v.split_once('@') {
-        Some((l, d)) => {
-            !l.is_empty() && l.len() <= 64 && valid_domain(d) && !l.contains(char::is_whitespace)
-        }
+        Some((l, d)) => !l.is_empty() && l.len() <= 64 && valid_domain(d) && !l.contains(char::is_whitespace),
         None => false,
     };
     if !ok {
-        return Err(DirectoryError::invalid(
-            "emails",
-            format!("{value:?} is not an e-mail address"),
-        ));
+        return Err(DirectoryError::invalid("emails", format!("{value:?} is not an e-mail address")));
     }
     Ok(v)
 }
@@ -112,10 +96,7 @@ pub fn emails(list: &[Email]) -> R<Vec<Email>> {
     for e in list {
         let address = email_address(&e.address)?;
         if out.iter().any(|o| o.address == address) {
-            return Err(DirectoryError::invalid(
-                "emails",
-                format!("{address} is listed twice"),
-            ));
+            return Err(DirectoryError::invalid("emails", format!("{address} is listed twice")));
         }
         let kind = match e.kind.trim().to_lowercase().as_str() {
             "" | "work" => "work",
@@ -128,20 +109,13 @@ pub fn emails(list: &[Email]) -> R<Vec<Email>> {
                 ));
             }
         };
-        out.push(Email {
-            address,
-            kind: kind.to_owned(),
-            primary: e.primary,
-        });
+        out.push(Email { address, kind: kind.to_owned(), primary: e.primary });
     }
     match out.iter().filter(|e| e.primary).count() {
         0 if !out.is_empty() => out[0].primary = true,
         0 | 1 => {}
         _ => {
-            return Err(DirectoryError::invalid(
-                "emails",
-                "only one e-mail can be primary",
-            ));
+            return Err(DirectoryError::invalid("emails", "only one e-mail can be primary"));
         }
     }
     Ok(out)
@@ -155,10 +129,7 @@ pub fn mobile(value: Option<&str>) -> R<Option<String>> {
     let digits: String = v.chars().filter(|c| !" -().".contains(*c)).collect();
     let body = digits.strip_prefix('+').unwrap_or(&digits);
     if body.len() < 5 || body.len() > 20 || !body.chars().all(|c| c.is_ascii_digit()) {
-        return Err(DirectoryError::invalid(
-            "mobile",
-            format!("{v:?} is not a phone number"),
-        ));
+        return Err(DirectoryError::invalid("mobile", format!("{v:?} is not a phone number")));
     }
     Ok(Some(digits))
 }
@@ -169,14 +140,8 @@ mod tests {
 
     #[test]
     fn login_names_get_the_mail_domain() {
-        assert_eq!(
-            login_name("Alice", "example.com").unwrap(),
-            "alice@example.com"
-        );
-        assert_eq!(
-            login_name("Bob.Li@Example.COM", "example.com").unwrap(),
-            "bob.li@example.com"
-        );
+        assert_eq!(login_name("Alice", "example.com").unwrap(), "alice@example.com");
+        assert_eq!(login_name("Bob.Li@Example.COM", "example.com").unwrap(), "bob.li@example.com");
         assert!(login_name("eve@other.org", "example.com").is_err());
         assert!(login_name("a b", "example.com").is_err());
         assert!(login_name("", "example.com").is_err());
@@ -184,11 +149,7 @@ mod tests {
 
     #[test]
     fn one_primary_email() {
-        let e = |a: &str, p| Email {
-            address: a.into(),
-            kind: String::new(),
-            primary: p,
-        };
+        let e = |a: &str, p| Email { address: a.into(), kind: String::new(), primary: p };
         let out = emails(&[e("A@x.com", false), e("b@x.com", false)]).unwrap();
         assert!(out[0].primary && !out[1].primary);
         assert_eq!(out[0].address, "a@x.com");
@@ -199,10 +160,7 @@ mod tests {
 
     #[test]
     fn mobiles_are_normalised() {
-        assert_eq!(
-            mobile(Some("+86 138-0013-8000")).unwrap().unwrap(),
-            "+8613800138000"
-        );
+        assert_eq!(mobile(Some("+86 138-0013-8000")).unwrap().unwrap(), "+8613800138000");
         assert_eq!(mobile(Some("  ")).unwrap(), None);
         assert!(mobile(Some("call me")).is_err());
     }

@@ -37,10 +37,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new() -> AppState {
-        AppState {
-            store: Arc::new(OnceLock::new()),
-            metrics: prometheus(),
-        }
+        AppState { store: Arc::new(OnceLock::new()), metrics: prometheus() }
     }
 }
 
@@ -56,9 +53,7 @@ fn prometheus() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             PrometheusBuilder::new()
-                .set_buckets(&[
-                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                ])
+                .set_buckets(&[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
                 .expect("bucket list is not empty")
                 .install_recorder()
                 .expect("no other metrics recorder is installed")
@@ -113,11 +108,7 @@ async fn track_metrics(req: Request, next: Next) -> Response {
     let method = req.method().to_string();
     let start = Instant::now();
     let response = next.run(req).await;
-    let labels = [
-        ("method", method),
-        ("route", route),
-        ("status", response.status().as_u16().to_string()),
-    ];
+    let labels = [("method", method), ("route", route), ("status", response.status().as_u16().to_string())];
     metrics::counter!("roster_http_requests_total", &labels).increment(1);
     metrics::histogram!("roster_http_request_duration_seconds", &labels)
         .record(start.elapsed().as_secs_f64());
@@ -130,10 +121,7 @@ async fn healthz() -> Json<serde_json::Value> {
 
 async fn readyz(State(state): State<AppState>) -> Response {
     let unready = |detail: &str| {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "unavailable", "detail": detail })),
-        )
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "detail": detail })))
             .into_response()
     };
     let Some(store) = state.store.get() else {
@@ -144,9 +132,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         return unready("the database is unreachable");
     }
     match store.schema_state().await {
-        Ok(SchemaState::Current) => {
-            Json(json!({ "status": "ok", "store": store.backend() })).into_response()
-        }
+        Ok(SchemaState::Current) => Json(json!({ "status": "ok", "store": store.backend() })).into_response(),
         Ok(SchemaState::Behind) => unready("database migrations are pending"),
         Ok(SchemaState::Ahead) => unready("the database schema is newer than this rosterd"),
         Err(e) => {
@@ -168,11 +154,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
             Err(e) => tracing::warn!(error = %e, "metrics: cannot count directory objects"),
         }
     }
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
 }
 
 async fn not_found() -> ApiError {
@@ -189,11 +171,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-        }
+        ApiError { status, code, message: message.into() }
     }
 }
 
@@ -220,20 +198,12 @@ impl From<DirectoryError> for ApiError {
             }
             other => other.to_string(),
         };
-        ApiError {
-            status,
-            code: e.code(),
-            message,
-        }
+        ApiError { status, code: e.code(), message }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({ "error": self.code, "message": self.message })),
-        )
-            .into_response()
+        (self.status, Json(json!({ "error": self.code, "message": self.message }))).into_response()
     }
 }

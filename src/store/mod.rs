@@ -18,7 +18,6 @@ use crate::directory::model::{
     AuditEntry, Counts, Enterprise, Group, Member, OrgUnit, OutboxMessage, Reservation, Tombstone,
 };
 
-mod rows;
 #[macro_use]
 mod sql;
 mod postgres;
@@ -34,9 +33,7 @@ pub enum StoreError {
     /// A unique constraint refused a write; the key is `<table>_<columns>` (same on both backends).
     #[error("unique constraint {0} violated")]
     Unique(String),
-    #[error(
-        "the database is read-only ({0}); check the permissions of the database file and its directory"
-    )]
+    #[error("the database is read-only ({0}); check the permissions of the database file and its directory")]
     ReadOnly(String),
     #[error("the disk is full: {0}")]
     DiskFull(String),
@@ -53,7 +50,7 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// An API token as listed (the secret itself is never stored).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct TokenInfo {
     pub name: String,
     pub created_at: DateTime<Utc>,
@@ -128,11 +125,7 @@ pub trait StoreTx: Send {
 
     async fn org_unit(&mut self, id: Uuid) -> Result<Option<OrgUnit>>;
     async fn org_unit_by_anchor(&mut self, source: &str, anchor: &str) -> Result<Option<Uuid>>;
-    async fn org_unit_sibling_named(
-        &mut self,
-        parent: Option<Uuid>,
-        name: &str,
-    ) -> Result<Option<Uuid>>;
+    async fn org_unit_sibling_named(&mut self, parent: Option<Uuid>, name: &str) -> Result<Option<Uuid>>;
     /// `id` and all its ancestors up to the root.
     async fn org_unit_path(&mut self, id: Uuid) -> Result<Vec<Uuid>>;
     async fn org_unit_next_position(&mut self, parent: Option<Uuid>) -> Result<i64>;
@@ -199,9 +192,7 @@ pub async fn open(cfg: &crate::config::DatabaseConfig) -> Result<Arc<dyn Store>>
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(PgStore::open(cfg).await?))
     } else {
-        Err(StoreError::Other(
-            "database.url must start with sqlite: or postgres://".into(),
-        ))
+        Err(StoreError::Other("database.url must start with sqlite: or postgres://".into()))
     }
 }
 
@@ -215,13 +206,11 @@ pub(crate) fn classify(
             db_kind(db.as_ref()).unwrap_or_else(|| StoreError::Other(db.message().to_owned()))
         }
         sqlx::Error::Io(e) => StoreError::Unavailable(e.to_string()),
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
-            StoreError::Unavailable(err.to_string())
-        }
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => StoreError::Unavailable(err.to_string()),
         sqlx::Error::Tls(e) => StoreError::Unavailable(e.to_string()),
-        sqlx::Error::ColumnDecode { .. }
-        | sqlx::Error::Decode(_)
-        | sqlx::Error::ColumnNotFound(_) => StoreError::Corrupt(err.to_string()),
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
+            StoreError::Corrupt(err.to_string())
+        }
         other => StoreError::Other(other.to_string()),
     }
 }

@@ -26,9 +26,7 @@ fn err(e: sqlx::Error) -> StoreError {
     super::classify(e, |db| {
         let code = db.code().unwrap_or_default();
         match code.as_ref() {
-            "23505" => Some(StoreError::Unique(
-                db.constraint().unwrap_or("unknown").to_owned(),
-            )),
+            "23505" => Some(StoreError::Unique(db.constraint().unwrap_or("unknown").to_owned())),
             "25006" => Some(StoreError::ReadOnly(db.message().to_owned())),
             "53100" => Some(StoreError::DiskFull(db.message().to_owned())),
             c if c.starts_with("08") || c.starts_with("57P") || c == "53300" => {
@@ -41,20 +39,15 @@ fn err(e: sqlx::Error) -> StoreError {
 
 impl PgStore {
     pub async fn open(cfg: &DatabaseConfig) -> Result<PgStore, StoreError> {
-        let opts: PgConnectOptions = cfg
-            .url
-            .parse()
-            .map_err(|e| StoreError::Other(format!("database.url: {e}")))?;
+        let opts: PgConnectOptions =
+            cfg.url.parse().map_err(|e| StoreError::Other(format!("database.url: {e}")))?;
         let pool = PgPoolOptions::new()
             .max_connections(cfg.max_connections.max(2))
             .acquire_timeout(Duration::from_secs(cfg.connect_timeout_secs))
             .connect_with(opts.application_name("rosterd"))
             .await
             .map_err(err)?;
-        Ok(PgStore {
-            read: pool.clone(),
-            write: pool,
-        })
+        Ok(PgStore { read: pool.clone(), write: pool })
     }
 
     fn backend_name() -> &'static str {
@@ -74,11 +67,10 @@ impl PgStore {
     }
 
     async fn schema_state_impl(&self) -> Result<super::SchemaState, StoreError> {
-        let (exists,): (bool,) =
-            sqlx::query_as("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-                .fetch_one(&self.read)
-                .await
-                .map_err(err)?;
+        let (exists,): (bool,) = sqlx::query_as("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+            .fetch_one(&self.read)
+            .await
+            .map_err(err)?;
         let applied: Vec<(i64,)> = if exists {
             sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success")
                 .fetch_all(&self.read)
@@ -87,10 +79,7 @@ impl PgStore {
         } else {
             Vec::new()
         };
-        Ok(super::schema_state(
-            &MIGRATOR,
-            applied.into_iter().map(|v| v.0),
-        ))
+        Ok(super::schema_state(&MIGRATOR, applied.into_iter().map(|v| v.0)))
     }
 }
 

@@ -10,14 +10,12 @@ pub(crate) const MEMBER_COLS: &str = "id, account_number, login_name, display_na
     anchor, version, created_at, updated_at";
 pub(crate) const ORG_UNIT_COLS: &str =
     "id, parent_id, name, position, source, anchor, version, created_at, updated_at";
-pub(crate) const GROUP_COLS: &str =
-    "id, name, owner_id, source, anchor, version, created_at, updated_at";
+pub(crate) const GROUP_COLS: &str = "id, name, owner_id, source, anchor, version, created_at, updated_at";
 pub(crate) const ENTERPRISE_COLS: &str = "enterprise_id, name, logo_url, address, contact_name, \
     contact_phone, contact_email, mail_domain, expires_at, password_must_change, created_at, updated_at";
 pub(crate) const TOMBSTONE_COLS: &str =
     "member_id, account_number, login_name, profile, deleted_at, reason, source, deleted_by";
-pub(crate) const AUDIT_COLS: &str =
-    "id, at, actor, source, action, object_kind, object_id, before, after";
+pub(crate) const AUDIT_COLS: &str = "id, at, actor, source, action, object_kind, object_id, before, after";
 
 /// SQL text built once from the column constants and kept for the life of the process (sqlx
 /// accepts only `&'static str` as SQL, which keeps values out of query text).
@@ -31,8 +29,7 @@ macro_rules! sql {
 macro_rules! shared_sql {
     ($db:ty, $Store:ident, $Tx:ident, $err:path) => {
         use $crate::directory::model as m;
-        use $crate::store::rows::*;
-        use $crate::store::sql::*;
+                use $crate::store::sql::*;
         use $crate::store::{Result, SchemaState, Store, StoreTx, TokenInfo};
         use chrono::{DateTime, Utc};
         use sqlx::types::Json;
@@ -44,27 +41,28 @@ macro_rules! shared_sql {
             sqlx::query(sql)
         }
 
-        async fn load_member(c: &mut Conn, row: Option<MemberRow>) -> Result<Option<m::Member>> {
-            let Some(row) = row else { return Ok(None) };
-            let emails = sqlx::query_as::<_, EmailRow>(
+        async fn load_member(c: &mut Conn, row: Option<m::Member>) -> Result<Option<m::Member>> {
+            let Some(mut member) = row else { return Ok(None) };
+            member.emails = sqlx::query_as::<_, m::Email>(
                 "SELECT address, kind, is_primary FROM member_emails WHERE member_id = $1 ORDER BY position",
             )
-            .bind(row.id)
+            .bind(member.id)
             .fetch_all(&mut *c)
             .await
             .map_err($err)?;
             let units: Vec<(Uuid,)> = sqlx::query_as(
                 "SELECT org_unit_id FROM member_org_units WHERE member_id = $1 ORDER BY org_unit_id",
             )
-            .bind(row.id)
+            .bind(member.id)
             .fetch_all(&mut *c)
             .await
             .map_err($err)?;
-            row.into_member(emails, units.into_iter().map(|u| u.0).collect()).map(Some)
+            member.org_unit_ids = units.into_iter().map(|u| u.0).collect();
+            Ok(Some(member))
         }
 
         async fn member_where(c: &mut Conn, sql: &'static str, key: impl for<'q> sqlx::Encode<'q, $db> + sqlx::Type<$db> + Send + 'static) -> Result<Option<m::Member>> {
-            let row = sqlx::query_as::<_, MemberRow>(sql).bind(key).fetch_optional(&mut *c).await.map_err($err)?;
+            let row = sqlx::query_as::<_, m::Member>(sql).bind(key).fetch_optional(&mut *c).await.map_err($err)?;
             load_member(c, row).await
         }
 
@@ -77,31 +75,26 @@ macro_rules! shared_sql {
         }
 
         async fn org_unit_get(c: &mut Conn, id: Uuid) -> Result<Option<m::OrgUnit>> {
-            sqlx::query_as::<_, OrgUnitRow>(sql!("SELECT {} FROM org_units WHERE id = $1", ORG_UNIT_COLS))
+            sqlx::query_as::<_, m::OrgUnit>(sql!("SELECT {} FROM org_units WHERE id = $1", ORG_UNIT_COLS))
                 .bind(id)
                 .fetch_optional(&mut *c)
                 .await
-                .map_err($err)?
-                .map(m::OrgUnit::try_from)
-                .transpose()
+                .map_err($err)
         }
 
         async fn group_get(c: &mut Conn, id: Uuid) -> Result<Option<m::Group>> {
-            sqlx::query_as::<_, GroupRow>(sql!("SELECT {} FROM groups WHERE id = $1", GROUP_COLS))
+            sqlx::query_as::<_, m::Group>(sql!("SELECT {} FROM groups WHERE id = $1", GROUP_COLS))
                 .bind(id)
                 .fetch_optional(&mut *c)
                 .await
-                .map_err($err)?
-                .map(m::Group::try_from)
-                .transpose()
+                .map_err($err)
         }
 
         async fn enterprise_get(c: &mut Conn) -> Result<Option<m::Enterprise>> {
-            Ok(sqlx::query_as::<_, EnterpriseRow>(sql!("SELECT {} FROM enterprise", ENTERPRISE_COLS))
+            sqlx::query_as::<_, m::Enterprise>(sql!("SELECT {} FROM enterprise", ENTERPRISE_COLS))
                 .fetch_optional(&mut *c)
                 .await
-                .map_err($err)?
-                .map(m::Enterprise::from))
+                .map_err($err)
         }
 
         async fn write_member_children(c: &mut Conn, mb: &m::Member) -> Result<()> {
@@ -210,7 +203,7 @@ macro_rules! shared_sql {
 
             async fn members_page(&self, after_number: i64, limit: i64) -> Result<Vec<m::Member>> {
                 let mut c = self.read.acquire().await.map_err($err)?;
-                let rows = sqlx::query_as::<_, MemberRow>(sql!(
+                let rows = sqlx::query_as::<_, m::Member>(sql!(
                     "SELECT {} FROM members WHERE account_number > $1 ORDER BY account_number LIMIT $2",
                     MEMBER_COLS
                 ))
@@ -232,17 +225,14 @@ macro_rules! shared_sql {
             }
 
             async fn org_unit_children(&self, parent: Option<Uuid>) -> Result<Vec<m::OrgUnit>> {
-                sqlx::query_as::<_, OrgUnitRow>(sql!(
+                sqlx::query_as::<_, m::OrgUnit>(sql!(
                     "SELECT {} FROM org_units WHERE parent_id IS NOT DISTINCT FROM $1 ORDER BY position, name",
                     ORG_UNIT_COLS
                 ))
                 .bind(parent)
                 .fetch_all(&self.read)
                 .await
-                .map_err($err)?
-                .into_iter()
-                .map(m::OrgUnit::try_from)
-                .collect()
+                .map_err($err)
             }
 
             async fn group(&self, id: Uuid) -> Result<Option<m::Group>> {
@@ -262,43 +252,35 @@ macro_rules! shared_sql {
             }
 
             async fn tombstone(&self, member_id: Uuid) -> Result<Option<m::Tombstone>> {
-                sqlx::query_as::<_, TombstoneRow>(sql!("SELECT {} FROM tombstones WHERE member_id = $1", TOMBSTONE_COLS))
+                sqlx::query_as::<_, m::Tombstone>(sql!("SELECT {} FROM tombstones WHERE member_id = $1", TOMBSTONE_COLS))
                     .bind(member_id)
                     .fetch_optional(&self.read)
                     .await
-                    .map_err($err)?
-                    .map(m::Tombstone::try_from)
-                    .transpose()
+                    .map_err($err)
             }
 
             async fn tombstones_for_number(&self, account_number: i64) -> Result<Vec<m::Tombstone>> {
-                sqlx::query_as::<_, TombstoneRow>(sql!(
+                sqlx::query_as::<_, m::Tombstone>(sql!(
                     "SELECT {} FROM tombstones WHERE account_number = $1 ORDER BY deleted_at",
                     TOMBSTONE_COLS
                 ))
                 .bind(account_number)
                 .fetch_all(&self.read)
                 .await
-                .map_err($err)?
-                .into_iter()
-                .map(m::Tombstone::try_from)
-                .collect()
+                .map_err($err)
             }
 
             async fn reservations(&self) -> Result<Vec<m::Reservation>> {
-                Ok(sqlx::query_as::<_, ReservationRow>(
+                sqlx::query_as::<_, m::Reservation>(
                     "SELECT number, note, reserved_at, reserved_by FROM number_reservations ORDER BY number",
                 )
                 .fetch_all(&self.read)
                 .await
-                .map_err($err)?
-                .into_iter()
-                .map(m::Reservation::from)
-                .collect())
+                .map_err($err)
             }
 
             async fn audit_for(&self, object_kind: &str, object_id: &str) -> Result<Vec<m::AuditEntry>> {
-                sqlx::query_as::<_, AuditRow>(sql!(
+                sqlx::query_as::<_, m::AuditEntry>(sql!(
                     "SELECT {} FROM audit_log WHERE object_kind = $1 AND object_id = $2 ORDER BY id",
                     AUDIT_COLS
                 ))
@@ -306,10 +288,7 @@ macro_rules! shared_sql {
                 .bind(object_id.to_owned())
                 .fetch_all(&self.read)
                 .await
-                .map_err($err)?
-                .into_iter()
-                .map(m::AuditEntry::try_from)
-                .collect()
+                .map_err($err)
             }
 
             async fn audit_count(&self) -> Result<i64> {
@@ -321,29 +300,23 @@ macro_rules! shared_sql {
             }
 
             async fn outbox_pending(&self, limit: i64) -> Result<Vec<m::OutboxMessage>> {
-                Ok(sqlx::query_as::<_, OutboxRow>(
+                sqlx::query_as::<_, m::OutboxMessage>(
                     "SELECT id, created_at, kind, idempotency_key, payload, state, attempts FROM outbox \
                      WHERE state = 'pending' ORDER BY created_at, id LIMIT $1",
                 )
                 .bind(limit)
                 .fetch_all(&self.read)
                 .await
-                .map_err($err)?
-                .into_iter()
-                .map(m::OutboxMessage::from)
-                .collect())
+                .map_err($err)
             }
 
             async fn tokens(&self) -> Result<Vec<TokenInfo>> {
-                Ok(sqlx::query_as::<_, TokenRow>(
+                sqlx::query_as::<_, TokenInfo>(
                     "SELECT name, created_at, last_used_at, revoked_at FROM api_tokens ORDER BY name, id",
                 )
                 .fetch_all(&self.read)
                 .await
-                .map_err($err)?
-                .into_iter()
-                .map(|r| TokenInfo { name: r.name, created_at: r.created_at, last_used_at: r.last_used_at, revoked_at: r.revoked_at })
-                .collect())
+                .map_err($err)
             }
 
             async fn token_by_hash(&self, hash: &str) -> Result<Option<String>> {

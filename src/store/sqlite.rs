@@ -68,9 +68,8 @@ impl SqliteStore {
             .foreign_keys(true);
         if let Some(dir) = opts.get_filename().parent() {
             if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
-                })?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
             }
         }
         let timeout = Duration::from_secs(cfg.connect_timeout_secs);
@@ -119,10 +118,7 @@ impl SqliteStore {
         } else {
             Vec::new()
         };
-        Ok(super::schema_state(
-            &MIGRATOR,
-            applied.into_iter().map(|v| v.0),
-        ))
+        Ok(super::schema_state(&MIGRATOR, applied.into_iter().map(|v| v.0)))
     }
 }
 
@@ -134,10 +130,7 @@ mod tests {
 
     #[test]
     fn unique_keys_match_the_constraint_names() {
-        assert_eq!(
-            unique_key("UNIQUE constraint failed: members.login_name"),
-            "members_login_name"
-        );
+        assert_eq!(unique_key("UNIQUE constraint failed: members.login_name"), "members_login_name");
         assert_eq!(
             unique_key("UNIQUE constraint failed: org_units.parent_id, org_units.name"),
             "org_units_parent_id_name"

@@ -7,11 +7,7 @@ use roster::directory::model::Source;
 
 use crate::daemon::{rosterd, run, text};
 
-fn check_config(
-    dir: &std::path::Path,
-    args: &[&str],
-    envs: &[(&str, &str)],
-) -> std::process::Output {
+fn check_config(dir: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
     run(rosterd(dir).args(args).envs(envs.iter().copied()))
 }
 
@@ -22,28 +18,16 @@ fn check_config_prints_the_effective_configuration_redacted() {
         dir.path(),
         &["check-config"],
         &[
-            (
-                "ROSTER_DATABASE__URL",
-                "postgres://roster:s3cr3t@db.internal:5432/roster",
-            ),
+            ("ROSTER_DATABASE__URL", "postgres://roster:s3cr3t@db.internal:5432/roster"),
             ("ROSTER_NUMBERS__FIRST", "2000"),
         ],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let printed = text(&out.stdout);
-    assert!(
-        printed.contains("postgres://roster:***@db.internal:5432/roster"),
-        "{printed}"
-    );
+    assert!(printed.contains("postgres://roster:***@db.internal:5432/roster"), "{printed}");
     assert!(!printed.contains("s3cr3t"), "the password is redacted");
-    assert!(
-        printed.contains("first = 2000"),
-        "env overrides the default"
-    );
-    assert!(
-        printed.contains("listen = \"127.0.0.1:8080\""),
-        "defaults are shown"
-    );
+    assert!(printed.contains("first = 2000"), "env overrides the default");
+    assert!(printed.contains("listen = \"127.0.0.1:8080\""), "defaults are shown");
 
     // A file, given after the subcommand, overridden by the environment.
     std::fs::write(
@@ -58,33 +42,20 @@ fn check_config_prints_the_effective_configuration_redacted() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let printed = text(&out.stdout);
-    assert!(
-        printed.contains("0.0.0.0:9000") && printed.contains("last = 6000"),
-        "{printed}"
-    );
+    assert!(printed.contains("0.0.0.0:9000") && printed.contains("last = 6000"), "{printed}");
 
     // config/rosterd.toml is read when present; --config before the subcommand works too.
     std::fs::create_dir(dir.path().join("config")).unwrap();
-    std::fs::write(
-        dir.path().join("config/rosterd.toml"),
-        "[enterprise]\nname = \"Default File Corp\"\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("config/rosterd.toml"), "[enterprise]\nname = \"Default File Corp\"\n")
+        .unwrap();
     let out = check_config(dir.path(), &["check-config"], &[]);
     assert!(text(&out.stdout).contains("Default File Corp"));
     let out = check_config(dir.path(), &["--config", "r.toml", "check-config"], &[]);
-    assert!(
-        !text(&out.stdout).contains("Default File Corp"),
-        "an explicit file replaces the default one"
-    );
+    assert!(!text(&out.stdout).contains("Default File Corp"), "an explicit file replaces the default one");
 
     // A secret from a file (systemd credentials).
     std::fs::write(dir.path().join("db-url"), "postgres://u:fromfile@h/db\n").unwrap();
-    let out = check_config(
-        dir.path(),
-        &["check-config"],
-        &[("ROSTER_DATABASE__URL_FILE", "db-url")],
-    );
+    let out = check_config(dir.path(), &["check-config"], &[("ROSTER_DATABASE__URL_FILE", "db-url")]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("postgres://u:***@h/db"));
 }
@@ -93,82 +64,34 @@ fn check_config_prints_the_effective_configuration_redacted() {
 fn bad_configuration_exits_2_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let cases: &[(&[(&str, &str)], &str, &str)] = &[
-        (
-            &[("ROSTER_HTTP__LISTN", "127.0.0.1:1")],
-            "http.listn",
-            "ROSTER_HTTP__LISTN",
-        ),
-        (
-            &[("ROSTER_HTTP__LISTEN", "not-an-address")],
-            "http.listen",
-            "ROSTER_HTTP__LISTEN",
-        ),
-        (
-            &[("ROSTER_LOG__FORMAT", "xml")],
-            "log.format",
-            "ROSTER_LOG__FORMAT",
-        ),
-        (
-            &[("ROSTER_NUMBERS__LAST", "5")],
-            "numbers.last",
-            "numbers.first",
-        ),
-        (
-            &[("ROSTER_DATABASE__URL", "mysql://x")],
-            "database.url",
-            "postgres",
-        ),
-        (
-            &[("ROSTER_ENTERPRISE__MAIL_DOMAIN", "nodots")],
-            "enterprise.mail_domain",
-            "domain",
-        ),
-        (
-            &[("ROSTER_DATABASE__URL_FILE", "/nonexistent/url")],
-            "database.url_file",
-            "cannot read",
-        ),
+        (&[("ROSTER_HTTP__LISTN", "127.0.0.1:1")], "http.listn", "ROSTER_HTTP__LISTN"),
+        (&[("ROSTER_HTTP__LISTEN", "not-an-address")], "http.listen", "ROSTER_HTTP__LISTEN"),
+        (&[("ROSTER_LOG__FORMAT", "xml")], "log.format", "ROSTER_LOG__FORMAT"),
+        (&[("ROSTER_NUMBERS__LAST", "5")], "numbers.last", "numbers.first"),
+        (&[("ROSTER_DATABASE__URL", "mysql://x")], "database.url", "postgres"),
+        (&[("ROSTER_ENTERPRISE__MAIL_DOMAIN", "nodots")], "enterprise.mail_domain", "domain"),
+        (&[("ROSTER_DATABASE__URL_FILE", "/nonexistent/url")], "database.url_file", "cannot read"),
     ];
     for (env, key, hint) in cases {
         let out = check_config(dir.path(), &["check-config"], env);
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{env:?}: {err}");
-        assert!(
-            err.contains(&format!("`{key}`")),
-            "{env:?} should name {key}: {err}"
-        );
+        assert!(err.contains(&format!("`{key}`")), "{env:?} should name {key}: {err}");
         assert!(err.contains(hint), "{env:?} should mention {hint}: {err}");
     }
     std::fs::write(dir.path().join("bad.toml"), "[numbers]\nfirst = \"abc\"\n").unwrap();
     let out = check_config(dir.path(), &["check-config", "--config", "bad.toml"], &[]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("`numbers.first`") && err.contains("bad.toml"),
-        "{err}"
-    );
-    std::fs::write(
-        dir.path().join("typo.toml"),
-        "[databse]\nurl = \"sqlite://x\"\n",
-    )
-    .unwrap();
+    assert!(err.contains("`numbers.first`") && err.contains("bad.toml"), "{err}");
+    std::fs::write(dir.path().join("typo.toml"), "[databse]\nurl = \"sqlite://x\"\n").unwrap();
     let out = check_config(dir.path(), &["check-config", "--config", "typo.toml"], &[]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("`databse`"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains("`databse`"), "{}", text(&out.stderr));
     // The daemon refuses to start on the same errors.
-    let out = run(rosterd(dir.path())
-        .arg("serve")
-        .env("ROSTER_HTTP__LISTEN", "nope"));
+    let out = run(rosterd(dir.path()).arg("serve").env("ROSTER_HTTP__LISTEN", "nope"));
     assert_eq!(out.status.code(), Some(2));
-    let out = check_config(
-        dir.path(),
-        &["check-config", "--config", "missing.toml"],
-        &[],
-    );
+    let out = check_config(dir.path(), &["check-config", "--config", "missing.toml"], &[]);
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -186,11 +109,7 @@ fn tokens_from_the_command_line() {
     assert!(!list.contains(&token[4..]), "the secret is never listed");
     let dup = run(rosterd(dir.path()).args(["token", "create", "--name", "entra"]));
     assert_eq!(dup.status.code(), Some(1));
-    assert!(
-        text(&dup.stderr).contains("already in use"),
-        "{}",
-        text(&dup.stderr)
-    );
+    assert!(text(&dup.stderr).contains("already in use"), "{}", text(&dup.stderr));
 
     let revoke = run(rosterd(dir.path()).args(["token", "revoke", "entra"]));
     assert!(revoke.status.success(), "{}", text(&revoke.stderr));
@@ -202,8 +121,7 @@ fn tokens_from_the_command_line() {
     let wal = std::fs::read(dir.path().join("data/roster.db-wal")).unwrap_or_default();
     let needle = token.as_bytes();
     assert!(
-        !db.windows(needle.len()).any(|w| w == needle)
-            && !wal.windows(needle.len()).any(|w| w == needle)
+        !db.windows(needle.len()).any(|w| w == needle) && !wal.windows(needle.len()).any(|w| w == needle)
     );
 }
 
@@ -213,19 +131,13 @@ async fn reset_password_from_file_and_stdin() {
     std::fs::write(dir.path().join("pw"), "correct horse battery staple\n").unwrap();
     let out = run(rosterd(dir.path()).args(["admin", "reset-password", "--password-file", "pw"]));
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        !text(&out.stderr).contains("one-time"),
-        "no one-time password when the admin sets one"
-    );
+    assert!(!text(&out.stderr).contains("one-time"), "no one-time password when the admin sets one");
 
     let mut cfg = roster::config::Config::default();
     cfg.database.url = format!("sqlite://{}", dir.path().join("data/roster.db").display());
     let store = roster::store::open(&cfg.database).await.unwrap();
     let hash = store.super_password_hash().await.unwrap().unwrap();
-    assert!(roster::access::password::verify(
-        "correct horse battery staple",
-        &hash
-    ));
+    assert!(roster::access::password::verify("correct horse battery staple", &hash));
 
     let mut child = rosterd(dir.path())
         .args(["admin", "reset-password"])
@@ -237,11 +149,7 @@ async fn reset_password_from_file_and_stdin() {
     child.stdin.take().unwrap().write_all(b"short\n").unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("at least 12 characters"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains("at least 12 characters"), "{}", text(&out.stderr));
     let unchanged = store.super_password_hash().await.unwrap().unwrap();
     assert_eq!(unchanged, hash, "a refused password changes nothing");
 }
@@ -271,60 +179,28 @@ async fn import_applies_batches_and_reports_the_bad_line() {
     let mut cfg = roster::config::Config::default();
     cfg.database.url = format!("sqlite://{}", dir.path().join("data/roster.db").display());
     let store = roster::store::open(&cfg.database).await.unwrap();
-    let m = store
-        .member_by_login("u0@example.com")
-        .await
-        .unwrap()
-        .unwrap();
+    let m = store.member_by_login("u0@example.com").await.unwrap().unwrap();
     assert_eq!(m.source, Source::import());
     assert_eq!(m.account_number, cfg.numbers.first);
     assert_eq!(store.counts().await.unwrap().members, 9);
 
     // A malformed line: nothing at all is imported.
-    write_jsonl(
-        &file,
-        [
-            member_line("v1"),
-            "{\"op\":\"create_member\",".to_owned(),
-            member_line("v2"),
-        ],
-    );
+    write_jsonl(&file, [member_line("v1"), "{\"op\":\"create_member\",".to_owned(), member_line("v2")]);
     let out = run(rosterd(dir.path()).args(["import", "changes.jsonl"]));
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("line 2"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains("line 2"), "{}", text(&out.stderr));
     assert_eq!(store.counts().await.unwrap().members, 9);
 
     // A refused change: earlier batches stay, its batch is rolled back, the line is named.
-    write_jsonl(
-        &file,
-        [
-            member_line("w1"),
-            member_line("w2"),
-            member_line("w3"),
-            member_line("u0"),
-        ],
-    );
+    write_jsonl(&file, [member_line("w1"), member_line("w2"), member_line("w3"), member_line("u0")]);
     let out = run(rosterd(dir.path())
         .args(["import", "-", "--batch", "2"])
         .stdin(std::fs::File::open(&file).unwrap()));
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("line 4") && err.contains("login_name") && err.contains("applied 2 of 4"),
-        "{err}"
-    );
+    assert!(err.contains("line 4") && err.contains("login_name") && err.contains("applied 2 of 4"), "{err}");
     assert_eq!(store.counts().await.unwrap().members, 11);
-    assert!(
-        store
-            .member_by_login("w3@example.com")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(store.member_by_login("w3@example.com").await.unwrap().is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -332,9 +208,7 @@ async fn two_processes_on_one_postgres_never_share_a_number() {
     let url = crate::pg::fresh_database();
     let dir = tempfile::tempdir().unwrap();
     // Migrate once first so both importers race on numbers, not on the schema.
-    let out = run(rosterd(dir.path())
-        .arg("migrate")
-        .env("ROSTER_DATABASE__URL", &url));
+    let out = run(rosterd(dir.path()).arg("migrate").env("ROSTER_DATABASE__URL", &url));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let mut children = Vec::new();
     for p in 0..2 {
@@ -359,18 +233,8 @@ async fn two_processes_on_one_postgres_never_share_a_number() {
     let members = store.members_page(0, 1000).await.unwrap();
     let numbers: Vec<i64> = members.iter().map(|m| m.account_number).collect();
     let first = cfg.numbers.first;
-    assert_eq!(
-        numbers,
-        (first..first + 300).collect::<Vec<_>>(),
-        "300 distinct, consecutive numbers"
-    );
+    assert_eq!(numbers, (first..first + 300).collect::<Vec<_>>(), "300 distinct, consecutive numbers");
     // The two processes really did interleave (otherwise this test proves little).
-    let owners: Vec<bool> = members
-        .iter()
-        .map(|m| m.login_name.starts_with("p0"))
-        .collect();
-    assert!(
-        owners.windows(2).filter(|w| w[0] != w[1]).count() > 1,
-        "imports did not overlap"
-    );
+    let owners: Vec<bool> = members.iter().map(|m| m.login_name.starts_with("p0")).collect();
+    assert!(owners.windows(2).filter(|w| w[0] != w[1]).count() > 1, "imports did not overlap");
 }

@@ -36,9 +36,7 @@ impl TestDb {
 
     /// Opens (migrating and creating the enterprise) with the configuration as it is now.
     pub async fn open(&self) -> DirectoryService {
-        roster::app::open_directory(&self.cfg)
-            .await
-            .expect("open the directory")
+        roster::app::open_directory(&self.cfg).await.expect("open the directory")
     }
 }
 
@@ -47,11 +45,7 @@ pub fn console() -> Actor {
 }
 
 pub fn member(login: &str) -> NewMember {
-    NewMember {
-        login_name: login.into(),
-        display_name: format!("{login} (test)"),
-        ..Default::default()
-    }
+    NewMember { login_name: login.into(), display_name: format!("{login} (test)"), ..Default::default() }
 }
 
 pub async fn create_member(
@@ -59,27 +53,16 @@ pub async fn create_member(
     actor: &Actor,
     n: NewMember,
 ) -> roster::directory::model::Member {
-    match d
-        .apply_one(actor, Change::CreateMember(n))
-        .await
-        .expect("create member")
-    {
+    match d.apply_one(actor, Change::CreateMember(n)).await.expect("create member") {
         Applied::Member(m) => m,
         other => panic!("unexpected {other:?}"),
     }
 }
 
 pub async fn create_unit(d: &DirectoryService, parent: Option<Uuid>, name: &str) -> Uuid {
-    let change = Change::CreateOrgUnit(NewOrgUnit {
-        parent_id: parent,
-        name: name.into(),
-        ..Default::default()
-    });
-    match d
-        .apply_one(&console(), change)
-        .await
-        .expect("create org unit")
-    {
+    let change =
+        Change::CreateOrgUnit(NewOrgUnit { parent_id: parent, name: name.into(), ..Default::default() });
+    match d.apply_one(&console(), change).await.expect("create org unit") {
         Applied::OrgUnit(u) => u.id,
         other => panic!("unexpected {other:?}"),
     }

@@ -18,9 +18,7 @@ pub fn rosterd(cwd: &Path) -> Command {
             cmd.env_remove(k);
         }
     }
-    cmd.current_dir(cwd)
-        .env("ROSTER_LOG__LEVEL", "info")
-        .stdin(Stdio::null());
+    cmd.current_dir(cwd).env("ROSTER_LOG__LEVEL", "info").stdin(Stdio::null());
     cmd
 }
 
@@ -33,11 +31,7 @@ pub fn text(b: &[u8]) -> String {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A running `rosterd serve`, killed on drop. Its stderr goes to `log`.
@@ -100,11 +94,7 @@ impl Daemon {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.code();
             }
-            assert!(
-                start.elapsed() < limit,
-                "rosterd did not exit within {limit:?}; log:\n{}",
-                self.log()
-            );
+            assert!(start.elapsed() < limit, "rosterd did not exit within {limit:?}; log:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -122,46 +112,20 @@ async fn first_start_on_default_sqlite_then_restart() {
     let dir = tempfile::tempdir().unwrap();
     let mut d = Daemon::start(dir.path(), &[]);
     d.wait_for("/readyz", 200, Duration::from_secs(30)).await;
-    assert!(
-        dir.path().join("data/roster.db").exists(),
-        "the default store is ./data/roster.db"
-    );
+    assert!(dir.path().join("data/roster.db").exists(), "the default store is ./data/roster.db");
     let log = d.log();
-    assert_eq!(
-        log.matches("one-time super-admin password").count(),
-        1,
-        "{log}"
-    );
+    assert_eq!(log.matches("one-time super-admin password").count(), 1, "{log}");
 
     let client = reqwest::Client::new();
     let r = client.get(d.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert!(
-        r.headers().get("x-request-id").is_some(),
-        "every response carries a request id"
-    );
-    let r = client
-        .get(d.url("/readyz"))
-        .header("x-request-id", "trace-me-42")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        r.headers()["x-request-id"],
-        "trace-me-42",
-        "a client's request id is kept"
-    );
+    assert!(r.headers().get("x-request-id").is_some(), "every response carries a request id");
+    let r = client.get(d.url("/readyz")).header("x-request-id", "trace-me-42").send().await.unwrap();
+    assert_eq!(r.headers()["x-request-id"], "trace-me-42", "a client's request id is kept");
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["store"], "sqlite");
 
-    let metrics = client
-        .get(d.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = client.get(d.url("/metrics")).send().await.unwrap().text().await.unwrap();
     for name in [
         "roster_members 0",
         "roster_org_units 0",
@@ -173,28 +137,16 @@ async fn first_start_on_default_sqlite_then_restart() {
     }
     let missing = client.get(d.url("/nope")).send().await.unwrap();
     assert_eq!(missing.status(), 404);
-    assert_eq!(
-        missing.json::<serde_json::Value>().await.unwrap()["error"],
-        "not_found"
-    );
+    assert_eq!(missing.json::<serde_json::Value>().await.unwrap()["error"], "not_found");
 
     d.signal(nix::sys::signal::Signal::SIGTERM);
-    assert_eq!(
-        d.wait_exit(Duration::from_secs(15)),
-        Some(0),
-        "SIGTERM exits 0"
-    );
+    assert_eq!(d.wait_exit(Duration::from_secs(15)), Some(0), "SIGTERM exits 0");
 
     // The second start finds the enterprise: no new password.
     let d2 = Daemon::start(dir.path(), &[]);
     d2.wait_for("/readyz", 200, Duration::from_secs(30)).await;
-    assert!(
-        !d2.log().contains("one-time super-admin password"),
-        "{}",
-        d2.log()
-    );
-    let ok =
-        run(rosterd(dir.path()).args(["healthcheck", "--url", &format!("127.0.0.1:{}", d2.port)]));
+    assert!(!d2.log().contains("one-time super-admin password"), "{}", d2.log());
+    let ok = run(rosterd(dir.path()).args(["healthcheck", "--url", &format!("127.0.0.1:{}", d2.port)]));
     assert!(ok.status.success(), "{}", text(&ok.stderr));
     assert!(text(&ok.stdout).contains("ready"));
 }
@@ -202,26 +154,14 @@ async fn first_start_on_default_sqlite_then_restart() {
 #[tokio::test]
 async fn oversized_bodies_get_413() {
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(
-        dir.path(),
-        &[("ROSTER_HTTP__MAX_BODY_BYTES", "1000".into())],
-    );
+    let d = Daemon::start(dir.path(), &[("ROSTER_HTTP__MAX_BODY_BYTES", "1000".into())]);
     d.wait_for("/healthz", 200, Duration::from_secs(30)).await;
     let client = reqwest::Client::new();
-    let r = client
-        .post(d.url("/healthz"))
-        .body(vec![b'x'; 5000])
-        .send()
-        .await
-        .unwrap();
+    let r = client.post(d.url("/healthz")).body(vec![b'x'; 5000]).send().await.unwrap();
     assert_eq!(r.status(), 413);
     assert!(r.headers().get("x-request-id").is_some());
     let r = client.get(d.url("/healthz")).send().await.unwrap();
-    assert_eq!(
-        r.status(),
-        200,
-        "the daemon serves on after refusing a body"
-    );
+    assert_eq!(r.status(), 200, "the daemon serves on after refusing a body");
 }
 
 #[tokio::test]
@@ -271,47 +211,26 @@ async fn unreachable_database_at_start_is_retried_until_it_comes() {
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start(
         dir.path(),
-        &[
-            ("ROSTER_DATABASE__URL", gated.clone()),
-            ("ROSTER_DATABASE__CONNECT_TIMEOUT_SECS", "1".into()),
-        ],
+        &[("ROSTER_DATABASE__URL", gated.clone()), ("ROSTER_DATABASE__CONNECT_TIMEOUT_SECS", "1".into())],
     );
     d.wait_for("/healthz", 200, Duration::from_secs(30)).await;
     let r = reqwest::get(d.url("/readyz")).await.unwrap();
     assert_eq!(r.status(), 503);
-    assert_eq!(
-        r.json::<serde_json::Value>().await.unwrap()["status"],
-        "unavailable"
-    );
-    let not_ready =
-        run(rosterd(dir.path()).args(["healthcheck", "--url", &format!("127.0.0.1:{}", d.port)]));
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["status"], "unavailable");
+    let not_ready = run(rosterd(dir.path()).args(["healthcheck", "--url", &format!("127.0.0.1:{}", d.port)]));
     assert_eq!(not_ready.status.code(), Some(1));
-    assert!(
-        text(&not_ready.stderr).contains("503"),
-        "{}",
-        text(&not_ready.stderr)
-    );
+    assert!(text(&not_ready.stderr).contains("503"), "{}", text(&not_ready.stderr));
 
     // Let at least one connection attempt (1 s timeout) fail for good.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(reqwest::get(d.url("/readyz")).await.unwrap().status(), 503);
     // The database "comes up": the daemon connects, migrates and becomes ready by itself.
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", gate))
-        .await
-        .unwrap();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", gate)).await.unwrap();
     tokio::spawn(forward(listener, pg_port));
     d.wait_for("/readyz", 200, Duration::from_secs(45)).await;
-    let body: serde_json::Value = reqwest::get(d.url("/readyz"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: serde_json::Value = reqwest::get(d.url("/readyz")).await.unwrap().json().await.unwrap();
     assert_eq!(body["store"], "postgres");
     let log = d.log();
     assert!(log.contains("database unavailable; retrying"), "{log}");
-    assert!(
-        !log.contains("hunter2secret"),
-        "no password in the log: {log}"
-    );
+    assert!(!log.contains("hunter2secret"), "no password in the log: {log}");
 }

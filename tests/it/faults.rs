@@ -14,11 +14,7 @@ struct Immutable<'a>(&'a Path);
 
 impl<'a> Immutable<'a> {
     fn new(path: &'a Path) -> Immutable<'a> {
-        let out = Command::new("chattr")
-            .arg("+i")
-            .arg(path)
-            .output()
-            .expect("chattr (e2fsprogs)");
+        let out = Command::new("chattr").arg("+i").arg(path).output().expect("chattr (e2fsprogs)");
         assert!(out.status.success(), "chattr +i: {}", text(&out.stderr));
         Immutable(path)
     }
@@ -40,20 +36,14 @@ async fn a_read_only_store_file_is_a_clear_error_and_stays_intact() {
     let out = run(rosterd(dir.path()).args(["token", "create", "--name", "before"]));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let db = dir.path().join("data/roster.db");
-    assert!(
-        !dir.path().join("data/roster.db-wal").exists(),
-        "a clean exit checkpoints the WAL"
-    );
+    assert!(!dir.path().join("data/roster.db-wal").exists(), "a clean exit checkpoints the WAL");
     let before = sha(&db);
     let _guard = Immutable::new(&db);
 
     let out = run(rosterd(dir.path()).args(["token", "create", "--name", "after"]));
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("read-only") && err.contains("permissions"),
-        "{err}"
-    );
+    assert!(err.contains("read-only") && err.contains("permissions"), "{err}");
 
     // The daemon refuses to start rather than fail at the first write.
     let mut d = Daemon::start(dir.path(), &[]);
@@ -94,10 +84,7 @@ async fn interrupt_import(sig: Signal) -> (tempfile::TempDir, std::process::Outp
         .unwrap();
     let start = Instant::now();
     while counts(dir.path()).await.0 == 0 {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the import wrote nothing"
-        );
+        assert!(start.elapsed() < Duration::from_secs(60), "the import wrote nothing");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
@@ -110,21 +97,11 @@ async fn sigterm_during_an_import_stops_between_transactions() {
     let (dir, out) = interrupt_import(Signal::SIGTERM).await;
     let err = text(&out.stderr);
     let (members, audit, outbox) = counts(dir.path()).await;
-    assert!(
-        members < 3000,
-        "the signal came too late to test anything: {err}"
-    );
+    assert!(members < 3000, "the signal came too late to test anything: {err}");
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains(&format!("interrupted: applied {members} of 3000 changes")),
-        "{err}"
-    );
+    assert!(err.contains(&format!("interrupted: applied {members} of 3000 changes")), "{err}");
     assert_eq!(members % 100, 0, "whole batches only");
-    assert_eq!(
-        (audit, outbox),
-        (members, members),
-        "rows, audit and outbox agree"
-    );
+    assert_eq!((audit, outbox), (members, members), "rows, audit and outbox agree");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,11 +123,7 @@ async fn sigkill_during_an_import_leaves_no_half_transaction() {
     let mut cfg = roster::config::Config::default();
     cfg.database.url = format!("sqlite://{}", dir.path().join("data/roster.db").display());
     let store = roster::store::open(&cfg.database).await.unwrap();
-    let next = store
-        .member_by_login("next@example.com")
-        .await
-        .unwrap()
-        .unwrap();
+    let next = store.member_by_login("next@example.com").await.unwrap().unwrap();
     assert_eq!(next.account_number, cfg.numbers.first + members);
 }
 
@@ -173,11 +146,7 @@ async fn a_schema_from_a_newer_rosterd_is_refused() {
     }
     let out = run(rosterd(dir.path()).arg("migrate"));
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("newer than this rosterd"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains("newer than this rosterd"), "{}", text(&out.stderr));
     let mut d = Daemon::start(dir.path(), &[]);
     assert_eq!(
         d.wait_exit(Duration::from_secs(20)),

@@ -34,16 +34,12 @@ pub fn bin_dir() -> PathBuf {
         return PathBuf::from(dir);
     }
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .expect(
-            "PostgreSQL server binaries: install Debian's postgresql package (scripts/test does)",
-        )
+        .expect("PostgreSQL server binaries: install Debian's postgresql package (scripts/test does)")
         .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
         .filter(|p| p.join("initdb").exists())
         .collect();
     versions.sort();
-    versions
-        .pop()
-        .expect("no /usr/lib/postgresql/*/bin/initdb: install the postgresql package")
+    versions.pop().expect("no /usr/lib/postgresql/*/bin/initdb: install the postgresql package")
 }
 
 fn postgres_ids() -> (nix::unistd::Uid, nix::unistd::Gid) {
@@ -71,71 +67,34 @@ fn as_postgres(cmd: &mut Command, tie: bool) -> &mut Command {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Starts a new cluster in a fresh directory and waits until it accepts connections.
 pub fn start(fsync: bool) -> Cluster {
     let bin = bin_dir();
-    let dir =
-        std::env::temp_dir().join(format!("roster-pg-{}-{}", std::process::id(), free_port()));
+    let dir = std::env::temp_dir().join(format!("roster-pg-{}-{}", std::process::id(), free_port()));
     std::fs::create_dir_all(&dir).unwrap();
     let (uid, gid) = postgres_ids();
     nix::unistd::chown(&dir, Some(uid), Some(gid)).unwrap();
     let data = dir.join("data");
     let out = as_postgres(&mut Command::new(bin.join("initdb")), false)
-        .args([
-            "-D",
-            data.to_str().unwrap(),
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-            "--no-sync",
-        ])
+        .args(["-D", data.to_str().unwrap(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
         .stdout(Stdio::null())
         .output()
         .expect("run initdb");
-    assert!(
-        out.status.success(),
-        "initdb failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
     let port = free_port();
     let log = std::fs::File::create(dir.join("server.log")).unwrap();
     nix::unistd::chown(&dir.join("server.log"), Some(uid), Some(gid)).unwrap();
     let mut cmd = Command::new(bin.join("postgres"));
     as_postgres(&mut cmd, true)
-        .args([
-            "-D",
-            data.to_str().unwrap(),
-            "-p",
-            &port.to_string(),
-            "-k",
-            dir.to_str().unwrap(),
-        ])
-        .args([
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            "max_connections=200",
-        ])
+        .args(["-D", data.to_str().unwrap(), "-p", &port.to_string(), "-k", dir.to_str().unwrap()])
+        .args(["-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200"])
         .stdout(Stdio::null())
         .stderr(log);
     if !fsync {
-        cmd.args([
-            "-c",
-            "fsync=off",
-            "-c",
-            "synchronous_commit=off",
-            "-c",
-            "full_page_writes=off",
-        ]);
+        cmd.args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]);
     }
     let server = cmd.spawn().expect("start postgres");
     let cluster = Cluster { port, dir, server };
@@ -148,16 +107,7 @@ fn wait_for_port(port: u16, limit: Duration) {
     loop {
         // Connecting is not enough (the server accepts before it is ready): ask it.
         let ok = Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-U",
-                "postgres",
-                "-Atqc",
-                "SELECT 1",
-            ])
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-Atqc", "SELECT 1"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -166,10 +116,7 @@ fn wait_for_port(port: u16, limit: Duration) {
         if ok {
             return;
         }
-        assert!(
-            start.elapsed() < limit,
-            "postgres did not start on port {port}"
-        );
+        assert!(start.elapsed() < limit, "postgres did not start on port {port}");
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -207,11 +154,7 @@ pub fn shared_port() -> u16 {
 pub fn fresh_database() -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     let port = shared_port();
-    let name = format!(
-        "t_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
+    let name = format!("t_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
     psql(port, &format!("CREATE DATABASE {name}"));
     format!("postgres://postgres@127.0.0.1:{port}/{name}")
 }
@@ -219,24 +162,9 @@ pub fn fresh_database() -> String {
 /// Runs one SQL statement through `psql` as the superuser.
 pub fn psql(port: u16, sql: &str) -> String {
     let out = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-Atqc",
-            sql,
-        ])
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-d", "postgres", "-Atqc", sql])
         .output()
         .expect("run psql");
-    assert!(
-        out.status.success(),
-        "psql {sql:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "psql {sql:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }

@@ -3,9 +3,7 @@
 use std::collections::BTreeSet;
 
 use roster::directory::model::{Actor, Email, MemberState, Source};
-use roster::directory::{
-    Applied, Change, DirectoryError, EnterprisePatch, MemberPatch, NewGroup, NewMember,
-};
+use roster::directory::{Applied, Change, DirectoryError, EnterprisePatch, MemberPatch, NewGroup, NewMember};
 use uuid::Uuid;
 
 use crate::common::{Backend, TestDb, console, create_member, create_unit, member, on_both_stores};
@@ -33,12 +31,7 @@ fn code<T: std::fmt::Debug>(r: Result<T, DirectoryError>) -> &'static str {
 async fn bootstrap_creates_the_enterprise_once(b: Backend) {
     let db = TestDb::new(b);
     let d = db.open().await;
-    let e = d
-        .store()
-        .enterprise()
-        .await
-        .unwrap()
-        .expect("enterprise created");
+    let e = d.store().enterprise().await.unwrap().expect("enterprise created");
     assert_eq!(e.mail_domain, "example.com");
     assert_eq!(e.enterprise_id.len(), 10);
     assert!(e.password_must_change);
@@ -46,19 +39,9 @@ async fn bootstrap_creates_the_enterprise_once(b: Backend) {
     assert_eq!(d.ensure_enterprise(&db.cfg.enterprise).await.unwrap(), None);
     let again = db.open().await.store().enterprise().await.unwrap().unwrap();
     assert_eq!(again.enterprise_id, e.enterprise_id);
-    let audit = d
-        .store()
-        .audit_for("enterprise", &e.enterprise_id)
-        .await
-        .unwrap();
-    assert_eq!(
-        audit.iter().map(|a| a.action.as_str()).collect::<Vec<_>>(),
-        ["enterprise.create"]
-    );
-    assert_eq!(
-        d.store().schema_state().await.unwrap(),
-        roster::store::SchemaState::Current
-    );
+    let audit = d.store().audit_for("enterprise", &e.enterprise_id).await.unwrap();
+    assert_eq!(audit.iter().map(|a| a.action.as_str()).collect::<Vec<_>>(), ["enterprise.create"]);
+    assert_eq!(d.store().schema_state().await.unwrap(), roster::store::SchemaState::Current);
 }
 
 async fn org_tree_keeps_its_shape(b: Backend) {
@@ -69,17 +52,10 @@ async fn org_tree_keeps_its_shape(b: Backend) {
     let east = create_unit(&d, Some(sales), "East").await;
     let rnd = create_unit(&d, Some(hq), "R&D").await;
 
-    let names = |units: Vec<roster::directory::model::OrgUnit>| {
-        units.into_iter().map(|u| u.name).collect::<Vec<_>>()
-    };
-    assert_eq!(
-        names(d.store().org_unit_children(Some(hq)).await.unwrap()),
-        ["Sales", "R&D"]
-    );
-    assert_eq!(
-        names(d.store().org_unit_children(None).await.unwrap()),
-        ["HQ"]
-    );
+    let names =
+        |units: Vec<roster::directory::model::OrgUnit>| units.into_iter().map(|u| u.name).collect::<Vec<_>>();
+    assert_eq!(names(d.store().org_unit_children(Some(hq)).await.unwrap()), ["Sales", "R&D"]);
+    assert_eq!(names(d.store().org_unit_children(None).await.unwrap()), ["HQ"]);
 
     // Unique among siblings, also at the top; the same name elsewhere is fine.
     let dup = Change::CreateOrgUnit(roster::directory::NewOrgUnit {
@@ -88,16 +64,12 @@ async fn org_tree_keeps_its_shape(b: Backend) {
         ..Default::default()
     });
     assert_eq!(code(d.apply_one(&console(), dup).await), "conflict");
-    let top = Change::CreateOrgUnit(roster::directory::NewOrgUnit {
-        name: "HQ".into(),
-        ..Default::default()
-    });
+    let top =
+        Change::CreateOrgUnit(roster::directory::NewOrgUnit { name: "HQ".into(), ..Default::default() });
     assert_eq!(code(d.apply_one(&console(), top).await), "conflict");
     create_unit(&d, Some(rnd), "East").await;
-    let slash = Change::CreateOrgUnit(roster::directory::NewOrgUnit {
-        name: "A/B".into(),
-        ..Default::default()
-    });
+    let slash =
+        Change::CreateOrgUnit(roster::directory::NewOrgUnit { name: "A/B".into(), ..Default::default() });
     assert_eq!(code(d.apply_one(&console(), slash).await), "invalid");
     let orphan = Change::CreateOrgUnit(roster::directory::NewOrgUnit {
         parent_id: Some(Uuid::now_v7()),
@@ -107,19 +79,9 @@ async fn org_tree_keeps_its_shape(b: Backend) {
     assert_eq!(code(d.apply_one(&console(), orphan).await), "not_found");
 
     // No cycles: not under itself, not under its own descendant.
-    let mv = |id, parent| Change::MoveOrgUnit {
-        id,
-        parent_id: Some(parent),
-        position: None,
-    };
-    assert_eq!(
-        code(d.apply_one(&console(), mv(sales, sales)).await),
-        "org_cycle"
-    );
-    assert_eq!(
-        code(d.apply_one(&console(), mv(hq, east)).await),
-        "org_cycle"
-    );
+    let mv = |id, parent| Change::MoveOrgUnit { id, parent_id: Some(parent), position: None };
+    assert_eq!(code(d.apply_one(&console(), mv(sales, sales)).await), "org_cycle");
+    assert_eq!(code(d.apply_one(&console(), mv(hq, east)).await), "org_cycle");
     assert_eq!(
         d.store().org_unit(hq).await.unwrap().unwrap().parent_id,
         None,
@@ -128,90 +90,29 @@ async fn org_tree_keeps_its_shape(b: Backend) {
 
     // A legal move: East goes under HQ, last among its new siblings.
     d.apply_one(&console(), mv(east, hq)).await.unwrap();
-    assert_eq!(
-        names(d.store().org_unit_children(Some(hq)).await.unwrap()),
-        ["Sales", "R&D", "East"]
-    );
+    assert_eq!(names(d.store().org_unit_children(Some(hq)).await.unwrap()), ["Sales", "R&D", "East"]);
     assert_eq!(d.store().org_unit(east).await.unwrap().unwrap().version, 2);
     // ...but not next to a sibling of the same name.
     let rnd_east = d.store().org_unit_children(Some(rnd)).await.unwrap()[0].id;
-    assert_eq!(
-        code(d.apply_one(&console(), mv(rnd_east, hq)).await),
-        "conflict"
-    );
+    assert_eq!(code(d.apply_one(&console(), mv(rnd_east, hq)).await), "conflict");
 
     // Deleting: refused while children or members remain.
-    assert_eq!(
-        code(
-            d.apply_one(&console(), Change::DeleteOrgUnit { id: hq })
-                .await
-        ),
-        "org_not_empty"
-    );
-    let alice = create_member(
-        &d,
-        &console(),
-        NewMember {
-            primary_org_unit_id: Some(sales),
-            ..member("alice")
-        },
-    )
-    .await;
-    let err = d
-        .apply_one(&console(), Change::DeleteOrgUnit { id: sales })
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            DirectoryError::NotEmpty {
-                what: "members",
-                ..
-            }
-        ),
-        "{err}"
-    );
-    let bob = create_member(
-        &d,
-        &console(),
-        NewMember {
-            org_unit_ids: vec![east],
-            ..member("bob")
-        },
-    )
-    .await;
-    assert_eq!(
-        code(
-            d.apply_one(&console(), Change::DeleteOrgUnit { id: east })
-                .await
-        ),
-        "org_not_empty"
-    );
-    d.apply_one(
-        &console(),
-        Change::DeleteMember {
-            id: bob.id,
-            reason: "left".into(),
-        },
-    )
-    .await
-    .unwrap();
-    d.apply_one(&console(), Change::DeleteOrgUnit { id: east })
-        .await
-        .unwrap();
+    assert_eq!(code(d.apply_one(&console(), Change::DeleteOrgUnit { id: hq }).await), "org_not_empty");
+    let alice =
+        create_member(&d, &console(), NewMember { primary_org_unit_id: Some(sales), ..member("alice") })
+            .await;
+    let err = d.apply_one(&console(), Change::DeleteOrgUnit { id: sales }).await.unwrap_err();
+    assert!(matches!(err, DirectoryError::NotEmpty { what: "members", .. }), "{err}");
+    let bob = create_member(&d, &console(), NewMember { org_unit_ids: vec![east], ..member("bob") }).await;
+    assert_eq!(code(d.apply_one(&console(), Change::DeleteOrgUnit { id: east }).await), "org_not_empty");
+    d.apply_one(&console(), Change::DeleteMember { id: bob.id, reason: "left".into() }).await.unwrap();
+    d.apply_one(&console(), Change::DeleteOrgUnit { id: east }).await.unwrap();
     assert!(d.store().org_unit(east).await.unwrap().is_none());
     assert!(d.store().member(alice.id).await.unwrap().is_some());
 
-    let rename = Change::UpdateOrgUnit {
-        id: sales,
-        name: Some("Sales & Marketing".into()),
-        anchor: None,
-    };
+    let rename = Change::UpdateOrgUnit { id: sales, name: Some("Sales & Marketing".into()), anchor: None };
     d.apply_one(&console(), rename).await.unwrap();
-    assert_eq!(
-        d.store().org_unit(sales).await.unwrap().unwrap().name,
-        "Sales & Marketing"
-    );
+    assert_eq!(d.store().org_unit(sales).await.unwrap().unwrap().name, "Sales & Marketing");
 }
 
 async fn members_get_consecutive_numbers_and_unique_names(b: Backend) {
@@ -219,11 +120,7 @@ async fn members_get_consecutive_numbers_and_unique_names(b: Backend) {
     let d = db.open().await;
     let mut numbers = Vec::new();
     for name in ["ann", "ben", "cat", "dan", "eve"] {
-        numbers.push(
-            create_member(&d, &console(), member(name))
-                .await
-                .account_number,
-        );
+        numbers.push(create_member(&d, &console(), member(name)).await.account_number);
     }
     assert_eq!(numbers, [1000, 1001, 1002, 1003, 1004]);
 
@@ -232,11 +129,7 @@ async fn members_get_consecutive_numbers_and_unique_names(b: Backend) {
         display_name: "Zhang Wei".into(),
         given_name: Some("Wei".into()),
         family_name: Some("Zhang".into()),
-        emails: vec![Email {
-            address: "Zhang.Wei@example.com".into(),
-            kind: "work".into(),
-            primary: false,
-        }],
+        emails: vec![Email { address: "Zhang.Wei@example.com".into(), kind: "work".into(), primary: false }],
         mobile: Some("+86 138 0013 8000".into()),
         title: Some("Engineer".into()),
         employee_number: Some("E-1".into()),
@@ -248,87 +141,28 @@ async fn members_get_consecutive_numbers_and_unique_names(b: Backend) {
     assert!(zw.emails[0].primary);
     let s = d.store();
     assert_eq!(s.member(zw.id).await.unwrap().unwrap(), zw);
-    assert_eq!(
-        s.member_by_login("ZHANG.WEI@example.com")
-            .await
-            .unwrap()
-            .unwrap()
-            .id,
-        zw.id
-    );
+    assert_eq!(s.member_by_login("ZHANG.WEI@example.com").await.unwrap().unwrap().id, zw.id);
     assert_eq!(s.member_by_number(1005).await.unwrap().unwrap().id, zw.id);
     assert!(s.member_by_number(1006).await.unwrap().is_none());
 
     let before = s.counts().await.unwrap().members;
-    assert_eq!(
-        code(
-            d.apply_one(&console(), Change::CreateMember(member("ANN")))
-                .await
-        ),
-        "conflict"
-    );
+    assert_eq!(code(d.apply_one(&console(), Change::CreateMember(member("ANN"))).await), "conflict");
     let same_mail = NewMember {
-        emails: vec![Email {
-            address: "zhang.wei@example.com".into(),
-            kind: String::new(),
-            primary: true,
-        }],
+        emails: vec![Email { address: "zhang.wei@example.com".into(), kind: String::new(), primary: true }],
         ..member("zw2")
     };
-    assert_eq!(
-        code(
-            d.apply_one(&console(), Change::CreateMember(same_mail))
-                .await
-        ),
-        "conflict"
-    );
-    let same_mobile = NewMember {
-        mobile: Some("+8613800138000".into()),
-        ..member("zw3")
-    };
-    assert_eq!(
-        code(
-            d.apply_one(&console(), Change::CreateMember(same_mobile))
-                .await
-        ),
-        "conflict"
-    );
-    assert_eq!(
-        code(
-            d.apply_one(&console(), Change::CreateMember(member("x@other.org")))
-                .await
-        ),
-        "invalid"
-    );
-    let nameless = NewMember {
-        display_name: "  ".into(),
-        ..member("nameless")
-    };
-    assert_eq!(
-        code(
-            d.apply_one(&console(), Change::CreateMember(nameless))
-                .await
-        ),
-        "invalid"
-    );
-    assert_eq!(
-        s.counts().await.unwrap().members,
-        before,
-        "refused creates wrote nothing"
-    );
+    assert_eq!(code(d.apply_one(&console(), Change::CreateMember(same_mail)).await), "conflict");
+    let same_mobile = NewMember { mobile: Some("+8613800138000".into()), ..member("zw3") };
+    assert_eq!(code(d.apply_one(&console(), Change::CreateMember(same_mobile)).await), "conflict");
+    assert_eq!(code(d.apply_one(&console(), Change::CreateMember(member("x@other.org"))).await), "invalid");
+    let nameless = NewMember { display_name: "  ".into(), ..member("nameless") };
+    assert_eq!(code(d.apply_one(&console(), Change::CreateMember(nameless)).await), "invalid");
+    assert_eq!(s.counts().await.unwrap().members, before, "refused creates wrote nothing");
     // Refusals did not burn numbers.
-    assert_eq!(
-        create_member(&d, &console(), member("fay"))
-            .await
-            .account_number,
-        1006
-    );
+    assert_eq!(create_member(&d, &console(), member("fay")).await.account_number, 1006);
 
     let page = s.members_page(1002, 2).await.unwrap();
-    assert_eq!(
-        page.iter().map(|m| m.account_number).collect::<Vec<_>>(),
-        [1003, 1004]
-    );
+    assert_eq!(page.iter().map(|m| m.account_number).collect::<Vec<_>>(), [1003, 1004]);
 }
 
 async fn a_change_set_is_all_or_nothing(b: Backend) {
@@ -341,10 +175,7 @@ async fn a_change_set_is_all_or_nothing(b: Backend) {
             name: "Ops".into(),
             ..Default::default()
         }),
-        Change::CreateMember(NewMember {
-            primary_org_unit_id: Some(unit),
-            ..member("amy")
-        }),
+        Change::CreateMember(NewMember { primary_org_unit_id: Some(unit), ..member("amy") }),
         Change::CreateMember(member("AMY")),
     ];
     let err = d.apply(&console(), set).await.unwrap_err();
@@ -352,11 +183,7 @@ async fn a_change_set_is_all_or_nothing(b: Backend) {
     assert_eq!(err.error.code(), "conflict");
     let counts = d.store().counts().await.unwrap();
     assert_eq!((counts.members, counts.org_units), (0, 0));
-    assert_eq!(
-        d.store().audit_count().await.unwrap(),
-        1,
-        "only the enterprise's creation"
-    );
+    assert_eq!(d.store().audit_count().await.unwrap(), 1, "only the enterprise's creation");
     assert!(d.store().outbox_pending(10).await.unwrap().is_empty());
 
     // The same set without the duplicate works, and the unit the member refers to exists.
@@ -366,19 +193,11 @@ async fn a_change_set_is_all_or_nothing(b: Backend) {
             name: "Ops".into(),
             ..Default::default()
         }),
-        Change::CreateMember(NewMember {
-            primary_org_unit_id: Some(unit),
-            ..member("amy")
-        }),
+        Change::CreateMember(NewMember { primary_org_unit_id: Some(unit), ..member("amy") }),
     ];
     let out = d.apply(&console(), set).await.unwrap();
-    let Applied::Member(amy) = &out[1] else {
-        panic!("{out:?}")
-    };
-    assert_eq!(
-        amy.account_number, 1000,
-        "the rolled-back set did not use up a number"
-    );
+    let Applied::Member(amy) = &out[1] else { panic!("{out:?}") };
+    assert_eq!(amy.account_number, 1000, "the rolled-back set did not use up a number");
     assert_eq!(amy.primary_org_unit_id, Some(unit));
 }
 
@@ -386,33 +205,13 @@ async fn deleted_members_become_tombstones(b: Backend) {
     let db = TestDb::new(b);
     let d = db.open().await;
     let manager = create_member(&d, &console(), member("boss")).await;
-    let old = create_member(
-        &d,
-        &console(),
-        NewMember {
-            manager_id: Some(manager.id),
-            ..member("li.lei")
-        },
-    )
-    .await;
-    let report = create_member(
-        &d,
-        &console(),
-        NewMember {
-            manager_id: Some(old.id),
-            ..member("han.mei")
-        },
-    )
-    .await;
-    d.apply_one(
-        &console(),
-        Change::DeleteMember {
-            id: old.id,
-            reason: "left the company".into(),
-        },
-    )
-    .await
-    .unwrap();
+    let old =
+        create_member(&d, &console(), NewMember { manager_id: Some(manager.id), ..member("li.lei") }).await;
+    let report =
+        create_member(&d, &console(), NewMember { manager_id: Some(old.id), ..member("han.mei") }).await;
+    d.apply_one(&console(), Change::DeleteMember { id: old.id, reason: "left the company".into() })
+        .await
+        .unwrap();
 
     let s = d.store();
     assert!(s.member(old.id).await.unwrap().is_none());
@@ -421,22 +220,9 @@ async fn deleted_members_become_tombstones(b: Backend) {
     assert_eq!(t.reason, "left the company");
     assert_eq!(t.source, Source::console());
     assert_eq!(t.deleted_by, "admin");
+    assert_eq!(s.member(report.id).await.unwrap().unwrap().manager_id, None, "manager link cleared");
     assert_eq!(
-        s.member(report.id).await.unwrap().unwrap().manager_id,
-        None,
-        "manager link cleared"
-    );
-    assert_eq!(
-        code(
-            d.apply_one(
-                &console(),
-                Change::DeleteMember {
-                    id: old.id,
-                    reason: String::new()
-                }
-            )
-            .await
-        ),
+        code(d.apply_one(&console(), Change::DeleteMember { id: old.id, reason: String::new() }).await),
         "not_found"
     );
 
@@ -446,40 +232,16 @@ async fn deleted_members_become_tombstones(b: Backend) {
     assert_ne!(new.id, old.id);
     assert_eq!(new.account_number, 1003);
     let history = s.audit_for("member", &new.id.to_string()).await.unwrap();
-    assert_eq!(
-        history
-            .iter()
-            .map(|a| a.action.as_str())
-            .collect::<Vec<_>>(),
-        ["member.create"]
-    );
+    assert_eq!(history.iter().map(|a| a.action.as_str()).collect::<Vec<_>>(), ["member.create"]);
     let old_history = s.audit_for("member", &old.id.to_string()).await.unwrap();
     assert_eq!(
-        old_history
-            .iter()
-            .map(|a| a.action.as_str())
-            .collect::<Vec<_>>(),
+        old_history.iter().map(|a| a.action.as_str()).collect::<Vec<_>>(),
         ["member.create", "member.delete"]
     );
     // A deleted identity is never handed out again, even when asked for.
-    let reuse_id = NewMember {
-        id: Some(old.id),
-        ..member("someone")
-    };
-    assert_eq!(
-        code(
-            d.apply_one(&console(), Change::CreateMember(reuse_id))
-                .await
-        ),
-        "conflict"
-    );
-    let kinds: Vec<String> = s
-        .outbox_pending(100)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.kind)
-        .collect();
+    let reuse_id = NewMember { id: Some(old.id), ..member("someone") };
+    assert_eq!(code(d.apply_one(&console(), Change::CreateMember(reuse_id)).await), "conflict");
+    let kinds: Vec<String> = s.outbox_pending(100).await.unwrap().into_iter().map(|m| m.kind).collect();
     assert!(kinds.contains(&"member.deleted".to_owned()), "{kinds:?}");
 }
 
@@ -492,62 +254,21 @@ async fn numbers_are_reused_only_after_quarantine(b: Backend) {
     for name in ["a1", "a2", "a3"] {
         held.push(create_member(&d, &console(), member(name)).await);
     }
-    let err = d
-        .apply_one(&console(), Change::CreateMember(member("a4")))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            DirectoryError::NumbersExhausted {
-                first: 500,
-                last: 502
-            }
-        ),
-        "{err}"
-    );
-    assert_eq!(
-        err.to_string(),
-        "the account number block 500-502 is used up"
-    );
+    let err = d.apply_one(&console(), Change::CreateMember(member("a4"))).await.unwrap_err();
+    assert!(matches!(err, DirectoryError::NumbersExhausted { first: 500, last: 502 }), "{err}");
+    assert_eq!(err.to_string(), "the account number block 500-502 is used up");
 
-    d.apply_one(
-        &console(),
-        Change::DeleteMember {
-            id: held[1].id,
-            reason: "left".into(),
-        },
-    )
-    .await
-    .unwrap();
+    d.apply_one(&console(), Change::DeleteMember { id: held[1].id, reason: "left".into() }).await.unwrap();
     // Reuse is off by default: still used up.
-    assert_eq!(
-        code(
-            d.apply_one(&console(), Change::CreateMember(member("a4")))
-                .await
-        ),
-        "numbers_exhausted"
-    );
-    let explicit = NewMember {
-        account_number: Some(501),
-        ..member("a4")
-    };
-    assert_eq!(
-        code(
-            d.apply_one(&console(), Change::CreateMember(explicit))
-                .await
-        ),
-        "number_unavailable"
-    );
+    assert_eq!(code(d.apply_one(&console(), Change::CreateMember(member("a4"))).await), "numbers_exhausted");
+    let explicit = NewMember { account_number: Some(501), ..member("a4") };
+    assert_eq!(code(d.apply_one(&console(), Change::CreateMember(explicit)).await), "number_unavailable");
 
     // Reuse after 30 days: the number released just now stays in quarantine.
     db.cfg.numbers.reuse_after_days = Some(30);
     let d30 = db.open().await;
     assert_eq!(
-        code(
-            d30.apply_one(&console(), Change::CreateMember(member("a4")))
-                .await
-        ),
+        code(d30.apply_one(&console(), Change::CreateMember(member("a4"))).await),
         "numbers_exhausted"
     );
 
@@ -558,96 +279,34 @@ async fn numbers_are_reused_only_after_quarantine(b: Backend) {
     assert_eq!(again.account_number, 501);
     assert_ne!(again.id, held[1].id);
     let s = d0.store();
-    assert_eq!(
-        s.tombstones_for_number(501).await.unwrap()[0].member_id,
-        held[1].id
-    );
-    assert_eq!(
-        s.audit_for("member", &again.id.to_string())
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
-    assert_eq!(
-        code(
-            d0.apply_one(&console(), Change::CreateMember(member("a5")))
-                .await
-        ),
-        "numbers_exhausted"
-    );
+    assert_eq!(s.tombstones_for_number(501).await.unwrap()[0].member_id, held[1].id);
+    assert_eq!(s.audit_for("member", &again.id.to_string()).await.unwrap().len(), 1);
+    assert_eq!(code(d0.apply_one(&console(), Change::CreateMember(member("a5"))).await), "numbers_exhausted");
 }
 
 async fn reserved_numbers_are_skipped(b: Backend) {
     let db = TestDb::new(b);
     let d = db.open().await;
-    let reserve = |n| Change::ReserveNumber {
-        number: n,
-        note: "for the CEO".into(),
-    };
+    let reserve = |n| Change::ReserveNumber { number: n, note: "for the CEO".into() };
     d.apply_one(&console(), reserve(1001)).await.unwrap();
-    assert_eq!(
-        code(d.apply_one(&console(), reserve(1001)).await),
-        "number_unavailable"
-    );
-    assert_eq!(
-        code(d.apply_one(&console(), reserve(5)).await),
-        "number_unavailable"
-    );
+    assert_eq!(code(d.apply_one(&console(), reserve(1001)).await), "number_unavailable");
+    assert_eq!(code(d.apply_one(&console(), reserve(5)).await), "number_unavailable");
     let r = d.store().reservations().await.unwrap();
-    assert_eq!(
-        (r.len(), r[0].number, r[0].reserved_by.as_str()),
-        (1, 1001, "admin")
-    );
+    assert_eq!((r.len(), r[0].number, r[0].reserved_by.as_str()), (1, 1001, "admin"));
 
-    assert_eq!(
-        create_member(&d, &console(), member("m1"))
-            .await
-            .account_number,
-        1000
-    );
-    assert_eq!(
-        create_member(&d, &console(), member("m2"))
-            .await
-            .account_number,
-        1002
-    );
-    assert_eq!(
-        code(d.apply_one(&console(), reserve(1002)).await),
-        "number_unavailable"
-    );
+    assert_eq!(create_member(&d, &console(), member("m1")).await.account_number, 1000);
+    assert_eq!(create_member(&d, &console(), member("m2")).await.account_number, 1002);
+    assert_eq!(code(d.apply_one(&console(), reserve(1002)).await), "number_unavailable");
     // Asking for the reserved number explicitly is what the reservation was for.
-    let ceo = create_member(
-        &d,
-        &console(),
-        NewMember {
-            account_number: Some(1001),
-            ..member("ceo")
-        },
-    )
-    .await;
+    let ceo = create_member(&d, &console(), NewMember { account_number: Some(1001), ..member("ceo") }).await;
     assert_eq!(ceo.account_number, 1001);
     assert!(d.store().reservations().await.unwrap().is_empty());
-    let taken = NewMember {
-        account_number: Some(1000),
-        ..member("m3")
-    };
-    assert_eq!(
-        code(d.apply_one(&console(), Change::CreateMember(taken)).await),
-        "number_unavailable"
-    );
+    let taken = NewMember { account_number: Some(1000), ..member("m3") };
+    assert_eq!(code(d.apply_one(&console(), Change::CreateMember(taken)).await), "number_unavailable");
 
     d.apply_one(&console(), reserve(1500)).await.unwrap();
-    d.apply_one(&console(), Change::ReleaseReservation { number: 1500 })
-        .await
-        .unwrap();
-    assert_eq!(
-        code(
-            d.apply_one(&console(), Change::ReleaseReservation { number: 1500 })
-                .await
-        ),
-        "not_found"
-    );
+    d.apply_one(&console(), Change::ReleaseReservation { number: 1500 }).await.unwrap();
+    assert_eq!(code(d.apply_one(&console(), Change::ReleaseReservation { number: 1500 }).await), "not_found");
 }
 
 async fn concurrent_creates_never_share_a_number(b: Backend) {
@@ -659,11 +318,7 @@ async fn concurrent_creates_never_share_a_number(b: Backend) {
         tasks.push(tokio::spawn(async move {
             let mut got = Vec::new();
             for i in 0..25 {
-                got.push(
-                    create_member(&d, &console(), member(&format!("c{t}x{i}")))
-                        .await
-                        .account_number,
-                );
+                got.push(create_member(&d, &console(), member(&format!("c{t}x{i}"))).await.account_number);
             }
             got
         }));
@@ -682,70 +337,33 @@ async fn sources_change_only_what_they_own(b: Backend) {
     let d = db.open().await;
     let okta = Actor::new(Source::parse("scim:okta").unwrap(), "okta");
     let ad = Actor::new(Source::parse("ldap:corp").unwrap(), "sync");
-    let m = create_member(
-        &d,
-        &okta,
-        NewMember {
-            anchor: Some("00u1".into()),
-            ..member("pat")
-        },
-    )
-    .await;
+    let m = create_member(&d, &okta, NewMember { anchor: Some("00u1".into()), ..member("pat") }).await;
     assert_eq!(m.source.as_str(), "scim:okta");
     let rename = |name: &str| Change::UpdateMember {
         id: m.id,
-        patch: MemberPatch {
-            display_name: Some(name.into()),
-            ..Default::default()
-        },
+        patch: MemberPatch { display_name: Some(name.into()), ..Default::default() },
     };
-    let err = d
-        .apply_one(&console(), rename("Console"))
-        .await
-        .unwrap_err();
+    let err = d.apply_one(&console(), rename("Console")).await.unwrap_err();
     assert_eq!(err.code(), "not_owner");
     assert!(err.to_string().contains("scim:okta"), "{err}");
     assert_eq!(
-        code(
-            d.apply_one(
-                &ad,
-                Change::DeleteMember {
-                    id: m.id,
-                    reason: String::new()
-                }
-            )
-            .await
-        ),
+        code(d.apply_one(&ad, Change::DeleteMember { id: m.id, reason: String::new() }).await),
         "not_owner"
     );
     d.apply_one(&okta, rename("Pat Okta")).await.unwrap();
-    assert_eq!(
-        d.store().member(m.id).await.unwrap().unwrap().display_name,
-        "Pat Okta"
-    );
+    assert_eq!(d.store().member(m.id).await.unwrap().unwrap().display_name, "Pat Okta");
     // Anchors are unique per source, not across sources.
     assert_eq!(
         code(
             d.apply_one(
                 &okta,
-                Change::CreateMember(NewMember {
-                    anchor: Some("00u1".into()),
-                    ..member("pat2")
-                })
+                Change::CreateMember(NewMember { anchor: Some("00u1".into()), ..member("pat2") })
             )
             .await
         ),
         "conflict"
     );
-    create_member(
-        &d,
-        &ad,
-        NewMember {
-            anchor: Some("00u1".into()),
-            ..member("pat3")
-        },
-    )
-    .await;
+    create_member(&d, &ad, NewMember { anchor: Some("00u1".into()), ..member("pat3") }).await;
 }
 
 async fn groups_track_members(b: Backend) {
@@ -755,11 +373,7 @@ async fn groups_track_members(b: Backend) {
     let others: Vec<Uuid> = {
         let mut v = Vec::new();
         for i in 0..5 {
-            v.push(
-                create_member(&d, &console(), member(&format!("g{i}")))
-                    .await
-                    .id,
-            );
+            v.push(create_member(&d, &console(), member(&format!("g{i}"))).await.id);
         }
         v
     };
@@ -779,84 +393,34 @@ async fn groups_track_members(b: Backend) {
     let s = d.store();
     assert_eq!(s.group_member_ids(g.id).await.unwrap().len(), 3);
     let added = d
-        .apply_one(
-            &console(),
-            Change::AddGroupMembers {
-                id: g.id,
-                members: others[2..].to_vec(),
-            },
-        )
+        .apply_one(&console(), Change::AddGroupMembers { id: g.id, members: others[2..].to_vec() })
         .await
         .unwrap();
-    assert_eq!(
-        added,
-        Applied::GroupMembers {
-            id: g.id,
-            changed: 2
-        },
-        "only the new ones count"
-    );
+    assert_eq!(added, Applied::GroupMembers { id: g.id, changed: 2 }, "only the new ones count");
     let removed = d
-        .apply_one(
-            &console(),
-            Change::RemoveGroupMembers {
-                id: g.id,
-                members: vec![others[0]],
-            },
-        )
+        .apply_one(&console(), Change::RemoveGroupMembers { id: g.id, members: vec![others[0]] })
         .await
         .unwrap();
-    assert_eq!(
-        removed,
-        Applied::GroupMembers {
-            id: g.id,
-            changed: 1
-        }
-    );
+    assert_eq!(removed, Applied::GroupMembers { id: g.id, changed: 1 });
     let mut expect = others[1..].to_vec();
     expect.sort();
     assert_eq!(s.group_member_ids(g.id).await.unwrap(), expect);
-    let ghost = Change::AddGroupMembers {
-        id: g.id,
-        members: vec![Uuid::now_v7()],
-    };
+    let ghost = Change::AddGroupMembers { id: g.id, members: vec![Uuid::now_v7()] };
     assert_eq!(code(d.apply_one(&console(), ghost).await), "invalid");
 
     // Deleting the owner and a member leaves the group consistent.
-    d.apply_one(
-        &console(),
-        Change::DeleteMember {
-            id: owner.id,
-            reason: String::new(),
-        },
-    )
-    .await
-    .unwrap();
-    d.apply_one(
-        &console(),
-        Change::DeleteMember {
-            id: others[1],
-            reason: String::new(),
-        },
-    )
-    .await
-    .unwrap();
+    d.apply_one(&console(), Change::DeleteMember { id: owner.id, reason: String::new() }).await.unwrap();
+    d.apply_one(&console(), Change::DeleteMember { id: others[1], reason: String::new() }).await.unwrap();
     assert_eq!(s.group(g.id).await.unwrap().unwrap().owner_id, None);
     assert_eq!(s.group_member_ids(g.id).await.unwrap().len(), 3);
     d.apply_one(
         &console(),
-        Change::UpdateGroup {
-            id: g.id,
-            name: Some("Dinner".into()),
-            owner_id: Some(Some(others[2])),
-        },
+        Change::UpdateGroup { id: g.id, name: Some("Dinner".into()), owner_id: Some(Some(others[2])) },
     )
     .await
     .unwrap();
     assert_eq!(s.group(g.id).await.unwrap().unwrap().name, "Dinner");
-    d.apply_one(&console(), Change::DeleteGroup { id: g.id })
-        .await
-        .unwrap();
+    d.apply_one(&console(), Change::DeleteGroup { id: g.id }).await.unwrap();
     assert!(s.group(g.id).await.unwrap().is_none());
     assert_eq!(s.counts().await.unwrap().groups, 0);
 }
@@ -869,44 +433,19 @@ async fn updates_are_audited_and_queued(b: Backend) {
     let patch = MemberPatch {
         title: Some(Some("Lead".into())),
         primary_org_unit_id: Some(Some(unit)),
-        emails: Some(vec![Email {
-            address: "sam@example.com".into(),
-            kind: "work".into(),
-            primary: true,
-        }]),
+        emails: Some(vec![Email { address: "sam@example.com".into(), kind: "work".into(), primary: true }]),
         ..Default::default()
     };
-    let Applied::Member(after) = d
-        .apply_one(&console(), Change::UpdateMember { id: m.id, patch })
-        .await
-        .unwrap()
+    let Applied::Member(after) =
+        d.apply_one(&console(), Change::UpdateMember { id: m.id, patch }).await.unwrap()
     else {
         panic!()
     };
     assert_eq!(after.version, 2);
-    let suspend = MemberPatch {
-        state: Some(MemberState::Suspended),
-        ..Default::default()
-    };
-    d.apply_one(
-        &console(),
-        Change::UpdateMember {
-            id: m.id,
-            patch: suspend,
-        },
-    )
-    .await
-    .unwrap();
+    let suspend = MemberPatch { state: Some(MemberState::Suspended), ..Default::default() };
+    d.apply_one(&console(), Change::UpdateMember { id: m.id, patch: suspend }).await.unwrap();
     // A patch that changes nothing writes nothing.
-    d.apply_one(
-        &console(),
-        Change::UpdateMember {
-            id: m.id,
-            patch: MemberPatch::default(),
-        },
-    )
-    .await
-    .unwrap();
+    d.apply_one(&console(), Change::UpdateMember { id: m.id, patch: MemberPatch::default() }).await.unwrap();
 
     let s = d.store();
     let stored = s.member(m.id).await.unwrap().unwrap();
@@ -917,58 +456,24 @@ async fn updates_are_audited_and_queued(b: Backend) {
         audit.iter().map(|a| a.action.as_str()).collect::<Vec<_>>(),
         ["member.create", "member.update", "member.suspend"]
     );
-    assert_eq!(
-        audit[1].before.as_ref().unwrap()["title"],
-        serde_json::Value::Null
-    );
+    assert_eq!(audit[1].before.as_ref().unwrap()["title"], serde_json::Value::Null);
     assert_eq!(audit[1].after.as_ref().unwrap()["title"], "Lead");
     assert_eq!(audit[1].actor, "admin");
     let outbox = s.outbox_pending(100).await.unwrap();
     let keys: BTreeSet<String> = outbox.iter().map(|o| o.idempotency_key.clone()).collect();
     assert_eq!(outbox.len(), 3);
     assert_eq!(keys.len(), 3, "each message has its own idempotency key");
-    assert!(
-        outbox
-            .iter()
-            .all(|o| o.payload["member_id"] == m.id.to_string())
-    );
-    let missing = Change::UpdateMember {
-        id: Uuid::now_v7(),
-        patch: MemberPatch::default(),
-    };
+    assert!(outbox.iter().all(|o| o.payload["member_id"] == m.id.to_string()));
+    let missing = Change::UpdateMember { id: Uuid::now_v7(), patch: MemberPatch::default() };
     assert_eq!(code(d.apply_one(&console(), missing).await), "not_found");
-    let bad_unit = MemberPatch {
-        org_unit_ids: Some(vec![Uuid::now_v7()]),
-        ..Default::default()
-    };
+    let bad_unit = MemberPatch { org_unit_ids: Some(vec![Uuid::now_v7()]), ..Default::default() };
     assert_eq!(
-        code(
-            d.apply_one(
-                &console(),
-                Change::UpdateMember {
-                    id: m.id,
-                    patch: bad_unit
-                }
-            )
-            .await
-        ),
+        code(d.apply_one(&console(), Change::UpdateMember { id: m.id, patch: bad_unit }).await),
         "invalid"
     );
-    let own_manager = MemberPatch {
-        manager_id: Some(Some(m.id)),
-        ..Default::default()
-    };
+    let own_manager = MemberPatch { manager_id: Some(Some(m.id)), ..Default::default() };
     assert_eq!(
-        code(
-            d.apply_one(
-                &console(),
-                Change::UpdateMember {
-                    id: m.id,
-                    patch: own_manager
-                }
-            )
-            .await
-        ),
+        code(d.apply_one(&console(), Change::UpdateMember { id: m.id, patch: own_manager }).await),
         "invalid"
     );
 }
@@ -979,34 +484,18 @@ async fn tokens_are_stored_hashed(b: Backend) {
     let secret = d.create_token(&console(), "okta").await.unwrap();
     assert!(secret.starts_with("rst_") && secret.len() == 68);
     assert_eq!(code(d.create_token(&console(), "okta").await), "conflict");
-    assert_eq!(
-        code(d.create_token(&console(), "bad name").await),
-        "invalid"
-    );
+    assert_eq!(code(d.create_token(&console(), "bad name").await), "invalid");
     let s = d.store();
     assert_eq!(
-        s.token_by_hash(&roster::access::tokens::hash(&secret))
-            .await
-            .unwrap()
-            .as_deref(),
+        s.token_by_hash(&roster::access::tokens::hash(&secret)).await.unwrap().as_deref(),
         Some("okta")
     );
-    assert_eq!(
-        s.token_by_hash(&roster::access::tokens::hash("rst_wrong"))
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(s.token_by_hash(&roster::access::tokens::hash("rst_wrong")).await.unwrap(), None);
     let listed = s.tokens().await.unwrap();
     assert_eq!(listed.len(), 1);
     assert!(listed[0].last_used_at.is_some());
     d.revoke_token(&console(), "okta").await.unwrap();
-    assert_eq!(
-        s.token_by_hash(&roster::access::tokens::hash(&secret))
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(s.token_by_hash(&roster::access::tokens::hash(&secret)).await.unwrap(), None);
     assert_eq!(code(d.revoke_token(&console(), "okta").await), "not_found");
     // The name is free again after revocation.
     d.create_token(&console(), "okta").await.unwrap();
@@ -1022,62 +511,22 @@ async fn enterprise_profile_and_password(b: Backend) {
         contact_email: Some(Some("IT@Example.com".into())),
         ..Default::default()
     };
-    let Applied::Enterprise(e) = d
-        .apply_one(&console(), Change::UpdateEnterprise(patch))
-        .await
-        .unwrap()
+    let Applied::Enterprise(e) = d.apply_one(&console(), Change::UpdateEnterprise(patch)).await.unwrap()
     else {
         panic!()
     };
-    assert_eq!(
-        (e.name.as_str(), e.contact_email.as_deref()),
-        ("Example Holdings", Some("it@example.com"))
-    );
+    assert_eq!((e.name.as_str(), e.contact_email.as_deref()), ("Example Holdings", Some("it@example.com")));
     create_member(&d, &console(), member("first")).await;
-    let domain = EnterprisePatch {
-        mail_domain: Some("example.org".into()),
-        ..Default::default()
-    };
-    assert_eq!(
-        code(
-            d.apply_one(&console(), Change::UpdateEnterprise(domain))
-                .await
-        ),
-        "invalid"
-    );
+    let domain = EnterprisePatch { mail_domain: Some("example.org".into()), ..Default::default() };
+    assert_eq!(code(d.apply_one(&console(), Change::UpdateEnterprise(domain)).await), "invalid");
 
-    assert_eq!(
-        code(
-            d.set_super_password(&console(), &db.cfg.enterprise, "short")
-                .await
-        ),
-        "invalid"
-    );
-    d.set_super_password(&console(), &db.cfg.enterprise, "a much longer password")
-        .await
-        .unwrap();
+    assert_eq!(code(d.set_super_password(&console(), &db.cfg.enterprise, "short").await), "invalid");
+    d.set_super_password(&console(), &db.cfg.enterprise, "a much longer password").await.unwrap();
     let hash = d.store().super_password_hash().await.unwrap().unwrap();
-    assert!(roster::access::password::verify(
-        "a much longer password",
-        &hash
-    ));
-    assert!(
-        !d.store()
-            .enterprise()
-            .await
-            .unwrap()
-            .unwrap()
-            .password_must_change
-    );
-    let audit = d
-        .store()
-        .audit_for("enterprise", &e.enterprise_id)
-        .await
-        .unwrap();
+    assert!(roster::access::password::verify("a much longer password", &hash));
+    assert!(!d.store().enterprise().await.unwrap().unwrap().password_must_change);
+    let audit = d.store().audit_for("enterprise", &e.enterprise_id).await.unwrap();
     let last = audit.last().unwrap();
     assert_eq!(last.action, "enterprise.password_reset");
-    assert!(
-        last.after.is_none() && last.before.is_none(),
-        "no secret in the audit log"
-    );
+    assert!(last.after.is_none() && last.before.is_none(), "no secret in the audit log");
 }
