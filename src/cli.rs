@@ -77,6 +77,10 @@ pub enum TokenCommand {
     Create {
         #[arg(long)]
         name: String,
+        /// Let this client take over members another source created when its userName matches
+        /// (off by default: a client never silently takes over members it does not own).
+        #[arg(long)]
+        adopt_existing: bool,
     },
     /// List tokens (names and dates; never the secrets).
     List,
@@ -152,8 +156,8 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<ExitCode> {
 
 async fn token(directory: &DirectoryService, console: &Actor, command: TokenCommand) -> anyhow::Result<()> {
     match command {
-        TokenCommand::Create { name } => {
-            let secret = directory.create_token(console, &name).await?;
+        TokenCommand::Create { name, adopt_existing } => {
+            let secret = directory.create_token(console, &name, adopt_existing).await?;
             eprintln!("created token {name:?}; it is shown only this once:");
             println!("{secret}");
         }

@@ -8,6 +8,23 @@ use rand::distr::Alphanumeric;
 
 use crate::directory::DirectoryError;
 
+/// A password on its way to being hashed: never printed by `Debug`, never serialised back out.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl serde::Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
 /// The shortest password accepted for the super admin.
 pub const MIN_LEN: usize = 12;
 

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::model::{Email, Enterprise, Group, Member, MemberState, OrgUnit, Reservation, Tombstone};
+use crate::access::password::Secret;
 use crate::store::StoreError;
 
 /// One change to the directory. A `Vec<Change>` is applied in order, in one transaction.
@@ -38,6 +39,12 @@ pub enum Change {
     DeleteMember {
         id: Uuid,
         reason: String,
+    },
+    /// Hands a member another source owns to the acting source (an explicit, per-client
+    /// setting: never done silently).
+    AdoptMember {
+        id: Uuid,
+        anchor: Option<String>,
     },
     CreateGroup(NewGroup),
     UpdateGroup {
@@ -113,6 +120,8 @@ pub struct NewMember {
     pub manager_id: Option<Uuid>,
     pub state: MemberState,
     pub anchor: Option<String>,
+    /// For console sign-in; stored as an argon2 hash.
+    pub password: Option<Secret>,
 }
 
 impl Default for NewMember {
@@ -133,6 +142,7 @@ impl Default for NewMember {
             manager_id: None,
             state: MemberState::Active,
             anchor: None,
+            password: None,
         }
     }
 }
@@ -154,6 +164,7 @@ pub struct MemberPatch {
     pub manager_id: Option<Option<Uuid>>,
     pub state: Option<MemberState>,
     pub anchor: Option<Option<String>>,
+    pub password: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

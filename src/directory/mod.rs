@@ -9,6 +9,7 @@
 pub mod change;
 pub mod model;
 mod numbers;
+pub mod query;
 mod service;
 mod validate;
 

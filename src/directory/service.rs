@@ -150,6 +150,7 @@ impl DirectoryService {
             Change::CreateMember(n) => self.create_member(ctx, n).await,
             Change::UpdateMember { id, patch } => update_member(ctx, id, patch).await,
             Change::DeleteMember { id, reason } => delete_member(ctx, id, reason).await,
+            Change::AdoptMember { id, anchor } => adopt_member(ctx, id, anchor).await,
             Change::CreateGroup(n) => create_group(ctx, n).await,
             Change::UpdateGroup { id, name, owner_id } => update_group(ctx, id, name, owner_id).await,
             Change::AddGroupMembers { id, members } => group_members(ctx, id, members, true).await,
@@ -189,7 +190,8 @@ impl DirectoryService {
         };
         check_member(ctx, &mut m, None).await?;
         m.account_number = numbers::allocate(ctx.tx, &self.numbers, n.account_number, ctx.now).await?;
-        ctx.tx.member_insert(&m, None).await?;
+        let hash = n.password.as_ref().map(hash_member_password).transpose()?;
+        ctx.tx.member_insert(&m, hash.as_deref()).await?;
         ctx.audit("member.create", "member", Some(m.id.to_string()), None, Some(&m)).await?;
         ctx.notify_member("member.created", &m).await?;
         Ok(Applied::Member(m))
@@ -272,13 +274,17 @@ impl DirectoryService {
     }
 
     /// Creates an API token; returns the secret (shown once, only its hash is stored).
-    pub async fn create_token(&self, actor: &Actor, name: &str) -> R<String> {
+    pub async fn create_token(&self, actor: &Actor, name: &str, adopt_existing: bool) -> R<String> {
         let name = crate::access::tokens::check_name(name)?;
         let (secret, hash) = crate::access::tokens::generate();
         let mut tx = self.store.begin().await?;
         let mut ctx = Ctx { tx: tx.as_mut(), actor, now: now(), mail_domain: String::new() };
-        ctx.tx.token_insert(&name, &hash, ctx.now).await.map_err(DirectoryError::from_store)?;
-        ctx.audit("token.create", "token", Some(name.clone()), None, Some(&json!({ "name": name }))).await?;
+        ctx.tx
+            .token_insert(&name, &hash, adopt_existing, ctx.now)
+            .await
+            .map_err(DirectoryError::from_store)?;
+        let after = json!({ "name": name, "adopt_existing": adopt_existing });
+        ctx.audit("token.create", "token", Some(name.clone()), None, Some(&after)).await?;
         tx.commit().await?;
         Ok(secret)
     }
@@ -530,7 +536,7 @@ async fn update_member(ctx: &mut Ctx<'_>, id: Uuid, p: MemberPatch) -> R<Applied
             }
         };
     }
-    if let Some(v) = p.login_name {
+    if let Some(v) = p.login_name.clone() {
         m.login_name = validate::login_name(&v, &ctx.mail_domain)?;
     }
     if let Some(v) = p.display_name {
@@ -560,6 +566,10 @@ async fn update_member(ctx: &mut Ctx<'_>, id: Uuid, p: MemberPatch) -> R<Applied
         m.state = v;
     }
     check_member(ctx, &mut m, Some(id)).await?;
+    if let Some(password) = &p.password {
+        ctx.tx.member_set_password(id, &hash_member_password(password)?).await?;
+        ctx.audit::<()>("member.password_set", "member", Some(id.to_string()), None, None).await?;
+    }
     if m == before {
         return Ok(Applied::Member(m));
     }
@@ -573,6 +583,28 @@ async fn update_member(ctx: &mut Ctx<'_>, id: Uuid, p: MemberPatch) -> R<Applied
     };
     ctx.audit(action, "member", Some(id.to_string()), Some(&before), Some(&m)).await?;
     ctx.notify_member(&action.replace("member.", "member.updated."), &m).await?;
+    Ok(Applied::Member(m))
+}
+
+/// A member's console password: at least 8 characters, stored as an argon2 hash.
+fn hash_member_password(p: &crate::access::password::Secret) -> R<String> {
+    if p.0.chars().count() < 8 {
+        return Err(DirectoryError::invalid("password", "must be at least 8 characters"));
+    }
+    Ok(crate::access::password::hash(&p.0))
+}
+
+async fn adopt_member(ctx: &mut Ctx<'_>, id: Uuid, anchor: Option<String>) -> R<Applied> {
+    let before = member_or_404(ctx, id).await?;
+    let mut m = before.clone();
+    m.source = ctx.actor.source.clone();
+    m.anchor = validate::optional_text("anchor", anchor.as_deref(), 256)?;
+    check_anchor(ctx, "member", m.anchor.as_deref(), id).await?;
+    m.version += 1;
+    m.updated_at = ctx.now;
+    ctx.tx.member_set_source(id, m.source.as_str(), m.anchor.as_deref()).await?;
+    ctx.tx.member_update(&m).await?;
+    ctx.audit("member.adopt", "member", Some(id.to_string()), Some(&before), Some(&m)).await?;
     Ok(Applied::Member(m))
 }
 
@@ -604,12 +636,14 @@ async fn group_or_404(ctx: &mut Ctx<'_>, id: Uuid) -> R<Group> {
 }
 
 async fn check_members_exist(ctx: &mut Ctx<'_>, field: &str, ids: &[Uuid]) -> R<()> {
-    for id in ids {
-        if ctx.tx.member(*id).await?.is_none() {
-            return Err(DirectoryError::invalid(field, format!("member {id} does not exist")));
-        }
+    if ids.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let found: std::collections::HashSet<Uuid> = ctx.tx.members_existing(ids).await?.into_iter().collect();
+    match ids.iter().find(|id| !found.contains(id)) {
+        Some(missing) => Err(DirectoryError::invalid(field, format!("member {missing} does not exist"))),
+        None => Ok(()),
+    }
 }
 
 async fn create_group(ctx: &mut Ctx<'_>, n: NewGroup) -> R<Applied> {
@@ -677,6 +711,9 @@ async fn group_members(ctx: &mut Ctx<'_>, id: Uuid, members: Vec<Uuid>, add: boo
     } else {
         ctx.tx.group_members_remove(id, &members).await?
     };
+    if changed > 0 {
+        ctx.tx.group_touch(id, ctx.now).await?;
+    }
     let (action, key) =
         if add { ("group.members_add", "added") } else { ("group.members_remove", "removed") };
     ctx.audit(action, "group", Some(id.to_string()), None, Some(&json!({ key: members }))).await?;

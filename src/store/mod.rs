@@ -17,6 +17,7 @@ use uuid::Uuid;
 use crate::directory::model::{
     AuditEntry, Counts, Enterprise, Group, Member, OrgUnit, OutboxMessage, Reservation, Tombstone,
 };
+use crate::directory::query::{Page, Query};
 
 #[macro_use]
 mod sql;
@@ -56,6 +57,8 @@ pub struct TokenInfo {
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The client may take over members that another source created, matching by userName.
+    pub adopt_existing: bool,
 }
 
 /// State of the schema compared with the migrations built into this binary.
@@ -95,6 +98,9 @@ pub trait Store: Send + Sync + 'static {
     async fn member_by_number(&self, account_number: i64) -> Result<Option<Member>>;
     /// Members ordered by account number, after `after_number`, at most `limit`.
     async fn members_page(&self, after_number: i64, limit: i64) -> Result<Vec<Member>>;
+    /// Members matching a query, in the query's order.
+    async fn search_members(&self, q: &Query) -> Result<Page<Member>>;
+    async fn search_groups(&self, q: &Query) -> Result<Page<Group>>;
     async fn org_unit(&self, id: Uuid) -> Result<Option<OrgUnit>>;
     /// Children of `parent` (roots for `None`) in sibling order.
     async fn org_unit_children(&self, parent: Option<Uuid>) -> Result<Vec<OrgUnit>>;
@@ -109,8 +115,8 @@ pub trait Store: Send + Sync + 'static {
     async fn outbox_pending(&self, limit: i64) -> Result<Vec<OutboxMessage>>;
 
     async fn tokens(&self) -> Result<Vec<TokenInfo>>;
-    /// The name of the live (not revoked) token with this hash; records its use.
-    async fn token_by_hash(&self, hash: &str) -> Result<Option<String>>;
+    /// The live (not revoked) token with this hash; records its use.
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenInfo>>;
 }
 
 /// One open transaction. Reads see the transaction's own writes.
@@ -143,6 +149,11 @@ pub trait StoreTx: Send {
     async fn member_id_by_number(&mut self, number: i64) -> Result<Option<Uuid>>;
     async fn member_count(&mut self) -> Result<i64>;
     async fn member_insert(&mut self, m: &Member, password_hash: Option<&str>) -> Result<()>;
+    async fn member_set_password(&mut self, id: Uuid, password_hash: &str) -> Result<()>;
+    /// Hands a member to another source (explicit adoption).
+    async fn member_set_source(&mut self, id: Uuid, source: &str, anchor: Option<&str>) -> Result<()>;
+    /// Which of `ids` are members (one query, for large group changes).
+    async fn members_existing(&mut self, ids: &[Uuid]) -> Result<Vec<Uuid>>;
     /// Rewrites the member's row, e-mails and further org units.
     async fn member_update(&mut self, m: &Member) -> Result<()>;
     /// Removes the member and its group memberships; clears it as manager and group owner.
@@ -169,6 +180,8 @@ pub trait StoreTx: Send {
     async fn group_id_by_anchor(&mut self, source: &str, anchor: &str) -> Result<Option<Uuid>>;
     async fn group_insert(&mut self, g: &Group) -> Result<()>;
     async fn group_update(&mut self, g: &Group) -> Result<()>;
+    /// Bumps a group's version after a membership change, without rewriting its members.
+    async fn group_touch(&mut self, id: Uuid, at: DateTime<Utc>) -> Result<()>;
     async fn group_delete(&mut self, id: Uuid) -> Result<()>;
     /// Adds members; returns how many were not members before.
     async fn group_members_add(&mut self, group: Uuid, members: &[Uuid]) -> Result<u64>;
@@ -178,7 +191,13 @@ pub trait StoreTx: Send {
     async fn audit_insert(&mut self, e: &AuditEntry) -> Result<()>;
     async fn outbox_insert(&mut self, m: &OutboxMessage) -> Result<()>;
 
-    async fn token_insert(&mut self, name: &str, hash: &str, at: DateTime<Utc>) -> Result<()>;
+    async fn token_insert(
+        &mut self,
+        name: &str,
+        hash: &str,
+        adopt_existing: bool,
+        at: DateTime<Utc>,
+    ) -> Result<()>;
     /// Marks the live token `name` revoked; false when there is none.
     async fn token_revoke(&mut self, name: &str, at: DateTime<Utc>) -> Result<bool>;
 }

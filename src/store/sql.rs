@@ -124,8 +124,200 @@ macro_rules! shared_sql {
             Ok(query.execute(&mut *c).await.map_err($err)?.rows_affected())
         }
 
+        /// Appends `e` as SQL over the `members` (or `groups`) table, values bound, never pasted.
+        fn push_expr(qb: &mut sqlx::QueryBuilder<$db>, e: &$crate::directory::query::Expr) {
+            use $crate::directory::query::{Expr, Field as F, Op, Val};
+            match e {
+                Expr::And(a, b) | Expr::Or(a, b) => {
+                    qb.push("(");
+                    push_expr(qb, a);
+                    qb.push(if matches!(e, Expr::And(..)) { " AND " } else { " OR " });
+                    push_expr(qb, b);
+                    qb.push(")");
+                }
+                Expr::Not(a) => {
+                    qb.push("NOT (");
+                    push_expr(qb, a);
+                    qb.push(")");
+                }
+                Expr::Const(b) => {
+                    qb.push(if *b { "(1 = 1)" } else { "(1 = 0)" });
+                }
+                Expr::AnyEmail(inner) => {
+                    qb.push("EXISTS (SELECT 1 FROM member_emails e WHERE e.member_id = members.id AND ");
+                    push_expr(qb, inner);
+                    qb.push(")");
+                }
+                Expr::AnyGroupMember(inner) => {
+                    qb.push("EXISTS (SELECT 1 FROM group_members gm WHERE gm.group_id = groups.id AND ");
+                    push_expr(qb, inner);
+                    qb.push(")");
+                }
+                Expr::Present(f) => {
+                    let (col, text) = column(*f);
+                    qb.push(format!("({col} IS NOT NULL"));
+                    if text {
+                        qb.push(format!(" AND {col} <> ''"));
+                    }
+                    qb.push(")");
+                }
+                Expr::Cmp(F::Active, op, Val::Bool(b)) if matches!(op, Op::Eq | Op::Ne) => {
+                    let want_active = *b == (*op == Op::Eq);
+                    qb.push(if want_active { "(state = 'active')" } else { "(state <> 'active')" });
+                }
+                Expr::Cmp(f, op, val) => {
+                    let (col, _) = column(*f);
+                    // Lower-case-stored columns compare as they are (their indexes apply); other
+                    // case-insensitive text compares lower-cased.
+                    let folded = matches!(f, F::DisplayName | F::GivenName | F::FamilyName | F::Title | F::EmailKind | F::GroupName);
+                    let lowered = folded || matches!(f, F::LoginName | F::EmailAddress | F::Mobile);
+                    let lhs = if folded { format!("LOWER({col})") } else { col.to_owned() };
+                    let sql_op = match op {
+                        Op::Eq => "=",
+                        Op::Ne => "<>",
+                        Op::Gt => ">",
+                        Op::Ge => ">=",
+                        Op::Lt => "<",
+                        Op::Le => "<=",
+                        Op::Co | Op::Sw | Op::Ew => "LIKE",
+                    };
+                    if let Val::Null = val {
+                        qb.push(match op {
+                            Op::Eq => format!("({col} IS NULL)"),
+                            Op::Ne => format!("({col} IS NOT NULL)"),
+                            _ => "(1 = 0)".to_owned(),
+                        });
+                        return;
+                    }
+                    if *op == Op::Ne {
+                        qb.push(format!("({col} IS NULL OR {lhs} <> "));
+                    } else {
+                        qb.push(format!("({lhs} {sql_op} "));
+                    }
+                    match val {
+                        Val::Text(t) => {
+                            let t = if lowered { t.to_lowercase() } else { t.clone() };
+                            let t = match op {
+                                Op::Co | Op::Sw | Op::Ew => {
+                                    let esc = t.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+                                    match op {
+                                        Op::Co => format!("%{esc}%"),
+                                        Op::Sw => format!("{esc}%"),
+                                        _ => format!("%{esc}"),
+                                    }
+                                }
+                                _ => t,
+                            };
+                            qb.push_bind(t);
+                        }
+                        Val::Int(i) => {
+                            qb.push_bind(*i);
+                        }
+                        Val::Bool(b) => {
+                            qb.push_bind(*b);
+                        }
+                        Val::Time(t) => {
+                            qb.push_bind(*t);
+                        }
+                        Val::Uuid(u) => {
+                            qb.push_bind(*u);
+                        }
+                        Val::Null => unreachable!("handled above"),
+                    }
+                    if matches!(op, Op::Co | Op::Sw | Op::Ew) {
+                        qb.push(" ESCAPE '\\'");
+                    }
+                    qb.push(")");
+                }
+            }
+        }
+
+        /// The column of a field, and whether it holds text.
+        fn column(f: $crate::directory::query::Field) -> (&'static str, bool) {
+            use $crate::directory::query::Field as F;
+            match f {
+                F::Id => ("id", false),
+                F::Source => ("source", true),
+                F::Anchor => ("anchor", true),
+                F::LoginName => ("login_name", true),
+                F::DisplayName => ("display_name", true),
+                F::GivenName => ("given_name", true),
+                F::FamilyName => ("family_name", true),
+                F::Title => ("title", true),
+                F::EmployeeNumber => ("employee_number", true),
+                F::Mobile => ("mobile", true),
+                F::Active => ("state", true),
+                F::AccountNumber => ("account_number", false),
+                F::ManagerId => ("manager_id", false),
+                F::PrimaryOrgUnitId => ("primary_org_unit_id", false),
+                F::Created => ("created_at", false),
+                F::Modified => ("updated_at", false),
+                F::EmailAddress => ("e.address", true),
+                F::EmailKind => ("e.kind", true),
+                F::EmailPrimary => ("e.is_primary", false),
+                F::GroupName => ("name", true),
+                F::GroupMemberId => ("gm.member_id", false),
+            }
+        }
+
+        fn push_where(qb: &mut sqlx::QueryBuilder<$db>, q: &$crate::directory::query::Query) {
+            if let Some(f) = &q.filter {
+                qb.push(" WHERE ");
+                push_expr(qb, f);
+            }
+        }
+
+        fn push_order(qb: &mut sqlx::QueryBuilder<$db>, q: &$crate::directory::query::Query, default: &str) {
+            match q.sort {
+                Some((f, desc)) => {
+                    let (col, _) = column(f);
+                    let dir = if desc { "DESC" } else { "ASC" };
+                    qb.push(format!(" ORDER BY {col} {dir}, id {dir}"));
+                }
+                None => {
+                    qb.push(format!(" ORDER BY {default}"));
+                }
+            }
+            qb.push(" LIMIT ");
+            qb.push_bind(q.limit);
+            qb.push(" OFFSET ");
+            qb.push_bind(q.offset);
+        }
+
         #[async_trait::async_trait]
         impl Store for $Store {
+            async fn search_members(&self, q: &$crate::directory::query::Query) -> Result<$crate::directory::query::Page<m::Member>> {
+                let mut c = self.read.acquire().await.map_err($err)?;
+                let mut count = sqlx::QueryBuilder::<$db>::new("SELECT COUNT(*) FROM members");
+                push_where(&mut count, q);
+                let (total,): (i64,) = count.build_query_as().fetch_one(&mut *c).await.map_err($err)?;
+                let mut items = Vec::new();
+                if q.limit > 0 && total > q.offset {
+                    let mut page = sqlx::QueryBuilder::<$db>::new(format!("SELECT {MEMBER_COLS} FROM members"));
+                    push_where(&mut page, q);
+                    push_order(&mut page, q, "account_number");
+                    let rows: Vec<m::Member> = page.build_query_as().fetch_all(&mut *c).await.map_err($err)?;
+                    for row in rows {
+                        items.extend(load_member(&mut c, Some(row)).await?);
+                    }
+                }
+                Ok($crate::directory::query::Page { total, items })
+            }
+
+            async fn search_groups(&self, q: &$crate::directory::query::Query) -> Result<$crate::directory::query::Page<m::Group>> {
+                let mut count = sqlx::QueryBuilder::<$db>::new("SELECT COUNT(*) FROM groups");
+                push_where(&mut count, q);
+                let (total,): (i64,) = count.build_query_as().fetch_one(&self.read).await.map_err($err)?;
+                let mut items = Vec::new();
+                if q.limit > 0 && total > q.offset {
+                    let mut page = sqlx::QueryBuilder::<$db>::new(format!("SELECT {GROUP_COLS} FROM groups"));
+                    push_where(&mut page, q);
+                    push_order(&mut page, q, "created_at, id");
+                    items = page.build_query_as().fetch_all(&self.read).await.map_err($err)?;
+                }
+                Ok($crate::directory::query::Page { total, items })
+            }
+
             fn backend(&self) -> &'static str {
                 Self::backend_name()
             }
@@ -312,23 +504,23 @@ macro_rules! shared_sql {
 
             async fn tokens(&self) -> Result<Vec<TokenInfo>> {
                 sqlx::query_as::<_, TokenInfo>(
-                    "SELECT name, created_at, last_used_at, revoked_at FROM api_tokens ORDER BY name, id",
+                    "SELECT name, created_at, last_used_at, revoked_at, adopt_existing FROM api_tokens ORDER BY name, id",
                 )
                 .fetch_all(&self.read)
                 .await
                 .map_err($err)
             }
 
-            async fn token_by_hash(&self, hash: &str) -> Result<Option<String>> {
-                let r: Option<(String,)> = sqlx::query_as(
-                    "UPDATE api_tokens SET last_used_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL RETURNING name",
+            async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenInfo>> {
+                sqlx::query_as::<_, TokenInfo>(
+                    "UPDATE api_tokens SET last_used_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL \
+                     RETURNING name, created_at, last_used_at, revoked_at, adopt_existing",
                 )
                 .bind(Utc::now())
                 .bind(hash.to_owned())
                 .fetch_optional(&self.write)
                 .await
-                .map_err($err)?;
-                Ok(r.map(|r| r.0))
+                .map_err($err)
             }
         }
 
@@ -515,6 +707,32 @@ macro_rules! shared_sql {
                 write_member_children(&mut self.tx, mb).await
             }
 
+            async fn member_set_password(&mut self, id: Uuid, password_hash: &str) -> Result<()> {
+                exec(&mut self.tx, q("UPDATE members SET password_hash = $2 WHERE id = $1").bind(id).bind(password_hash.to_owned())).await?;
+                Ok(())
+            }
+
+            async fn member_set_source(&mut self, id: Uuid, source: &str, anchor: Option<&str>) -> Result<()> {
+                exec(&mut self.tx, q("UPDATE members SET source = $2, anchor = $3 WHERE id = $1")
+                    .bind(id).bind(source.to_owned()).bind(anchor.map(str::to_owned))).await?;
+                Ok(())
+            }
+
+            async fn members_existing(&mut self, ids: &[Uuid]) -> Result<Vec<Uuid>> {
+                let mut found = Vec::with_capacity(ids.len());
+                for chunk in ids.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT id FROM members WHERE id IN (");
+                    let mut list = qb.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    qb.push(")");
+                    let rows: Vec<(Uuid,)> = qb.build_query_as().fetch_all(&mut *self.tx).await.map_err($err)?;
+                    found.extend(rows.into_iter().map(|r| r.0));
+                }
+                Ok(found)
+            }
+
             async fn member_update(&mut self, mb: &m::Member) -> Result<()> {
                 exec(&mut self.tx, q(
                     "UPDATE members SET login_name = $2, display_name = $3, given_name = $4, family_name = $5, mobile = $6, \
@@ -646,6 +864,11 @@ macro_rules! shared_sql {
                 Ok(())
             }
 
+            async fn group_touch(&mut self, id: Uuid, at: DateTime<Utc>) -> Result<()> {
+                exec(&mut self.tx, q("UPDATE groups SET version = version + 1, updated_at = $2 WHERE id = $1").bind(id).bind(at)).await?;
+                Ok(())
+            }
+
             async fn group_delete(&mut self, id: Uuid) -> Result<()> {
                 exec(&mut self.tx, q("DELETE FROM group_members WHERE group_id = $1").bind(id)).await?;
                 exec(&mut self.tx, q("DELETE FROM groups WHERE id = $1").bind(id)).await?;
@@ -691,9 +914,9 @@ macro_rules! shared_sql {
                 Ok(())
             }
 
-            async fn token_insert(&mut self, name: &str, hash: &str, at: DateTime<Utc>) -> Result<()> {
-                exec(&mut self.tx, q("INSERT INTO api_tokens (name, token_hash, created_at) VALUES ($1, $2, $3)")
-                    .bind(name.to_owned()).bind(hash.to_owned()).bind(at)).await?;
+            async fn token_insert(&mut self, name: &str, hash: &str, adopt_existing: bool, at: DateTime<Utc>) -> Result<()> {
+                exec(&mut self.tx, q("INSERT INTO api_tokens (name, token_hash, created_at, adopt_existing) VALUES ($1, $2, $3, $4)")
+                    .bind(name.to_owned()).bind(hash.to_owned()).bind(at).bind(adopt_existing)).await?;
                 Ok(())
             }
 

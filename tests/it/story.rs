@@ -481,13 +481,13 @@ async fn updates_are_audited_and_queued(b: Backend) {
 async fn tokens_are_stored_hashed(b: Backend) {
     let db = TestDb::new(b);
     let d = db.open().await;
-    let secret = d.create_token(&console(), "okta").await.unwrap();
+    let secret = d.create_token(&console(), "okta", false).await.unwrap();
     assert!(secret.starts_with("rst_") && secret.len() == 68);
-    assert_eq!(code(d.create_token(&console(), "okta").await), "conflict");
-    assert_eq!(code(d.create_token(&console(), "bad name").await), "invalid");
+    assert_eq!(code(d.create_token(&console(), "okta", false).await), "conflict");
+    assert_eq!(code(d.create_token(&console(), "bad name", false).await), "invalid");
     let s = d.store();
     assert_eq!(
-        s.token_by_hash(&roster::access::tokens::hash(&secret)).await.unwrap().as_deref(),
+        s.token_by_hash(&roster::access::tokens::hash(&secret)).await.unwrap().map(|t| t.name).as_deref(),
         Some("okta")
     );
     assert_eq!(s.token_by_hash(&roster::access::tokens::hash("rst_wrong")).await.unwrap(), None);
@@ -498,7 +498,7 @@ async fn tokens_are_stored_hashed(b: Backend) {
     assert_eq!(s.token_by_hash(&roster::access::tokens::hash(&secret)).await.unwrap(), None);
     assert_eq!(code(d.revoke_token(&console(), "okta").await), "not_found");
     // The name is free again after revocation.
-    d.create_token(&console(), "okta").await.unwrap();
+    d.create_token(&console(), "okta", false).await.unwrap();
     assert_eq!(s.tokens().await.unwrap().len(), 2);
 }
 
