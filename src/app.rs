@@ -97,7 +97,7 @@ async fn bootstrap(directory: &DirectoryService, cfg: &Config) -> Result<(), Sto
 /// (at most `http.shutdown_grace_secs`) and returns. Fails if the store can never be used
 /// (read-only file, schema from a newer rosterd); an unreachable database is retried.
 pub async fn run(listener: TcpListener, cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let state = AppState::new();
+    let state = AppState::new(cfg.scim.clone(), &cfg.http);
     let tracker = TaskTracker::new();
     let addr = listener.local_addr().context("listener address")?;
     tracing::info!(%addr, store = %redact_url(&cfg.database.url), "rosterd listening");
@@ -128,8 +128,8 @@ pub async fn run(listener: TcpListener, cfg: Config, shutdown: CancellationToken
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     tracker.close();
     let _ = tokio::time::timeout(grace, tracker.wait()).await;
-    if let Some(store) = state.store.get() {
-        store.close().await;
+    if let Some(directory) = state.directory.get() {
+        directory.store().close().await;
     }
     result
 }
@@ -146,8 +146,8 @@ async fn connect_store(
     loop {
         match open_directory(&cfg).await {
             Ok(directory) => {
-                let _ = state.store.set(directory.store().clone());
                 tracing::info!(store = directory.store().backend(), "store ready");
+                let _ = state.directory.set(directory);
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
                 return;
             }

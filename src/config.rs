@@ -23,6 +23,25 @@ pub struct Config {
     pub log: LogConfig,
     pub numbers: NumbersConfig,
     pub enterprise: EnterpriseConfig,
+    pub scim: ScimConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScimConfig {
+    /// Most resources one list or search returns (`count` above it is lowered to it).
+    pub max_results: i64,
+    /// Most operations in one Bulk request.
+    pub max_operations: usize,
+    /// Create org units from the Enterprise extension's `department` path (`Sales/East/Shanghai`)
+    /// for clients that only send a string.
+    pub create_departments: bool,
+}
+
+impl Default for ScimConfig {
+    fn default() -> Self {
+        ScimConfig { max_results: 1000, max_operations: 1000, create_departments: false }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -203,6 +222,12 @@ impl Config {
                 "numbers.last",
                 format!("must not be below numbers.first ({})", n.first),
             ));
+        }
+        if self.scim.max_results < 1 {
+            return Err(ConfigError::new("scim.max_results", "must be at least 1"));
+        }
+        if self.scim.max_operations < 1 {
+            return Err(ConfigError::new("scim.max_operations", "must be at least 1"));
         }
         if self.enterprise.name.trim().is_empty() {
             return Err(ConfigError::new("enterprise.name", "must not be empty"));

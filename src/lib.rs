@@ -9,6 +9,7 @@
 //!   it in one transaction with its audit-log and outbox rows, and returns typed errors.
 //! - [`access`]: API tokens and the super-admin password.
 //! - [`http`]: the router, middleware (request ids, limits, timeouts, metrics) and health checks.
+//! - [`scim`]: the SCIM 2.0 endpoint identity providers provision into.
 //! - [`app`]: wiring; `run(listener, config, shutdown)` is what `rosterd serve` and the tests call.
 //! - [`cli`]: the `rosterd` command line.
 
@@ -19,4 +20,5 @@ pub mod config;
 pub mod directory;
 pub mod http;
 pub mod import;
+pub mod scim;
 pub mod store;

@@ -21,29 +21,34 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
-use crate::config::HttpConfig;
-use crate::directory::DirectoryError;
+use crate::config::{HttpConfig, ScimConfig};
+use crate::directory::{DirectoryError, DirectoryService};
 use crate::store::{SchemaState, Store};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// What handlers share. The store arrives after start-up (the database may be down when the
-/// listener is already bound), so it sits in a cell that `/readyz` watches.
+/// What handlers share. The directory arrives after start-up (the database may be down when
+/// the listener is already bound), so it sits in a cell that `/readyz` watches.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Arc<OnceLock<Arc<dyn Store>>>,
+    pub directory: Arc<OnceLock<DirectoryService>>,
     pub metrics: PrometheusHandle,
+    pub scim: Arc<ScimConfig>,
+    pub max_body_bytes: usize,
 }
 
 impl AppState {
-    pub fn new() -> AppState {
-        AppState { store: Arc::new(OnceLock::new()), metrics: prometheus() }
+    pub fn new(scim: ScimConfig, http: &HttpConfig) -> AppState {
+        AppState {
+            directory: Arc::new(OnceLock::new()),
+            metrics: prometheus(),
+            scim: Arc::new(scim),
+            max_body_bytes: http.max_body_bytes,
+        }
     }
-}
 
-impl Default for AppState {
-    fn default() -> Self {
-        Self::new()
+    fn store(&self) -> Option<&Arc<dyn Store>> {
+        self.directory.get().map(DirectoryService::store)
     }
 }
 
@@ -67,6 +72,7 @@ pub fn router(state: AppState, cfg: &HttpConfig) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .nest("/scim/v2", crate::scim::router(state.clone()))
         .fallback(not_found)
         .with_state(state);
     with_layers(router, cfg)
@@ -124,7 +130,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "detail": detail })))
             .into_response()
     };
-    let Some(store) = state.store.get() else {
+    let Some(store) = state.store() else {
         return unready("the database is not connected yet");
     };
     if let Err(e) = store.ping().await {
@@ -143,7 +149,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    if let Some(store) = state.store.get() {
+    if let Some(store) = state.store() {
         match store.counts().await {
             Ok(c) => {
                 metrics::gauge!("roster_members").set(c.members as f64);

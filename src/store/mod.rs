@@ -102,6 +102,8 @@ pub trait Store: Send + Sync + 'static {
     async fn search_members(&self, q: &Query) -> Result<Page<Member>>;
     async fn search_groups(&self, q: &Query) -> Result<Page<Group>>;
     async fn org_unit(&self, id: Uuid) -> Result<Option<OrgUnit>>;
+    /// Every org unit, parents before children are not guaranteed; ordered by creation.
+    async fn org_units_all(&self) -> Result<Vec<OrgUnit>>;
     /// Children of `parent` (roots for `None`) in sibling order.
     async fn org_unit_children(&self, parent: Option<Uuid>) -> Result<Vec<OrgUnit>>;
     async fn group(&self, id: Uuid) -> Result<Option<Group>>;

@@ -416,6 +416,13 @@ macro_rules! shared_sql {
                 org_unit_get(&mut c, id).await
             }
 
+            async fn org_units_all(&self) -> Result<Vec<m::OrgUnit>> {
+                sqlx::query_as::<_, m::OrgUnit>(sql!("SELECT {} FROM org_units ORDER BY created_at, id", ORG_UNIT_COLS))
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err($err)
+            }
+
             async fn org_unit_children(&self, parent: Option<Uuid>) -> Result<Vec<m::OrgUnit>> {
                 sqlx::query_as::<_, m::OrgUnit>(sql!(
                     "SELECT {} FROM org_units WHERE parent_id IS NOT DISTINCT FROM $1 ORDER BY position, name",
