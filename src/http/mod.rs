@@ -88,6 +88,7 @@ pub fn with_layers(router: Router, cfg: &HttpConfig) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(cfg.request_timeout_secs),
         ))
+        .layer(middleware::from_fn(error_bodies))
         .layer(middleware::from_fn(track_metrics))
         .layer(
             ServiceBuilder::new()
@@ -103,6 +104,30 @@ pub fn with_layers(router: Router, cfg: &HttpConfig) -> Router {
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
         )
+}
+
+/// The body limit and the timeout answer with plain text; give their answers the same JSON
+/// error form as everything else (the SCIM error form under `/scim/`).
+async fn error_bodies(req: Request, next: Next) -> Response {
+    let scim = req.uri().path().starts_with("/scim/");
+    let response = next.run(req).await;
+    let status = response.status();
+    let plain = !response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.to_str().is_ok_and(|v| v.contains("json")));
+    let (code, message) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ("too_large", "the request body is too large"),
+        StatusCode::REQUEST_TIMEOUT => ("timeout", "the request took too long"),
+        _ => return response,
+    };
+    if !plain {
+        return response;
+    }
+    if scim {
+        return crate::scim::ScimError::new(status, None, message).into_response();
+    }
+    ApiError::new(status, code, message).into_response()
 }
 
 async fn track_metrics(req: Request, next: Next) -> Response {

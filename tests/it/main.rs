@@ -10,4 +10,5 @@ mod daemon;
 mod faults;
 mod migrations;
 mod pg;
+mod scim;
 mod story;
