@@ -519,15 +519,28 @@ macro_rules! shared_sql {
             }
 
             async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenInfo>> {
-                sqlx::query_as::<_, TokenInfo>(
-                    "UPDATE api_tokens SET last_used_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL \
-                     RETURNING name, created_at, last_used_at, revoked_at, adopt_existing",
+                let token = sqlx::query_as::<_, TokenInfo>(
+                    "SELECT name, created_at, last_used_at, revoked_at, adopt_existing FROM api_tokens \
+                     WHERE token_hash = $1 AND revoked_at IS NULL",
                 )
-                .bind(Utc::now())
                 .bind(hash.to_owned())
-                .fetch_optional(&self.write)
+                .fetch_optional(&self.read)
                 .await
-                .map_err($err)
+                .map_err($err)?;
+                // Every request authenticates: record the use at most once a minute, so reads
+                // stay reads.
+                let now = Utc::now();
+                if let Some(t) = &token {
+                    if t.last_used_at.is_none_or(|at| now - at > chrono::Duration::seconds(60)) {
+                        q("UPDATE api_tokens SET last_used_at = $1 WHERE token_hash = $2")
+                            .bind(now)
+                            .bind(hash.to_owned())
+                            .execute(&self.write)
+                            .await
+                            .map_err($err)?;
+                    }
+                }
+                Ok(token)
             }
         }
 
