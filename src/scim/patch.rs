@@ -459,6 +459,32 @@ mod tests {
         assert_eq!(err.scim_type, Some("mutability"));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// Whatever a client sends as PATCH operations, the engine answers (an error or a
+        /// document); it never panics.
+        #[test]
+        fn no_operation_panics(
+            kinds in proptest::collection::vec(proptest::sample::select(vec!["add", "Replace", "remove", "x"]), 1..4),
+            paths in proptest::collection::vec(proptest::sample::select(vec![
+                "", "title", "name.givenName", "emails", "emails[type eq \"work\"].value", "emails[value co \"@\"]",
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value", "members[value eq 1]",
+                "phoneNumbers[type eq \"mobile\" and primary eq true]", "[", "a.b.c", "id", "meta.version",
+            ]), 1..4),
+            values in proptest::collection::vec(proptest::sample::select(vec![
+                json!(null), json!("x"), json!(1), json!(true), json!([]), json!([{"value": "a@b.co", "primary": "True"}]),
+                json!({"name.familyName": "F", "title": null}), json!({"emails": "oops"}), json!([1, [2]]),
+            ]), 1..4),
+        ) {
+            let ops: Vec<Value> = kinds.iter().zip(paths.iter()).zip(values.iter())
+                .map(|((k, p), v)| json!({"op": k, "path": p, "value": v}))
+                .collect();
+            if let Ok(parsed) = parse_ops(&json!({"Operations": ops})) {
+                let _ = apply_to_user(user(), &parsed);
+            }
+        }
+    }
+
     #[test]
     fn bad_operations() {
         let body = json!({"Operations": [{"op": "move", "path": "title"}]});
