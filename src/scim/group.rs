@@ -11,14 +11,13 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::patch::{OpKind, matches, parse_ops};
-use super::query::{Resource, Translator, translate};
+use super::query::{Resource, list_query};
 use super::user::{Projection, check_schemas};
 use super::{
     Ctx, GROUP, ListParams, ScimError, check_if_match, etag, json_body, list_response, lower_keys, project,
     resource,
 };
 use crate::directory::model::Group;
-use crate::directory::query::Query as DirQuery;
 use crate::directory::{Applied, Change, NewGroup};
 
 fn invalid(detail: impl Into<String>) -> ScimError {
@@ -252,13 +251,7 @@ pub async fn delete_group(ctx: &Ctx, id: &str, headers: &HeaderMap) -> Result<()
 }
 
 async fn run_list(ctx: &Ctx, p: ListParams) -> Result<Response, ScimError> {
-    let t = Translator { resource: Resource::Group, client: ctx.client.source() };
-    let filter =
-        p.filter.as_deref().map(|f| translate(f, Resource::Group, ctx.client.source())).transpose()?;
-    let sort = p.sort_by.as_deref().map(|s| t.sort_field(s)).transpose()?;
-    let (offset, limit, start) = p.window(ctx.cfg.max_results);
-    let q = DirQuery { filter, sort: sort.map(|f| (f, p.descending().unwrap_or(false))), offset, limit };
-    p.descending()?;
+    let (q, start) = list_query(&p, Resource::Group, ctx.client.source(), ctx.cfg.max_results)?;
     let page = ctx.directory.store().search_groups(&q).await?;
     let with_members = wants_members(&Projection {
         attributes: p.attributes.clone(),

@@ -230,6 +230,21 @@ impl Translator<'_> {
     }
 }
 
+/// The directory search a list or `.search` request asks for, and its 1-based startIndex.
+pub fn list_query(
+    p: &super::ListParams,
+    resource: Resource,
+    client: &Source,
+    max_results: i64,
+) -> Result<(crate::directory::query::Query, i64), ScimError> {
+    let t = Translator { resource, client };
+    let filter = p.filter.as_deref().map(|f| translate(f, resource, client)).transpose()?;
+    let descending = p.descending()?;
+    let sort = p.sort_by.as_deref().map(|s| t.sort_field(s)).transpose()?.map(|f| (f, descending));
+    let (offset, limit, start) = p.window(max_results);
+    Ok((crate::directory::query::Query { filter, sort, offset, limit }, start))
+}
+
 /// Parses and translates a filter string.
 pub fn translate(filter: &str, resource: Resource, client: &Source) -> Result<Expr, ScimError> {
     let f = super::filter::parse(filter).map_err(|e| invalid(format!("{e}")))?;

@@ -14,14 +14,13 @@ use axum::response::Response;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::query::{Resource, Translator, translate};
+use super::query::{Resource, list_query};
 use super::{
     Ctx, ENTERPRISE_USER, ListParams, ROSTER_USER, ScimError, USER, as_bool, check_if_match, etag, json_body,
     list_response, lower_keys, project, resource,
 };
 use crate::access::password::Secret;
 use crate::directory::model::{Email, Member, MemberState};
-use crate::directory::query::Query as DirQuery;
 use crate::directory::{Applied, Change, MemberPatch, NewMember, NewOrgUnit};
 
 /// What a client sent for a user, read from a body whose keys are lower-cased.
@@ -511,13 +510,7 @@ pub async fn delete_user(ctx: &Ctx, id: &str, headers: &HeaderMap) -> Result<(),
 
 /// Runs a list or search.
 async fn run_list(ctx: &Ctx, p: ListParams) -> Result<Response, ScimError> {
-    let t = Translator { resource: Resource::User, client: ctx.client.source() };
-    let filter =
-        p.filter.as_deref().map(|f| translate(f, Resource::User, ctx.client.source())).transpose()?;
-    let sort = p.sort_by.as_deref().map(|s| t.sort_field(s)).transpose()?;
-    let descending = p.descending()?;
-    let (offset, limit, start) = p.window(ctx.cfg.max_results);
-    let q = DirQuery { filter, sort: sort.map(|f| (f, descending)), offset, limit };
+    let (q, start) = list_query(&p, Resource::User, ctx.client.source(), ctx.cfg.max_results)?;
     let page = ctx.directory.store().search_members(&q).await?;
     let mut cache = HashMap::new();
     let mut out = Vec::with_capacity(page.items.len());
