@@ -103,7 +103,7 @@ pub async fn run(listener: TcpListener, cfg: Config, shutdown: CancellationToken
     tracing::info!(%addr, store = %redact_url(&cfg.database.url), "rosterd listening");
 
     let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::channel::<StoreOpenError>(1);
-    tracker.spawn(connect_store(cfg.clone(), state.clone(), shutdown.clone(), fatal_tx));
+    tracker.spawn(connect_store(cfg.clone(), state.clone(), shutdown.clone(), fatal_tx, tracker.clone()));
     if let Some(interval) = sd_notify::watchdog_enabled() {
         tracker.spawn(watchdog(interval / 2, shutdown.clone()));
     }
@@ -141,12 +141,15 @@ async fn connect_store(
     state: AppState,
     shutdown: CancellationToken,
     fatal: tokio::sync::mpsc::Sender<StoreOpenError>,
+    tracker: TaskTracker,
 ) {
     let mut backoff = Duration::from_millis(200);
     loop {
         match open_directory(&cfg).await {
             Ok(directory) => {
                 tracing::info!(store = directory.store().backend(), "store ready");
+                let sync = crate::sync::SyncService::new(directory.clone(), cfg.sync.ldap.clone());
+                crate::jobs::spawn(&tracker, sync, shutdown.clone());
                 let _ = state.directory.set(directory);
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
                 return;

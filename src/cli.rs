@@ -53,6 +53,9 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Run an LDAP / AD source once (`--source NAME`), or `status`, or `approve RUN_ID`.
+    /// Exit codes: 0 applied, 3 held by a deletion limit, 1 failed.
+    Sync(SyncArgs),
     /// Apply directory changes from a JSON Lines file (one change per line, `-` for stdin).
     Import {
         file: PathBuf,
@@ -60,6 +63,36 @@ pub enum Command {
         #[arg(long, default_value_t = 500)]
         batch: usize,
     },
+}
+
+#[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct SyncArgs {
+    #[command(subcommand)]
+    pub command: Option<SyncCommand>,
+    /// The `[[sync.ldap]]` source to run.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Read everything (today every run reads the whole source).
+    #[arg(long)]
+    pub full: bool,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SyncCommand {
+    /// Recent runs.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply a run held by a deletion limit.
+    Approve { run_id: i64 },
 }
 
 #[derive(Subcommand, Debug)]
@@ -150,6 +183,7 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<ExitCode> {
             result?;
         }
         Command::Import { file, batch } => return crate::import::run(&cfg, &file, batch).await,
+        Command::Sync(args) => return sync(&cfg, args).await,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -184,6 +218,64 @@ async fn token(directory: &DirectoryService, console: &Actor, command: TokenComm
         }
     }
     Ok(())
+}
+
+async fn sync(cfg: &Config, args: SyncArgs) -> anyhow::Result<ExitCode> {
+    use crate::sync::{Outcome, RunOptions, SyncService};
+    let directory = app::open_directory(cfg).await?;
+    let service = SyncService::new(directory.clone(), cfg.sync.ldap.clone());
+    let report = match args.command {
+        Some(SyncCommand::Status { json }) => {
+            let runs = directory.store().runs_recent(50).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&runs)?);
+            } else {
+                println!(
+                    "{:>6}  {:<16} {:<22} {:<10} {:<20} MESSAGE",
+                    "RUN", "SOURCE", "TRIGGER", "STATUS", "STARTED"
+                );
+                for r in runs {
+                    let started = r.started_at.format("%Y-%m-%dT%H:%M:%SZ");
+                    println!(
+                        "{:>6}  {:<16} {:<22} {:<10} {:<20} {}",
+                        r.id, r.source, r.trigger, r.status, started, r.message
+                    );
+                }
+            }
+            directory.store().close().await;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(SyncCommand::Approve { run_id }) => service.approve(run_id).await,
+        None => {
+            let Some(source) = args.source else {
+                bail!("name a source: rosterd sync --source NAME (or: sync status, sync approve RUN_ID)");
+            };
+            let opts =
+                RunOptions { full: args.full, dry_run: args.dry_run, trigger: "cli".into(), approved: None };
+            service.run(&source, opts).await
+        }
+    };
+    directory.store().close().await;
+    let report = report?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        if report.outcome == Outcome::DryRun {
+            for step in &report.plan {
+                println!("{step}");
+            }
+        }
+        for e in &report.errors {
+            eprintln!("skipped: {e}");
+        }
+        println!("run {}: {} - {}", report.run_id, report.outcome.as_str(), report.message);
+        println!("{}", serde_json::to_string(&report.counts)?);
+    }
+    Ok(match report.outcome {
+        Outcome::Applied | Outcome::DryRun => ExitCode::SUCCESS,
+        Outcome::Held => ExitCode::from(3),
+        Outcome::Failed => ExitCode::FAILURE,
+    })
 }
 
 fn read_password(file: Option<PathBuf>) -> anyhow::Result<String> {

@@ -24,6 +24,99 @@ pub struct Config {
     pub numbers: NumbersConfig,
     pub enterprise: EnterpriseConfig,
     pub scim: ScimConfig,
+    pub sync: SyncConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    /// `[[sync.ldap]]`: LDAP / Active Directory sources.
+    pub ldap: Vec<LdapSource>,
+}
+
+/// Attribute presets: what a directory calls things.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Preset {
+    #[default]
+    Openldap,
+    ActiveDirectory,
+}
+
+/// One LDAP / AD source. Keys left unset take the preset's value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdapSource {
+    /// The source is `ldap:<name>`.
+    pub name: String,
+    #[serde(default)]
+    pub preset: Preset,
+    /// `ldap://host:port` or `ldaps://host:port`.
+    pub url: String,
+    #[serde(default)]
+    pub starttls: bool,
+    /// PEM file of the CA that signed the server's certificate (default: the system's roots).
+    pub ca_file: Option<PathBuf>,
+    pub bind_dn: Option<String>,
+    /// A secret.
+    pub bind_password: Option<String>,
+    pub bind_password_file: Option<PathBuf>,
+    pub users: LdapSearch,
+    pub groups: Option<LdapSearch>,
+    /// The OU tree under this base becomes org units; members go to the OU holding their entry.
+    pub org_units: Option<LdapSearch>,
+    /// The immutable id attribute (`entryUUID`, `objectGUID`).
+    pub anchor: Option<String>,
+    /// Overrides of the preset's attribute map (`login_name = "mail"`, ...).
+    #[serde(default)]
+    pub attributes: std::collections::BTreeMap<String, String>,
+    /// OpenLDAP: users matching this filter are suspended (AD uses `userAccountControl`).
+    pub suspended_filter: Option<String>,
+    #[serde(default)]
+    pub schedule: SyncSchedule,
+    #[serde(default)]
+    pub limits: SyncLimits,
+    #[serde(default = "default_page_size")]
+    pub page_size: i32,
+    #[serde(default = "default_ldap_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_page_size() -> i32 {
+    500
+}
+fn default_ldap_timeout() -> u64 {
+    30
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct LdapSearch {
+    pub base_dn: String,
+    pub filter: Option<String>,
+}
+
+/// Cron expressions (with seconds: `0 */5 * * * *`); unset means not scheduled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncSchedule {
+    pub incremental: Option<String>,
+    pub full: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncLimits {
+    /// A run that would delete more than this many objects of one kind is held.
+    pub max_deletes: usize,
+    /// ... or more than this percentage of what the source holds of that kind.
+    pub max_delete_percent: f64,
+}
+
+impl Default for SyncLimits {
+    fn default() -> Self {
+        SyncLimits { max_deletes: 500, max_delete_percent: 10.0 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -185,6 +278,17 @@ impl Config {
     }
 
     fn resolve_secret_files(&mut self) -> Result<(), ConfigError> {
+        for (i, src) in self.sync.ldap.iter_mut().enumerate() {
+            if let Some(path) = &src.bind_password_file {
+                let value = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError::new(
+                        &format!("sync.ldap[{i}].bind_password_file"),
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                src.bind_password = Some(value.trim_end_matches(['\n', '\r']).to_owned());
+            }
+        }
         if let Some(path) = &self.database.url_file {
             let value = std::fs::read_to_string(path).map_err(|e| {
                 ConfigError::new("database.url_file", format!("cannot read {}: {e}", path.display()))
@@ -229,6 +333,40 @@ impl Config {
         if self.scim.max_operations < 1 {
             return Err(ConfigError::new("scim.max_operations", "must be at least 1"));
         }
+        let mut names = std::collections::HashSet::new();
+        for (i, src) in self.sync.ldap.iter().enumerate() {
+            let key = |k: &str| format!("sync.ldap[{i}].{k}");
+            if crate::directory::model::Source::parse(&format!("ldap:{}", src.name)).is_none() {
+                return Err(ConfigError::new(
+                    &key("name"),
+                    "must be 1-64 characters of letters, digits, . _ -",
+                ));
+            }
+            if !names.insert(src.name.clone()) {
+                return Err(ConfigError::new(&key("name"), format!("{:?} is used twice", src.name)));
+            }
+            if !(src.url.starts_with("ldap://") || src.url.starts_with("ldaps://")) {
+                return Err(ConfigError::new(&key("url"), "must start with ldap:// or ldaps://"));
+            }
+            if src.users.base_dn.trim().is_empty() {
+                return Err(ConfigError::new(&key("users.base_dn"), "must be set"));
+            }
+            for (k, expr) in
+                [("schedule.incremental", &src.schedule.incremental), ("schedule.full", &src.schedule.full)]
+            {
+                if let Some(e) = expr {
+                    if let Err(err) = e.parse::<cron::Schedule>() {
+                        return Err(ConfigError::new(&key(k), format!("not a cron expression: {err}")));
+                    }
+                }
+            }
+            if !(0.0..=100.0).contains(&src.limits.max_delete_percent) {
+                return Err(ConfigError::new(&key("limits.max_delete_percent"), "must be between 0 and 100"));
+            }
+            if src.page_size < 1 {
+                return Err(ConfigError::new(&key("page_size"), "must be at least 1"));
+            }
+        }
         if self.enterprise.name.trim().is_empty() {
             return Err(ConfigError::new("enterprise.name", "must not be empty"));
         }
@@ -245,6 +383,11 @@ impl Config {
     pub fn redacted(&self) -> Config {
         let mut c = self.clone();
         c.database.url = redact_url(&c.database.url);
+        for src in &mut c.sync.ldap {
+            if src.bind_password.is_some() {
+                src.bind_password = Some("***".into());
+            }
+        }
         c
     }
 }

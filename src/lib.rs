@@ -7,6 +7,7 @@
 //! - [`directory`]: the domain model and [`directory::DirectoryService`], the ONE write path for
 //!   enterprise, org units, members, groups and account numbers. It validates a change set, writes
 //!   it in one transaction with its audit-log and outbox rows, and returns typed errors.
+//! - [`sync`]: LDAP / Active Directory sources pulled into the directory on a schedule.
 //! - [`access`]: API tokens and the super-admin password.
 //! - [`http`]: the router, middleware (request ids, limits, timeouts, metrics) and health checks.
 //! - [`scim`]: the SCIM 2.0 endpoint identity providers provision into.
@@ -20,5 +21,7 @@ pub mod config;
 pub mod directory;
 pub mod http;
 pub mod import;
+pub mod jobs;
 pub mod scim;
 pub mod store;
+pub mod sync;

@@ -11,7 +11,7 @@ pub mod model;
 mod numbers;
 pub mod query;
 mod service;
-mod validate;
+pub mod validate;
 
 pub use change::{
     Applied, Change, ChangeError, DirectoryError, EnterprisePatch, MemberPatch, NewGroup, NewMember,

@@ -61,6 +61,26 @@ pub struct TokenInfo {
     pub adopt_existing: bool,
 }
 
+/// One sync run as recorded.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
+pub struct SyncRun {
+    pub id: i64,
+    pub source: String,
+    /// `cli`, `schedule:incremental`, `schedule:full`, `approve:<run id>`.
+    pub trigger: String,
+    pub full_read: bool,
+    pub dry_run: bool,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// `running`, `applied`, `held`, `failed`, `dry_run`, `approved`.
+    pub status: String,
+    #[sqlx(json)]
+    pub counts: serde_json::Value,
+    #[sqlx(json)]
+    pub errors: serde_json::Value,
+    pub message: String,
+}
+
 /// State of the schema compared with the migrations built into this binary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SchemaState {
@@ -117,6 +137,29 @@ pub trait Store: Send + Sync + 'static {
     async fn outbox_pending(&self, limit: i64) -> Result<Vec<OutboxMessage>>;
 
     async fn tokens(&self) -> Result<Vec<TokenInfo>>;
+
+    /// Every member a source owns, with e-mails and org units (three queries, for sync plans).
+    async fn members_by_source(&self, source: &str) -> Result<Vec<Member>>;
+    /// Every group a source owns, with its member ids.
+    async fn groups_by_source(&self, source: &str) -> Result<Vec<(Group, Vec<Uuid>)>>;
+
+    /// Records the start of a sync run; returns its id.
+    async fn run_start(&self, source: &str, trigger: &str, full_read: bool, dry_run: bool) -> Result<i64>;
+    async fn run_finish(
+        &self,
+        id: i64,
+        status: &str,
+        counts: &serde_json::Value,
+        errors: &serde_json::Value,
+        message: &str,
+    ) -> Result<()>;
+    async fn run(&self, id: i64) -> Result<Option<SyncRun>>;
+    /// The most recent runs, newest first.
+    async fn runs_recent(&self, limit: i64) -> Result<Vec<SyncRun>>;
+    /// Takes (or renews) the lease on `source` for `holder` until `until`; false when another
+    /// holder's lease is still live.
+    async fn lease_acquire(&self, source: &str, holder: &str, until: DateTime<Utc>) -> Result<bool>;
+    async fn lease_release(&self, source: &str, holder: &str) -> Result<()>;
     /// The live (not revoked) token with this hash; records its use.
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenInfo>>;
 }

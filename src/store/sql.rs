@@ -30,7 +30,7 @@ macro_rules! shared_sql {
     ($db:ty, $Store:ident, $Tx:ident, $err:path) => {
         use $crate::directory::model as m;
                 use $crate::store::sql::*;
-        use $crate::store::{Result, SchemaState, Store, StoreTx, TokenInfo};
+        use $crate::store::{Result, SchemaState, Store, StoreTx, SyncRun, TokenInfo};
         use chrono::{DateTime, Utc};
         use sqlx::types::Json;
         use uuid::Uuid;
@@ -516,6 +516,144 @@ macro_rules! shared_sql {
                 .fetch_all(&self.read)
                 .await
                 .map_err($err)
+            }
+
+            async fn members_by_source(&self, source: &str) -> Result<Vec<m::Member>> {
+                let mut members: Vec<m::Member> = sqlx::query_as(sql!("SELECT {} FROM members WHERE source = $1", MEMBER_COLS))
+                    .bind(source.to_owned())
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err($err)?;
+                let index: std::collections::HashMap<Uuid, usize> = members.iter().enumerate().map(|(i, m)| (m.id, i)).collect();
+                let emails: Vec<(Uuid, String, String, bool)> = sqlx::query_as(
+                    "SELECT e.member_id, e.address, e.kind, e.is_primary FROM member_emails e \
+                     JOIN members m ON m.id = e.member_id WHERE m.source = $1 ORDER BY e.member_id, e.position",
+                )
+                .bind(source.to_owned())
+                .fetch_all(&self.read)
+                .await
+                .map_err($err)?;
+                for (id, address, kind, primary) in emails {
+                    if let Some(&i) = index.get(&id) {
+                        members[i].emails.push(m::Email { address, kind, primary });
+                    }
+                }
+                let units: Vec<(Uuid, Uuid)> = sqlx::query_as(
+                    "SELECT u.member_id, u.org_unit_id FROM member_org_units u \
+                     JOIN members m ON m.id = u.member_id WHERE m.source = $1 ORDER BY u.member_id, u.org_unit_id",
+                )
+                .bind(source.to_owned())
+                .fetch_all(&self.read)
+                .await
+                .map_err($err)?;
+                for (id, unit) in units {
+                    if let Some(&i) = index.get(&id) {
+                        members[i].org_unit_ids.push(unit);
+                    }
+                }
+                Ok(members)
+            }
+
+            async fn groups_by_source(&self, source: &str) -> Result<Vec<(m::Group, Vec<Uuid>)>> {
+                let groups: Vec<m::Group> = sqlx::query_as(sql!("SELECT {} FROM groups WHERE source = $1", GROUP_COLS))
+                    .bind(source.to_owned())
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err($err)?;
+                let pairs: Vec<(Uuid, Uuid)> = sqlx::query_as(
+                    "SELECT gm.group_id, gm.member_id FROM group_members gm JOIN groups g ON g.id = gm.group_id WHERE g.source = $1",
+                )
+                .bind(source.to_owned())
+                .fetch_all(&self.read)
+                .await
+                .map_err($err)?;
+                let mut by_group: std::collections::HashMap<Uuid, Vec<Uuid>> = std::collections::HashMap::new();
+                for (g, member) in pairs {
+                    by_group.entry(g).or_default().push(member);
+                }
+                Ok(groups.into_iter().map(|g| { let ms = by_group.remove(&g.id).unwrap_or_default(); (g, ms) }).collect())
+            }
+
+            async fn run_start(&self, source: &str, trigger: &str, full_read: bool, dry_run: bool) -> Result<i64> {
+                let (id,): (i64,) = sqlx::query_as(
+                    "INSERT INTO sync_runs (source, trigger, full_read, dry_run, started_at, status, counts, errors, message) \
+                     VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, '') RETURNING id",
+                )
+                .bind(source.to_owned())
+                .bind(trigger.to_owned())
+                .bind(full_read)
+                .bind(dry_run)
+                .bind(Utc::now())
+                .bind(Json(serde_json::json!({})))
+                .bind(Json(serde_json::json!([])))
+                .fetch_one(&self.write)
+                .await
+                .map_err($err)?;
+                Ok(id)
+            }
+
+            async fn run_finish(&self, id: i64, status: &str, counts: &serde_json::Value, errors: &serde_json::Value, message: &str) -> Result<()> {
+                q("UPDATE sync_runs SET status = $2, counts = $3, errors = $4, message = $5, finished_at = $6 WHERE id = $1")
+                    .bind(id)
+                    .bind(status.to_owned())
+                    .bind(Json(counts.clone()))
+                    .bind(Json(errors.clone()))
+                    .bind(message.to_owned())
+                    .bind(Utc::now())
+                    .execute(&self.write)
+                    .await
+                    .map_err($err)?;
+                Ok(())
+            }
+
+            async fn run(&self, id: i64) -> Result<Option<SyncRun>> {
+                sqlx::query_as::<_, SyncRun>(
+                    "SELECT id, source, trigger, full_read, dry_run, started_at, finished_at, status, counts, errors, message \
+                     FROM sync_runs WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.read)
+                .await
+                .map_err($err)
+            }
+
+            async fn runs_recent(&self, limit: i64) -> Result<Vec<SyncRun>> {
+                sqlx::query_as::<_, SyncRun>(
+                    "SELECT id, source, trigger, full_read, dry_run, started_at, finished_at, status, counts, errors, message \
+                     FROM sync_runs ORDER BY id DESC LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&self.read)
+                .await
+                .map_err($err)
+            }
+
+            async fn lease_acquire(&self, source: &str, holder: &str, until: DateTime<Utc>) -> Result<bool> {
+                let now = Utc::now();
+                let taken = q(
+                    "INSERT INTO sync_leases (source, holder, expires_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (source) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+                     WHERE sync_leases.expires_at < $4 OR sync_leases.holder = excluded.holder",
+                )
+                .bind(source.to_owned())
+                .bind(holder.to_owned())
+                .bind(until)
+                .bind(now)
+                .execute(&self.write)
+                .await
+                .map_err($err)?
+                .rows_affected();
+                Ok(taken > 0)
+            }
+
+            async fn lease_release(&self, source: &str, holder: &str) -> Result<()> {
+                q("DELETE FROM sync_leases WHERE source = $1 AND holder = $2")
+                    .bind(source.to_owned())
+                    .bind(holder.to_owned())
+                    .execute(&self.write)
+                    .await
+                    .map_err($err)?;
+                Ok(())
             }
 
             async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenInfo>> {

@@ -1,0 +1,264 @@
+//! What a directory entry means: presets for OpenLDAP and Active Directory, overridable key by
+//! key, and the mapping of entries to the source's view of units, users and groups. Entries
+//! that cannot be mapped are reported and skipped.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::ldap::RawEntry;
+use crate::config::{LdapSource, Preset};
+
+/// Attribute names by role.
+#[derive(Debug, Clone)]
+pub struct AttrMap {
+    pub anchor: String,
+    map: BTreeMap<&'static str, String>,
+}
+
+const ROLES: [&str; 11] = [
+    "login_name",
+    "display_name",
+    "given_name",
+    "family_name",
+    "email",
+    "mobile",
+    "title",
+    "employee_number",
+    "manager",
+    "member",
+    "org_unit_name",
+];
+
+impl AttrMap {
+    pub fn for_source(src: &LdapSource) -> Result<AttrMap, String> {
+        let (anchor, defaults): (&str, [&str; 11]) = match src.preset {
+            Preset::Openldap => (
+                "entryUUID",
+                [
+                    "uid",
+                    "cn",
+                    "givenName",
+                    "sn",
+                    "mail",
+                    "mobile",
+                    "title",
+                    "employeeNumber",
+                    "manager",
+                    "member",
+                    "ou",
+                ],
+            ),
+            Preset::ActiveDirectory => (
+                "objectGUID",
+                [
+                    "sAMAccountName",
+                    "displayName",
+                    "givenName",
+                    "sn",
+                    "mail",
+                    "mobile",
+                    "title",
+                    "employeeID",
+                    "manager",
+                    "member",
+                    "ou",
+                ],
+            ),
+        };
+        let mut map: BTreeMap<&'static str, String> =
+            ROLES.iter().zip(defaults).map(|(r, d)| (*r, d.to_owned())).collect();
+        for (k, v) in &src.attributes {
+            let role = ROLES.iter().find(|r| **r == k.as_str()).ok_or_else(|| {
+                format!("attributes.{k} is not a known attribute role ({})", ROLES.join(", "))
+            })?;
+            map.insert(role, v.clone());
+        }
+        Ok(AttrMap { anchor: src.anchor.clone().unwrap_or_else(|| anchor.to_owned()), map })
+    }
+
+    /// The attribute for a role (every role has one: the preset's, or an override).
+    pub fn get(&self, role: &str) -> &str {
+        self.map.get(role).map(String::as_str).unwrap_or_default()
+    }
+
+    /// The attributes to ask for.
+    pub fn requested(&self, extra: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = self.map.values().cloned().collect();
+        v.push(self.anchor.clone());
+        v.extend(extra.iter().map(|s| (*s).to_owned()));
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+/// An entry's anchor as text: a string attribute as it is, a binary one (AD objectGUID) as a
+/// UUID in AD's byte order.
+pub fn anchor_of(e: &RawEntry, attr: &str) -> Option<String> {
+    if let Some(v) = e.first(attr) {
+        return Some(v.to_owned());
+    }
+    let bytes = e.bin.get(&attr.to_lowercase())?.first()?;
+    let b: [u8; 16] = bytes.as_slice().try_into().ok()?;
+    Some(uuid::Uuid::from_bytes_le(b).to_string())
+}
+
+/// A DN in a form that compares equal however the server spelled it.
+pub fn norm_dn(dn: &str) -> String {
+    dn.split(',').map(|rdn| rdn.trim().to_lowercase()).collect::<Vec<_>>().join(",")
+}
+
+pub fn parent_dn(dn: &str) -> String {
+    let n = norm_dn(dn);
+    n.split_once(',').map(|(_, p)| p.to_owned()).unwrap_or_default()
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SrcUnit {
+    pub anchor: String,
+    pub name: String,
+    pub parent: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SrcUser {
+    pub anchor: String,
+    pub dn: String,
+    pub login: String,
+    pub display: String,
+    pub given: Option<String>,
+    pub family: Option<String>,
+    pub emails: Vec<String>,
+    pub mobile: Option<String>,
+    pub title: Option<String>,
+    pub employee_number: Option<String>,
+    pub unit: Option<String>,
+    pub manager: Option<String>,
+    pub suspended: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SrcGroup {
+    pub anchor: String,
+    pub name: String,
+    pub members: Vec<String>,
+}
+
+/// The source's whole view, by anchor, plus what could not be mapped.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub units: Vec<SrcUnit>,
+    pub users: Vec<SrcUser>,
+    pub groups: Vec<SrcGroup>,
+    pub skipped: Vec<String>,
+}
+
+/// Maps raw entries. `unit_base` is the base DN of the OU tree (not itself a unit).
+pub fn snapshot(
+    map: &AttrMap,
+    unit_base: Option<&str>,
+    units: Vec<RawEntry>,
+    users: Vec<RawEntry>,
+    groups: Vec<RawEntry>,
+    suspended: &std::collections::HashSet<String>,
+    ad: bool,
+) -> Snapshot {
+    let mut s = Snapshot::default();
+    let base = unit_base.map(norm_dn);
+    let mut unit_by_dn: HashMap<String, String> = HashMap::new();
+    let mut raw_units = Vec::new();
+    for e in units {
+        if base.as_deref() == Some(norm_dn(&e.dn).as_str()) {
+            continue;
+        }
+        let Some(anchor) = anchor_of(&e, &map.anchor) else {
+            s.skipped.push(format!("{}: no {} attribute", e.dn, map.anchor));
+            continue;
+        };
+        unit_by_dn.insert(norm_dn(&e.dn), anchor.clone());
+        raw_units.push((e, anchor));
+    }
+    for (e, anchor) in raw_units {
+        let name = e.first(map.get("org_unit_name")).map(str::to_owned).or_else(|| {
+            e.dn.split(',').next().and_then(|r| r.split_once('=')).map(|(_, v)| v.trim().to_owned())
+        });
+        let Some(name) = name else {
+            s.skipped.push(format!("{}: no name", e.dn));
+            continue;
+        };
+        let parent = unit_by_dn.get(&parent_dn(&e.dn)).cloned();
+        s.units.push(SrcUnit { anchor, name, parent });
+    }
+    let mut user_by_dn: HashMap<String, String> = HashMap::new();
+    let mut mapped = Vec::new();
+    for e in users {
+        let Some(anchor) = anchor_of(&e, &map.anchor) else {
+            s.skipped.push(format!("{}: no {} attribute", e.dn, map.anchor));
+            continue;
+        };
+        let Some(login) = e.first(map.get("login_name")).map(str::to_owned) else {
+            s.skipped.push(format!("{}: no {} attribute (login name)", e.dn, map.get("login_name")));
+            continue;
+        };
+        user_by_dn.insert(norm_dn(&e.dn), anchor.clone());
+        mapped.push((e, anchor, login));
+    }
+    for (e, anchor, login) in mapped {
+        let text = |role: &str| e.first(map.get(role)).map(str::to_owned);
+        let disabled_by_uac = ad
+            && e.first("userAccountControl")
+                .and_then(|v| v.parse::<u32>().ok())
+                .is_some_and(|uac| uac & 0x2 != 0);
+        s.users.push(SrcUser {
+            display: text("display_name").unwrap_or_else(|| login.clone()),
+            given: text("given_name"),
+            family: text("family_name"),
+            emails: e.all(map.get("email")).iter().filter(|m| !m.is_empty()).cloned().collect(),
+            mobile: text("mobile"),
+            title: text("title"),
+            employee_number: text("employee_number"),
+            unit: unit_by_dn.get(&parent_dn(&e.dn)).cloned(),
+            manager: e.first(map.get("manager")).and_then(|dn| user_by_dn.get(&norm_dn(dn)).cloned()),
+            suspended: disabled_by_uac || suspended.contains(&anchor),
+            dn: e.dn.clone(),
+            anchor,
+            login,
+        });
+    }
+    for e in groups {
+        let Some(anchor) = anchor_of(&e, &map.anchor) else {
+            s.skipped.push(format!("{}: no {} attribute", e.dn, map.anchor));
+            continue;
+        };
+        let name = e.first("cn").map(str::to_owned).unwrap_or_else(|| e.dn.clone());
+        // Members are followed by anchor: a renamed or moved member is still found.
+        let mut members: Vec<String> = Vec::new();
+        for (key, values) in &e.attrs {
+            let attr = map.get("member").to_lowercase();
+            if key == &attr || key.starts_with(&format!("{attr};range=")) {
+                members.extend(values.iter().filter_map(|dn| user_by_dn.get(&norm_dn(dn)).cloned()));
+            }
+        }
+        members.sort();
+        members.dedup();
+        s.groups.push(SrcGroup { anchor, name, members });
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_compare_however_spelled() {
+        assert_eq!(norm_dn("uid=A, OU=People,dc=Example"), "uid=a,ou=people,dc=example");
+        assert_eq!(parent_dn("uid=a,ou=people,dc=example"), "ou=people,dc=example");
+    }
+
+    #[test]
+    fn binary_guids_read_as_uuids() {
+        let mut e = RawEntry::default();
+        e.bin.insert("objectguid".into(), vec![(0u8..16).collect()]);
+        assert_eq!(anchor_of(&e, "objectGUID").unwrap(), "03020100-0504-0706-0809-0a0b0c0d0e0f");
+    }
+}

@@ -1,0 +1,379 @@
+//! A sync plan: what the source says compared with what Roster holds for that source, matched
+//! by anchor (never by name or DN), as directory changes in the order they can be applied.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::map::{Snapshot, SrcUser};
+use crate::directory::model::{Email, Group, Member, MemberState, OrgUnit};
+use crate::directory::{Change, MemberPatch, NewGroup, NewMember, NewOrgUnit, validate};
+
+/// One planned change, with a line for people.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub what: String,
+    #[serde(skip)]
+    pub change: Change,
+}
+
+/// Objects of one kind: created, updated, moved, suspended, deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    pub created: usize,
+    pub updated: usize,
+    pub moved: usize,
+    pub suspended: usize,
+    pub deleted: usize,
+    /// What the source held before the run (the base of the deletion percentage).
+    pub held_before: usize,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Plan {
+    /// Phases in order: units, members, managers, groups, member deletes, unit deletes, group deletes.
+    pub phases: Vec<Vec<Step>>,
+    pub org_units: Tally,
+    pub members: Tally,
+    pub groups: Tally,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.phases.iter().all(Vec::is_empty)
+    }
+
+    pub fn steps(&self) -> impl Iterator<Item = &Step> {
+        self.phases.iter().flatten()
+    }
+
+    pub fn tallies(&self) -> BTreeMap<&'static str, &Tally> {
+        BTreeMap::from([("org_units", &self.org_units), ("members", &self.members), ("groups", &self.groups)])
+    }
+}
+
+/// What Roster holds for the source.
+pub struct Current {
+    pub units: Vec<OrgUnit>,
+    pub members: Vec<Member>,
+    pub groups: Vec<(Group, Vec<Uuid>)>,
+}
+
+fn step(what: String, change: Change) -> Step {
+    Step { what, change }
+}
+
+/// The login name as stored: lower case, with the mail domain.
+fn login_of(login: &str, mail_domain: &str) -> String {
+    let l = login.trim().to_lowercase();
+    if l.contains('@') { l } else { format!("{l}@{}", mail_domain.to_lowercase()) }
+}
+
+fn emails_of(u: &SrcUser) -> Vec<Email> {
+    u.emails
+        .iter()
+        .enumerate()
+        .map(|(i, a)| Email { address: a.trim().to_lowercase(), kind: "work".into(), primary: i == 0 })
+        .collect()
+}
+
+pub fn build(source_name: &str, snap: &Snapshot, cur: &Current, mail_domain: &str) -> Plan {
+    let mut plan = Plan::default();
+    plan.org_units.held_before = cur.units.len();
+    plan.members.held_before = cur.members.len();
+    plan.groups.held_before = cur.groups.len();
+
+    // --- org units -----------------------------------------------------------------------
+    let cur_units: HashMap<&str, &OrgUnit> =
+        cur.units.iter().filter_map(|u| Some((u.anchor.as_deref()?, u))).collect();
+    let mut unit_id: HashMap<String, Uuid> = cur_units.iter().map(|(a, u)| ((*a).to_owned(), u.id)).collect();
+    for u in &snap.units {
+        unit_id.entry(u.anchor.clone()).or_insert_with(Uuid::now_v7);
+    }
+    let src_units: HashMap<&str, &super::map::SrcUnit> =
+        snap.units.iter().map(|u| (u.anchor.as_str(), u)).collect();
+    let depth = |anchor: &str| {
+        let mut d = 0;
+        let mut next = src_units.get(anchor).and_then(|u| u.parent.as_deref());
+        while let Some(p) = next {
+            d += 1;
+            if d > 256 {
+                break;
+            }
+            next = src_units.get(p).and_then(|u| u.parent.as_deref());
+        }
+        d
+    };
+    let mut ordered: Vec<&super::map::SrcUnit> = snap.units.iter().collect();
+    ordered.sort_by_key(|u| (depth(&u.anchor), u.name.clone()));
+    let mut units_phase = Vec::new();
+    for u in ordered {
+        let parent = u.parent.as_ref().and_then(|p| unit_id.get(p)).copied();
+        match cur_units.get(u.anchor.as_str()) {
+            None => {
+                plan.org_units.created += 1;
+                units_phase.push(step(
+                    format!("create org unit {:?}", u.name),
+                    Change::CreateOrgUnit(NewOrgUnit {
+                        id: Some(unit_id[&u.anchor]),
+                        parent_id: parent,
+                        name: u.name.clone(),
+                        position: None,
+                        anchor: Some(u.anchor.clone()),
+                    }),
+                ));
+            }
+            Some(existing) => {
+                if existing.name != u.name {
+                    plan.org_units.updated += 1;
+                    units_phase.push(step(
+                        format!("rename org unit {:?} to {:?}", existing.name, u.name),
+                        Change::UpdateOrgUnit { id: existing.id, name: Some(u.name.clone()), anchor: None },
+                    ));
+                }
+                if existing.parent_id != parent {
+                    plan.org_units.moved += 1;
+                    units_phase.push(step(
+                        format!("move org unit {:?}", u.name),
+                        Change::MoveOrgUnit { id: existing.id, parent_id: parent, position: None },
+                    ));
+                }
+            }
+        }
+    }
+    plan.phases.push(units_phase);
+
+    // --- members -------------------------------------------------------------------------
+    let cur_members: HashMap<&str, &Member> =
+        cur.members.iter().filter_map(|m| Some((m.anchor.as_deref()?, m))).collect();
+    let mut member_id: HashMap<String, Uuid> =
+        cur_members.iter().map(|(a, m)| ((*a).to_owned(), m.id)).collect();
+    for u in &snap.users {
+        member_id.entry(u.anchor.clone()).or_insert_with(Uuid::now_v7);
+    }
+    let mut members_phase = Vec::new();
+    let mut managers_phase = Vec::new();
+    for u in &snap.users {
+        let unit = u.unit.as_ref().and_then(|a| unit_id.get(a)).copied();
+        let state = if u.suspended { MemberState::Suspended } else { MemberState::Active };
+        let mobile = validate::mobile(u.mobile.as_deref()).unwrap_or_else(|_| u.mobile.clone());
+        let manager = u.manager.as_ref().and_then(|a| member_id.get(a)).copied();
+        let id = member_id[&u.anchor];
+        match cur_members.get(u.anchor.as_str()) {
+            None => {
+                plan.members.created += 1;
+                if u.suspended {
+                    plan.members.suspended += 1;
+                }
+                members_phase.push(step(
+                    format!("create member {} ({})", u.login, u.dn),
+                    Change::CreateMember(NewMember {
+                        id: Some(id),
+                        login_name: u.login.clone(),
+                        display_name: u.display.clone(),
+                        given_name: u.given.clone(),
+                        family_name: u.family.clone(),
+                        emails: emails_of(u),
+                        mobile: u.mobile.clone(),
+                        title: u.title.clone(),
+                        employee_number: u.employee_number.clone(),
+                        primary_org_unit_id: unit,
+                        state,
+                        anchor: Some(u.anchor.clone()),
+                        ..Default::default()
+                    }),
+                ));
+                if manager.is_some() {
+                    managers_phase.push(step(
+                        format!("set the manager of {}", u.login),
+                        Change::UpdateMember {
+                            id,
+                            patch: MemberPatch { manager_id: Some(manager), ..Default::default() },
+                        },
+                    ));
+                }
+            }
+            Some(m) => {
+                let mut p = MemberPatch::default();
+                let login = login_of(&u.login, mail_domain);
+                if m.login_name != login {
+                    p.login_name = Some(u.login.clone());
+                }
+                if m.display_name != u.display.trim() {
+                    p.display_name = Some(u.display.clone());
+                }
+                let differs = |a: &Option<String>, b: &Option<String>| {
+                    a.as_deref().map(str::trim).filter(|s| !s.is_empty())
+                        != b.as_deref().map(str::trim).filter(|s| !s.is_empty())
+                };
+                if differs(&m.given_name, &u.given) {
+                    p.given_name = Some(u.given.clone());
+                }
+                if differs(&m.family_name, &u.family) {
+                    p.family_name = Some(u.family.clone());
+                }
+                if differs(&m.title, &u.title) {
+                    p.title = Some(u.title.clone());
+                }
+                if differs(&m.employee_number, &u.employee_number) {
+                    p.employee_number = Some(u.employee_number.clone());
+                }
+                if m.mobile != mobile {
+                    p.mobile = Some(u.mobile.clone());
+                }
+                let want: Vec<String> = emails_of(u).into_iter().map(|e| e.address).collect();
+                let have: Vec<String> = m.emails.iter().map(|e| e.address.clone()).collect();
+                if want != have {
+                    p.emails = Some(emails_of(u));
+                }
+                let moved = m.primary_org_unit_id != unit;
+                if moved {
+                    p.primary_org_unit_id = Some(unit);
+                    plan.members.moved += 1;
+                }
+                if m.state != state {
+                    p.state = Some(state);
+                    if u.suspended {
+                        plan.members.suspended += 1;
+                    }
+                }
+                if p != MemberPatch::default() {
+                    if !moved || p != (MemberPatch { primary_org_unit_id: Some(unit), ..Default::default() })
+                    {
+                        plan.members.updated += 1;
+                    }
+                    members_phase.push(step(
+                        format!("update member {} ({})", u.login, u.dn),
+                        Change::UpdateMember { id: m.id, patch: p },
+                    ));
+                }
+                if m.manager_id != manager {
+                    managers_phase.push(step(
+                        format!("set the manager of {}", u.login),
+                        Change::UpdateMember {
+                            id: m.id,
+                            patch: MemberPatch { manager_id: Some(manager), ..Default::default() },
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    plan.phases.push(members_phase);
+    plan.phases.push(managers_phase);
+
+    // --- groups --------------------------------------------------------------------------
+    let cur_groups: HashMap<&str, &(Group, Vec<Uuid>)> =
+        cur.groups.iter().filter_map(|g| Some((g.0.anchor.as_deref()?, g))).collect();
+    let mut groups_phase = Vec::new();
+    for g in &snap.groups {
+        let want: Vec<Uuid> = g.members.iter().filter_map(|a| member_id.get(a)).copied().collect();
+        match cur_groups.get(g.anchor.as_str()) {
+            None => {
+                plan.groups.created += 1;
+                groups_phase.push(step(
+                    format!("create group {:?} with {} members", g.name, want.len()),
+                    Change::CreateGroup(NewGroup {
+                        id: None,
+                        name: g.name.clone(),
+                        owner_id: None,
+                        members: want,
+                        anchor: Some(g.anchor.clone()),
+                    }),
+                ));
+            }
+            Some((existing, have)) => {
+                if existing.name != g.name {
+                    plan.groups.updated += 1;
+                    groups_phase.push(step(
+                        format!("rename group {:?} to {:?}", existing.name, g.name),
+                        Change::UpdateGroup { id: existing.id, name: Some(g.name.clone()), owner_id: None },
+                    ));
+                }
+                let have_set: HashSet<&Uuid> = have.iter().collect();
+                let want_set: HashSet<&Uuid> = want.iter().collect();
+                let add: Vec<Uuid> = want.iter().filter(|id| !have_set.contains(id)).copied().collect();
+                let remove: Vec<Uuid> = have.iter().filter(|id| !want_set.contains(id)).copied().collect();
+                if !add.is_empty() || !remove.is_empty() {
+                    plan.groups.updated += 1;
+                }
+                if !add.is_empty() {
+                    groups_phase.push(step(
+                        format!("add {} members to group {:?}", add.len(), g.name),
+                        Change::AddGroupMembers { id: existing.id, members: add },
+                    ));
+                }
+                if !remove.is_empty() {
+                    groups_phase.push(step(
+                        format!("remove {} members from group {:?}", remove.len(), g.name),
+                        Change::RemoveGroupMembers { id: existing.id, members: remove },
+                    ));
+                }
+            }
+        }
+    }
+    plan.phases.push(groups_phase);
+
+    // --- deletions, last: members, then units deepest first, then groups ------------------
+    let seen_users: HashSet<&str> = snap.users.iter().map(|u| u.anchor.as_str()).collect();
+    let reason = format!("no longer in LDAP source {source_name}");
+    let member_deletes: Vec<Step> = cur
+        .members
+        .iter()
+        .filter(|m| m.anchor.as_deref().is_none_or(|a| !seen_users.contains(a)))
+        .map(|m| {
+            step(
+                format!("delete member {}", m.login_name),
+                Change::DeleteMember { id: m.id, reason: reason.clone() },
+            )
+        })
+        .collect();
+    plan.members.deleted = member_deletes.len();
+    plan.phases.push(member_deletes);
+
+    let seen_units: HashSet<&str> = snap.units.iter().map(|u| u.anchor.as_str()).collect();
+    let by_id: HashMap<Uuid, &OrgUnit> = cur.units.iter().map(|u| (u.id, u)).collect();
+    let cur_depth = |u: &OrgUnit| {
+        let mut d = 0;
+        let mut next = u.parent_id;
+        while let Some(p) = next.and_then(|p| by_id.get(&p)) {
+            d += 1;
+            if d > 256 {
+                break;
+            }
+            next = p.parent_id;
+        }
+        d
+    };
+    let mut gone: Vec<&OrgUnit> =
+        cur.units.iter().filter(|u| u.anchor.as_deref().is_none_or(|a| !seen_units.contains(a))).collect();
+    gone.sort_by_key(|u| std::cmp::Reverse(cur_depth(u)));
+    plan.org_units.deleted = gone.len();
+    plan.phases.push(
+        gone.into_iter()
+            .map(|u| step(format!("delete org unit {:?}", u.name), Change::DeleteOrgUnit { id: u.id }))
+            .collect(),
+    );
+
+    let seen_groups: HashSet<&str> = snap.groups.iter().map(|g| g.anchor.as_str()).collect();
+    let group_deletes: Vec<Step> = cur
+        .groups
+        .iter()
+        .filter(|(g, _)| g.anchor.as_deref().is_none_or(|a| !seen_groups.contains(a)))
+        .map(|(g, _)| step(format!("delete group {:?}", g.name), Change::DeleteGroup { id: g.id }))
+        .collect();
+    plan.groups.deleted = group_deletes.len();
+    plan.phases.push(group_deletes);
+    plan
+}
+
+/// The kind over a deletion limit, if any: `(kind, deletes, held before)`.
+pub fn over_limit(plan: &Plan, limits: &crate::config::SyncLimits) -> Option<(&'static str, usize, usize)> {
+    plan.tallies().into_iter().find_map(|(kind, t)| {
+        let too_many = t.deleted > limits.max_deletes;
+        let too_large = t.held_before > 0
+            && (t.deleted as f64) * 100.0 / (t.held_before as f64) > limits.max_delete_percent;
+        (t.deleted > 0 && (too_many || too_large)).then_some((kind, t.deleted, t.held_before))
+    })
+}
