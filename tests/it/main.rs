@@ -11,4 +11,5 @@ mod faults;
 mod migrations;
 mod pg;
 mod scim;
+mod slapd;
 mod story;
