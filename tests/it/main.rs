@@ -13,3 +13,4 @@ mod pg;
 mod scim;
 mod slapd;
 mod story;
+mod sync;
