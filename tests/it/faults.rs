@@ -154,3 +154,52 @@ async fn a_schema_from_a_newer_rosterd_is_refused() {
         "the daemon does not serve a schema it does not know"
     );
 }
+
+/// A tmpfs of a fixed size, unmounted on drop.
+struct TinyDisk(tempfile::TempDir);
+
+impl TinyDisk {
+    fn new(size: &str) -> TinyDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mount tmpfs: {}", text(&out.stderr));
+        TinyDisk(dir)
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_a_clear_error_and_loses_nothing() {
+    let disk = TinyDisk::new("1m");
+    let dir = disk.0.path();
+    assert!(run(rosterd(dir).arg("migrate")).status.success());
+    let lines: Vec<String> = (0..20_000)
+        .map(|i| {
+            format!(
+                r#"{{"op":"create_member","login_name":"f{i}","display_name":"Filler {i} {}"}}"#,
+                "x".repeat(60)
+            )
+        })
+        .collect();
+    // The change file lives elsewhere: only the store fills the disk.
+    let input = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(input.path(), lines.join("\n")).unwrap();
+    let out = run(rosterd(dir).args(["import", input.path().to_str().unwrap(), "--batch", "100"]));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("disk is full") && err.contains("store_full"), "{err}");
+    let (members, audit, outbox) = counts(dir).await;
+    assert!(members > 0 && members < 20_000, "{members}");
+    assert_eq!(members % 100, 0, "whole batches only");
+    assert_eq!((audit, outbox), (members, members), "rows, audit and outbox agree");
+    assert!(err.contains(&format!("applied {members} of 20000")), "{err}");
+}
