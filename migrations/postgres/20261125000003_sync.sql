@@ -19,3 +19,10 @@ CREATE TABLE sync_leases (
     holder TEXT NOT NULL,
     expires_at TIMESTAMPTZ NOT NULL
 );
+
+-- Where each source's incremental reads resume (RFC 4533 cookies), written in the same
+-- transaction as the changes they produced.
+CREATE TABLE sync_cursors (
+    source TEXT PRIMARY KEY,
+    cursor TEXT NOT NULL
+);

@@ -71,6 +71,12 @@ pub enum Change {
     ReleaseReservation {
         number: i64,
     },
+    /// Where a sync source's next incremental read resumes; written with the changes it
+    /// produced, so a crash never skips or repeats one.
+    SetSyncCursor {
+        source: String,
+        cursor: String,
+    },
 }
 
 /// Fields of the enterprise profile to change; `None` leaves a field as it is.
@@ -191,6 +197,7 @@ pub enum Applied {
     GroupDeleted { id: Uuid },
     Reservation(Reservation),
     ReservationReleased { number: i64 },
+    SyncCursor,
 }
 
 /// Why the directory refused a change. Each variant has a stable [`code`](Self::code).

@@ -158,6 +158,10 @@ impl DirectoryService {
             Change::DeleteGroup { id } => delete_group(ctx, id).await,
             Change::ReserveNumber { number, note } => self.reserve(ctx, number, note).await,
             Change::ReleaseReservation { number } => release_reservation(ctx, number).await,
+            Change::SetSyncCursor { source, cursor } => {
+                ctx.tx.sync_cursor_set(&source, &cursor).await?;
+                Ok(Applied::SyncCursor)
+            }
         }
     }
 

@@ -160,6 +160,8 @@ pub trait Store: Send + Sync + 'static {
     /// holder's lease is still live.
     async fn lease_acquire(&self, source: &str, holder: &str, until: DateTime<Utc>) -> Result<bool>;
     async fn lease_release(&self, source: &str, holder: &str) -> Result<()>;
+    /// Where the source's next incremental read resumes.
+    async fn sync_cursor(&self, source: &str) -> Result<Option<String>>;
     /// The live (not revoked) token with this hash; records its use.
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenInfo>>;
 }
@@ -234,6 +236,7 @@ pub trait StoreTx: Send {
     async fn group_members_remove(&mut self, group: Uuid, members: &[Uuid]) -> Result<u64>;
 
     async fn audit_insert(&mut self, e: &AuditEntry) -> Result<()>;
+    async fn sync_cursor_set(&mut self, source: &str, cursor: &str) -> Result<()>;
     async fn outbox_insert(&mut self, m: &OutboxMessage) -> Result<()>;
 
     async fn token_insert(

@@ -646,6 +646,15 @@ macro_rules! shared_sql {
                 Ok(taken > 0)
             }
 
+            async fn sync_cursor(&self, source: &str) -> Result<Option<String>> {
+                let r: Option<(String,)> = sqlx::query_as("SELECT cursor FROM sync_cursors WHERE source = $1")
+                    .bind(source.to_owned())
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err($err)?;
+                Ok(r.map(|r| r.0))
+            }
+
             async fn lease_release(&self, source: &str, holder: &str) -> Result<()> {
                 q("DELETE FROM sync_leases WHERE source = $1 AND holder = $2")
                     .bind(source.to_owned())
@@ -1049,6 +1058,13 @@ macro_rules! shared_sql {
                         .bind(group).bind(*mb)).await?;
                 }
                 Ok(removed)
+            }
+
+            async fn sync_cursor_set(&mut self, source: &str, cursor: &str) -> Result<()> {
+                exec(&mut self.tx, q("INSERT INTO sync_cursors (source, cursor) VALUES ($1, $2) \
+                    ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor")
+                    .bind(source.to_owned()).bind(cursor.to_owned())).await?;
+                Ok(())
             }
 
             async fn audit_insert(&mut self, e: &m::AuditEntry) -> Result<()> {

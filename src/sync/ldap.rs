@@ -106,3 +106,172 @@ pub async fn search(
     result.success().map_err(|e| SyncError::Read(format!("search under {base} ended badly: {e}")))?;
     Ok(out)
 }
+
+/// What a content-sync (RFC 4533 refreshOnly) search returned.
+#[derive(Debug, Default)]
+pub struct SyncRead {
+    /// Entries added or changed (all of them on a read without a cookie).
+    pub entries: Vec<RawEntry>,
+    /// Anchors (entryUUIDs) the server says were deleted.
+    pub deleted: Vec<String>,
+    /// When the server used the present phase: every entry still there. Anything else of the
+    /// source's that is neither here nor in `entries` was deleted.
+    pub present: Option<std::collections::HashSet<String>>,
+    pub cookie: Option<Vec<u8>>,
+    /// The server no longer has history back to our cookie: read everything.
+    pub refresh_required: bool,
+}
+
+/// RFC 4533's Sync Request control.
+const SYNC_REQUEST_OID: &str = "1.3.6.1.4.1.4203.1.9.1.1";
+
+/// A syncUUID (16 bytes) in the text form of `entryUUID`.
+fn uuid_text(raw: &[u8]) -> String {
+    <[u8; 16]>::try_from(raw)
+        .map(|b| uuid::Uuid::from_bytes(b).to_string())
+        .unwrap_or_else(|_| String::from_utf8_lossy(raw).into_owned())
+}
+
+/// Whether the server offers RFC 4533 content sync (OpenLDAP syncprov, 389-ds).
+pub async fn supports_content_sync(ldap: &mut Ldap, src: &LdapSource) -> Result<bool, SyncError> {
+    let timeout = Duration::from_secs(src.timeout_secs);
+    let (entries, _) = ldap
+        .with_timeout(timeout)
+        .search("", Scope::Base, "(objectClass=*)", vec!["supportedControl"])
+        .await
+        .and_then(|r| r.success())
+        .map_err(|e| SyncError::Read(format!("reading the root DSE failed: {e}")))?;
+    Ok(entries
+        .into_iter()
+        .map(SearchEntry::construct)
+        .any(|e| e.attrs.get("supportedControl").is_some_and(|v| v.iter().any(|c| c == SYNC_REQUEST_OID))))
+}
+
+/// A refreshOnly content-sync search: everything (no cookie) or what changed since `cookie`.
+pub async fn sync_search(
+    ldap: &mut Ldap,
+    src: &LdapSource,
+    base: &str,
+    filter: &str,
+    attrs: &[String],
+    cookie: Option<Vec<u8>>,
+) -> Result<SyncRead, SyncError> {
+    use ldap3::controls::{
+        Control, ControlType, EntryState, RawControl, SyncDone, SyncInfo, SyncRequest, SyncState,
+    };
+    let timeout = Duration::from_secs(src.timeout_secs);
+    let request = SyncRequest { mode: ldap3::controls::RefreshMode::RefreshOnly, cookie, reload_hint: false };
+    let mut stream = ldap
+        .with_timeout(timeout)
+        .with_controls(vec![RawControl::from(request)])
+        .streaming_search(base, Scope::Subtree, filter, attrs.to_vec())
+        .await
+        .map_err(|e| SyncError::Read(format!("content sync under {base} failed: {e}")))?;
+    let mut out = SyncRead::default();
+    let mut present = std::collections::HashSet::new();
+    let mut present_phase = false;
+    loop {
+        let next = tokio::time::timeout(timeout, stream.next())
+            .await
+            .map_err(|_| SyncError::Read(format!("content sync under {base} timed out")))?
+            .map_err(|e| SyncError::Read(format!("content sync under {base} failed: {e}")))?;
+        let Some(entry) = next else { break };
+        if entry.is_ref() {
+            return Err(SyncError::Read(format!("content sync under {base} returned a referral")));
+        }
+        if entry.is_intermediate() {
+            match ldap3::controls::parse_syncinfo(entry) {
+                SyncInfo::NewCookie(c) => out.cookie = Some(c),
+                SyncInfo::RefreshDelete { cookie, .. } => out.cookie = cookie.or(out.cookie.take()),
+                SyncInfo::RefreshPresent { cookie, .. } => {
+                    present_phase = true;
+                    out.cookie = cookie.or(out.cookie.take());
+                }
+                SyncInfo::SyncIdSet { cookie, refresh_deletes, sync_uuids } => {
+                    out.cookie = cookie.or(out.cookie.take());
+                    let ids = sync_uuids.iter().map(|u| uuid_text(u));
+                    if refresh_deletes {
+                        out.deleted.extend(ids);
+                    } else {
+                        present_phase = true;
+                        present.extend(ids);
+                    }
+                }
+            }
+            continue;
+        }
+        let state = entry.1.iter().find_map(|Control(kind, raw)| match kind {
+            Some(ControlType::SyncState) => Some(raw.parse::<SyncState>()),
+            _ => None,
+        });
+        match state {
+            Some(SyncState { state: EntryState::Delete, entry_uuid, cookie }) => {
+                out.deleted.push(uuid_text(&entry_uuid));
+                out.cookie = cookie.or(out.cookie.take());
+            }
+            Some(SyncState { state: EntryState::Present, entry_uuid, cookie }) => {
+                present_phase = true;
+                present.insert(uuid_text(&entry_uuid));
+                out.cookie = cookie.or(out.cookie.take());
+            }
+            other => {
+                if let Some(c) = other.and_then(|s| s.cookie) {
+                    out.cookie = Some(c);
+                }
+                let e = SearchEntry::construct(entry);
+                out.entries.push(RawEntry {
+                    dn: e.dn,
+                    attrs: e.attrs.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect(),
+                    bin: e.bin_attrs.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect(),
+                });
+            }
+        }
+    }
+    let result = stream.finish().await;
+    // e-syncRefreshRequired: the server's history does not reach back to our cookie.
+    if result.rc == 4096 {
+        out.refresh_required = true;
+        return Ok(out);
+    }
+    let done = result.ctrls.iter().find_map(|Control(kind, raw)| match kind {
+        Some(ControlType::SyncDone) => Some(raw.parse::<SyncDone>()),
+        _ => None,
+    });
+    result.success().map_err(|e| SyncError::Read(format!("content sync under {base} ended badly: {e}")))?;
+    if let Some(done) = done {
+        out.cookie = done.cookie.or(out.cookie.take());
+        if !done.refresh_deletes {
+            present_phase = true;
+        }
+    }
+    if present_phase {
+        out.present = Some(present);
+    }
+    Ok(out)
+}
+
+/// Anchors of entries named by DN (OpenLDAP's `entryDN`), for DNs a partial read did not carry.
+pub async fn anchors_by_dn(
+    ldap: &mut Ldap,
+    src: &LdapSource,
+    base: &str,
+    anchor: &str,
+    dns: &[String],
+) -> Result<HashMap<String, String>, SyncError> {
+    let mut out = HashMap::new();
+    for chunk in dns.chunks(50) {
+        let filter = format!(
+            "(|{})",
+            chunk
+                .iter()
+                .map(|dn| format!("(entryDN={})", ldap3::ldap_escape(dn.as_str())))
+                .collect::<String>()
+        );
+        for e in search(ldap, src, base, &filter, &[anchor.to_owned()]).await? {
+            if let Some(a) = super::map::anchor_of(&e, anchor) {
+                out.insert(super::map::norm_dn(&e.dn), a);
+            }
+        }
+    }
+    Ok(out)
+}

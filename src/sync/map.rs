@@ -143,13 +143,32 @@ pub struct SrcGroup {
     pub members: Vec<String>,
 }
 
-/// The source's whole view, by anchor, plus what could not be mapped.
+/// The source's view, by anchor, plus what could not be mapped. Units are always complete;
+/// users and groups are complete after a full read, and only what changed after an
+/// incremental one.
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub units: Vec<SrcUnit>,
     pub users: Vec<SrcUser>,
     pub groups: Vec<SrcGroup>,
     pub skipped: Vec<String>,
+    pub users_delta: Option<Delta>,
+    pub groups_delta: Option<Delta>,
+}
+
+/// What an incremental read says besides the changed entries.
+#[derive(Debug, Default)]
+pub struct Delta {
+    pub deleted: std::collections::HashSet<String>,
+    /// Present-phase answers: everything still there (anything else was deleted).
+    pub present: Option<std::collections::HashSet<String>>,
+}
+
+impl Delta {
+    /// Whether an object the source held, and the read did not carry, is gone.
+    pub fn gone(&self, anchor: &str) -> bool {
+        self.deleted.contains(anchor) || self.present.as_ref().is_some_and(|p| !p.contains(anchor))
+    }
 }
 
 /// Maps raw entries. `unit_base` is the base DN of the OU tree (not itself a unit).
@@ -161,6 +180,7 @@ pub fn snapshot(
     groups: Vec<RawEntry>,
     suspended: &std::collections::HashSet<String>,
     ad: bool,
+    known_dns: &HashMap<String, String>,
 ) -> Snapshot {
     let mut s = Snapshot::default();
     let base = unit_base.map(norm_dn);
@@ -217,7 +237,10 @@ pub fn snapshot(
             title: text("title"),
             employee_number: text("employee_number"),
             unit: unit_by_dn.get(&parent_dn(&e.dn)).cloned(),
-            manager: e.first(map.get("manager")).and_then(|dn| user_by_dn.get(&norm_dn(dn)).cloned()),
+            manager: e.first(map.get("manager")).and_then(|dn| {
+                let dn = norm_dn(dn);
+                user_by_dn.get(&dn).or_else(|| known_dns.get(&dn)).cloned()
+            }),
             suspended: disabled_by_uac || suspended.contains(&anchor),
             dn: e.dn.clone(),
             anchor,
@@ -235,7 +258,10 @@ pub fn snapshot(
         for (key, values) in &e.attrs {
             let attr = map.get("member").to_lowercase();
             if key == &attr || key.starts_with(&format!("{attr};range=")) {
-                members.extend(values.iter().filter_map(|dn| user_by_dn.get(&norm_dn(dn)).cloned()));
+                members.extend(values.iter().filter_map(|dn| {
+                    let dn = norm_dn(dn);
+                    user_by_dn.get(&dn).or_else(|| known_dns.get(&dn)).cloned()
+                }));
             }
         }
         members.sort();

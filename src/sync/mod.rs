@@ -78,6 +78,10 @@ pub struct Report {
     pub errors: Vec<String>,
     /// The plan's steps (for `--dry-run`).
     pub plan: Vec<String>,
+    /// How the source was read (none when the read failed).
+    pub mode: Option<ReadMode>,
+    /// Entries the read returned.
+    pub entries_read: usize,
 }
 
 /// Runs sync sources; shared by the CLI and the scheduler.
@@ -134,6 +138,8 @@ impl SyncService {
             counts: json!({}),
             errors: Vec::new(),
             plan: Vec::new(),
+            mode: None,
+            entries_read: 0,
         };
         match self.plan_and_apply(src, &opts, &mut report).await {
             Ok(()) => {}
@@ -163,10 +169,15 @@ impl SyncService {
         opts: &RunOptions,
         report: &mut Report,
     ) -> Result<(), SyncError> {
-        let snapshot = read(src).await?;
-        report.errors.extend(snapshot.skipped.iter().cloned());
         let source = format!("ldap:{}", src.name);
         let store = self.directory.store();
+        let stored = store.sync_cursor(&src.name).await?;
+        let Read { snapshot, mode, cursor, entries } = read(src, stored.clone(), opts.full).await?;
+        // An unchanged source leaves the cursor as it was: such a run writes nothing.
+        let cursor = cursor.filter(|c| Some(c) != stored.as_ref());
+        report.mode = Some(mode);
+        report.entries_read = entries;
+        report.errors.extend(snapshot.skipped.iter().cloned());
         let current = Current {
             units: store.org_units_all().await?.into_iter().filter(|u| u.source.as_str() == source).collect(),
             members: store.members_by_source(&source).await?,
@@ -194,7 +205,8 @@ impl SyncService {
         }
         let actor =
             Actor::new(Source::parse(&source).expect("validated source name"), format!("sync:{}", src.name));
-        let applied = self.apply(&actor, plan, &mut report.errors).await;
+        let cursor = cursor.map(|c| Change::SetSyncCursor { source: src.name.clone(), cursor: c });
+        let applied = self.apply(&actor, plan, cursor, &mut report.errors).await;
         report.errors.truncate(MAX_ERRORS);
         report.outcome = Outcome::Applied;
         report.message = if report.errors.is_empty() {
@@ -207,11 +219,29 @@ impl SyncService {
 
     /// Applies the phases in order, in batches. A change the directory refuses is reported and
     /// left out; the rest of its batch is applied.
-    async fn apply(&self, actor: &Actor, plan: Plan, errors: &mut Vec<String>) -> usize {
+    /// The cursor goes into the last batch: stored with the changes it produced, or not at all.
+    async fn apply(
+        &self,
+        actor: &Actor,
+        plan: Plan,
+        cursor: Option<Change>,
+        errors: &mut Vec<String>,
+    ) -> usize {
         let mut applied = 0;
         let mut failed_members: HashSet<Uuid> = HashSet::new();
-        for phase in plan.phases {
-            for chunk in phase.chunks(BATCH) {
+        let mut chunks: Vec<Vec<plan::Step>> = plan
+            .phases
+            .into_iter()
+            .flat_map(|p| p.chunks(BATCH).map(<[_]>::to_vec).collect::<Vec<_>>())
+            .collect();
+        if let Some(c) = cursor {
+            match chunks.last_mut() {
+                Some(last) => last.push(plan::Step { what: "store the sync cursor".into(), change: c }),
+                None => chunks.push(vec![plan::Step { what: "store the sync cursor".into(), change: c }]),
+            }
+        }
+        {
+            for chunk in chunks {
                 let mut batch: Vec<(String, Change)> = chunk
                     .iter()
                     .map(|s| (s.what.clone(), without_members(s.change.clone(), &failed_members)))
@@ -220,7 +250,10 @@ impl SyncService {
                     let changes: Vec<Change> = batch.iter().map(|(_, c)| c.clone()).collect();
                     match self.directory.apply(actor, changes).await {
                         Ok(out) => {
-                            applied += out.len();
+                            applied += out
+                                .iter()
+                                .filter(|a| !matches!(a, crate::directory::Applied::SyncCursor))
+                                .count();
                             break;
                         }
                         Err(e) => {
@@ -318,11 +351,54 @@ fn over_limit(
     Some(hit)
 }
 
-/// Reads the whole source: org units, users, suspended users, groups.
-async fn read(src: &LdapSource) -> Result<map::Snapshot, SyncError> {
+/// How a run read the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadMode {
+    /// Everything, page by page (servers without content sync, AD).
+    FullPaged,
+    /// Everything, by content sync (which also yields a cookie for the next run).
+    FullSync,
+    /// What changed since the stored cookie (RFC 4533 refreshOnly).
+    Incremental,
+}
+
+/// Where the next incremental read resumes: a cookie per search.
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
+struct Cursor {
+    users: Option<String>,
+    groups: Option<String>,
+}
+
+fn b64(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unb64(text: &str) -> Option<Vec<u8>> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| text.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect()
+}
+
+/// A read: the snapshot, how it was read, and the cursor to store with its changes.
+struct Read {
+    snapshot: map::Snapshot,
+    mode: ReadMode,
+    cursor: Option<String>,
+    entries: usize,
+}
+
+/// Reads the source: org units (always whole), users, suspended users, groups; incrementally
+/// when a cursor is stored, the server offers content sync and no full read was asked for.
+async fn read(src: &LdapSource, stored: Option<String>, full: bool) -> Result<Read, SyncError> {
     let attrs = map::AttrMap::for_source(src).map_err(SyncError::Config)?;
     let ad = src.preset == Preset::ActiveDirectory;
     let mut conn = ldap::connect(src).await?;
+    let content_sync = !ad && ldap::supports_content_sync(&mut conn, src).await?;
+    let cursor: Cursor = stored.as_deref().and_then(|c| serde_json::from_str(c).ok()).unwrap_or_default();
+    let incremental = content_sync && !full && cursor.users.is_some();
+
     let units = match &src.org_units {
         Some(s) => {
             let filter = s.filter.as_deref().unwrap_or("(objectClass=organizationalUnit)");
@@ -333,14 +409,66 @@ async fn read(src: &LdapSource) -> Result<map::Snapshot, SyncError> {
     let default_user_filter =
         if ad { "(&(objectClass=user)(objectCategory=person))" } else { "(objectClass=inetOrgPerson)" };
     let user_filter = src.users.filter.as_deref().unwrap_or(default_user_filter);
-    let users = ldap::search(
-        &mut conn,
-        src,
-        &src.users.base_dn,
-        user_filter,
-        &attrs.requested(&["userAccountControl"]),
-    )
-    .await?;
+    let user_attrs = attrs.requested(&["userAccountControl"]);
+    let default_group_filter = if ad {
+        "(objectClass=group)"
+    } else {
+        "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames))"
+    };
+    let mut next = Cursor::default();
+    let (users, users_delta, groups, groups_delta) = if content_sync {
+        let cookie = |c: &Option<String>| if incremental { c.as_deref().and_then(unb64) } else { None };
+        let u = ldap::sync_search(
+            &mut conn,
+            src,
+            &src.users.base_dn,
+            user_filter,
+            &user_attrs,
+            cookie(&cursor.users),
+        )
+        .await?;
+        if u.refresh_required {
+            // The server's history does not reach our cookie: start over with a full read.
+            let _ = conn.unbind().await;
+            return Box::pin(read(src, None, true)).await;
+        }
+        // No new cookie means nothing moved on: resume from the old one next time.
+        next.users =
+            u.cookie.as_deref().map(b64).or_else(|| incremental.then(|| cursor.users.clone()).flatten());
+        let (g, gd) = match &src.groups {
+            Some(gs) => {
+                let filter = gs.filter.as_deref().unwrap_or(default_group_filter);
+                let cookie = if incremental { cursor.groups.as_deref().and_then(unb64) } else { None };
+                let g =
+                    ldap::sync_search(&mut conn, src, &gs.base_dn, filter, &attrs.requested(&["cn"]), cookie)
+                        .await?;
+                if g.refresh_required {
+                    let _ = conn.unbind().await;
+                    return Box::pin(read(src, None, true)).await;
+                }
+                next.groups = g
+                    .cookie
+                    .as_deref()
+                    .map(b64)
+                    .or_else(|| incremental.then(|| cursor.groups.clone()).flatten());
+                let delta = map::Delta { deleted: g.deleted.into_iter().collect(), present: g.present };
+                (g.entries, incremental.then_some(delta))
+            }
+            None => (Vec::new(), None),
+        };
+        let ud = map::Delta { deleted: u.deleted.into_iter().collect(), present: u.present };
+        (u.entries, incremental.then_some(ud), g, gd)
+    } else {
+        let users = ldap::search(&mut conn, src, &src.users.base_dn, user_filter, &user_attrs).await?;
+        let groups = match &src.groups {
+            Some(g) => {
+                let filter = g.filter.as_deref().unwrap_or(default_group_filter);
+                ldap::search(&mut conn, src, &g.base_dn, filter, &attrs.requested(&["cn"])).await?
+            }
+            None => Vec::new(),
+        };
+        (users, None, groups, None)
+    };
     let suspended: HashSet<String> = match &src.suspended_filter {
         Some(f) => {
             let both = format!("(&{user_filter}{f})");
@@ -350,19 +478,24 @@ async fn read(src: &LdapSource) -> Result<map::Snapshot, SyncError> {
         }
         None => HashSet::new(),
     };
-    let groups = match &src.groups {
-        Some(g) => {
-            let filter = g.filter.as_deref().unwrap_or(if ad {
-                "(objectClass=group)"
-            } else {
-                "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames))"
-            });
-            ldap::search(&mut conn, src, &g.base_dn, filter, &attrs.requested(&["cn"])).await?
-        }
-        None => Vec::new(),
-    };
+    // An incremental read carries only changed users: find the anchors of the other people
+    // that changed entries name (managers, group members).
+    let mut known = std::collections::HashMap::new();
+    if incremental {
+        let carried: HashSet<String> = users.iter().map(|e| map::norm_dn(&e.dn)).collect();
+        let mut wanted: Vec<String> = users
+            .iter()
+            .filter_map(|e| e.first(attrs.get("manager")).map(map::norm_dn))
+            .chain(groups.iter().flat_map(|g| g.all(attrs.get("member")).iter().map(|d| map::norm_dn(d))))
+            .filter(|dn| !carried.contains(dn))
+            .collect();
+        wanted.sort();
+        wanted.dedup();
+        known = ldap::anchors_by_dn(&mut conn, src, &src.users.base_dn, &attrs.anchor, &wanted).await?;
+    }
     let _ = conn.unbind().await;
-    Ok(map::snapshot(
+    let entries = units.len() + users.len() + groups.len();
+    let mut snapshot = map::snapshot(
         &attrs,
         src.org_units.as_ref().map(|o| o.base_dn.as_str()),
         units,
@@ -370,5 +503,15 @@ async fn read(src: &LdapSource) -> Result<map::Snapshot, SyncError> {
         groups,
         &suspended,
         ad,
-    ))
+        &known,
+    );
+    snapshot.users_delta = users_delta;
+    snapshot.groups_delta = groups_delta;
+    let mode = match (content_sync, incremental) {
+        (false, _) => ReadMode::FullPaged,
+        (true, false) => ReadMode::FullSync,
+        (true, true) => ReadMode::Incremental,
+    };
+    let cursor = content_sync.then(|| serde_json::to_string(&next).expect("a cursor serialises"));
+    Ok(Read { snapshot, mode, cursor, entries })
 }

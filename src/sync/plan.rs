@@ -318,10 +318,15 @@ pub fn build(source_name: &str, snap: &Snapshot, cur: &Current, mail_domain: &st
     // --- deletions, last: members, then units deepest first, then groups ------------------
     let seen_users: HashSet<&str> = snap.users.iter().map(|u| u.anchor.as_str()).collect();
     let reason = format!("no longer in LDAP source {source_name}");
+    // A full read lists everybody; an incremental one names who went.
+    let user_gone = |a: &str| match &snap.users_delta {
+        None => !seen_users.contains(a),
+        Some(d) => !seen_users.contains(a) && d.gone(a),
+    };
     let member_deletes: Vec<Step> = cur
         .members
         .iter()
-        .filter(|m| m.anchor.as_deref().is_none_or(|a| !seen_users.contains(a)))
+        .filter(|m| m.anchor.as_deref().is_none_or(user_gone))
         .map(|m| {
             step(
                 format!("delete member {}", m.login_name),
@@ -357,10 +362,14 @@ pub fn build(source_name: &str, snap: &Snapshot, cur: &Current, mail_domain: &st
     );
 
     let seen_groups: HashSet<&str> = snap.groups.iter().map(|g| g.anchor.as_str()).collect();
+    let group_gone = |a: &str| match &snap.groups_delta {
+        None => !seen_groups.contains(a),
+        Some(d) => !seen_groups.contains(a) && d.gone(a),
+    };
     let group_deletes: Vec<Step> = cur
         .groups
         .iter()
-        .filter(|(g, _)| g.anchor.as_deref().is_none_or(|a| !seen_groups.contains(a)))
+        .filter(|(g, _)| g.anchor.as_deref().is_none_or(group_gone))
         .map(|(g, _)| step(format!("delete group {:?}", g.name), Change::DeleteGroup { id: g.id }))
         .collect();
     plan.groups.deleted = group_deletes.len();

@@ -254,6 +254,7 @@ argsfile {dir}/slapd.args
 modulepath /usr/lib/ldap
 moduleload back_mdb
 moduleload syncprov
+moduleload refint
 
 TLSCACertificateFile {dir}/ca.pem
 TLSCertificateFile {dir}/server.pem
@@ -283,6 +284,9 @@ access to *
 overlay syncprov
 syncprov-checkpoint 1000 60
 syncprov-sessionlog 10000
+# Real deployments keep group members and managers pointing at renamed or moved entries.
+overlay refint
+refint_attributes member uniqueMember manager
 "#
     )
     .unwrap();

@@ -2,7 +2,7 @@
 
 use roster::config::{LdapSearch, LdapSource, SyncLimits};
 use roster::directory::model::MemberState;
-use roster::sync::{Outcome, RunOptions, SyncService};
+use roster::sync::{Outcome, ReadMode, RunOptions, SyncService};
 
 use crate::common::{Backend, TestDb};
 use crate::slapd::{SUFFIX, SYNC_DN, SYNC_PW, Slapd, base_ldif, generate};
@@ -58,6 +58,13 @@ async fn run(s: &Setup) -> roster::sync::Report {
     s.sync.run("corp", RunOptions { full: true, trigger: "test".into(), ..Default::default() }).await.unwrap()
 }
 
+async fn incremental(s: &Setup) -> roster::sync::Report {
+    s.sync
+        .run("corp", RunOptions { full: false, trigger: "test".into(), ..Default::default() })
+        .await
+        .unwrap()
+}
+
 fn uid_dn(n: usize, unit_dn: &str) -> String {
     format!("uid=user{n:06},{unit_dn}")
 }
@@ -71,6 +78,7 @@ async fn first_sync_then_every_kind_of_change() {
     let s = setup(Backend::Sqlite, 4, 30, 2, |_| {}).await;
     let r = run(&s).await;
     assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
+    assert_eq!(r.mode, Some(ReadMode::FullSync), "slapd offers content sync");
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     let counts = s.directory.store().counts().await.unwrap();
     assert_eq!((counts.members, counts.groups), (30, 2));
@@ -84,8 +92,9 @@ async fn first_sync_then_every_kind_of_change() {
 
     // Nothing changed: nothing written.
     let audit = s.directory.store().audit_count().await.unwrap();
-    let again = run(&s).await;
+    let again = incremental(&s).await;
     assert_eq!(again.outcome, Outcome::Applied);
+    assert_eq!(again.mode, Some(ReadMode::Incremental));
     assert!(again.plan.is_empty(), "{:?}", again.plan);
     assert_eq!(s.directory.store().audit_count().await.unwrap(), audit, "an unchanged sync writes nothing");
 
@@ -133,12 +142,23 @@ async fn first_sync_then_every_kind_of_change() {
         "dn: {d1}\nchangetype: modify\nreplace: title\ntitle: Chief\n-\nreplace: employeeType\nemployeeType: disabled\n\n\
          dn: {d2}\nchangetype: modrdn\nnewrdn: uid=user000002\ndeleteoldrdn: 1\nnewsuperior: {target_ou}\n\n\
          dn: {d3}\nchangetype: delete\n\n\
-         dn: {}\nchangetype: add\nobjectClass: inetOrgPerson\nuid: newbie\ncn: New Bie\nsn: Bie\nmail: newbie@example.com\n\n\
-         dn: {ou_of_d1}\nchangetype: modrdn\nnewrdn: ou={ou_name} Renamed\ndeleteoldrdn: 1\n",
+         dn: {}\nchangetype: add\nobjectClass: inetOrgPerson\nuid: newbie\ncn: New Bie\nsn: Bie\nmail: newbie@example.com\n",
         uid_dn(999_999, &target_ou)
     ));
-    let r = run(&s).await;
+    let r = incremental(&s).await;
     assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
+    assert_eq!(r.mode, Some(ReadMode::Incremental));
+    let units = s.directory.store().counts().await.unwrap().org_units as usize;
+    // The OU tree (with its base entry) is read whole; of the people only the three that changed.
+    assert_eq!(r.entries_read, units + 1 + 3, "an incremental read carries only what changed");
+    // Renaming an OU with entries under it: the server may ask for a full refresh; either way
+    // the unit is renamed, not replaced.
+    s.ldap.modify(&format!(
+        "dn: {ou_of_d1}\nchangetype: modrdn\nnewrdn: ou={ou_name} Renamed\ndeleteoldrdn: 1\n"
+    ));
+    let r = incremental(&s).await;
+    assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     let n1 = member(&s, "user000001").await.unwrap();
     assert_eq!((n1.id, n1.title.as_deref(), n1.state), (u1.id, Some("Chief"), MemberState::Suspended));
@@ -159,6 +179,10 @@ async fn first_sync_then_every_kind_of_change() {
     );
     let newbie = member(&s, "newbie").await.unwrap();
     assert_eq!(newbie.account_number, 1030, "the next number");
+    // A full read agrees with what the incremental ones did.
+    let full = run(&s).await;
+    assert_eq!((full.outcome, full.mode), (Outcome::Applied, Some(ReadMode::FullSync)));
+    assert!(full.plan.is_empty(), "incremental runs missed something: {:?}", full.plan);
     // Group membership follows anchors: the moved member is still in its groups.
     for (g, ids) in s.directory.store().groups_by_source("ldap:corp").await.unwrap() {
         assert!(!ids.contains(&u3.id), "{} still lists the deleted member", g.name);
