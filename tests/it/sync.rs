@@ -387,3 +387,44 @@ async fn the_command_line_reports_with_exit_codes() {
     assert_eq!(unknown.status.code(), Some(1));
     assert!(crate::daemon::text(&unknown.stderr).contains("no [[sync.ldap]] source"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_run_per_source_at_a_time() {
+    let s = setup(Backend::Postgres, 2, 50, 1, |_| {}).await;
+    // A second node: its own service over the same database.
+    let other = SyncService::new(s.directory.clone(), s.db.cfg.sync.ldap.clone());
+    let opts = || RunOptions { full: true, trigger: "test".into(), ..Default::default() };
+    let (a, b) = tokio::join!(s.sync.run("corp", opts()), other.run("corp", opts()));
+    let busy = [&a, &b].iter().filter(|r| matches!(r, Err(roster::sync::SyncError::Busy(_)))).count();
+    let applied = [&a, &b].iter().filter(|r| matches!(r, Ok(rep) if rep.outcome == Outcome::Applied)).count();
+    assert_eq!((busy, applied), (1, 1), "{a:?} {b:?}");
+    assert_eq!(s.directory.store().counts().await.unwrap().members, 50);
+    // The lease is released: the next run goes ahead.
+    assert_eq!(other.run("corp", opts()).await.unwrap().outcome, Outcome::Applied);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_runs_the_schedules() {
+    let ldap = Slapd::start(&format!("{}{}", base_ldif(), generate(2, 5, 1)));
+    let mut db = TestDb::new(Backend::Sqlite);
+    let mut src = source(ldap.url());
+    src.schedule.incremental = Some("* * * * * *".into());
+    db.cfg.sync.ldap = vec![src];
+    let directory = db.open().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(roster::app::run(listener, db.cfg.clone(), stop.clone()));
+    let mut runs = Vec::new();
+    for _ in 0..100 {
+        runs = directory.store().runs_recent(10).await.unwrap();
+        if runs.iter().filter(|r| r.status == "applied").count() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    stop.cancel();
+    server.await.unwrap().unwrap();
+    assert!(runs.iter().filter(|r| r.status == "applied").count() >= 2, "{runs:?}");
+    assert!(runs.iter().all(|r| r.trigger == "schedule:incremental"));
+    assert_eq!(directory.store().counts().await.unwrap().members, 5);
+}
