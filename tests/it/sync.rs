@@ -104,29 +104,9 @@ async fn first_sync_then_every_kind_of_change() {
     let u2 = member(&s, "user000002").await.unwrap();
     let u3 = member(&s, "user000003").await.unwrap();
     assert!(u1.primary_org_unit_id.is_some() && u2.primary_org_unit_id.is_some());
-    let dn_of = |login: &str| {
-        let out = std::process::Command::new("ldapsearch")
-            .args([
-                "-x",
-                "-LLL",
-                "-H",
-                &s.ldap.url(),
-                "-D",
-                SYNC_DN,
-                "-w",
-                SYNC_PW,
-                "-b",
-                SUFFIX,
-                &format!("(uid={login})"),
-                "dn",
-            ])
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout).unwrap().lines().next().unwrap().trim_start_matches("dn: ").to_owned()
-    };
-    let d1 = dn_of("user000001");
-    let d2 = dn_of("user000002");
-    let d3 = dn_of("user000003");
+    let d1 = dn_of_user(&s, "user000001");
+    let d2 = dn_of_user(&s, "user000002");
+    let d3 = dn_of_user(&s, "user000003");
     let parent_of = |dn: &str| dn.split_once(',').unwrap().1.to_owned();
     let ou_of_d1 = parent_of(&d1);
     let ou_name = ou_of_d1.split(',').next().unwrap().trim_start_matches("ou=").to_owned();
@@ -189,25 +169,17 @@ async fn first_sync_then_every_kind_of_change() {
     }
 }
 
-fn dn_of_ou(s: &Setup, name: &str) -> String {
+/// The DN of the first entry matching `filter`, read with ldapsearch as the sync account.
+fn dn_where(s: &Setup, filter: &str) -> String {
     let out = std::process::Command::new("ldapsearch")
-        .args([
-            "-x",
-            "-LLL",
-            "-H",
-            &s.ldap.url(),
-            "-D",
-            SYNC_DN,
-            "-w",
-            SYNC_PW,
-            "-b",
-            SUFFIX,
-            &format!("(ou={name})"),
-            "dn",
-        ])
+        .args(["-x", "-LLL", "-H", &s.ldap.url(), "-D", SYNC_DN, "-w", SYNC_PW, "-b", SUFFIX, filter, "dn"])
         .output()
         .unwrap();
     String::from_utf8(out.stdout).unwrap().lines().next().unwrap().trim_start_matches("dn: ").to_owned()
+}
+
+fn dn_of_ou(s: &Setup, name: &str) -> String {
+    dn_where(s, &format!("(ou={name})"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,24 +204,7 @@ async fn a_deletion_over_the_limit_is_held_until_approved() {
 }
 
 fn dn_of_user(s: &Setup, login: &str) -> String {
-    let out = std::process::Command::new("ldapsearch")
-        .args([
-            "-x",
-            "-LLL",
-            "-H",
-            &s.ldap.url(),
-            "-D",
-            SYNC_DN,
-            "-w",
-            SYNC_PW,
-            "-b",
-            SUFFIX,
-            &format!("(uid={login})"),
-            "dn",
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout).unwrap().lines().next().unwrap().trim_start_matches("dn: ").to_owned()
+    dn_where(s, &format!("(uid={login})"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
