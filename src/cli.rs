@@ -223,7 +223,10 @@ async fn token(directory: &DirectoryService, console: &Actor, command: TokenComm
 async fn sync(cfg: &Config, args: SyncArgs) -> anyhow::Result<ExitCode> {
     use crate::sync::{Outcome, RunOptions, SyncService};
     let directory = app::open_directory(cfg).await?;
-    let service = SyncService::new(directory.clone(), cfg.sync.ldap.clone());
+    let mut service = SyncService::new(directory.clone(), cfg.sync.ldap.clone());
+    if std::io::stderr().is_terminal() && !args.json {
+        service = service.with_progress();
+    }
     let report = match args.command {
         Some(SyncCommand::Status { json }) => {
             let runs = directory.store().runs_recent(50).await?;

@@ -91,6 +91,8 @@ pub struct SyncService {
     sources: Vec<LdapSource>,
     /// Who holds leases (`host:pid`).
     holder: String,
+    /// A progress bar for a person watching (`rosterd sync` on a terminal).
+    progress: Option<indicatif::ProgressBar>,
 }
 
 const BATCH: usize = 500;
@@ -100,7 +102,20 @@ impl SyncService {
     pub fn new(directory: DirectoryService, sources: Vec<LdapSource>) -> SyncService {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         let holder = format!("{}:{}:{}", host.trim(), std::process::id(), Uuid::new_v4().simple());
-        SyncService { directory, sources, holder }
+        SyncService { directory, sources, holder, progress: None }
+    }
+
+    /// Shows the run's progress (reading, then applying) on a terminal.
+    pub fn with_progress(mut self) -> SyncService {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} ({eta})")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        self.progress = Some(bar);
+        self
     }
 
     pub fn sources(&self) -> &[LdapSource] {
@@ -159,6 +174,9 @@ impl SyncService {
                 &report.message,
             )
             .await?;
+        if let Some(p) = &self.progress {
+            p.finish_and_clear();
+        }
         tracing::info!(source = %src.name, run = run_id, outcome = report.outcome.as_str(), "{}", report.message);
         Ok(report)
     }
@@ -171,6 +189,9 @@ impl SyncService {
     ) -> Result<(), SyncError> {
         let source = format!("ldap:{}", src.name);
         let store = self.directory.store();
+        if let Some(p) = &self.progress {
+            p.set_message(format!("reading {}", src.url));
+        }
         let stored = store.sync_cursor(&src.name).await?;
         let Read { snapshot, mode, cursor, entries } = read(src, stored.clone(), opts.full).await?;
         // An unchanged source leaves the cursor as it was: such a run writes nothing.
@@ -206,6 +227,10 @@ impl SyncService {
         let actor =
             Actor::new(Source::parse(&source).expect("validated source name"), format!("sync:{}", src.name));
         let cursor = cursor.map(|c| Change::SetSyncCursor { source: src.name.clone(), cursor: c });
+        if let Some(p) = &self.progress {
+            p.set_length(report.plan.len() as u64);
+            p.set_message("applying");
+        }
         let applied = self.apply(&actor, plan, cursor, &mut report.errors).await;
         report.errors.truncate(MAX_ERRORS);
         report.outcome = Outcome::Applied;
