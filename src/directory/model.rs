@@ -173,6 +173,15 @@ pub struct Member {
     pub mobile: Option<String>,
     pub title: Option<String>,
     pub employee_number: Option<String>,
+    /// Department as the identity provider wrote it (the org tree is `primary_org_unit_id`).
+    #[serde(default)]
+    pub department: Option<String>,
+    #[serde(default)]
+    pub organization: Option<String>,
+    #[serde(default)]
+    pub division: Option<String>,
+    #[serde(default)]
+    pub cost_center: Option<String>,
     pub primary_org_unit_id: Option<Uuid>,
     /// Further org units besides the primary one (their own table; the store fills them in).
     #[sqlx(skip)]

@@ -152,7 +152,9 @@ impl DirectoryService {
             Change::DeleteMember { id, reason } => delete_member(ctx, id, reason).await,
             Change::AdoptMember { id, anchor } => adopt_member(ctx, id, anchor).await,
             Change::CreateGroup(n) => create_group(ctx, n).await,
-            Change::UpdateGroup { id, name, owner_id } => update_group(ctx, id, name, owner_id).await,
+            Change::UpdateGroup { id, name, owner_id, anchor } => {
+                update_group(ctx, id, name, owner_id, anchor).await
+            }
             Change::AddGroupMembers { id, members } => group_members(ctx, id, members, true).await,
             Change::RemoveGroupMembers { id, members } => group_members(ctx, id, members, false).await,
             Change::DeleteGroup { id } => delete_group(ctx, id).await,
@@ -182,6 +184,10 @@ impl DirectoryService {
             mobile: validate::mobile(n.mobile.as_deref())?,
             title: validate::optional_text("title", n.title.as_deref(), 128)?,
             employee_number: validate::optional_text("employee_number", n.employee_number.as_deref(), 64)?,
+            department: validate::optional_text("department", n.department.as_deref(), 256)?,
+            organization: validate::optional_text("organization", n.organization.as_deref(), 128)?,
+            division: validate::optional_text("division", n.division.as_deref(), 128)?,
+            cost_center: validate::optional_text("cost_center", n.cost_center.as_deref(), 64)?,
             primary_org_unit_id: n.primary_org_unit_id,
             org_unit_ids: n.org_unit_ids,
             manager_id: n.manager_id,
@@ -550,6 +556,10 @@ async fn update_member(ctx: &mut Ctx<'_>, id: Uuid, p: MemberPatch) -> R<Applied
     opt!(family_name, 64);
     opt!(title, 128);
     opt!(employee_number, 64);
+    opt!(department, 256);
+    opt!(organization, 128);
+    opt!(division, 128);
+    opt!(cost_center, 64);
     opt!(anchor, 256);
     if let Some(v) = p.emails {
         m.emails = validate::emails(&v)?;
@@ -687,10 +697,15 @@ async fn update_group(
     id: Uuid,
     name: Option<String>,
     owner: Option<Option<Uuid>>,
+    anchor: Option<Option<String>>,
 ) -> R<Applied> {
     let before = group_or_404(ctx, id).await?;
     ctx.ensure_owner("group", id, &before.source)?;
     let mut g = before.clone();
+    if let Some(anchor) = anchor {
+        g.anchor = validate::optional_text("anchor", anchor.as_deref(), 256)?;
+        check_anchor(ctx, "group", g.anchor.as_deref(), id).await?;
+    }
     if let Some(name) = name {
         g.name = validate::text("name", &name, 128)?;
     }

@@ -98,18 +98,13 @@ pub fn emails(list: &[Email]) -> R<Vec<Email>> {
         if out.iter().any(|o| o.address == address) {
             return Err(DirectoryError::invalid("emails", format!("{address} is listed twice")));
         }
-        let kind = match e.kind.trim().to_lowercase().as_str() {
-            "" | "work" => "work",
-            "home" => "home",
-            "other" => "other",
-            k => {
-                return Err(DirectoryError::invalid(
-                    "emails",
-                    format!("unknown kind {k:?} (work, home, other)"),
-                ));
-            }
+        // work, home and other are the usual kinds; clients may send their own.
+        let kind = match e.kind.trim().to_lowercase() {
+            k if k.is_empty() => "work".to_owned(),
+            k if k.len() <= 64 && !k.chars().any(char::is_control) => k,
+            k => return Err(DirectoryError::invalid("emails", format!("kind {k:?} is not a short label"))),
         };
-        out.push(Email { address, kind: kind.to_owned(), primary: e.primary });
+        out.push(Email { address, kind, primary: e.primary });
     }
     match out.iter().filter(|e| e.primary).count() {
         0 if !out.is_empty() => out[0].primary = true,

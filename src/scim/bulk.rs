@@ -59,6 +59,9 @@ async fn run_one(
         ("PATCH", "users", Some(id)) => {
             user::patch_user(ctx, id, data, &headers).await.map(|r| (StatusCode::OK, Some(r)))
         }
+        ("PATCH", "orgunits", Some(id)) => {
+            orgunit::patch_unit(ctx, id, data, &headers).await.map(|r| (StatusCode::OK, Some(r)))
+        }
         ("PATCH", "groups", Some(id)) => {
             group::patch_group(ctx, id, data, &headers).await.map(|r| (StatusCode::OK, Some(r)))
         }

@@ -149,9 +149,11 @@ pub async fn replace_group(
     let v = lower_keys(body);
     check_schemas(&v, &[GROUP])?;
     let name = display_name(&v)?.ok_or_else(|| invalid("displayName is required"))?;
+    let anchor = v["externalid"].as_str().map(str::to_owned);
     let mut changes = Vec::new();
-    if name != g.name {
-        changes.push(Change::UpdateGroup { id: g.id, name: Some(name), owner_id: None });
+    if name != g.name || anchor != g.anchor {
+        let anchor = (anchor != g.anchor).then_some(anchor);
+        changes.push(Change::UpdateGroup { id: g.id, name: Some(name), owner_id: None, anchor });
     }
     set_members(ctx, &g, member_ids(&v["members"])?, &mut changes).await?;
     finish(ctx, &g, changes, true).await
@@ -177,7 +179,16 @@ pub async fn patch_group(ctx: &Ctx, id: &str, body: Value, headers: &HeaderMap) 
                         changes.push(Change::AddGroupMembers { id: g.id, members: member_ids(v)? });
                     }
                     "members" => set_members(ctx, &g, member_ids(v)?, &mut changes).await?,
-                    "externalid" | "id" | "schemas" | "meta" => {}
+                    "externalid" => {
+                        let anchor = v.as_str().map(str::to_owned);
+                        changes.push(Change::UpdateGroup {
+                            id: g.id,
+                            name: None,
+                            owner_id: None,
+                            anchor: Some(anchor),
+                        })
+                    }
+                    "id" | "schemas" | "meta" => {}
                     other => {
                         return Err(ScimError::bad(
                             "invalidPath",
@@ -209,7 +220,18 @@ pub async fn patch_group(ctx: &Ctx, id: &str, body: Value, headers: &HeaderMap) 
                 return Err(ScimError::bad("invalidPath", "members can be added by value, not by filter"));
             }
             ("id" | "meta", _, _) => return Err(ScimError::bad("mutability", "id and meta are read-only")),
-            ("externalid", None, _) => {}
+            ("externalid", None, OpKind::Remove) => {
+                changes.push(Change::UpdateGroup { id: g.id, name: None, owner_id: None, anchor: Some(None) })
+            }
+            ("externalid", None, _) => {
+                let anchor = value.as_str().ok_or_else(|| invalid("externalId must be a string"))?;
+                changes.push(Change::UpdateGroup {
+                    id: g.id,
+                    name: None,
+                    owner_id: None,
+                    anchor: Some(Some(anchor.to_owned())),
+                })
+            }
             (other, _, _) => {
                 return Err(ScimError::bad("invalidPath", format!("groups have no attribute {other}")));
             }
@@ -240,7 +262,7 @@ async fn filtered_members(
 
 fn rename(g: &Group, v: &Value) -> Result<Change, ScimError> {
     let name = v.as_str().ok_or_else(|| invalid("displayName must be a string"))?;
-    Ok(Change::UpdateGroup { id: g.id, name: Some(name.to_owned()), owner_id: None })
+    Ok(Change::UpdateGroup { id: g.id, name: Some(name.to_owned()), owner_id: None, anchor: None })
 }
 
 pub async fn delete_group(ctx: &Ctx, id: &str, headers: &HeaderMap) -> Result<(), ScimError> {

@@ -64,7 +64,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/Groups/.search", post(group::search))
         .route("/Groups/{id}", get(group::get).put(group::replace).patch(group::patch).delete(group::delete))
         .route("/OrgUnits", get(orgunit::list).post(orgunit::create))
-        .route("/OrgUnits/{id}", get(orgunit::get).put(orgunit::replace).delete(orgunit::delete))
+        .route(
+            "/OrgUnits/{id}",
+            get(orgunit::get).put(orgunit::replace).patch(orgunit::patch).delete(orgunit::delete),
+        )
         .route("/Bulk", post(bulk::bulk))
         .route("/.search", post(root_search))
         .fallback(|| async { ScimError::new(StatusCode::NOT_FOUND, None, "no such SCIM endpoint") })

@@ -133,6 +133,19 @@ pub async fn replace_unit(ctx: &Ctx, id: &str, body: Value, headers: &HeaderMap)
     Ok(to_scim(ctx, now, &all))
 }
 
+/// PATCH: the operations apply to the unit's SCIM form, written like a PUT.
+pub async fn patch_unit(ctx: &Ctx, id: &str, body: Value, headers: &HeaderMap) -> Result<Value, ScimError> {
+    let u = load(ctx, id).await?;
+    check_if_match(headers, u.version)?;
+    let ops = super::patch::parse_ops(&body)?;
+    let before = lower_keys(to_scim(ctx, &u, &all_units(ctx).await?));
+    let after = super::patch::apply_to_user(before.clone(), &ops)?;
+    if after == before {
+        return Ok(to_scim(ctx, &u, &all_units(ctx).await?));
+    }
+    replace_unit(ctx, id, after, &HeaderMap::new()).await
+}
+
 pub async fn delete_unit(ctx: &Ctx, id: &str, headers: &HeaderMap) -> Result<(), ScimError> {
     let u = load(ctx, id).await?;
     check_if_match(headers, u.version)?;
@@ -180,6 +193,15 @@ pub async fn replace(
     body: Bytes,
 ) -> Result<Response, ScimError> {
     Ok(resource(StatusCode::OK, replace_unit(&ctx, &id, json_body(&headers, &body)?, &headers).await?))
+}
+
+pub async fn patch(
+    ctx: Ctx,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ScimError> {
+    Ok(resource(StatusCode::OK, patch_unit(&ctx, &id, json_body(&headers, &body)?, &headers).await?))
 }
 
 pub async fn delete(ctx: Ctx, Path(id): Path<String>, headers: HeaderMap) -> Result<StatusCode, ScimError> {

@@ -90,6 +90,38 @@ fn container_of(schema: Option<&str>) -> Result<Option<String>, ScimError> {
 /// Applies the operations to a user document, in order.
 pub fn apply_to_user(mut doc: Value, ops: &[Op]) -> Result<Value, ScimError> {
     for op in ops {
+        // A path naming an extension schema itself targets the whole extension object.
+        let whole_extension = op.path.as_ref().and_then(|p| {
+            let urn = format!("{}:{}", p.attr.schema.as_deref()?, p.attr.attr);
+            (p.filter.is_none() && p.attr.sub_attr.is_none())
+                .then(|| [ENTERPRISE_USER, ROSTER_USER].into_iter().find(|e| e.eq_ignore_ascii_case(&urn)))
+                .flatten()
+        });
+        if let Some(ext) = whole_extension {
+            let key = ext.to_lowercase();
+            match op.kind {
+                OpKind::Remove => {
+                    if let Some(o) = doc.as_object_mut() {
+                        o.remove(&key);
+                    }
+                }
+                _ => {
+                    let value = lower_keys(op.value.clone());
+                    let Value::Object(fields) = value else {
+                        return Err(ScimError::bad("invalidValue", format!("{ext} takes an object")));
+                    };
+                    for (k, v) in fields {
+                        let path = PatchPath {
+                            attr: split_attr(Some(key.clone()), &k),
+                            filter: None,
+                            sub_attr: None,
+                        };
+                        apply_path(&mut doc, op.kind, &path, v)?;
+                    }
+                }
+            }
+            continue;
+        }
         match &op.path {
             Some(path) => apply_path(&mut doc, op.kind, path, lower_keys(op.value.clone()))?,
             None => {

@@ -38,6 +38,9 @@ pub struct UserInput {
     pub password: Option<Secret>,
     pub employee_number: Option<String>,
     pub department: Option<String>,
+    pub organization: Option<String>,
+    pub division: Option<String>,
+    pub cost_center: Option<String>,
     pub manager: Option<Uuid>,
     /// `(id, primary)` from the Roster extension; `None` when not sent.
     pub org_units: Option<Vec<(Uuid, bool)>>,
@@ -175,6 +178,9 @@ pub fn parse_user(v: &Value) -> Result<UserInput, ScimError> {
         password: opt_str(&v["password"], "password")?.map(Secret),
         employee_number: opt_str(&ext["employeenumber"], "employeeNumber")?,
         department: opt_str(&ext["department"], "department")?,
+        organization: opt_str(&ext["organization"], "organization")?,
+        division: opt_str(&ext["division"], "division")?,
+        cost_center: opt_str(&ext["costcenter"], "costCenter")?,
         manager,
         org_units,
     })
@@ -278,8 +284,22 @@ pub async fn to_scim(
     if let Some(e) = &m.employee_number {
         ent.insert("employeeNumber".into(), json!(e));
     }
-    if let Some(unit) = m.primary_org_unit_id {
-        ent.insert("department".into(), json!(department_path(ctx, unit, departments).await?));
+    // The org unit's path when the member has one, else the text the client sent.
+    match (m.primary_org_unit_id, &m.department) {
+        (Some(unit), _) => {
+            ent.insert("department".into(), json!(department_path(ctx, unit, departments).await?));
+        }
+        (None, Some(text)) => {
+            ent.insert("department".into(), json!(text));
+        }
+        (None, None) => {}
+    }
+    for (key, value) in
+        [("organization", &m.organization), ("division", &m.division), ("costCenter", &m.cost_center)]
+    {
+        if let Some(v) = value {
+            ent.insert(key.into(), json!(v));
+        }
     }
     if let Some(mgr) = m.manager_id {
         ent.insert("manager".into(), json!({ "value": mgr, "$ref": format!("{}/Users/{mgr}", ctx.base) }));
@@ -399,6 +419,10 @@ pub async fn create_user(ctx: &Ctx, body: Value) -> Result<(StatusCode, Value), 
         mobile: u.mobile,
         title: u.title,
         employee_number: u.employee_number,
+        department: u.department,
+        organization: u.organization,
+        division: u.division,
+        cost_center: u.cost_center,
         primary_org_unit_id: primary,
         org_unit_ids: others,
         manager_id: u.manager,
@@ -426,6 +450,10 @@ fn replace_patch(u: &UserInput, units: Option<(Option<Uuid>, Vec<Uuid>)>) -> Mem
         mobile: Some(u.mobile.clone()),
         title: Some(u.title.clone()),
         employee_number: Some(u.employee_number.clone()),
+        department: Some(u.department.clone()),
+        organization: Some(u.organization.clone()),
+        division: Some(u.division.clone()),
+        cost_center: Some(u.cost_center.clone()),
         primary_org_unit_id: primary,
         org_unit_ids: others,
         manager_id: Some(u.manager),
@@ -469,6 +497,13 @@ pub async fn patch_user(ctx: &Ctx, id: &str, body: Value, headers: &HeaderMap) -
     let after = super::patch::apply_to_user(before.clone(), &ops)?;
     if after == before {
         return to_scim(ctx, &current, &mut HashMap::new()).await;
+    }
+    let mut after = after;
+    // Our display name is name.formatted: a client that changed only one of them changed both.
+    if after["name"]["formatted"] != before["name"]["formatted"]
+        && after["displayname"] == before["displayname"]
+    {
+        after["displayname"] = after["name"]["formatted"].clone();
     }
     let u = parse_user(&after)?;
     let roster = ROSTER_USER.to_lowercase();

@@ -7,7 +7,7 @@
 
 pub(crate) const MEMBER_COLS: &str = "id, account_number, login_name, display_name, given_name, \
     family_name, mobile, title, employee_number, primary_org_unit_id, manager_id, state, source, \
-    anchor, version, created_at, updated_at";
+    anchor, version, created_at, updated_at, department, organization, division, cost_center";
 pub(crate) const ORG_UNIT_COLS: &str =
     "id, parent_id, name, position, source, anchor, version, created_at, updated_at";
 pub(crate) const GROUP_COLS: &str = "id, name, owner_id, source, anchor, version, created_at, updated_at";
@@ -862,7 +862,7 @@ macro_rules! shared_sql {
 
             async fn member_insert(&mut self, mb: &m::Member, password_hash: Option<&str>) -> Result<()> {
                 exec(&mut self.tx, q(sql!(
-                    "INSERT INTO members ({}, password_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+                    "INSERT INTO members ({}, password_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)",
                     MEMBER_COLS
                 ))
                 .bind(mb.id).bind(mb.account_number).bind(mb.login_name.clone()).bind(mb.display_name.clone())
@@ -870,6 +870,7 @@ macro_rules! shared_sql {
                 .bind(mb.employee_number.clone()).bind(mb.primary_org_unit_id).bind(mb.manager_id)
                 .bind(mb.state.as_str()).bind(mb.source.as_str().to_owned()).bind(mb.anchor.clone())
                 .bind(mb.version).bind(mb.created_at).bind(mb.updated_at)
+                .bind(mb.department.clone()).bind(mb.organization.clone()).bind(mb.division.clone()).bind(mb.cost_center.clone())
                 .bind(password_hash.map(str::to_owned))).await?;
                 write_member_children(&mut self.tx, mb).await
             }
@@ -904,12 +905,13 @@ macro_rules! shared_sql {
                 exec(&mut self.tx, q(
                     "UPDATE members SET login_name = $2, display_name = $3, given_name = $4, family_name = $5, mobile = $6, \
                      title = $7, employee_number = $8, primary_org_unit_id = $9, manager_id = $10, state = $11, anchor = $12, \
-                     version = $13, updated_at = $14 WHERE id = $1",
+                     version = $13, updated_at = $14, department = $15, organization = $16, division = $17, cost_center = $18 WHERE id = $1",
                 )
                 .bind(mb.id).bind(mb.login_name.clone()).bind(mb.display_name.clone()).bind(mb.given_name.clone())
                 .bind(mb.family_name.clone()).bind(mb.mobile.clone()).bind(mb.title.clone()).bind(mb.employee_number.clone())
                 .bind(mb.primary_org_unit_id).bind(mb.manager_id).bind(mb.state.as_str()).bind(mb.anchor.clone())
-                .bind(mb.version).bind(mb.updated_at)).await?;
+                .bind(mb.version).bind(mb.updated_at)
+                .bind(mb.department.clone()).bind(mb.organization.clone()).bind(mb.division.clone()).bind(mb.cost_center.clone())).await?;
                 exec(&mut self.tx, q("DELETE FROM member_emails WHERE member_id = $1").bind(mb.id)).await?;
                 exec(&mut self.tx, q("DELETE FROM member_org_units WHERE member_id = $1").bind(mb.id)).await?;
                 write_member_children(&mut self.tx, mb).await

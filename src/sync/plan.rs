@@ -288,7 +288,12 @@ pub fn build(source_name: &str, snap: &Snapshot, cur: &Current, mail_domain: &st
                     plan.groups.updated += 1;
                     groups_phase.push(step(
                         format!("rename group {:?} to {:?}", existing.name, g.name),
-                        Change::UpdateGroup { id: existing.id, name: Some(g.name.clone()), owner_id: None },
+                        Change::UpdateGroup {
+                            id: existing.id,
+                            name: Some(g.name.clone()),
+                            owner_id: None,
+                            anchor: None,
+                        },
                     ));
                 }
                 let have_set: HashSet<&Uuid> = have.iter().collect();

@@ -376,6 +376,29 @@ async fn patch_accepts_what_real_clients_send(b: Backend) {
     assert_eq!(a.status, 200);
     assert!(a.body.get("password").is_none());
     assert!(!s.get(&path).await.body.to_string().contains("Correct-Horse-9"));
+    // The whole Enterprise extension, by its URN as the path; kept as sent.
+    let ent = s
+        .patch(
+            &path,
+            json!([{ "op": "add", "path": ENT, "value": {
+                "department": "Research", "organization": "Example Holdings", "division": "Labs", "costCenter": "CC-7",
+            }}]),
+        )
+        .await;
+    assert_eq!(ent.status, 200, "{:?}", ent.body);
+    for (k, v) in [
+        ("department", "Research"),
+        ("organization", "Example Holdings"),
+        ("division", "Labs"),
+        ("costCenter", "CC-7"),
+    ] {
+        assert_eq!(s.get(&path).await.body[ENT][k], v, "{k}");
+    }
+    let a = s.patch(&path, json!([{ "op": "replace", "path": "name.formatted", "value": "Wei Z." }])).await;
+    assert_eq!(
+        (a.body["displayName"].as_str(), a.body["name"]["formatted"].as_str()),
+        (Some("Wei Z."), Some("Wei Z."))
+    );
     // A PATCH that changes nothing writes nothing.
     let same = s.patch(&path, json!([{ "op": "replace", "path": "title", "value": "Director" }])).await;
     assert_eq!(same.body["meta"]["version"], a.body["meta"]["version"]);
@@ -492,7 +515,10 @@ async fn group_membership_changes_touch_only_the_named_members(b: Backend) {
     assert_eq!(rm.status, 204);
     let now = s.get(&path).await;
     assert_eq!(ids_of(&now), ids[2..6].iter().cloned().collect());
+    let ext = s.patch(&path, json!([{ "op": "replace", "path": "externalId", "value": "g1-renamed" }])).await;
+    assert_eq!(ext.status, 204);
     let lean = s.get(&format!("{path}?excludedAttributes=members")).await;
+    assert_eq!(lean.body["externalId"], "g1-renamed");
     assert!(lean.body.get("members").is_none());
     let listed = s.get("/Groups?filter=displayName%20eq%20%22sales%22&excludedAttributes=members").await;
     assert_eq!(listed.body["totalResults"], 1);
@@ -622,6 +648,22 @@ async fn org_units_and_department_paths(b: Backend) {
     let units = s.get("/OrgUnits?filter=displayName%20eq%20%22Shanghai%22").await;
     assert_eq!(units.body["totalResults"], 1);
     assert_eq!(units.body["Resources"][0]["parent"]["value"], east.body["id"]);
+    let renamed = s
+        .patch(
+            &format!("/OrgUnits/{root_id}"),
+            json!([{ "op": "replace", "path": "displayName", "value": "Sales & Marketing" }]),
+        )
+        .await;
+    assert_eq!(renamed.status, 200, "{:?}", renamed.body);
+    assert_eq!(renamed.body["displayName"], "Sales & Marketing");
+    assert_eq!(renamed.body["externalId"], "ou-1", "PATCH keeps what it does not name");
+    let back = s
+        .patch(
+            &format!("/OrgUnits/{root_id}"),
+            json!([{ "op": "replace", "path": "displayName", "value": "Sales" }]),
+        )
+        .await;
+    assert_eq!(back.status, 200);
     // Moving the user by department reuses the existing units.
     let moved = s
         .patch(

@@ -415,7 +415,12 @@ async fn groups_track_members(b: Backend) {
     assert_eq!(s.group_member_ids(g.id).await.unwrap().len(), 3);
     d.apply_one(
         &console(),
-        Change::UpdateGroup { id: g.id, name: Some("Dinner".into()), owner_id: Some(Some(others[2])) },
+        Change::UpdateGroup {
+            id: g.id,
+            name: Some("Dinner".into()),
+            owner_id: Some(Some(others[2])),
+            anchor: None,
+        },
     )
     .await
     .unwrap();
