@@ -195,6 +195,10 @@ pub trait StoreTx: Send {
     async fn member_id_by_anchor(&mut self, source: &str, anchor: &str) -> Result<Option<Uuid>>;
     async fn member_id_by_number(&mut self, number: i64) -> Result<Option<Uuid>>;
     async fn member_count(&mut self) -> Result<i64>;
+    /// The first of the member's unique values that another member already holds, as
+    /// `(field, value)`: login name, an e-mail, the mobile, or the anchor in its source. One
+    /// query for all of them.
+    async fn member_conflict(&mut self, m: &Member) -> Result<Option<(String, String)>>;
     async fn member_insert(&mut self, m: &Member, password_hash: Option<&str>) -> Result<()>;
     async fn member_set_password(&mut self, id: Uuid, password_hash: &str) -> Result<()>;
     /// Hands a member to another source (explicit adoption).
@@ -235,9 +239,11 @@ pub trait StoreTx: Send {
     /// Removes members; returns how many were members.
     async fn group_members_remove(&mut self, group: Uuid, members: &[Uuid]) -> Result<u64>;
 
-    async fn audit_insert(&mut self, e: &AuditEntry) -> Result<()>;
+    /// Appends audit rows (many rows per statement).
+    async fn audit_insert(&mut self, entries: &[AuditEntry]) -> Result<()>;
     async fn sync_cursor_set(&mut self, source: &str, cursor: &str) -> Result<()>;
-    async fn outbox_insert(&mut self, m: &OutboxMessage) -> Result<()>;
+    /// Queues outbox rows (many rows per statement).
+    async fn outbox_insert(&mut self, messages: &[OutboxMessage]) -> Result<()>;
 
     async fn token_insert(
         &mut self,

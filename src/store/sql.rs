@@ -852,6 +852,30 @@ macro_rules! shared_sql {
                 Ok(r.map(|r| r.0))
             }
 
+            async fn member_conflict(&mut self, mb: &m::Member) -> Result<Option<(String, String)>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT 'login_name', login_name FROM members WHERE login_name = ");
+                qb.push_bind(mb.login_name.clone()).push(" AND id <> ").push_bind(mb.id);
+                if !mb.emails.is_empty() {
+                    qb.push(" UNION ALL SELECT 'email', address FROM member_emails WHERE member_id <> ").push_bind(mb.id);
+                    qb.push(" AND address IN (");
+                    let mut list = qb.separated(", ");
+                    for e in &mb.emails {
+                        list.push_bind(e.address.clone());
+                    }
+                    qb.push(")");
+                }
+                if let Some(mobile) = &mb.mobile {
+                    qb.push(" UNION ALL SELECT 'mobile', mobile FROM members WHERE mobile = ").push_bind(mobile.clone());
+                    qb.push(" AND id <> ").push_bind(mb.id);
+                }
+                if let Some(anchor) = &mb.anchor {
+                    qb.push(" UNION ALL SELECT 'anchor', anchor FROM members WHERE source = ").push_bind(mb.source.as_str().to_owned());
+                    qb.push(" AND anchor = ").push_bind(anchor.clone()).push(" AND id <> ").push_bind(mb.id);
+                }
+                qb.push(" LIMIT 1");
+                qb.build_query_as::<(String, String)>().fetch_optional(&mut *self.tx).await.map_err($err)
+            }
+
             async fn member_count(&mut self) -> Result<i64> {
                 let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM members")
                     .fetch_one(&mut *self.tx)
@@ -1069,24 +1093,44 @@ macro_rules! shared_sql {
                 Ok(())
             }
 
-            async fn audit_insert(&mut self, e: &m::AuditEntry) -> Result<()> {
-                exec(&mut self.tx, q(
-                    "INSERT INTO audit_log (at, actor, source, action, object_kind, object_id, before, after) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(e.at).bind(e.actor.clone()).bind(e.source.as_str().to_owned()).bind(e.action.clone())
-                .bind(e.object_kind.clone()).bind(e.object_id.clone())
-                .bind(e.before.clone().map(Json)).bind(e.after.clone().map(Json))).await?;
+            async fn audit_insert(&mut self, entries: &[m::AuditEntry]) -> Result<()> {
+                // 8 values a row: well under SQLite's limit of bound parameters per statement.
+                for chunk in entries.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO audit_log (at, actor, source, action, object_kind, object_id, before, after) ",
+                    );
+                    qb.push_values(chunk, |mut row, e| {
+                        row.push_bind(e.at)
+                            .push_bind(e.actor.clone())
+                            .push_bind(e.source.as_str().to_owned())
+                            .push_bind(e.action.clone())
+                            .push_bind(e.object_kind.clone())
+                            .push_bind(e.object_id.clone())
+                            .push_bind(e.before.clone().map(Json))
+                            .push_bind(e.after.clone().map(Json));
+                    });
+                    qb.build().execute(&mut *self.tx).await.map_err($err)?;
+                }
                 Ok(())
             }
 
-            async fn outbox_insert(&mut self, o: &m::OutboxMessage) -> Result<()> {
-                exec(&mut self.tx, q(
-                    "INSERT INTO outbox (id, created_at, kind, idempotency_key, payload, state, attempts, next_attempt_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $2)",
-                )
-                .bind(o.id).bind(o.created_at).bind(o.kind.clone()).bind(o.idempotency_key.clone())
-                .bind(Json(o.payload.clone())).bind(o.state.clone()).bind(o.attempts)).await?;
+            async fn outbox_insert(&mut self, messages: &[m::OutboxMessage]) -> Result<()> {
+                for chunk in messages.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO outbox (id, created_at, kind, idempotency_key, payload, state, attempts, next_attempt_at) ",
+                    );
+                    qb.push_values(chunk, |mut row, o| {
+                        row.push_bind(o.id)
+                            .push_bind(o.created_at)
+                            .push_bind(o.kind.clone())
+                            .push_bind(o.idempotency_key.clone())
+                            .push_bind(Json(o.payload.clone()))
+                            .push_bind(o.state.clone())
+                            .push_bind(o.attempts)
+                            .push_bind(o.created_at);
+                    });
+                    qb.build().execute(&mut *self.tx).await.map_err($err)?;
+                }
                 Ok(())
             }
 
