@@ -39,6 +39,8 @@ struct Ctx<'a> {
     mail_domain: String,
     audit: Vec<AuditEntry>,
     outbox: Vec<OutboxMessage>,
+    /// See [`numbers::allocate`].
+    numbers_clear_above: Option<bool>,
     /// Org units this transaction has already seen exist (they cannot vanish within it
     /// without this transaction deleting them, which forgets them again).
     units_seen: std::collections::HashSet<Uuid>,
@@ -53,6 +55,7 @@ impl<'a> Ctx<'a> {
             mail_domain,
             audit: Vec::new(),
             outbox: Vec::new(),
+            numbers_clear_above: None,
             units_seen: Default::default(),
         }
     }
@@ -226,7 +229,9 @@ impl DirectoryService {
             updated_at: ctx.now,
         };
         check_member(ctx, &mut m).await?;
-        m.account_number = numbers::allocate(ctx.tx, &self.numbers, n.account_number, ctx.now).await?;
+        m.account_number =
+            numbers::allocate(ctx.tx, &self.numbers, n.account_number, ctx.now, &mut ctx.numbers_clear_above)
+                .await?;
         let hash = n.password.as_ref().map(hash_member_password).transpose()?;
         ctx.tx.member_insert(&m, hash.as_deref()).await?;
         ctx.audit("member.create", "member", Some(m.id.to_string()), None, Some(&m)).await?;
@@ -243,6 +248,7 @@ impl DirectoryService {
             reserved_by: ctx.actor.who.clone(),
         };
         ctx.tx.number_reserve(&r).await?;
+        ctx.numbers_clear_above = None;
         ctx.audit("number.reserve", "number", Some(number.to_string()), None, Some(&r)).await?;
         Ok(Applied::Reservation(r))
     }
@@ -660,6 +666,7 @@ async fn delete_member(ctx: &mut Ctx<'_>, id: Uuid, reason: String) -> R<Applied
     ctx.tx.member_delete(id).await?;
     ctx.tx.tombstone_insert(&t).await?;
     ctx.tx.number_release(before.account_number, ctx.now).await?;
+    ctx.numbers_clear_above = None;
     ctx.audit("member.delete", "member", Some(id.to_string()), Some(&before), None).await?;
     let mut gone = before;
     gone.version += 1;

@@ -215,6 +215,8 @@ pub trait StoreTx: Send {
     /// block is used up. Serialises concurrent allocators (a row lock / the single writer).
     async fn number_next_fresh(&mut self, first: i64, last: i64) -> Result<Option<i64>>;
     async fn number_reserved(&mut self, number: i64) -> Result<bool>;
+    /// Whether no number above the highest ever issued is held, reserved or in quarantine.
+    async fn numbers_clear_above_high_water(&mut self) -> Result<bool>;
     /// Whether `number` is held by a member, reserved, or in quarantine.
     async fn number_taken(&mut self, number: i64) -> Result<bool>;
     async fn number_reserve(&mut self, r: &Reservation) -> Result<()>;

@@ -980,6 +980,18 @@ macro_rules! shared_sql {
                 Ok(r.is_some())
             }
 
+            async fn numbers_clear_above_high_water(&mut self) -> Result<bool> {
+                let (n,): (i64,) = sqlx::query_as(
+                    "SELECT (SELECT COUNT(*) FROM members m, number_counter c WHERE m.account_number > c.high_water) \
+                          + (SELECT COUNT(*) FROM number_reservations r, number_counter c WHERE r.number > c.high_water) \
+                          + (SELECT COUNT(*) FROM number_releases r, number_counter c WHERE r.number > c.high_water)",
+                )
+                .fetch_one(&mut *self.tx)
+                .await
+                .map_err($err)?;
+                Ok(n == 0)
+            }
+
             async fn number_taken(&mut self, number: i64) -> Result<bool> {
                 let (n,): (i64,) = sqlx::query_as(
                     "SELECT (SELECT COUNT(*) FROM members WHERE account_number = $1) \
