@@ -424,14 +424,18 @@ macro_rules! shared_sql {
             }
 
             async fn org_unit_children(&self, parent: Option<Uuid>) -> Result<Vec<m::OrgUnit>> {
-                sqlx::query_as::<_, m::OrgUnit>(sql!(
-                    "SELECT {} FROM org_units WHERE parent_id IS NOT DISTINCT FROM $1 ORDER BY position, name",
-                    ORG_UNIT_COLS
-                ))
-                .bind(parent)
-                .fetch_all(&self.read)
-                .await
-                .map_err($err)
+                // `= $1` or `IS NULL`, never `IS NOT DISTINCT FROM`: PostgreSQL answers only
+                // the first two from an index.
+                let query = match parent {
+                    Some(p) => sqlx::query_as::<_, m::OrgUnit>(sql!(
+                        "SELECT {} FROM org_units WHERE parent_id = $1 ORDER BY position, name", ORG_UNIT_COLS
+                    ))
+                    .bind(p),
+                    None => sqlx::query_as::<_, m::OrgUnit>(sql!(
+                        "SELECT {} FROM org_units WHERE parent_id IS NULL ORDER BY position, name", ORG_UNIT_COLS
+                    )),
+                };
+                query.fetch_all(&self.read).await.map_err($err)
             }
 
             async fn group(&self, id: Uuid) -> Result<Option<m::Group>> {
@@ -741,14 +745,11 @@ macro_rules! shared_sql {
             }
 
             async fn org_unit_sibling_named(&mut self, parent: Option<Uuid>, name: &str) -> Result<Option<Uuid>> {
-                let r: Option<(Uuid,)> = sqlx::query_as(
-                    "SELECT id FROM org_units WHERE parent_id IS NOT DISTINCT FROM $1 AND name = $2",
-                )
-                .bind(parent)
-                .bind(name.to_owned())
-                .fetch_optional(&mut *self.tx)
-                .await
-                .map_err($err)?;
+                let query = match parent {
+                    Some(p) => sqlx::query_as("SELECT id FROM org_units WHERE parent_id = $1 AND name = $2").bind(p),
+                    None => sqlx::query_as("SELECT id FROM org_units WHERE parent_id IS NULL AND name = $1"),
+                };
+                let r: Option<(Uuid,)> = query.bind(name.to_owned()).fetch_optional(&mut *self.tx).await.map_err($err)?;
                 Ok(r.map(|r| r.0))
             }
 
@@ -770,13 +771,11 @@ macro_rules! shared_sql {
             }
 
             async fn org_unit_next_position(&mut self, parent: Option<Uuid>) -> Result<i64> {
-                let (n,): (Option<i64>,) = sqlx::query_as(
-                    "SELECT MAX(position) FROM org_units WHERE parent_id IS NOT DISTINCT FROM $1",
-                )
-                .bind(parent)
-                .fetch_one(&mut *self.tx)
-                .await
-                .map_err($err)?;
+                let query = match parent {
+                    Some(p) => sqlx::query_as("SELECT MAX(position) FROM org_units WHERE parent_id = $1").bind(p),
+                    None => sqlx::query_as("SELECT MAX(position) FROM org_units WHERE parent_id IS NULL"),
+                };
+                let (n,): (Option<i64>,) = query.fetch_one(&mut *self.tx).await.map_err($err)?;
                 Ok(n.map_or(0, |n| n + 1))
             }
 
