@@ -48,6 +48,23 @@ pub async fn allocate(
     Err(DirectoryError::NumbersExhausted { first: cfg.first, last: cfg.last })
 }
 
+/// Takes up to `count` fresh consecutive numbers at once, for a change set that creates many
+/// members: one counter update instead of one per member. Empty when anything above the
+/// high-water mark is reserved, released or held (then [`allocate`] checks number by number).
+pub async fn take_block(
+    tx: &mut dyn StoreTx,
+    cfg: &NumbersConfig,
+    count: usize,
+) -> R<std::collections::VecDeque<i64>> {
+    if !tx.numbers_clear_above_high_water().await? {
+        return Ok(Default::default());
+    }
+    let Some((from, to)) = tx.number_take_block(cfg.first, cfg.last, count as i64).await? else {
+        return Ok(Default::default());
+    };
+    Ok((from..=to).collect())
+}
+
 fn reuse_cutoff(cfg: &NumbersConfig, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     cfg.reuse_after_days.map(|d| now - Duration::days(i64::from(d)))
 }

@@ -41,6 +41,8 @@ struct Ctx<'a> {
     outbox: Vec<OutboxMessage>,
     /// See [`numbers::allocate`].
     numbers_clear_above: Option<bool>,
+    /// Numbers taken for this transaction's creates in one go ([`numbers::take_block`]).
+    number_pool: std::collections::VecDeque<i64>,
     /// Org units this transaction has already seen exist (they cannot vanish within it
     /// without this transaction deleting them, which forgets them again).
     units_seen: std::collections::HashSet<Uuid>,
@@ -56,6 +58,7 @@ impl<'a> Ctx<'a> {
             audit: Vec::new(),
             outbox: Vec::new(),
             numbers_clear_above: None,
+            number_pool: Default::default(),
             units_seen: Default::default(),
         }
     }
@@ -146,6 +149,19 @@ impl DirectoryService {
             .map_err(|e| at(0)(e.into()))?
             .ok_or_else(|| at(0)(DirectoryError::NoEnterprise))?;
         let mut ctx = Ctx::new(tx.as_mut(), actor, now(), enterprise.mail_domain);
+        // A set that creates members and names no numbers takes its numbers as one block.
+        let fresh = changes
+            .iter()
+            .filter(|c| matches!(c, Change::CreateMember(m) if m.account_number.is_none()))
+            .count();
+        let explicit = changes.iter().any(|c| {
+            matches!(c, Change::ReserveNumber { .. })
+                || matches!(c, Change::CreateMember(m) if m.account_number.is_some())
+        });
+        if fresh > 1 && !explicit {
+            ctx.number_pool =
+                numbers::take_block(ctx.tx, &self.numbers, fresh).await.map_err(|e| at(0)(e))?;
+        }
         let mut out = Vec::with_capacity(changes.len());
         for (i, change) in changes.into_iter().enumerate() {
             let applied = self.apply_one_in(&mut ctx, change).await.map_err(|e| {
@@ -229,9 +245,20 @@ impl DirectoryService {
             updated_at: ctx.now,
         };
         check_member(ctx, &mut m).await?;
-        m.account_number =
-            numbers::allocate(ctx.tx, &self.numbers, n.account_number, ctx.now, &mut ctx.numbers_clear_above)
-                .await?;
+        let pooled = if n.account_number.is_none() { ctx.number_pool.pop_front() } else { None };
+        m.account_number = match pooled {
+            Some(number) => number,
+            None => {
+                numbers::allocate(
+                    ctx.tx,
+                    &self.numbers,
+                    n.account_number,
+                    ctx.now,
+                    &mut ctx.numbers_clear_above,
+                )
+                .await?
+            }
+        };
         let hash = n.password.as_ref().map(hash_member_password).transpose()?;
         ctx.tx.member_insert(&m, hash.as_deref()).await?;
         ctx.audit("member.create", "member", Some(m.id.to_string()), None, Some(&m)).await?;

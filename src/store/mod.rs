@@ -215,6 +215,10 @@ pub trait StoreTx: Send {
     /// block is used up. Serialises concurrent allocators (a row lock / the single writer).
     async fn number_next_fresh(&mut self, first: i64, last: i64) -> Result<Option<i64>>;
     async fn number_reserved(&mut self, number: i64) -> Result<bool>;
+    /// Advances the counter by up to `count` within `first..=last` and returns the numbers taken
+    /// (`from..=to`); `None` when the block is used up. Holds the counter's lock like
+    /// [`number_next_fresh`](Self::number_next_fresh).
+    async fn number_take_block(&mut self, first: i64, last: i64, count: i64) -> Result<Option<(i64, i64)>>;
     /// Whether no number above the highest ever issued is held, reserved or in quarantine.
     async fn numbers_clear_above_high_water(&mut self) -> Result<bool>;
     /// Whether `number` is held by a member, reserved, or in quarantine.

@@ -979,6 +979,23 @@ macro_rules! shared_sql {
                 Ok(r.is_some())
             }
 
+            async fn number_take_block(&mut self, first: i64, last: i64, count: i64) -> Result<Option<(i64, i64)>> {
+                // Lock the row first (a no-op update), then read and move the mark.
+                let (high,): (i64,) = sqlx::query_as(
+                    "UPDATE number_counter SET high_water = high_water WHERE singleton = 1 RETURNING high_water",
+                )
+                .fetch_one(&mut *self.tx)
+                .await
+                .map_err($err)?;
+                let base = high.max(first - 1);
+                let to = (base + count).min(last);
+                if to <= base {
+                    return Ok(None);
+                }
+                exec(&mut self.tx, q("UPDATE number_counter SET high_water = $1 WHERE singleton = 1").bind(to)).await?;
+                Ok(Some((base + 1, to)))
+            }
+
             async fn numbers_clear_above_high_water(&mut self) -> Result<bool> {
                 let (n,): (i64,) = sqlx::query_as(
                     "SELECT (SELECT COUNT(*) FROM members m, number_counter c WHERE m.account_number > c.high_water) \
