@@ -105,20 +105,7 @@ pub fn apply_to_user(mut doc: Value, ops: &[Op]) -> Result<Value, ScimError> {
                         o.remove(&key);
                     }
                 }
-                _ => {
-                    let value = lower_keys(op.value.clone());
-                    let Value::Object(fields) = value else {
-                        return Err(ScimError::bad("invalidValue", format!("{ext} takes an object")));
-                    };
-                    for (k, v) in fields {
-                        let path = PatchPath {
-                            attr: split_attr(Some(key.clone()), &k),
-                            filter: None,
-                            sub_attr: None,
-                        };
-                        apply_path(&mut doc, op.kind, &path, v)?;
-                    }
-                }
+                _ => apply_extension(&mut doc, op.kind, &key, lower_keys(op.value.clone()))?,
             }
             continue;
         }
@@ -132,17 +119,7 @@ pub fn apply_to_user(mut doc: Value, ops: &[Op]) -> Result<Value, ScimError> {
                     let known_extension =
                         [ENTERPRISE_USER, ROSTER_USER].iter().any(|e| e.eq_ignore_ascii_case(&key));
                     if known_extension {
-                        let Value::Object(inner) = value else {
-                            return Err(ScimError::bad("invalidValue", format!("{key} must be an object")));
-                        };
-                        for (k, v) in inner {
-                            let path = PatchPath {
-                                attr: split_attr(Some(key.clone()), &k),
-                                filter: None,
-                                sub_attr: None,
-                            };
-                            apply_path(&mut doc, op.kind, &path, v)?;
-                        }
+                        apply_extension(&mut doc, op.kind, &key, value)?;
                         continue;
                     }
                     let path = parse_path(&key)
@@ -153,6 +130,18 @@ pub fn apply_to_user(mut doc: Value, ops: &[Op]) -> Result<Value, ScimError> {
         }
     }
     Ok(doc)
+}
+
+/// Sets an extension's attributes from an object of them (`key` is the lower-cased URN).
+fn apply_extension(doc: &mut Value, kind: OpKind, key: &str, value: Value) -> Result<(), ScimError> {
+    let Value::Object(fields) = value else {
+        return Err(ScimError::bad("invalidValue", format!("{key} takes an object")));
+    };
+    for (k, v) in fields {
+        let path = PatchPath { attr: split_attr(Some(key.to_owned()), &k), filter: None, sub_attr: None };
+        apply_path(doc, kind, &path, v)?;
+    }
+    Ok(())
 }
 
 fn split_attr(schema: Option<String>, key: &str) -> AttrPath {
