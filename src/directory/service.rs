@@ -46,6 +46,56 @@ struct Ctx<'a> {
     /// Org units this transaction has already seen exist (they cannot vanish within it
     /// without this transaction deleting them, which forgets them again).
     units_seen: std::collections::HashSet<Uuid>,
+    /// The index of the change being applied.
+    index: usize,
+    /// Members created and not yet written ([`Ctx::write_pending`]).
+    pending: Pending,
+}
+
+/// New members held back so that a change set's creates reach the store together: their
+/// uniqueness is checked against each other here and against the store in a few queries, and
+/// they are inserted in multi-row statements. Any change other than a plain create writes them
+/// first, so every other change sees the store as if each create had been written at once.
+#[derive(Default)]
+struct Pending {
+    members: Vec<Member>,
+    password_hashes: Vec<Option<String>>,
+    /// The change index of each member.
+    index: Vec<usize>,
+    /// Ids the caller chose (generated ones cannot collide).
+    chosen_ids: Vec<Uuid>,
+    ids: std::collections::HashSet<Uuid>,
+    /// `(field, value)` of every unique value, as the store reports conflicts, to its member.
+    values: std::collections::HashMap<(&'static str, String), usize>,
+}
+
+impl Pending {
+    fn unique_values(m: &Member) -> impl Iterator<Item = (&'static str, String)> + '_ {
+        std::iter::once(("login_name", m.login_name.clone()))
+            .chain(m.emails.iter().map(|e| ("email", e.address.clone())))
+            .chain(m.mobile.iter().map(|v| ("mobile", v.clone())))
+            .chain(m.anchor.iter().map(|v| ("anchor", v.clone())))
+            .chain(std::iter::once(("id", m.id.to_string())))
+    }
+
+    /// The first value of `m` that a pending member already holds.
+    fn conflict(&self, m: &Member) -> Option<(&'static str, String)> {
+        Pending::unique_values(m).find(|key| self.values.contains_key(key))
+    }
+
+    fn push(&mut self, index: usize, m: Member, password_hash: Option<String>, chosen_id: bool) {
+        let at = self.members.len();
+        for key in Pending::unique_values(&m) {
+            self.values.insert(key, at);
+        }
+        if chosen_id {
+            self.chosen_ids.push(m.id);
+        }
+        self.ids.insert(m.id);
+        self.index.push(index);
+        self.members.push(m);
+        self.password_hashes.push(password_hash);
+    }
 }
 
 impl<'a> Ctx<'a> {
@@ -60,7 +110,32 @@ impl<'a> Ctx<'a> {
             numbers_clear_above: None,
             number_pool: Default::default(),
             units_seen: Default::default(),
+            index: 0,
+            pending: Pending::default(),
         }
+    }
+
+    /// Checks the pending members against the store and writes them. An error names the
+    /// earliest change at fault.
+    async fn write_pending(&mut self) -> Result<(), (usize, DirectoryError)> {
+        if self.pending.members.is_empty() {
+            return Ok(());
+        }
+        let p = std::mem::take(&mut self.pending);
+        let first = p.index[0];
+        let conflicts = self.tx.members_conflicts(&p.members, &p.chosen_ids).await.map_err(|e| (first, e.into()))?;
+        let earliest = conflicts
+            .into_iter()
+            .map(|(field, value)| {
+                let at = p.values.get(&(field_name(&field), value.clone())).copied().unwrap_or(0);
+                (at, field, value)
+            })
+            .min_by_key(|c| c.0);
+        if let Some((at, field, value)) = earliest {
+            return Err((p.index[at], DirectoryError::Conflict { field, value }));
+        }
+        self.tx.members_insert(&p.members, &p.password_hashes).await.map_err(|e| (first, e.into()))?;
+        Ok(())
     }
 
     /// Writes the collected audit and outbox rows; call before committing.
@@ -130,6 +205,17 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// The `'static` name of a unique field the store reports.
+fn field_name(field: &str) -> &'static str {
+    match field {
+        "login_name" => "login_name",
+        "email" => "email",
+        "mobile" => "mobile",
+        "anchor" => "anchor",
+        _ => "id",
+    }
+}
+
 impl DirectoryService {
     pub fn new(store: Arc<dyn Store>, numbers: NumbersConfig) -> DirectoryService {
         DirectoryService { store, numbers }
@@ -162,17 +248,34 @@ impl DirectoryService {
             ctx.number_pool =
                 numbers::take_block(ctx.tx, &self.numbers, fresh).await.map_err(|e| at(0)(e))?;
         }
+        let fix = |e| match e {
+            DirectoryError::Store(s) => DirectoryError::from_store(s),
+            e => e,
+        };
         let mut out = Vec::with_capacity(changes.len());
         for (i, change) in changes.into_iter().enumerate() {
-            let applied = self.apply_one_in(&mut ctx, change).await.map_err(|e| {
-                at(i)(match e {
-                    DirectoryError::Store(s) => DirectoryError::from_store(s),
-                    e => e,
-                })
-            })?;
-            out.push(applied);
+            ctx.index = i;
+            if !matches!(&change, Change::CreateMember(n) if n.account_number.is_none()) {
+                ctx.write_pending().await.map_err(|(j, e)| at(j)(fix(e)))?;
+            }
+            match self.apply_one_in(&mut ctx, change).await {
+                Ok(applied) => out.push(applied),
+                Err(e) => {
+                    // A held-back create may be the first change at fault (unless the store
+                    // failed, which leaves a PostgreSQL transaction unusable).
+                    if !matches!(e, DirectoryError::Store(_)) {
+                        if let Err((j, earlier)) = ctx.write_pending().await {
+                            if j < i && !matches!(earlier, DirectoryError::Store(_)) {
+                                return Err(at(j)(earlier));
+                            }
+                        }
+                    }
+                    return Err(at(i)(fix(e)));
+                }
+            }
         }
         let last = out.len().saturating_sub(1);
+        ctx.write_pending().await.map_err(|(j, e)| at(j)(fix(e)))?;
         ctx.flush().await.map_err(|e| at(last)(e))?;
         tx.commit().await.map_err(|e| at(last)(DirectoryError::from_store(e)))?;
         Ok(out)
@@ -215,10 +318,6 @@ impl DirectoryService {
 
     async fn create_member(&self, ctx: &mut Ctx<'_>, n: NewMember) -> R<Applied> {
         let id = n.id.unwrap_or_else(Uuid::now_v7);
-        if n.id.is_some() && (ctx.tx.member(id).await?.is_some() || self.store.tombstone(id).await?.is_some())
-        {
-            return Err(DirectoryError::Conflict { field: "id".into(), value: id.to_string() });
-        }
         let mut m = Member {
             id,
             account_number: 0,
@@ -244,7 +343,10 @@ impl DirectoryService {
             created_at: ctx.now,
             updated_at: ctx.now,
         };
-        check_member(ctx, &mut m).await?;
+        if let Some((field, value)) = ctx.pending.conflict(&m) {
+            return Err(DirectoryError::Conflict { field: field.into(), value });
+        }
+        check_member(ctx, &mut m, true).await?;
         let pooled = if n.account_number.is_none() { ctx.number_pool.pop_front() } else { None };
         m.account_number = match pooled {
             Some(number) => number,
@@ -260,9 +362,10 @@ impl DirectoryService {
             }
         };
         let hash = n.password.as_ref().map(hash_member_password).transpose()?;
-        ctx.tx.member_insert(&m, hash.as_deref()).await?;
         ctx.audit("member.create", "member", Some(m.id.to_string()), None, Some(&m)).await?;
         ctx.notify_member("member.created", &m).await?;
+        // Written by `Ctx::write_pending`, before the next change that is not such a create.
+        ctx.pending.push(ctx.index, m.clone(), hash, n.id.is_some());
         Ok(Applied::Member(m))
     }
 
@@ -561,10 +664,13 @@ async fn member_or_404(ctx: &mut Ctx<'_>, id: Uuid) -> R<Member> {
 }
 
 /// Uniqueness within the enterprise (the member's own values never conflict with themselves)
-/// and references to other objects.
-async fn check_member(ctx: &mut Ctx<'_>, m: &mut Member) -> R<()> {
-    if let Some((field, value)) = ctx.tx.member_conflict(m).await? {
-        return Err(DirectoryError::Conflict { field, value });
+/// and references to other objects. A `new` member's uniqueness is checked when it is written
+/// ([`Ctx::write_pending`]).
+async fn check_member(ctx: &mut Ctx<'_>, m: &mut Member, new: bool) -> R<()> {
+    if !new {
+        if let Some((field, value)) = ctx.tx.member_conflict(m).await? {
+            return Err(DirectoryError::Conflict { field, value });
+        }
     }
     // The primary unit is not repeated among the further ones.
     m.org_unit_ids.sort();
@@ -583,7 +689,7 @@ async fn check_member(ctx: &mut Ctx<'_>, m: &mut Member) -> R<()> {
         if manager == m.id {
             return Err(DirectoryError::invalid("manager_id", "a member cannot be their own manager"));
         }
-        if ctx.tx.member(manager).await?.is_none() {
+        if !ctx.pending.ids.contains(&manager) && ctx.tx.member(manager).await?.is_none() {
             return Err(DirectoryError::invalid("manager_id", format!("member {manager} does not exist")));
         }
     }
@@ -634,7 +740,7 @@ async fn update_member(ctx: &mut Ctx<'_>, id: Uuid, p: MemberPatch) -> R<Applied
     if let Some(v) = p.state {
         m.state = v;
     }
-    check_member(ctx, &mut m).await?;
+    check_member(ctx, &mut m, false).await?;
     if let Some(password) = &p.password {
         ctx.tx.member_set_password(id, &hash_member_password(password)?).await?;
         ctx.audit::<()>("member.password_set", "member", Some(id.to_string()), None, None).await?;

@@ -199,7 +199,14 @@ pub trait StoreTx: Send {
     /// `(field, value)`: login name, an e-mail, the mobile, or the anchor in its source. One
     /// query for all of them.
     async fn member_conflict(&mut self, m: &Member) -> Result<Option<(String, String)>>;
-    async fn member_insert(&mut self, m: &Member, password_hash: Option<&str>) -> Result<()>;
+    /// For new members: every unique value of theirs that another member already holds, as
+    /// `(field, value)` with field `login_name`, `email`, `mobile` or `anchor` (within each
+    /// member's source), and which of `ids` (chosen by the caller, not generated) a member or a
+    /// tombstone already has (field `id`). A few queries for any number of members.
+    async fn members_conflicts(&mut self, ms: &[Member], ids: &[Uuid]) -> Result<Vec<(String, String)>>;
+    /// Inserts new members with their e-mails and further org units, each with its password
+    /// hash, in multi-row statements.
+    async fn members_insert(&mut self, ms: &[Member], password_hashes: &[Option<String>]) -> Result<()>;
     async fn member_set_password(&mut self, id: Uuid, password_hash: &str) -> Result<()>;
     /// Hands a member to another source (explicit adoption).
     async fn member_set_source(&mut self, id: Uuid, source: &str, anchor: Option<&str>) -> Result<()>;

@@ -97,25 +97,24 @@ macro_rules! shared_sql {
                 .map_err($err)
         }
 
-        async fn write_member_children(c: &mut Conn, mb: &m::Member) -> Result<()> {
-            for (i, e) in mb.emails.iter().enumerate() {
-                q("INSERT INTO member_emails (member_id, address, kind, is_primary, position) VALUES ($1, $2, $3, $4, $5)")
-                    .bind(mb.id)
-                    .bind(e.address.clone())
-                    .bind(e.kind.clone())
-                    .bind(e.primary)
-                    .bind(i as i64)
-                    .execute(&mut *c)
-                    .await
-                    .map_err($err)?;
+        /// E-mails and further org units of members whose old ones (if any) are gone.
+        async fn write_members_children(c: &mut Conn, ms: &[&m::Member]) -> Result<()> {
+            let emails: Vec<(Uuid, usize, &m::Email)> =
+                ms.iter().flat_map(|mb| mb.emails.iter().enumerate().map(|(i, e)| (mb.id, i, e))).collect();
+            for chunk in emails.chunks(1000) {
+                let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO member_emails (member_id, address, kind, is_primary, position) ");
+                qb.push_values(chunk, |mut row, (id, i, e)| {
+                    row.push_bind(*id).push_bind(e.address.clone()).push_bind(e.kind.clone()).push_bind(e.primary).push_bind(*i as i64);
+                });
+                qb.build().execute(&mut *c).await.map_err($err)?;
             }
-            for u in &mb.org_unit_ids {
-                q("INSERT INTO member_org_units (member_id, org_unit_id) VALUES ($1, $2)")
-                    .bind(mb.id)
-                    .bind(*u)
-                    .execute(&mut *c)
-                    .await
-                    .map_err($err)?;
+            let units: Vec<(Uuid, Uuid)> = ms.iter().flat_map(|mb| mb.org_unit_ids.iter().map(|u| (mb.id, *u))).collect();
+            for chunk in units.chunks(1000) {
+                let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO member_org_units (member_id, org_unit_id) ");
+                qb.push_values(chunk, |mut row, (id, u)| {
+                    row.push_bind(*id).push_bind(*u);
+                });
+                qb.build().execute(&mut *c).await.map_err($err)?;
             }
             Ok(())
         }
@@ -883,19 +882,74 @@ macro_rules! shared_sql {
                 Ok(n)
             }
 
-            async fn member_insert(&mut self, mb: &m::Member, password_hash: Option<&str>) -> Result<()> {
-                exec(&mut self.tx, q(sql!(
-                    "INSERT INTO members ({}, password_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)",
-                    MEMBER_COLS
-                ))
-                .bind(mb.id).bind(mb.account_number).bind(mb.login_name.clone()).bind(mb.display_name.clone())
-                .bind(mb.given_name.clone()).bind(mb.family_name.clone()).bind(mb.mobile.clone()).bind(mb.title.clone())
-                .bind(mb.employee_number.clone()).bind(mb.primary_org_unit_id).bind(mb.manager_id)
-                .bind(mb.state.as_str()).bind(mb.source.as_str().to_owned()).bind(mb.anchor.clone())
-                .bind(mb.version).bind(mb.created_at).bind(mb.updated_at)
-                .bind(mb.department.clone()).bind(mb.organization.clone()).bind(mb.division.clone()).bind(mb.cost_center.clone())
-                .bind(password_hash.map(str::to_owned))).await?;
-                write_member_children(&mut self.tx, mb).await
+            async fn members_conflicts(&mut self, ms: &[m::Member], ids: &[Uuid]) -> Result<Vec<(String, String)>> {
+                let mut found = Vec::new();
+                for chunk in ids.chunks(1000) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT id FROM members WHERE id IN (");
+                    let mut list = qb.separated(", ");
+                    chunk.iter().for_each(|id| { list.push_bind(*id); });
+                    qb.push(") UNION ALL SELECT member_id FROM tombstones WHERE member_id IN (");
+                    let mut list = qb.separated(", ");
+                    chunk.iter().for_each(|id| { list.push_bind(*id); });
+                    qb.push(")");
+                    let rows: Vec<(Uuid,)> = qb.build_query_as().fetch_all(&mut *self.tx).await.map_err($err)?;
+                    found.extend(rows.into_iter().map(|(id,)| ("id".to_owned(), id.to_string())));
+                }
+                // Five or so values a member: well under either backend's bound-parameter limit.
+                for chunk in ms.chunks(1000) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT 'login_name', login_name FROM members WHERE login_name IN (");
+                    let mut list = qb.separated(", ");
+                    chunk.iter().for_each(|mb| { list.push_bind(mb.login_name.clone()); });
+                    qb.push(")");
+                    let emails: Vec<String> = chunk.iter().flat_map(|mb| mb.emails.iter().map(|e| e.address.clone())).collect();
+                    if !emails.is_empty() {
+                        qb.push(" UNION ALL SELECT 'email', address FROM member_emails WHERE address IN (");
+                        let mut list = qb.separated(", ");
+                        emails.into_iter().for_each(|e| { list.push_bind(e); });
+                        qb.push(")");
+                    }
+                    let mobiles: Vec<String> = chunk.iter().filter_map(|mb| mb.mobile.clone()).collect();
+                    if !mobiles.is_empty() {
+                        qb.push(" UNION ALL SELECT 'mobile', mobile FROM members WHERE mobile IN (");
+                        let mut list = qb.separated(", ");
+                        mobiles.into_iter().for_each(|v| { list.push_bind(v); });
+                        qb.push(")");
+                    }
+                    let mut sources: Vec<&str> = chunk.iter().filter(|mb| mb.anchor.is_some()).map(|mb| mb.source.as_str()).collect();
+                    sources.sort_unstable();
+                    sources.dedup();
+                    for source in sources {
+                        qb.push(" UNION ALL SELECT 'anchor', anchor FROM members WHERE source = ").push_bind(source.to_owned());
+                        qb.push(" AND anchor IN (");
+                        let mut list = qb.separated(", ");
+                        chunk.iter().filter(|mb| mb.source.as_str() == source).filter_map(|mb| mb.anchor.clone())
+                            .for_each(|a| { list.push_bind(a); });
+                        qb.push(")");
+                    }
+                    found.extend(qb.build_query_as::<(String, String)>().fetch_all(&mut *self.tx).await.map_err($err)?);
+                }
+                Ok(found)
+            }
+
+            async fn members_insert(&mut self, ms: &[m::Member], password_hashes: &[Option<String>]) -> Result<()> {
+                // 22 values a row; SQLite allows 32,766 bound parameters a statement.
+                let rows: Vec<(&m::Member, &Option<String>)> = ms.iter().zip(password_hashes).collect();
+                for chunk in rows.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(format!("INSERT INTO members ({MEMBER_COLS}, password_hash) "));
+                    qb.push_values(chunk, |mut row, (mb, hash)| {
+                        row.push_bind(mb.id).push_bind(mb.account_number).push_bind(mb.login_name.clone())
+                            .push_bind(mb.display_name.clone()).push_bind(mb.given_name.clone()).push_bind(mb.family_name.clone())
+                            .push_bind(mb.mobile.clone()).push_bind(mb.title.clone()).push_bind(mb.employee_number.clone())
+                            .push_bind(mb.primary_org_unit_id).push_bind(mb.manager_id).push_bind(mb.state.as_str())
+                            .push_bind(mb.source.as_str().to_owned()).push_bind(mb.anchor.clone()).push_bind(mb.version)
+                            .push_bind(mb.created_at).push_bind(mb.updated_at).push_bind(mb.department.clone())
+                            .push_bind(mb.organization.clone()).push_bind(mb.division.clone()).push_bind(mb.cost_center.clone())
+                            .push_bind(hash.clone());
+                    });
+                    qb.build().execute(&mut *self.tx).await.map_err($err)?;
+                }
+                let members: Vec<&m::Member> = ms.iter().collect();
+                write_members_children(&mut self.tx, &members).await
             }
 
             async fn member_set_password(&mut self, id: Uuid, password_hash: &str) -> Result<()> {
@@ -937,7 +991,7 @@ macro_rules! shared_sql {
                 .bind(mb.department.clone()).bind(mb.organization.clone()).bind(mb.division.clone()).bind(mb.cost_center.clone())).await?;
                 exec(&mut self.tx, q("DELETE FROM member_emails WHERE member_id = $1").bind(mb.id)).await?;
                 exec(&mut self.tx, q("DELETE FROM member_org_units WHERE member_id = $1").bind(mb.id)).await?;
-                write_member_children(&mut self.tx, mb).await
+                write_members_children(&mut self.tx, &[mb]).await
             }
 
             async fn member_delete(&mut self, id: Uuid) -> Result<()> {
@@ -1098,18 +1152,26 @@ macro_rules! shared_sql {
 
             async fn group_members_add(&mut self, group: Uuid, members: &[Uuid]) -> Result<u64> {
                 let mut added = 0;
-                for mb in members {
-                    added += exec(&mut self.tx, q("INSERT INTO group_members (group_id, member_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                        .bind(group).bind(*mb)).await?;
+                for chunk in members.chunks(1000) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO group_members (group_id, member_id) ");
+                    qb.push_values(chunk, |mut row, mb| {
+                        row.push_bind(group).push_bind(*mb);
+                    });
+                    qb.push(" ON CONFLICT DO NOTHING");
+                    added += qb.build().execute(&mut *self.tx).await.map_err($err)?.rows_affected();
                 }
                 Ok(added)
             }
 
             async fn group_members_remove(&mut self, group: Uuid, members: &[Uuid]) -> Result<u64> {
                 let mut removed = 0;
-                for mb in members {
-                    removed += exec(&mut self.tx, q("DELETE FROM group_members WHERE group_id = $1 AND member_id = $2")
-                        .bind(group).bind(*mb)).await?;
+                for chunk in members.chunks(1000) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("DELETE FROM group_members WHERE group_id = ");
+                    qb.push_bind(group).push(" AND member_id IN (");
+                    let mut list = qb.separated(", ");
+                    chunk.iter().for_each(|mb| { list.push_bind(*mb); });
+                    qb.push(")");
+                    removed += qb.build().execute(&mut *self.tx).await.map_err($err)?.rows_affected();
                 }
                 Ok(removed)
             }

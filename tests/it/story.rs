@@ -13,6 +13,7 @@ on_both_stores!(
     org_tree_keeps_its_shape,
     members_get_consecutive_numbers_and_unique_names,
     a_change_set_is_all_or_nothing,
+    a_set_of_creates_is_checked_as_a_whole,
     deleted_members_become_tombstones,
     numbers_are_reused_only_after_quarantine,
     reserved_numbers_are_skipped,
@@ -199,6 +200,94 @@ async fn a_change_set_is_all_or_nothing(b: Backend) {
     let Applied::Member(amy) = &out[1] else { panic!("{out:?}") };
     assert_eq!(amy.account_number, 1000, "the rolled-back set did not use up a number");
     assert_eq!(amy.primary_org_unit_id, Some(unit));
+}
+
+/// Creates in one set are written together; each is still checked against the store, against the
+/// set's other creates, and against what later changes in the set do.
+async fn a_set_of_creates_is_checked_as_a_whole(b: Backend) {
+    let db = TestDb::new(b);
+    let d = db.open().await;
+    let with_mail = |login: &str, mail: &str| NewMember {
+        emails: vec![Email { address: mail.into(), kind: "work".into(), primary: true }],
+        ..member(login)
+    };
+    let old = NewMember { mobile: Some("+8613800000001".into()), ..with_mail("old", "old@example.com") };
+    let old = create_member(&d, &console(), old).await;
+    let refused = |set: Vec<Change>| async {
+        let counts = d.store().counts().await.unwrap();
+        let audit = d.store().audit_count().await.unwrap();
+        let err = d.apply(&console(), set).await.unwrap_err();
+        assert_eq!(d.store().counts().await.unwrap().members, counts.members, "{err:?} wrote members");
+        assert_eq!(d.store().audit_count().await.unwrap(), audit, "{err:?} wrote audit rows");
+        (err.index, err.error.code(), err.error.to_string())
+    };
+    let creates = |n: usize| (0..n).map(|i| Change::CreateMember(member(&format!("m{i}")))).collect::<Vec<_>>();
+
+    // Against the store: the index is the create's, whatever comes after it.
+    let mut set = creates(5);
+    set.insert(3, Change::CreateMember(with_mail("x", "old@example.com")));
+    set.push(Change::CreateMember(NewMember { mobile: Some("+8613800000001".into()), ..member("y") }));
+    let (index, code, text) = refused(set).await;
+    assert_eq!((index, code), (3, "conflict"), "{text}");
+    assert!(text.contains("old@example.com"), "{text}");
+    let mut set = creates(4);
+    set.push(Change::CreateMember(NewMember { mobile: Some("+86 138 0000 0001".into()), ..member("y") }));
+    assert_eq!(refused(set).await.0, 4);
+    // Among themselves: the second holder is at fault.
+    let mut set = creates(3);
+    set.push(Change::CreateMember(with_mail("a", "same@example.com")));
+    set.push(Change::CreateMember(with_mail("b", "SAME@example.com")));
+    assert_eq!(refused(set).await.0, 4);
+    let mut set = creates(3);
+    set.push(Change::CreateMember(member("M1")));
+    assert_eq!(refused(set).await.0, 3);
+    // A chosen id that a member or a tombstone has.
+    let mut set = creates(2);
+    set.push(Change::CreateMember(NewMember { id: Some(old.id), ..member("z") }));
+    assert_eq!(refused(set).await.0, 2);
+    // An earlier conflicting create is reported before a later invalid change.
+    let mut set = creates(2);
+    set.push(Change::CreateMember(member("old")));
+    set.push(Change::CreateMember(member("bad@other.org")));
+    assert_eq!(refused(set).await.0, 2);
+
+    // Later changes in the set see the creates: a manager, an update, a group, a delete.
+    let boss = Uuid::now_v7();
+    let group = Uuid::now_v7();
+    let mut set = vec![Change::CreateMember(NewMember { id: Some(boss), ..member("boss") })];
+    set.extend(creates(3));
+    set.push(Change::CreateMember(NewMember { manager_id: Some(boss), ..member("report") }));
+    set.push(Change::UpdateMember {
+        id: boss,
+        patch: MemberPatch { title: Some(Some("Head".into())), ..Default::default() },
+    });
+    set.push(Change::CreateGroup(NewGroup {
+        id: Some(group),
+        name: "Leads".into(),
+        members: vec![boss],
+        ..Default::default()
+    }));
+    let out = d.apply(&console(), set).await.unwrap();
+    let numbers: Vec<i64> = out
+        .iter()
+        .filter_map(|a| if let Applied::Member(m) = a { Some(m.account_number) } else { None })
+        .collect();
+    assert_eq!(numbers[..5], [1001, 1002, 1003, 1004, 1005], "one block, in order");
+    let s = d.store();
+    assert_eq!(s.member(boss).await.unwrap().unwrap().title.as_deref(), Some("Head"));
+    assert_eq!(s.member_by_login("report@example.com").await.unwrap().unwrap().manager_id, Some(boss));
+    assert_eq!(s.group_member_ids(group).await.unwrap(), [boss]);
+    assert_eq!(s.counts().await.unwrap().members, 6);
+    // A later change in the same set that collides with an earlier create.
+    let set = vec![
+        Change::CreateMember(member("n1")),
+        Change::CreateMember(member("n2")),
+        Change::UpdateMember {
+            id: old.id,
+            patch: MemberPatch { login_name: Some("n2".into()), ..Default::default() },
+        },
+    ];
+    assert_eq!(refused(set).await.0, 2);
 }
 
 async fn deleted_members_become_tombstones(b: Backend) {
