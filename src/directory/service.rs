@@ -67,6 +67,9 @@ struct Pending {
     ids: std::collections::HashSet<Uuid>,
     /// `(field, value)` of every unique value, as the store reports conflicts, to its member.
     values: std::collections::HashMap<(&'static str, String), usize>,
+    /// Org units the members refer to that this transaction has not seen yet, with the first
+    /// member that does.
+    units: std::collections::HashMap<Uuid, usize>,
 }
 
 impl Pending {
@@ -123,7 +126,25 @@ impl<'a> Ctx<'a> {
         }
         let p = std::mem::take(&mut self.pending);
         let first = p.index[0];
-        let conflicts = self.tx.members_conflicts(&p.members, &p.chosen_ids).await.map_err(|e| (first, e.into()))?;
+        if !p.units.is_empty() {
+            let wanted: Vec<Uuid> = p.units.keys().copied().collect();
+            let found = self.tx.org_units_existing(&wanted).await.map_err(|e| (first, e.into()))?;
+            self.units_seen.extend(found.iter().copied());
+            // (A create that failed after its check left an entry past the end: skipped.)
+            let missing = p
+                .units
+                .iter()
+                .filter(|(u, at)| **at < p.index.len() && !self.units_seen.contains(u))
+                .min_by_key(|(_, at)| **at);
+            if let Some((unit, at)) = missing {
+                return Err((
+                    p.index[*at],
+                    DirectoryError::invalid("org_unit_ids", format!("org unit {unit} does not exist")),
+                ));
+            }
+        }
+        let conflicts =
+            self.tx.members_conflicts(&p.members, &p.chosen_ids).await.map_err(|e| (first, e.into()))?;
         let earliest = conflicts
             .into_iter()
             .map(|(field, value)| {
@@ -678,6 +699,11 @@ async fn check_member(ctx: &mut Ctx<'_>, m: &mut Member, new: bool) -> R<()> {
     m.org_unit_ids.retain(|u| Some(*u) != m.primary_org_unit_id);
     for unit in m.primary_org_unit_id.iter().chain(m.org_unit_ids.iter()) {
         if ctx.units_seen.contains(unit) {
+            continue;
+        }
+        if new {
+            let at = ctx.pending.members.len();
+            ctx.pending.units.entry(*unit).or_insert(at);
             continue;
         }
         if ctx.tx.org_unit(*unit).await?.is_none() {

@@ -210,6 +210,8 @@ pub trait StoreTx: Send {
     async fn member_set_password(&mut self, id: Uuid, password_hash: &str) -> Result<()>;
     /// Hands a member to another source (explicit adoption).
     async fn member_set_source(&mut self, id: Uuid, source: &str, anchor: Option<&str>) -> Result<()>;
+    /// Which of `ids` are org units (one query a thousand).
+    async fn org_units_existing(&mut self, ids: &[Uuid]) -> Result<Vec<Uuid>>;
     /// Which of `ids` are members (one query, for large group changes).
     async fn members_existing(&mut self, ids: &[Uuid]) -> Result<Vec<Uuid>>;
     /// Rewrites the member's row, e-mails and further org units.

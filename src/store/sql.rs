@@ -42,23 +42,39 @@ macro_rules! shared_sql {
         }
 
         async fn load_member(c: &mut Conn, row: Option<m::Member>) -> Result<Option<m::Member>> {
-            let Some(mut member) = row else { return Ok(None) };
-            member.emails = sqlx::query_as::<_, m::Email>(
-                "SELECT address, kind, is_primary FROM member_emails WHERE member_id = $1 ORDER BY position",
-            )
-            .bind(member.id)
-            .fetch_all(&mut *c)
-            .await
-            .map_err($err)?;
-            let units: Vec<(Uuid,)> = sqlx::query_as(
-                "SELECT org_unit_id FROM member_org_units WHERE member_id = $1 ORDER BY org_unit_id",
-            )
-            .bind(member.id)
-            .fetch_all(&mut *c)
-            .await
-            .map_err($err)?;
-            member.org_unit_ids = units.into_iter().map(|u| u.0).collect();
-            Ok(Some(member))
+            let Some(member) = row else { return Ok(None) };
+            Ok(load_members(c, vec![member]).await?.pop())
+        }
+
+        /// Fills in the e-mails and further org units of member rows: one query for a page.
+        async fn load_members(c: &mut Conn, mut members: Vec<m::Member>) -> Result<Vec<m::Member>> {
+            if members.is_empty() {
+                return Ok(members);
+            }
+            let index: std::collections::HashMap<Uuid, usize> = members.iter().enumerate().map(|(i, m)| (m.id, i)).collect();
+            type Child = (Uuid, String, String, String, bool, i64, Option<Uuid>);
+            let mut rows: Vec<Child> = Vec::new();
+            for chunk in members.chunks(1000) {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT member_id, 'e', address, kind, is_primary, CAST(position AS BIGINT), NULL FROM member_emails WHERE member_id IN (",
+                );
+                let mut list = qb.separated(", ");
+                chunk.iter().for_each(|mb| { list.push_bind(mb.id); });
+                qb.push(") UNION ALL SELECT member_id, 'u', '', '', FALSE, CAST(0 AS BIGINT), org_unit_id FROM member_org_units WHERE member_id IN (");
+                let mut list = qb.separated(", ");
+                chunk.iter().for_each(|mb| { list.push_bind(mb.id); });
+                qb.push(")");
+                rows.extend(qb.build_query_as::<Child>().fetch_all(&mut *c).await.map_err($err)?);
+            }
+            rows.sort_by(|a, b| (a.0, a.5, a.6).cmp(&(b.0, b.5, b.6)));
+            for (id, part, address, kind, primary, _, unit) in rows {
+                let Some(&i) = index.get(&id) else { continue };
+                match (part.as_str(), unit) {
+                    ("u", Some(unit)) => members[i].org_unit_ids.push(unit),
+                    _ => members[i].emails.push(m::Email { address, kind, primary }),
+                }
+            }
+            Ok(members)
         }
 
         async fn member_where(c: &mut Conn, sql: &'static str, key: impl for<'q> sqlx::Encode<'q, $db> + sqlx::Type<$db> + Send + 'static) -> Result<Option<m::Member>> {
@@ -266,6 +282,13 @@ macro_rules! shared_sql {
             }
         }
 
+        /// The total a page tells without counting: a page that is not full is the last one
+        /// (unless it is empty past the first, when the total may be anything below its offset).
+        fn known_total(q: &$crate::directory::query::Query, got: usize) -> Option<i64> {
+            let got = got as i64;
+            (q.limit > 0 && got < q.limit && (got > 0 || q.offset == 0)).then_some(q.offset + got)
+        }
+
         fn push_order(qb: &mut sqlx::QueryBuilder<$db>, q: &$crate::directory::query::Query, default: &str) {
             match q.sort {
                 Some((f, desc)) => {
@@ -287,33 +310,41 @@ macro_rules! shared_sql {
         impl Store for $Store {
             async fn search_members(&self, q: &$crate::directory::query::Query) -> Result<$crate::directory::query::Page<m::Member>> {
                 let mut c = self.read.acquire().await.map_err($err)?;
-                let mut count = sqlx::QueryBuilder::<$db>::new("SELECT COUNT(*) FROM members");
-                push_where(&mut count, q);
-                let (total,): (i64,) = count.build_query_as().fetch_one(&mut *c).await.map_err($err)?;
-                let mut items = Vec::new();
-                if q.limit > 0 && total > q.offset {
+                let mut rows: Vec<m::Member> = Vec::new();
+                if q.limit > 0 {
                     let mut page = sqlx::QueryBuilder::<$db>::new(format!("SELECT {MEMBER_COLS} FROM members"));
                     push_where(&mut page, q);
                     push_order(&mut page, q, "account_number");
-                    let rows: Vec<m::Member> = page.build_query_as().fetch_all(&mut *c).await.map_err($err)?;
-                    for row in rows {
-                        items.extend(load_member(&mut c, Some(row)).await?);
-                    }
+                    rows = page.build_query_as().fetch_all(&mut *c).await.map_err($err)?;
                 }
+                let total = match known_total(q, rows.len()) {
+                    Some(total) => total,
+                    None => {
+                        let mut count = sqlx::QueryBuilder::<$db>::new("SELECT COUNT(*) FROM members");
+                        push_where(&mut count, q);
+                        count.build_query_as::<(i64,)>().fetch_one(&mut *c).await.map_err($err)?.0
+                    }
+                };
+                let items = load_members(&mut c, rows).await?;
                 Ok($crate::directory::query::Page { total, items })
             }
 
             async fn search_groups(&self, q: &$crate::directory::query::Query) -> Result<$crate::directory::query::Page<m::Group>> {
-                let mut count = sqlx::QueryBuilder::<$db>::new("SELECT COUNT(*) FROM groups");
-                push_where(&mut count, q);
-                let (total,): (i64,) = count.build_query_as().fetch_one(&self.read).await.map_err($err)?;
-                let mut items = Vec::new();
-                if q.limit > 0 && total > q.offset {
+                let mut items: Vec<m::Group> = Vec::new();
+                if q.limit > 0 {
                     let mut page = sqlx::QueryBuilder::<$db>::new(format!("SELECT {GROUP_COLS} FROM groups"));
                     push_where(&mut page, q);
                     push_order(&mut page, q, "created_at, id");
                     items = page.build_query_as().fetch_all(&self.read).await.map_err($err)?;
                 }
+                let total = match known_total(q, items.len()) {
+                    Some(total) => total,
+                    None => {
+                        let mut count = sqlx::QueryBuilder::<$db>::new("SELECT COUNT(*) FROM groups");
+                        push_where(&mut count, q);
+                        count.build_query_as::<(i64,)>().fetch_one(&self.read).await.map_err($err)?.0
+                    }
+                };
                 Ok($crate::directory::query::Page { total, items })
             }
 
@@ -403,11 +434,7 @@ macro_rules! shared_sql {
                 .fetch_all(&mut *c)
                 .await
                 .map_err($err)?;
-                let mut out = Vec::with_capacity(rows.len());
-                for row in rows {
-                    out.extend(load_member(&mut c, Some(row)).await?);
-                }
-                Ok(out)
+                load_members(&mut c, rows).await
             }
 
             async fn org_unit(&self, id: Uuid) -> Result<Option<m::OrgUnit>> {
@@ -967,6 +994,21 @@ macro_rules! shared_sql {
                 let mut found = Vec::with_capacity(ids.len());
                 for chunk in ids.chunks(500) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT id FROM members WHERE id IN (");
+                    let mut list = qb.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    qb.push(")");
+                    let rows: Vec<(Uuid,)> = qb.build_query_as().fetch_all(&mut *self.tx).await.map_err($err)?;
+                    found.extend(rows.into_iter().map(|r| r.0));
+                }
+                Ok(found)
+            }
+
+            async fn org_units_existing(&mut self, ids: &[Uuid]) -> Result<Vec<Uuid>> {
+                let mut found = Vec::with_capacity(ids.len());
+                for chunk in ids.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT id FROM org_units WHERE id IN (");
                     let mut list = qb.separated(", ");
                     for id in chunk {
                         list.push_bind(*id);

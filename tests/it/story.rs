@@ -14,6 +14,7 @@ on_both_stores!(
     members_get_consecutive_numbers_and_unique_names,
     a_change_set_is_all_or_nothing,
     a_set_of_creates_is_checked_as_a_whole,
+    a_search_page_tells_the_total,
     deleted_members_become_tombstones,
     numbers_are_reused_only_after_quarantine,
     reserved_numbers_are_skipped,
@@ -221,7 +222,8 @@ async fn a_set_of_creates_is_checked_as_a_whole(b: Backend) {
         assert_eq!(d.store().audit_count().await.unwrap(), audit, "{err:?} wrote audit rows");
         (err.index, err.error.code(), err.error.to_string())
     };
-    let creates = |n: usize| (0..n).map(|i| Change::CreateMember(member(&format!("m{i}")))).collect::<Vec<_>>();
+    let creates =
+        |n: usize| (0..n).map(|i| Change::CreateMember(member(&format!("m{i}")))).collect::<Vec<_>>();
 
     // Against the store: the index is the create's, whatever comes after it.
     let mut set = creates(5);
@@ -245,6 +247,12 @@ async fn a_set_of_creates_is_checked_as_a_whole(b: Backend) {
     let mut set = creates(2);
     set.push(Change::CreateMember(NewMember { id: Some(old.id), ..member("z") }));
     assert_eq!(refused(set).await.0, 2);
+    // An org unit that does not exist.
+    let mut set = creates(3);
+    set.push(Change::CreateMember(NewMember { primary_org_unit_id: Some(Uuid::now_v7()), ..member("u") }));
+    set.extend(creates(5).into_iter().skip(3));
+    let (index, code, text) = refused(set).await;
+    assert_eq!((index, code), (3, "invalid"), "{text}");
     // An earlier conflicting create is reported before a later invalid change.
     let mut set = creates(2);
     set.push(Change::CreateMember(member("old")));
@@ -288,6 +296,54 @@ async fn a_set_of_creates_is_checked_as_a_whole(b: Backend) {
         },
     ];
     assert_eq!(refused(set).await.0, 2);
+}
+
+/// The total is counted when the page cannot tell it, and read off the page when it can.
+async fn a_search_page_tells_the_total(b: Backend) {
+    use roster::directory::query::{Expr, Field, Op, Query, Val};
+    let db = TestDb::new(b);
+    let d = db.open().await;
+    let unit = create_unit(&d, None, "Ops").await;
+    let set = (0..7)
+        .map(|i| {
+            Change::CreateMember(NewMember {
+                emails: vec![Email {
+                    address: format!("m{i}@example.com"),
+                    kind: "work".into(),
+                    primary: true,
+                }],
+                org_unit_ids: if i % 2 == 0 { vec![unit] } else { vec![] },
+                ..member(&format!("m{i}"))
+            })
+        })
+        .collect();
+    d.apply(&console(), set).await.unwrap();
+    let s = d.store();
+    let q = |offset, limit| Query { filter: None, sort: None, offset, limit };
+    let page = |offset, limit| async move {
+        let p = s.search_members(&q(offset, limit)).await.unwrap();
+        (p.total, p.items.iter().map(|m| m.account_number).collect::<Vec<_>>())
+    };
+    assert_eq!(page(0, 3).await, (7, vec![1000, 1001, 1002]), "a full page counts");
+    assert_eq!(page(3, 100).await, (7, vec![1003, 1004, 1005, 1006]), "a short page tells");
+    assert_eq!(page(0, 7).await, (7, (1000..1007).collect()));
+    assert_eq!(page(20, 5).await, (7, vec![]), "past the end counts");
+    assert_eq!(page(0, 0).await, (7, vec![]), "no page counts");
+    let none =
+        Query { filter: Some(Expr::Cmp(Field::LoginName, Op::Eq, Val::Text("nobody".into()))), ..q(0, 10) };
+    let found = s.search_members(&none).await.unwrap();
+    assert_eq!((found.total, found.items.len()), (0, 0));
+    // Each member of a page comes with its own e-mails and org units.
+    let all = s.search_members(&q(0, 100)).await.unwrap().items;
+    for m in &all {
+        let i = m.account_number - 1000;
+        assert_eq!(
+            m.emails.iter().map(|e| e.address.as_str()).collect::<Vec<_>>(),
+            [format!("m{i}@example.com")]
+        );
+        assert_eq!(m.org_unit_ids, if i % 2 == 0 { vec![unit] } else { vec![] }, "{}", m.login_name);
+        assert_eq!(&s.member(m.id).await.unwrap().unwrap(), m);
+    }
 }
 
 async fn deleted_members_become_tombstones(b: Backend) {
