@@ -29,3 +29,39 @@ pub fn check_name(name: &str) -> Result<String, DirectoryError> {
     }
     Ok(name.to_owned())
 }
+
+/// How long a verified token is believed without asking the store again.
+pub const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+const CACHE_MAX: usize = 256;
+
+/// Tokens verified in the last [`CACHE_TTL`], by hash, so that a provisioning burst of
+/// thousands of requests a second does not look its token up for each one. A revocation
+/// through this process empties it at once; one made by another process (`rosterd token
+/// revoke`) takes effect within [`CACHE_TTL`].
+#[derive(Default)]
+pub struct Cache {
+    entries:
+        std::sync::Mutex<std::collections::HashMap<String, (crate::store::TokenInfo, std::time::Instant)>>,
+}
+
+impl Cache {
+    pub fn get(&self, hash: &str) -> Option<crate::store::TokenInfo> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.get(hash).filter(|(_, at)| at.elapsed() < CACHE_TTL).map(|(info, _)| info.clone())
+    }
+
+    pub fn put(&self, hash: String, info: crate::store::TokenInfo) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= CACHE_MAX {
+            entries.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
+            if entries.len() >= CACHE_MAX {
+                entries.clear();
+            }
+        }
+        entries.insert(hash, (info, std::time::Instant::now()));
+    }
+
+    pub fn clear(&self) {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}

@@ -27,6 +27,7 @@ fn now() -> DateTime<Utc> {
 pub struct DirectoryService {
     store: Arc<dyn Store>,
     numbers: NumbersConfig,
+    tokens: Arc<crate::access::tokens::Cache>,
 }
 
 /// Everything one change needs: the open transaction, who asks, and when. Audit and outbox
@@ -239,7 +240,7 @@ fn field_name(field: &str) -> &'static str {
 
 impl DirectoryService {
     pub fn new(store: Arc<dyn Store>, numbers: NumbersConfig) -> DirectoryService {
-        DirectoryService { store, numbers }
+        DirectoryService { store, numbers, tokens: Default::default() }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -496,7 +497,21 @@ impl DirectoryService {
         ctx.audit::<()>("token.revoke", "token", Some(name.to_owned()), None, None).await?;
         ctx.flush().await?;
         tx.commit().await?;
+        self.tokens.clear();
         Ok(())
+    }
+
+    /// The live token with this secret, if any (see [`crate::access::tokens::Cache`]).
+    pub async fn authenticate_token(&self, secret: &str) -> R<Option<crate::store::TokenInfo>> {
+        let hash = crate::access::tokens::hash(secret);
+        if let Some(info) = self.tokens.get(&hash) {
+            return Ok(Some(info));
+        }
+        let info = self.store.token_by_hash(&hash).await?;
+        if let Some(info) = &info {
+            self.tokens.put(hash, info.clone());
+        }
+        Ok(info)
     }
 }
 

@@ -130,10 +130,10 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
     let Some(token) = token.filter(|t| !t.is_empty()) else {
         return unauthorized("a bearer token is required (rosterd token create --name NAME)");
     };
-    let info = match directory.store().token_by_hash(&crate::access::tokens::hash(token)).await {
+    let info = match directory.authenticate_token(token).await {
         Ok(Some(info)) => info,
         Ok(None) => return unauthorized("the bearer token is not valid or has been revoked"),
-        Err(e) => return ScimError::from(DirectoryError::Store(e)).into_response(),
+        Err(e) => return ScimError::from(e).into_response(),
     };
     let source = Source::parse(&format!("scim:{}", info.name)).expect("token names are valid source names");
     let host =

@@ -234,3 +234,36 @@ async fn unreachable_database_at_start_is_retried_until_it_comes() {
     assert!(log.contains("database unavailable; retrying"), "{log}");
     assert!(!log.contains("hunter2secret"), "no password in the log: {log}");
 }
+
+/// A token revoked by `rosterd token revoke` (another process) stops working within the
+/// verified-token cache's lifetime (5 s), and at once for tokens never seen.
+#[tokio::test]
+async fn a_token_revoked_from_the_command_line_stops_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &[]);
+    d.wait_for("/readyz", 200, Duration::from_secs(30)).await;
+    let created = run(rosterd(dir.path()).args(["token", "create", "--name", "okta"]));
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let token = text(&created.stdout).lines().last().unwrap().trim().to_owned();
+    let client = reqwest::Client::new();
+    let users = || client.get(d.url("/scim/v2/Users?count=1")).bearer_auth(&token).send();
+    assert_eq!(users().await.unwrap().status(), 200);
+    let revoked = run(rosterd(dir.path()).args(["token", "revoke", "okta"]));
+    assert!(revoked.status.success(), "{}", text(&revoked.stderr));
+    let start = Instant::now();
+    loop {
+        let status = users().await.unwrap().status();
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(
+            start.elapsed() < Duration::from_secs(8),
+            "still accepted {:?} after revocation",
+            start.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let other = client.get(d.url("/scim/v2/Users")).bearer_auth("rst_00").send().await.unwrap();
+    assert_eq!(other.status(), 401);
+}

@@ -644,7 +644,12 @@ async fn tokens_are_stored_hashed(b: Backend) {
     let listed = s.tokens().await.unwrap();
     assert_eq!(listed.len(), 1);
     assert!(listed[0].last_used_at.is_some());
+    // Verified once, then from the cache; revoking through the same service empties it.
+    assert_eq!(d.authenticate_token(&secret).await.unwrap().map(|t| t.name).as_deref(), Some("okta"));
+    assert_eq!(d.authenticate_token(&secret).await.unwrap().map(|t| t.name).as_deref(), Some("okta"));
+    assert_eq!(d.authenticate_token("rst_wrong").await.unwrap(), None);
     d.revoke_token(&console(), "okta").await.unwrap();
+    assert_eq!(d.authenticate_token(&secret).await.unwrap(), None, "revoked at once");
     assert_eq!(s.token_by_hash(&roster::access::tokens::hash(&secret)).await.unwrap(), None);
     assert_eq!(code(d.revoke_token(&console(), "okta").await), "not_found");
     // The name is free again after revocation.
