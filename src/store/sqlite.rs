@@ -73,14 +73,18 @@ impl SqliteStore {
             }
         }
         let timeout = Duration::from_secs(cfg.connect_timeout_secs);
+        // A local file does not go stale like a network connection: no ping before each use
+        // (it would be one more hand-off to the connection's thread per request).
         let write = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .acquire_timeout(timeout)
             .connect_with(opts.clone())
             .await
             .map_err(err)?;
         let read = SqlitePoolOptions::new()
             .max_connections(cfg.max_connections.max(1))
+            .test_before_acquire(false)
             .acquire_timeout(timeout)
             .connect_with(opts)
             .await
