@@ -150,6 +150,22 @@ async fn connect_store(
                 tracing::info!(store = directory.store().backend(), "store ready");
                 let sync = crate::sync::SyncService::new(directory.clone(), cfg.sync.ldap.clone());
                 crate::jobs::spawn(&tracker, sync, shutdown.clone());
+                if cfg.delivery.enabled {
+                    match crate::delivery::Dispatcher::new(directory.store().clone(), &cfg.delivery) {
+                        Ok(d) => {
+                            let schedule =
+                                cfg.delivery.schedule.parse().expect("checked by Config::validate");
+                            tracker.spawn(crate::delivery::run_schedule(
+                                std::sync::Arc::new(d),
+                                schedule,
+                                shutdown.clone(),
+                            ));
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "delivery is off: its configuration is not usable")
+                        }
+                    }
+                }
                 let _ = state.directory.set(directory);
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
                 return;

@@ -25,6 +25,7 @@ pub struct Config {
     pub enterprise: EnterpriseConfig,
     pub scim: ScimConfig,
     pub sync: SyncConfig,
+    pub delivery: DeliveryConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -117,6 +118,158 @@ impl Default for SyncLimits {
     fn default() -> Self {
         SyncLimits { max_deletes: 500, max_delete_percent: 10.0 }
     }
+}
+
+/// Notifications from the outbox: e-mail over SMTP and SMS through a provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Run the dispatchers in `rosterd serve`.
+    pub enabled: bool,
+    /// How often the dispatchers look at the outbox (cron, with seconds).
+    pub schedule: String,
+    /// Messages claimed per round.
+    pub batch: i64,
+    /// Attempts before a message is parked as dead.
+    pub max_attempts: i64,
+    /// The first retry waits this long; each further one twice as long (with jitter), at most
+    /// `backoff_max_secs`.
+    pub backoff_secs: u64,
+    pub backoff_max_secs: u64,
+    /// A claimed message is left alone by other nodes this long.
+    pub lease_secs: u64,
+    /// `en` or `zh-CN`.
+    pub language: String,
+    /// Files overriding the built-in templates (`<lang>/<kind>.email.txt`, `<lang>/<kind>.sms.txt`).
+    pub templates_dir: Option<PathBuf>,
+    /// Kinds that also go out as SMS (all kinds go out as e-mail when there is an address).
+    pub sms_kinds: Vec<String>,
+    pub smtp: Option<SmtpConfig>,
+    pub sms: Option<SmsConfig>,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            enabled: true,
+            schedule: "*/10 * * * * *".into(),
+            batch: 200,
+            max_attempts: 8,
+            backoff_secs: 30,
+            backoff_max_secs: 3600,
+            lease_secs: 120,
+            language: "en".into(),
+            templates_dir: None,
+            sms_kinds: vec!["welcome".into(), "password_code".into(), "broadcast".into()],
+            smtp: None,
+            sms: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// `smtp://host:port` (plain; STARTTLS when `?tls=required` or `?tls=opportunistic`) or
+    /// `smtps://host:port` (implicit TLS).
+    pub url: String,
+    /// `Name <address>`.
+    pub from: String,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// PEM file of extra CAs to trust (besides the system's).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+fn default_timeout_secs() -> u64 {
+    10
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsConfig {
+    /// `http` (a generic HTTP gateway) or `twilio`.
+    pub provider: String,
+    #[serde(default)]
+    pub http: Option<HttpSmsConfig>,
+    #[serde(default)]
+    pub twilio: Option<TwilioConfig>,
+    /// Below this many segments the admins are warned (once until topped up again).
+    #[serde(default = "default_low_balance")]
+    pub low_balance: i64,
+    /// `HH:MM-HH:MM` in `utc_offset`: no SMS then, except password codes.
+    #[serde(default)]
+    pub quiet_hours: Option<String>,
+    /// The company's offset from UTC, `+08:00`.
+    #[serde(default = "default_utc_offset")]
+    pub utc_offset: String,
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+fn default_low_balance() -> i64 {
+    100
+}
+
+fn default_utc_offset() -> String {
+    "+00:00".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSmsConfig {
+    pub url: String,
+    #[serde(default = "default_method")]
+    pub method: String,
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// The request body; `{to}`, `{text}`, `{key}` (the idempotency key) are filled in,
+    /// JSON-escaped when `content_type` is JSON.
+    #[serde(default = "default_sms_body")]
+    pub body: String,
+    #[serde(default = "default_content_type")]
+    pub content_type: String,
+    /// A JSON pointer to the provider's message id in the response (`/id`).
+    #[serde(default)]
+    pub id_pointer: Option<String>,
+}
+
+fn default_method() -> String {
+    "POST".into()
+}
+
+fn default_sms_body() -> String {
+    r#"{"to": "{to}", "text": "{text}", "idempotency_key": "{key}"}"#.into()
+}
+
+fn default_content_type() -> String {
+    "application/json".into()
+}
+
+/// Twilio's Programmable Messaging API (`POST /2010-04-01/Accounts/{sid}/Messages.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioConfig {
+    pub account_sid: String,
+    #[serde(default)]
+    pub auth_token: Option<String>,
+    #[serde(default)]
+    pub auth_token_file: Option<PathBuf>,
+    /// The sending number (`+1...`) or messaging service.
+    pub from: String,
+    #[serde(default = "default_twilio_url")]
+    pub base_url: String,
+}
+
+fn default_twilio_url() -> String {
+    "https://api.twilio.com".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -289,6 +442,21 @@ impl Config {
                 src.bind_password = Some(value.trim_end_matches(['\n', '\r']).to_owned());
             }
         }
+        let read = |key: &str, path: &Path| {
+            std::fs::read_to_string(path)
+                .map(|v| v.trim_end_matches(['\n', '\r']).to_owned())
+                .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", path.display())))
+        };
+        if let Some(smtp) = &mut self.delivery.smtp {
+            if let Some(path) = &smtp.password_file {
+                smtp.password = Some(read("delivery.smtp.password_file", path)?);
+            }
+        }
+        if let Some(t) = self.delivery.sms.as_mut().and_then(|s| s.twilio.as_mut()) {
+            if let Some(path) = &t.auth_token_file {
+                t.auth_token = Some(read("delivery.sms.twilio.auth_token_file", path)?);
+            }
+        }
         if let Some(path) = &self.database.url_file {
             let value = std::fs::read_to_string(path).map_err(|e| {
                 ConfigError::new("database.url_file", format!("cannot read {}: {e}", path.display()))
@@ -367,6 +535,7 @@ impl Config {
                 return Err(ConfigError::new(&key("page_size"), "must be at least 1"));
             }
         }
+        self.validate_delivery()?;
         if self.enterprise.name.trim().is_empty() {
             return Err(ConfigError::new("enterprise.name", "must not be empty"));
         }
@@ -379,6 +548,53 @@ impl Config {
         Ok(())
     }
 
+    fn validate_delivery(&self) -> Result<(), ConfigError> {
+        let d = &self.delivery;
+        if let Err(err) = d.schedule.parse::<cron::Schedule>() {
+            return Err(ConfigError::new("delivery.schedule", format!("not a cron expression: {err}")));
+        }
+        for (key, v) in [("delivery.batch", d.batch), ("delivery.max_attempts", d.max_attempts)] {
+            if v < 1 {
+                return Err(ConfigError::new(key, "must be at least 1"));
+            }
+        }
+        if !crate::delivery::templates::LANGUAGES.contains(&d.language.as_str()) {
+            return Err(ConfigError::new("delivery.language", "must be en or zh-CN"));
+        }
+        if let Some(smtp) = &d.smtp {
+            if !(smtp.url.starts_with("smtp://") || smtp.url.starts_with("smtps://")) {
+                return Err(ConfigError::new("delivery.smtp.url", "must start with smtp:// or smtps://"));
+            }
+            if smtp.from.parse::<lettre::message::Mailbox>().is_err() {
+                return Err(ConfigError::new("delivery.smtp.from", "must be an address, `Name <user@host>`"));
+            }
+        }
+        if let Some(sms) = &d.sms {
+            match sms.provider.as_str() {
+                "http" if sms.http.is_none() => {
+                    return Err(ConfigError::new("delivery.sms.http.url", "must be set for provider http"));
+                }
+                "twilio" if sms.twilio.as_ref().is_none_or(|t| t.auth_token.is_none()) => {
+                    return Err(ConfigError::new(
+                        "delivery.sms.twilio",
+                        "account_sid, from and auth_token (or auth_token_file) must be set",
+                    ));
+                }
+                "http" | "twilio" => {}
+                _ => return Err(ConfigError::new("delivery.sms.provider", "must be http or twilio")),
+            }
+            if crate::delivery::parse_offset(&sms.utc_offset).is_none() {
+                return Err(ConfigError::new("delivery.sms.utc_offset", "must look like +08:00"));
+            }
+            if let Some(q) = &sms.quiet_hours {
+                if crate::delivery::parse_quiet_hours(q).is_none() {
+                    return Err(ConfigError::new("delivery.sms.quiet_hours", "must look like 22:00-08:00"));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The configuration with every secret replaced, for printing.
     pub fn redacted(&self) -> Config {
         let mut c = self.clone();
@@ -386,6 +602,17 @@ impl Config {
         for src in &mut c.sync.ldap {
             if src.bind_password.is_some() {
                 src.bind_password = Some("***".into());
+            }
+        }
+        if let Some(smtp) = &mut c.delivery.smtp {
+            if smtp.password.is_some() {
+                smtp.password = Some("***".into());
+            }
+            smtp.url = redact_url(&smtp.url);
+        }
+        if let Some(t) = c.delivery.sms.as_mut().and_then(|s| s.twilio.as_mut()) {
+            if t.auth_token.is_some() {
+                t.auth_token = Some("***".into());
             }
         }
         c

@@ -8,6 +8,8 @@
 //!   enterprise, org units, members, groups and account numbers. It validates a change set, writes
 //!   it in one transaction with its audit-log and outbox rows, and returns typed errors.
 //! - [`sync`]: LDAP / Active Directory sources pulled into the directory on a schedule.
+//! - [`delivery`]: the outbox's consumers: e-mail (SMTP), SMS (provider plugins, the SMS
+//!   account and its ledger), templates, retries, leases.
 //! - [`access`]: API tokens and the super-admin password.
 //! - [`http`]: the router, middleware (request ids, limits, timeouts, metrics) and health checks.
 //! - [`scim`]: the SCIM 2.0 endpoint identity providers provision into.
@@ -18,6 +20,7 @@ pub mod access;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod directory;
 pub mod http;
 pub mod import;

@@ -188,6 +188,19 @@ async fn metrics(State(state): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
 }
 
+/// A message left on `channel`.
+pub fn metrics_delivery_sent(channel: &str) {
+    metrics::counter!("roster_deliveries_sent_total", "channel" => channel.to_owned()).increment(1);
+}
+
+/// Messages by channel and state, as the dispatcher last counted them.
+pub fn metrics_delivery_counts(counts: &[(String, String, i64)]) {
+    for (channel, state, n) in counts {
+        metrics::gauge!("roster_deliveries", "channel" => channel.clone(), "state" => state.clone())
+            .set(*n as f64);
+    }
+}
+
 async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
 }

@@ -61,6 +61,58 @@ pub struct TokenInfo {
     pub adopt_existing: bool,
 }
 
+/// One message to one recipient on one channel (see `crate::delivery`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
+pub struct Delivery {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    /// The outbox event it came from, if any.
+    pub event_id: Option<Uuid>,
+    /// `email` or `sms`.
+    pub channel: String,
+    /// The template: `welcome`, `suspended`, `deleted`, `password_code`, `broadcast`, `test`, `low_balance`.
+    pub kind: String,
+    pub recipient: String,
+    pub member_id: Option<Uuid>,
+    /// Template parameters (and `language`).
+    #[sqlx(json)]
+    pub params: serde_json::Value,
+    /// Sent along to the provider; a receiver de-duplicates on it.
+    pub idempotency_key: String,
+    /// `pending`, `sent`, `held` (waits for something, e.g. SMS balance; see `last_error`), `dead`.
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    pub provider_id: Option<String>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// What a sent SMS costs, charged in the same transaction that records it as sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SmsCharge {
+    pub segments: i64,
+    /// Below this balance, the first charge that crosses it reports it (once until a top-up).
+    pub low_balance: i64,
+}
+
+/// One line of the SMS account's ledger.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
+pub struct SmsLedgerEntry {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    /// `charge` or `top_up`.
+    pub entry: String,
+    pub amount: i64,
+    pub balance_after: i64,
+    pub delivery_id: Option<Uuid>,
+    pub recipient: Option<String>,
+    pub segments: Option<i64>,
+    pub provider_id: Option<String>,
+    pub actor: String,
+    pub note: Option<String>,
+}
+
 /// One sync run as recorded.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
 pub struct SyncRun {
@@ -164,6 +216,56 @@ pub trait Store: Send + Sync + 'static {
     async fn sync_cursor(&self, source: &str) -> Result<Option<String>>;
     /// The live (not revoked) token with this hash; records its use.
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenInfo>>;
+
+    // Delivery (bookkeeping of the outbox's consumers; the directory is not touched).
+    /// Inserts messages (skipping idempotency keys already present) and marks the outbox events
+    /// they came from done, in one transaction. Returns how many messages were new.
+    async fn deliveries_enqueue(&self, events_done: &[Uuid], messages: &[Delivery]) -> Result<u64>;
+    /// Claims up to `limit` due pending messages for `holder` until `until`.
+    async fn deliveries_claim(
+        &self,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Delivery>>;
+    /// Records a message as sent (and charges an SMS), if `holder` still holds it. Returns the
+    /// SMS balance after the charge when it just fell below the low-balance mark.
+    async fn delivery_sent(
+        &self,
+        id: Uuid,
+        holder: &str,
+        provider_id: Option<&str>,
+        at: DateTime<Utc>,
+        charge: Option<&SmsCharge>,
+    ) -> Result<Option<i64>>;
+    /// Records a failed attempt: pending again at `next`, or `dead` when `next` is `None`.
+    async fn delivery_failed(
+        &self,
+        id: Uuid,
+        holder: &str,
+        error: &str,
+        next: Option<DateTime<Utc>>,
+    ) -> Result<()>;
+    /// Puts a message back without counting an attempt: pending at `at` (quiet hours), or
+    /// `held` when `at` is `None` (no SMS balance), with the reason.
+    async fn delivery_defer(
+        &self,
+        id: Uuid,
+        holder: &str,
+        reason: &str,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<()>;
+    async fn deliveries_list(&self, state: Option<&str>, limit: i64) -> Result<Vec<Delivery>>;
+    async fn delivery(&self, id: Uuid) -> Result<Option<Delivery>>;
+    /// A dead or held message pending again, attempts reset. False when there is no such message.
+    async fn delivery_retry(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool>;
+    /// Deletes sent and dead messages finished before `before`.
+    async fn deliveries_purge(&self, before: DateTime<Utc>) -> Result<u64>;
+    /// `(channel, state, count)`.
+    async fn delivery_counts(&self) -> Result<Vec<(String, String, i64)>>;
+    async fn sms_balance(&self) -> Result<i64>;
+    async fn sms_ledger(&self, limit: i64) -> Result<Vec<SmsLedgerEntry>>;
 }
 
 /// One open transaction. Reads see the transaction's own writes.
@@ -259,6 +361,15 @@ pub trait StoreTx: Send {
     async fn sync_cursor_set(&mut self, source: &str, cursor: &str) -> Result<()>;
     /// Queues outbox rows (many rows per statement).
     async fn outbox_insert(&mut self, messages: &[OutboxMessage]) -> Result<()>;
+    /// Adds to the SMS balance with a ledger line; held SMS become pending again. Returns the
+    /// new balance.
+    async fn sms_top_up(
+        &mut self,
+        amount: i64,
+        actor: &str,
+        note: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<i64>;
 
     async fn token_insert(
         &mut self,

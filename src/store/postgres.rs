@@ -83,4 +83,11 @@ impl PgStore {
     }
 }
 
-shared_sql!(Postgres, PgStore, PgTx, err);
+/// A member's e-mails (in order) and further org units as JSON text next to its row.
+const MEMBER_CHILDREN: &str = "\
+    COALESCE((SELECT json_agg(json_build_array(address, kind, is_primary) ORDER BY position) \
+     FROM member_emails WHERE member_emails.member_id = members.id)::text, '[]') AS emails_json, \
+    COALESCE((SELECT json_agg(org_unit_id) \
+     FROM member_org_units WHERE member_org_units.member_id = members.id)::text, '[]') AS units_json";
+
+shared_sql!(Postgres, PgStore, PgTx, err, MEMBER_CHILDREN);

@@ -15,6 +15,10 @@ pub(crate) const ENTERPRISE_COLS: &str = "enterprise_id, name, logo_url, address
     contact_phone, contact_email, mail_domain, expires_at, password_must_change, created_at, updated_at";
 pub(crate) const TOMBSTONE_COLS: &str =
     "member_id, account_number, login_name, profile, deleted_at, reason, source, deleted_by";
+pub(crate) const DELIVERY_COLS: &str = "id, created_at, event_id, channel, kind, recipient, member_id, params, \
+    idempotency_key, state, attempts, next_attempt_at, last_error, provider_id, sent_at";
+pub(crate) const SMS_LEDGER_COLS: &str =
+    "id, at, entry, amount, balance_after, delivery_id, recipient, segments, provider_id, actor, note";
 pub(crate) const AUDIT_COLS: &str = "id, at, actor, source, action, object_kind, object_id, before, after";
 
 /// SQL text built once from the column constants and kept for the life of the process (sqlx
@@ -26,8 +30,45 @@ macro_rules! sql {
     }};
 }
 
+/// A member row with its e-mails and further org units as JSON text, from the backend's
+/// `MEMBER_CHILDREN` columns: one statement reads a whole member.
+#[derive(sqlx::FromRow)]
+pub(crate) struct MemberRow {
+    #[sqlx(flatten)]
+    member: crate::directory::model::Member,
+    emails_json: String,
+    units_json: String,
+}
+
+impl MemberRow {
+    /// `emails_json`: `[[address, kind, primary], ...]` in order (primary as a boolean or 0/1);
+    /// `units_json`: `["uuid" (any form Uuid parses), ...]`.
+    pub(crate) fn into_member(self) -> super::Result<crate::directory::model::Member> {
+        use crate::directory::model::Email;
+        let id = self.member.id;
+        let bad = |what: &str, e: &dyn std::fmt::Display| {
+            super::StoreError::Corrupt(format!("member {id}: {what}: {e}"))
+        };
+        let emails: Vec<(String, String, serde_json::Value)> =
+            serde_json::from_str(&self.emails_json).map_err(|e| bad("e-mails", &e))?;
+        let units: Vec<String> = serde_json::from_str(&self.units_json).map_err(|e| bad("org units", &e))?;
+        let mut m = self.member;
+        m.emails = emails
+            .into_iter()
+            .map(|(address, kind, p)| Email { address, kind, primary: p == true || p == 1 })
+            .collect();
+        m.org_unit_ids = units
+            .iter()
+            .map(|u| uuid::Uuid::parse_str(u))
+            .collect::<Result<_, _>>()
+            .map_err(|e| bad("org units", &e))?;
+        m.org_unit_ids.sort();
+        Ok(m)
+    }
+}
+
 macro_rules! shared_sql {
-    ($db:ty, $Store:ident, $Tx:ident, $err:path) => {
+    ($db:ty, $Store:ident, $Tx:ident, $err:path, $children:expr) => {
         use $crate::directory::model as m;
                 use $crate::store::sql::*;
         use $crate::store::{Result, SchemaState, Store, StoreTx, SyncRun, TokenInfo};
@@ -41,45 +82,10 @@ macro_rules! shared_sql {
             sqlx::query(sql)
         }
 
-        async fn load_member(c: &mut Conn, row: Option<m::Member>) -> Result<Option<m::Member>> {
-            let Some(member) = row else { return Ok(None) };
-            Ok(load_members(c, vec![member]).await?.pop())
-        }
-
-        /// Fills in the e-mails and further org units of member rows: one query for a page.
-        async fn load_members(c: &mut Conn, mut members: Vec<m::Member>) -> Result<Vec<m::Member>> {
-            if members.is_empty() {
-                return Ok(members);
-            }
-            let index: std::collections::HashMap<Uuid, usize> = members.iter().enumerate().map(|(i, m)| (m.id, i)).collect();
-            type Child = (Uuid, String, String, String, bool, i64, Option<Uuid>);
-            let mut rows: Vec<Child> = Vec::new();
-            for chunk in members.chunks(1000) {
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT member_id, 'e', address, kind, is_primary, CAST(position AS BIGINT), NULL FROM member_emails WHERE member_id IN (",
-                );
-                let mut list = qb.separated(", ");
-                chunk.iter().for_each(|mb| { list.push_bind(mb.id); });
-                qb.push(") UNION ALL SELECT member_id, 'u', '', '', FALSE, CAST(0 AS BIGINT), org_unit_id FROM member_org_units WHERE member_id IN (");
-                let mut list = qb.separated(", ");
-                chunk.iter().for_each(|mb| { list.push_bind(mb.id); });
-                qb.push(")");
-                rows.extend(qb.build_query_as::<Child>().fetch_all(&mut *c).await.map_err($err)?);
-            }
-            rows.sort_by(|a, b| (a.0, a.5, a.6).cmp(&(b.0, b.5, b.6)));
-            for (id, part, address, kind, primary, _, unit) in rows {
-                let Some(&i) = index.get(&id) else { continue };
-                match (part.as_str(), unit) {
-                    ("u", Some(unit)) => members[i].org_unit_ids.push(unit),
-                    _ => members[i].emails.push(m::Email { address, kind, primary }),
-                }
-            }
-            Ok(members)
-        }
-
+        /// `sql` selects `MEMBER_COLS` and the backend's children columns (see [`MemberRow`]).
         async fn member_where(c: &mut Conn, sql: &'static str, key: impl for<'q> sqlx::Encode<'q, $db> + sqlx::Type<$db> + Send + 'static) -> Result<Option<m::Member>> {
-            let row = sqlx::query_as::<_, m::Member>(sql).bind(key).fetch_optional(&mut *c).await.map_err($err)?;
-            load_member(c, row).await
+            let row = sqlx::query_as::<_, MemberRow>(sql).bind(key).fetch_optional(&mut *c).await.map_err($err)?;
+            row.map(MemberRow::into_member).transpose()
         }
 
         async fn id_where(c: &mut Conn, sql: &'static str, a: String, b: Option<String>) -> Result<Option<Uuid>> {
@@ -310,9 +316,9 @@ macro_rules! shared_sql {
         impl Store for $Store {
             async fn search_members(&self, q: &$crate::directory::query::Query) -> Result<$crate::directory::query::Page<m::Member>> {
                 let mut c = self.read.acquire().await.map_err($err)?;
-                let mut rows: Vec<m::Member> = Vec::new();
+                let mut rows: Vec<MemberRow> = Vec::new();
                 if q.limit > 0 {
-                    let mut page = sqlx::QueryBuilder::<$db>::new(format!("SELECT {MEMBER_COLS} FROM members"));
+                    let mut page = sqlx::QueryBuilder::<$db>::new(sql!("SELECT {}, {} FROM members", MEMBER_COLS, $children));
                     push_where(&mut page, q);
                     push_order(&mut page, q, "account_number");
                     rows = page.build_query_as().fetch_all(&mut *c).await.map_err($err)?;
@@ -325,7 +331,7 @@ macro_rules! shared_sql {
                         count.build_query_as::<(i64,)>().fetch_one(&mut *c).await.map_err($err)?.0
                     }
                 };
-                let items = load_members(&mut c, rows).await?;
+                let items = rows.into_iter().map(MemberRow::into_member).collect::<Result<_>>()?;
                 Ok($crate::directory::query::Page { total, items })
             }
 
@@ -410,31 +416,31 @@ macro_rules! shared_sql {
 
             async fn member(&self, id: Uuid) -> Result<Option<m::Member>> {
                 let mut c = self.read.acquire().await.map_err($err)?;
-                member_where(&mut c, sql!("SELECT {} FROM members WHERE id = $1", MEMBER_COLS), id).await
+                member_where(&mut c, sql!("SELECT {}, {} FROM members WHERE id = $1", MEMBER_COLS, $children), id).await
             }
 
             async fn member_by_login(&self, login_name: &str) -> Result<Option<m::Member>> {
                 let mut c = self.read.acquire().await.map_err($err)?;
-                member_where(&mut c, sql!("SELECT {} FROM members WHERE login_name = $1", MEMBER_COLS), login_name.to_lowercase()).await
+                member_where(&mut c, sql!("SELECT {}, {} FROM members WHERE login_name = $1", MEMBER_COLS, $children), login_name.to_lowercase()).await
             }
 
             async fn member_by_number(&self, account_number: i64) -> Result<Option<m::Member>> {
                 let mut c = self.read.acquire().await.map_err($err)?;
-                member_where(&mut c, sql!("SELECT {} FROM members WHERE account_number = $1", MEMBER_COLS), account_number).await
+                member_where(&mut c, sql!("SELECT {}, {} FROM members WHERE account_number = $1", MEMBER_COLS, $children), account_number).await
             }
 
             async fn members_page(&self, after_number: i64, limit: i64) -> Result<Vec<m::Member>> {
                 let mut c = self.read.acquire().await.map_err($err)?;
-                let rows = sqlx::query_as::<_, m::Member>(sql!(
-                    "SELECT {} FROM members WHERE account_number > $1 ORDER BY account_number LIMIT $2",
-                    MEMBER_COLS
+                let rows = sqlx::query_as::<_, MemberRow>(sql!(
+                    "SELECT {}, {} FROM members WHERE account_number > $1 ORDER BY account_number LIMIT $2",
+                    MEMBER_COLS, $children
                 ))
                 .bind(after_number)
                 .bind(limit)
                 .fetch_all(&mut *c)
                 .await
                 .map_err($err)?;
-                load_members(&mut c, rows).await
+                rows.into_iter().map(MemberRow::into_member).collect()
             }
 
             async fn org_unit(&self, id: Uuid) -> Result<Option<m::OrgUnit>> {
@@ -537,6 +543,137 @@ macro_rules! shared_sql {
                 .fetch_all(&self.read)
                 .await
                 .map_err($err)
+            }
+
+            async fn deliveries_enqueue(&self, events_done: &[Uuid], messages: &[$crate::store::Delivery]) -> Result<u64> {
+                let mut tx = self.begin_tx().await?;
+                let mut added = 0;
+                for chunk in messages.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(format!("INSERT INTO deliveries ({DELIVERY_COLS}) "));
+                    qb.push_values(chunk, |mut row, d| {
+                        row.push_bind(d.id).push_bind(d.created_at).push_bind(d.event_id).push_bind(d.channel.clone())
+                            .push_bind(d.kind.clone()).push_bind(d.recipient.clone()).push_bind(d.member_id)
+                            .push_bind(Json(d.params.clone())).push_bind(d.idempotency_key.clone()).push_bind(d.state.clone())
+                            .push_bind(d.attempts).push_bind(d.next_attempt_at).push_bind(d.last_error.clone())
+                            .push_bind(d.provider_id.clone()).push_bind(d.sent_at);
+                    });
+                    qb.push(" ON CONFLICT (idempotency_key) DO NOTHING");
+                    added += qb.build().execute(&mut *tx).await.map_err($err)?.rows_affected();
+                }
+                for chunk in events_done.chunks(1000) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("UPDATE outbox SET state = 'done' WHERE id IN (");
+                    let mut list = qb.separated(", ");
+                    chunk.iter().for_each(|id| { list.push_bind(*id); });
+                    qb.push(")");
+                    qb.build().execute(&mut *tx).await.map_err($err)?;
+                }
+                tx.commit().await.map_err($err)?;
+                Ok(added)
+            }
+
+            async fn deliveries_claim(&self, holder: &str, now: DateTime<Utc>, until: DateTime<Utc>, limit: i64) -> Result<Vec<$crate::store::Delivery>> {
+                // The outer conditions are checked again on the row PostgreSQL locks, so two
+                // nodes never both claim one message.
+                sqlx::query_as::<_, $crate::store::Delivery>(sql!(
+                    "UPDATE deliveries SET lease_holder = $1, lease_until = $2 WHERE id IN (\
+                       SELECT id FROM deliveries WHERE state = 'pending' AND next_attempt_at <= $3 \
+                       AND (lease_until IS NULL OR lease_until < $3) ORDER BY next_attempt_at LIMIT $4) \
+                     AND state = 'pending' AND (lease_until IS NULL OR lease_until < $3) RETURNING {}",
+                    DELIVERY_COLS
+                ))
+                .bind(holder.to_owned()).bind(until).bind(now).bind(limit)
+                .fetch_all(&self.write)
+                .await
+                .map_err($err)
+            }
+
+            async fn delivery_sent(&self, id: Uuid, holder: &str, provider_id: Option<&str>, at: DateTime<Utc>, charge: Option<&$crate::store::SmsCharge>) -> Result<Option<i64>> {
+                let mut tx = self.begin_tx().await?;
+                let done = q("UPDATE deliveries SET state = 'sent', sent_at = $3, provider_id = $4, attempts = attempts + 1, \
+                              last_error = NULL, lease_holder = NULL, lease_until = NULL WHERE id = $1 AND lease_holder = $2")
+                    .bind(id).bind(holder.to_owned()).bind(at).bind(provider_id.map(str::to_owned))
+                    .execute(&mut *tx).await.map_err($err)?.rows_affected();
+                let mut low = None;
+                if let (1, Some(c)) = (done, charge) {
+                    let (balance, warned): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
+                        "UPDATE sms_account SET balance = balance - $1 WHERE singleton = 1 RETURNING balance, low_warned_at",
+                    )
+                    .bind(c.segments).fetch_one(&mut *tx).await.map_err($err)?;
+                    let recipient: (String,) = sqlx::query_as("SELECT recipient FROM deliveries WHERE id = $1")
+                        .bind(id).fetch_one(&mut *tx).await.map_err($err)?;
+                    q("INSERT INTO sms_ledger (at, entry, amount, balance_after, delivery_id, recipient, segments, provider_id, actor) \
+                       VALUES ($1, 'charge', $2, $3, $4, $5, $6, $7, 'rosterd')")
+                        .bind(at).bind(-c.segments).bind(balance).bind(id).bind(recipient.0).bind(c.segments)
+                        .bind(provider_id.map(str::to_owned))
+                        .execute(&mut *tx).await.map_err($err)?;
+                    if balance < c.low_balance && warned.is_none() {
+                        q("UPDATE sms_account SET low_warned_at = $1 WHERE singleton = 1").bind(at)
+                            .execute(&mut *tx).await.map_err($err)?;
+                        low = Some(balance);
+                    }
+                }
+                tx.commit().await.map_err($err)?;
+                Ok(low)
+            }
+
+            async fn delivery_failed(&self, id: Uuid, holder: &str, error: &str, next: Option<DateTime<Utc>>) -> Result<()> {
+                let state = if next.is_some() { "pending" } else { "dead" };
+                q("UPDATE deliveries SET state = $3, attempts = attempts + 1, last_error = $4, \
+                   next_attempt_at = COALESCE($5, next_attempt_at), lease_holder = NULL, lease_until = NULL \
+                   WHERE id = $1 AND lease_holder = $2")
+                    .bind(id).bind(holder.to_owned()).bind(state).bind(error.to_owned()).bind(next)
+                    .execute(&self.write).await.map_err($err)?;
+                Ok(())
+            }
+
+            async fn delivery_defer(&self, id: Uuid, holder: &str, reason: &str, at: Option<DateTime<Utc>>) -> Result<()> {
+                let state = if at.is_some() { "pending" } else { "held" };
+                q("UPDATE deliveries SET state = $3, last_error = $4, next_attempt_at = COALESCE($5, next_attempt_at), \
+                   lease_holder = NULL, lease_until = NULL WHERE id = $1 AND lease_holder = $2")
+                    .bind(id).bind(holder.to_owned()).bind(state).bind(reason.to_owned()).bind(at)
+                    .execute(&self.write).await.map_err($err)?;
+                Ok(())
+            }
+
+            async fn deliveries_list(&self, state: Option<&str>, limit: i64) -> Result<Vec<$crate::store::Delivery>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(format!("SELECT {DELIVERY_COLS} FROM deliveries"));
+                if let Some(state) = state {
+                    qb.push(" WHERE state = ").push_bind(state.to_owned());
+                }
+                qb.push(" ORDER BY created_at DESC, id DESC LIMIT ").push_bind(limit);
+                qb.build_query_as().fetch_all(&self.read).await.map_err($err)
+            }
+
+            async fn delivery(&self, id: Uuid) -> Result<Option<$crate::store::Delivery>> {
+                sqlx::query_as(sql!("SELECT {} FROM deliveries WHERE id = $1", DELIVERY_COLS))
+                    .bind(id).fetch_optional(&self.read).await.map_err($err)
+            }
+
+            async fn delivery_retry(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool> {
+                Ok(q("UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = $2, lease_holder = NULL, \
+                      lease_until = NULL WHERE id = $1 AND state IN ('dead', 'held')")
+                    .bind(id).bind(at).execute(&self.write).await.map_err($err)?.rows_affected() == 1)
+            }
+
+            async fn deliveries_purge(&self, before: DateTime<Utc>) -> Result<u64> {
+                Ok(q("DELETE FROM deliveries WHERE (state = 'sent' AND sent_at < $1) OR (state = 'dead' AND next_attempt_at < $1)")
+                    .bind(before).execute(&self.write).await.map_err($err)?.rows_affected())
+            }
+
+            async fn delivery_counts(&self) -> Result<Vec<(String, String, i64)>> {
+                sqlx::query_as("SELECT channel, state, COUNT(*) FROM deliveries GROUP BY channel, state ORDER BY channel, state")
+                    .fetch_all(&self.read).await.map_err($err)
+            }
+
+            async fn sms_balance(&self) -> Result<i64> {
+                let (b,): (i64,) = sqlx::query_as("SELECT balance FROM sms_account WHERE singleton = 1")
+                    .fetch_one(&self.read).await.map_err($err)?;
+                Ok(b)
+            }
+
+            async fn sms_ledger(&self, limit: i64) -> Result<Vec<$crate::store::SmsLedgerEntry>> {
+                sqlx::query_as(sql!("SELECT {} FROM sms_ledger ORDER BY id DESC LIMIT $1", SMS_LEDGER_COLS))
+                    .bind(limit).fetch_all(&self.read).await.map_err($err)
             }
 
             async fn tokens(&self) -> Result<Vec<TokenInfo>> {
@@ -849,7 +986,7 @@ macro_rules! shared_sql {
             }
 
             async fn member(&mut self, id: Uuid) -> Result<Option<m::Member>> {
-                member_where(&mut self.tx, sql!("SELECT {} FROM members WHERE id = $1", MEMBER_COLS), id).await
+                member_where(&mut self.tx, sql!("SELECT {}, {} FROM members WHERE id = $1", MEMBER_COLS, $children), id).await
             }
 
             async fn member_id_by_login(&mut self, login_name: &str) -> Result<Option<Uuid>> {
@@ -1264,6 +1401,18 @@ macro_rules! shared_sql {
                     qb.build().execute(&mut *self.tx).await.map_err($err)?;
                 }
                 Ok(())
+            }
+
+            async fn sms_top_up(&mut self, amount: i64, actor: &str, note: Option<&str>, at: DateTime<Utc>) -> Result<i64> {
+                let (balance,): (i64,) = sqlx::query_as(
+                    "UPDATE sms_account SET balance = balance + $1, low_warned_at = NULL WHERE singleton = 1 RETURNING balance",
+                )
+                .bind(amount).fetch_one(&mut *self.tx).await.map_err($err)?;
+                exec(&mut self.tx, q("INSERT INTO sms_ledger (at, entry, amount, balance_after, actor, note) VALUES ($1, 'top_up', $2, $3, $4, $5)")
+                    .bind(at).bind(amount).bind(balance).bind(actor.to_owned()).bind(note.map(str::to_owned))).await?;
+                exec(&mut self.tx, q("UPDATE deliveries SET state = 'pending', next_attempt_at = $1 WHERE state = 'held' AND channel = 'sms'")
+                    .bind(at)).await?;
+                Ok(balance)
             }
 
             async fn token_insert(&mut self, name: &str, hash: &str, adopt_existing: bool, at: DateTime<Utc>) -> Result<()> {

@@ -126,7 +126,14 @@ impl SqliteStore {
     }
 }
 
-shared_sql!(Sqlite, SqliteStore, SqliteTx, err);
+/// A member's e-mails (in order) and further org units as JSON text next to its row.
+const MEMBER_CHILDREN: &str = "\
+    (SELECT json_group_array(json_array(address, kind, is_primary) ORDER BY position) \
+     FROM member_emails WHERE member_emails.member_id = members.id) AS emails_json, \
+    (SELECT json_group_array(lower(hex(org_unit_id))) \
+     FROM member_org_units WHERE member_org_units.member_id = members.id) AS units_json";
+
+shared_sql!(Sqlite, SqliteStore, SqliteTx, err, MEMBER_CHILDREN);
 
 #[cfg(test)]
 mod tests {

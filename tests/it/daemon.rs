@@ -66,7 +66,7 @@ impl Daemon {
 
     /// Waits until `path` answers `status`.
     pub async fn wait_for(&self, path: &str, status: u16, limit: Duration) {
-        let client = reqwest::Client::new();
+        let client = crate::common::http();
         let start = Instant::now();
         loop {
             if let Ok(r) = client.get(self.url(path)).send().await {
@@ -116,7 +116,7 @@ async fn first_start_on_default_sqlite_then_restart() {
     let log = d.log();
     assert_eq!(log.matches("one-time super-admin password").count(), 1, "{log}");
 
-    let client = reqwest::Client::new();
+    let client = crate::common::http();
     let r = client.get(d.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.headers().get("x-request-id").is_some(), "every response carries a request id");
@@ -156,7 +156,7 @@ async fn oversized_bodies_get_413() {
     let dir = tempfile::tempdir().unwrap();
     let d = Daemon::start(dir.path(), &[("ROSTER_HTTP__MAX_BODY_BYTES", "1000".into())]);
     d.wait_for("/healthz", 200, Duration::from_secs(30)).await;
-    let client = reqwest::Client::new();
+    let client = crate::common::http();
     let r = client.post(d.url("/healthz")).body(vec![b'x'; 5000]).send().await.unwrap();
     assert_eq!(r.status(), 413);
     assert!(r.headers().get("x-request-id").is_some());
@@ -180,7 +180,7 @@ async fn slow_requests_time_out_with_408() {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let start = Instant::now();
-    let r = reqwest::get(format!("http://{addr}/slow")).await.unwrap();
+    let r = crate::common::http().get(format!("http://{addr}/slow")).send().await.unwrap();
     assert_eq!(r.status(), 408);
     assert!(start.elapsed() < Duration::from_secs(4));
 }
@@ -214,7 +214,7 @@ async fn unreachable_database_at_start_is_retried_until_it_comes() {
         &[("ROSTER_DATABASE__URL", gated.clone()), ("ROSTER_DATABASE__CONNECT_TIMEOUT_SECS", "1".into())],
     );
     d.wait_for("/healthz", 200, Duration::from_secs(30)).await;
-    let r = reqwest::get(d.url("/readyz")).await.unwrap();
+    let r = crate::common::http().get(d.url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 503);
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()["status"], "unavailable");
     let not_ready = run(rosterd(dir.path()).args(["healthcheck", "--url", &format!("127.0.0.1:{}", d.port)]));
@@ -223,12 +223,13 @@ async fn unreachable_database_at_start_is_retried_until_it_comes() {
 
     // Let at least one connection attempt (1 s timeout) fail for good.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(reqwest::get(d.url("/readyz")).await.unwrap().status(), 503);
+    assert_eq!(crate::common::http().get(d.url("/readyz")).send().await.unwrap().status(), 503);
     // The database "comes up": the daemon connects, migrates and becomes ready by itself.
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", gate)).await.unwrap();
     tokio::spawn(forward(listener, pg_port));
     d.wait_for("/readyz", 200, Duration::from_secs(45)).await;
-    let body: serde_json::Value = reqwest::get(d.url("/readyz")).await.unwrap().json().await.unwrap();
+    let body: serde_json::Value =
+        crate::common::http().get(d.url("/readyz")).send().await.unwrap().json().await.unwrap();
     assert_eq!(body["store"], "postgres");
     let log = d.log();
     assert!(log.contains("database unavailable; retrying"), "{log}");
@@ -245,7 +246,7 @@ async fn a_token_revoked_from_the_command_line_stops_working() {
     let created = run(rosterd(dir.path()).args(["token", "create", "--name", "okta"]));
     assert!(created.status.success(), "{}", text(&created.stderr));
     let token = text(&created.stdout).lines().last().unwrap().trim().to_owned();
-    let client = reqwest::Client::new();
+    let client = crate::common::http();
     let users = || client.get(d.url("/scim/v2/Users?count=1")).bearer_auth(&token).send();
     assert_eq!(users().await.unwrap().status(), 200);
     let revoked = run(rosterd(dir.path()).args(["token", "revoke", "okta"]));

@@ -47,7 +47,7 @@ impl Server {
         let base = format!("http://{}/scim/v2", listener.local_addr().unwrap());
         let stop = CancellationToken::new();
         tokio::spawn(roster::app::run(listener, db.cfg.clone(), stop.clone()));
-        let server = Server { base, token, http: reqwest::Client::new(), _db: db, directory, stop };
+        let server = Server { base, token, http: crate::common::http(), _db: db, directory, stop };
         // Ready when the store is connected.
         for _ in 0..100 {
             if server.get("/ServiceProviderConfig").await.status == StatusCode::OK {

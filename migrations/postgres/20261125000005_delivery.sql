@@ -1,0 +1,47 @@
+-- Delivery: outbox events become messages (one per channel and recipient), dispatched with a
+-- lease, retried with backoff, parked as dead after the last attempt. The SMS account keeps the
+-- company's balance and a ledger of every charge and top-up.
+-- Kept column-for-column in step with ../sqlite/20261125000005_delivery.sql.
+
+CREATE TABLE deliveries (
+    id UUID PRIMARY KEY,
+    created_at TIMESTAMPTZ NOT NULL,
+    event_id UUID,
+    channel TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    member_id UUID,
+    params JSONB NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts BIGINT NOT NULL,
+    next_attempt_at TIMESTAMPTZ NOT NULL,
+    lease_holder TEXT,
+    lease_until TIMESTAMPTZ,
+    last_error TEXT,
+    provider_id TEXT,
+    sent_at TIMESTAMPTZ,
+    CONSTRAINT deliveries_idempotency_key UNIQUE (idempotency_key)
+);
+CREATE INDEX deliveries_due ON deliveries (state, next_attempt_at);
+
+CREATE TABLE sms_account (
+    singleton INT PRIMARY KEY CHECK (singleton = 1),
+    balance BIGINT NOT NULL,
+    low_warned_at TIMESTAMPTZ
+);
+INSERT INTO sms_account (singleton, balance) VALUES (1, 0);
+
+CREATE TABLE sms_ledger (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at TIMESTAMPTZ NOT NULL,
+    entry TEXT NOT NULL,
+    amount BIGINT NOT NULL,
+    balance_after BIGINT NOT NULL,
+    delivery_id UUID,
+    recipient TEXT,
+    segments BIGINT,
+    provider_id TEXT,
+    actor TEXT NOT NULL,
+    note TEXT
+);

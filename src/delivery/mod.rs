@@ -1,0 +1,462 @@
+//! Delivery: the outbox's consumers.
+//!
+//! The directory writes an event row into the outbox in the same transaction as each change
+//! (`member.created`, `member.updated.suspend`, `member.deleted`). A dispatcher round
+//!
+//! 1. turns pending events into messages, one per channel and recipient (`deliveries`), and
+//!    marks the events done, in one transaction (idempotency keys make a repeat harmless);
+//! 2. claims due messages with a lease (two nodes on one PostgreSQL never both claim one),
+//!    sends each with its idempotency key, and records it as sent (an SMS is charged in the same
+//!    transaction), retried later with exponential backoff and jitter, or dead after the last
+//!    attempt with its last error.
+//!
+//! A crash between sending and recording leaves the message claimed; when the lease runs out it
+//! is sent again with the same idempotency key (at least once, de-duplicated by the receiver).
+
+pub mod channels;
+pub mod templates;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveTime, Utc};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::config::DeliveryConfig;
+use crate::directory::model::OutboxMessage;
+use crate::store::{Delivery, SmsCharge, Store, StoreError};
+use channels::{Mailer, SendError, SmsProvider};
+use templates::Templates;
+
+/// What one round did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Round {
+    pub events: usize,
+    pub queued: u64,
+    pub sent: usize,
+    pub retried: usize,
+    pub dead: usize,
+    pub deferred: usize,
+}
+
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    cfg: DeliveryConfig,
+    templates: Templates,
+    mailer: Option<Mailer>,
+    sms: Option<Arc<dyn SmsProvider>>,
+    quiet: Option<(NaiveTime, NaiveTime)>,
+    offset: chrono::FixedOffset,
+    holder: String,
+}
+
+impl Dispatcher {
+    pub fn new(store: Arc<dyn Store>, cfg: &DeliveryConfig) -> Result<Dispatcher, String> {
+        let templates = Templates::load(cfg.templates_dir.as_deref())?;
+        let mailer = cfg.smtp.as_ref().map(Mailer::new).transpose()?;
+        let sms = cfg.sms.as_ref().map(channels::sms_provider).transpose()?;
+        let quiet = cfg.sms.as_ref().and_then(|s| s.quiet_hours.as_deref()).and_then(parse_quiet_hours);
+        let offset = cfg
+            .sms
+            .as_ref()
+            .and_then(|s| parse_offset(&s.utc_offset))
+            .unwrap_or(chrono::FixedOffset::east_opt(0).unwrap());
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let holder =
+            format!("{}:{}:{}", host.trim(), std::process::id(), &Uuid::new_v4().simple().to_string()[..8]);
+        Ok(Dispatcher { store, cfg: cfg.clone(), templates, mailer, sms, quiet, offset, holder })
+    }
+
+    pub fn mailer(&self) -> Option<&Mailer> {
+        self.mailer.as_ref()
+    }
+
+    pub fn templates(&self) -> &Templates {
+        &self.templates
+    }
+
+    /// One round: events to messages, then every due message sent (claimed in batches).
+    pub async fn run_once(&self) -> Result<Round, StoreError> {
+        let mut round = Round::default();
+        self.expand(&mut round).await?;
+        loop {
+            let before = round.clone();
+            let claimed = self.dispatch(&mut round).await?;
+            if claimed < self.cfg.batch as usize || round == before {
+                break;
+            }
+        }
+        Ok(round)
+    }
+
+    /// Turns pending outbox events into messages.
+    async fn expand(&self, round: &mut Round) -> Result<(), StoreError> {
+        let enterprise = self.store.enterprise().await?.map(|e| e.name).unwrap_or_default();
+        loop {
+            let events = self.store.outbox_pending(self.cfg.batch.max(1)).await?;
+            if events.is_empty() {
+                return Ok(());
+            }
+            let messages: Vec<Delivery> =
+                events.iter().flat_map(|e| self.messages_for(e, &enterprise)).collect();
+            let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+            round.events += events.len();
+            round.queued += self.store.deliveries_enqueue(&ids, &messages).await?;
+        }
+    }
+
+    /// The messages an event calls for: an e-mail to the member's primary address and, for
+    /// the kinds in `delivery.sms_kinds`, an SMS to the mobile. A channel that is not
+    /// configured sends nothing (and queues nothing: configuring it later does not send old news).
+    pub fn messages_for(&self, event: &OutboxMessage, enterprise: &str) -> Vec<Delivery> {
+        let kind = match event.kind.as_str() {
+            "member.created" => "welcome",
+            "member.updated.suspend" => "suspended",
+            "member.deleted" => "deleted",
+            _ => return Vec::new(),
+        };
+        let p = &event.payload;
+        let member_id = p["member_id"].as_str().and_then(|s| s.parse().ok());
+        let params = json!({
+            "enterprise": enterprise,
+            "display_name": p["display_name"],
+            "account_number": p["account_number"],
+            "login_name": p["login_name"],
+            "language": self.cfg.language,
+        });
+        let emails = p["emails"].as_array().cloned().unwrap_or_default();
+        let email = emails
+            .iter()
+            .find(|e| e["primary"] == true)
+            .or(emails.first())
+            .and_then(|e| e["address"].as_str());
+        let mut out = Vec::new();
+        if let (Some(address), Some(_)) = (email, &self.mailer) {
+            out.push(new_delivery(
+                Some(event.id),
+                "email",
+                kind,
+                address,
+                member_id,
+                params.clone(),
+                &event.idempotency_key,
+            ));
+        }
+        if let (Some(mobile), Some(_)) = (p["mobile"].as_str(), &self.sms) {
+            if self.cfg.sms_kinds.iter().any(|k| k == kind) {
+                out.push(new_delivery(
+                    Some(event.id),
+                    "sms",
+                    kind,
+                    mobile,
+                    member_id,
+                    params,
+                    &event.idempotency_key,
+                ));
+            }
+        }
+        out
+    }
+
+    /// Claims one batch and sends it; returns how many were claimed.
+    async fn dispatch(&self, round: &mut Round) -> Result<usize, StoreError> {
+        let now = Utc::now();
+        let until = now + chrono::Duration::seconds(self.cfg.lease_secs as i64);
+        let batch = self.store.deliveries_claim(&self.holder, now, until, self.cfg.batch).await?;
+        let claimed = batch.len();
+        let mut tasks = tokio::task::JoinSet::new();
+        let limit = Arc::new(tokio::sync::Semaphore::new(32));
+        for d in batch {
+            let permit = limit.clone().acquire_owned().await.expect("never closed");
+            let this = self.sender();
+            tasks.spawn(async move {
+                let _permit = permit;
+                this.deliver(d).await
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            match done.expect("a delivery task panicked")? {
+                Outcome::Sent => round.sent += 1,
+                Outcome::Retry => round.retried += 1,
+                Outcome::Dead => round.dead += 1,
+                Outcome::Deferred => round.deferred += 1,
+            }
+        }
+        Ok(claimed)
+    }
+
+    fn sender(&self) -> Sender {
+        Sender {
+            store: self.store.clone(),
+            cfg: self.cfg.clone(),
+            templates: self.templates.clone(),
+            mailer: self.mailer.clone(),
+            sms: self.sms.clone(),
+            quiet: self.quiet,
+            offset: self.offset,
+            holder: self.holder.clone(),
+        }
+    }
+}
+
+enum Outcome {
+    Sent,
+    Retry,
+    Dead,
+    Deferred,
+}
+
+/// What one delivery task needs (cheap clones of the dispatcher's parts).
+struct Sender {
+    store: Arc<dyn Store>,
+    cfg: DeliveryConfig,
+    templates: Templates,
+    mailer: Option<Mailer>,
+    sms: Option<Arc<dyn SmsProvider>>,
+    quiet: Option<(NaiveTime, NaiveTime)>,
+    offset: chrono::FixedOffset,
+    holder: String,
+}
+
+impl Sender {
+    async fn deliver(&self, d: Delivery) -> Result<Outcome, StoreError> {
+        let lang = d.params["language"].as_str().unwrap_or("en").to_owned();
+        let now = Utc::now();
+        let (result, charge) = match d.channel.as_str() {
+            "email" => {
+                let Some(mailer) = &self.mailer else {
+                    return self.defer(&d, "e-mail is not configured (delivery.smtp)", None).await;
+                };
+                let email = self.templates.email(&lang, &d.kind, &d.params);
+                (mailer.send(d.id, &d.recipient, &email, &d.idempotency_key).await, None)
+            }
+            "sms" => {
+                let Some(sms) = &self.sms else {
+                    return self.defer(&d, "SMS is not configured (delivery.sms)", None).await;
+                };
+                if d.kind != "password_code" {
+                    if let Some(end) = quiet_until(self.quiet, self.offset, now) {
+                        return self.defer(&d, "quiet hours", Some(end)).await;
+                    }
+                }
+                let text = self.templates.sms(&lang, &d.kind, &d.params);
+                let segments = templates::sms_segments(&text);
+                let balance = self.store.sms_balance().await?;
+                if balance < segments {
+                    let why = format!(
+                        "SMS balance is {balance}; this message needs {segments} (rosterd sms top-up)"
+                    );
+                    return self.defer(&d, &why, None).await;
+                }
+                let low_balance = self.cfg.sms.as_ref().map_or(0, |s| s.low_balance);
+                (
+                    sms.send(&d.recipient, &text, &d.idempotency_key).await,
+                    Some(SmsCharge { segments, low_balance }),
+                )
+            }
+            other => (Err(SendError::Permanent(format!("unknown channel {other:?}"))), None),
+        };
+        match result {
+            Ok(provider_id) => {
+                let low = self
+                    .store
+                    .delivery_sent(d.id, &self.holder, provider_id.as_deref(), Utc::now(), charge.as_ref())
+                    .await?;
+                crate::http::metrics_delivery_sent(&d.channel);
+                if let Some(balance) = low {
+                    self.warn_low_balance(balance).await?;
+                }
+                Ok(Outcome::Sent)
+            }
+            Err(e) => {
+                let (text, permanent) = match e {
+                    SendError::Retry(t) => (t, false),
+                    SendError::Permanent(t) => (t, true),
+                };
+                let attempts = d.attempts + 1;
+                let next = (!permanent && attempts < self.cfg.max_attempts)
+                    .then(|| Utc::now() + backoff(&self.cfg, attempts));
+                tracing::warn!(id = %d.id, channel = %d.channel, kind = %d.kind, attempts, error = %text,
+                    dead = next.is_none(), "delivery failed");
+                self.store.delivery_failed(d.id, &self.holder, &text, next).await?;
+                Ok(if next.is_some() { Outcome::Retry } else { Outcome::Dead })
+            }
+        }
+    }
+
+    async fn defer(
+        &self,
+        d: &Delivery,
+        why: &str,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<Outcome, StoreError> {
+        self.store.delivery_defer(d.id, &self.holder, why, until).await?;
+        Ok(Outcome::Deferred)
+    }
+
+    /// Once a charge takes the balance below `delivery.sms.low_balance`: a warning in the log
+    /// and an e-mail to the enterprise's contact address, when there is one.
+    async fn warn_low_balance(&self, balance: i64) -> Result<(), StoreError> {
+        tracing::warn!(balance, "the SMS balance is low; top it up with `rosterd sms top-up AMOUNT`");
+        let Some(e) = self.store.enterprise().await? else { return Ok(()) };
+        if let (Some(to), Some(_)) = (e.contact_email.as_deref(), &self.mailer) {
+            let params = json!({"enterprise": e.name, "balance": balance, "language": self.cfg.language});
+            let key = format!("sms.low_balance:{}", Uuid::now_v7());
+            let d = new_delivery(None, "email", "low_balance", to, None, params, &key);
+            self.store.deliveries_enqueue(&[], &[d]).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A new pending message.
+pub fn new_delivery(
+    event_id: Option<Uuid>,
+    channel: &str,
+    kind: &str,
+    recipient: &str,
+    member_id: Option<Uuid>,
+    params: serde_json::Value,
+    key: &str,
+) -> Delivery {
+    let now = Utc::now();
+    Delivery {
+        id: Uuid::now_v7(),
+        created_at: now,
+        event_id,
+        channel: channel.into(),
+        kind: kind.into(),
+        recipient: recipient.into(),
+        member_id,
+        params,
+        idempotency_key: format!("{key}:{channel}"),
+        state: "pending".into(),
+        attempts: 0,
+        next_attempt_at: now,
+        last_error: None,
+        provider_id: None,
+        sent_at: None,
+    }
+}
+
+/// The wait before attempt `attempts + 1`: `backoff_secs * 2^(attempts-1)`, at most
+/// `backoff_max_secs`, times a random factor in 0.8..1.2 (so retries of a burst spread out).
+pub fn backoff(cfg: &DeliveryConfig, attempts: i64) -> chrono::Duration {
+    let base = cfg.backoff_secs.max(1) as f64 * 2f64.powi((attempts - 1).clamp(0, 30) as i32);
+    let capped = base.min(cfg.backoff_max_secs.max(1) as f64);
+    let jitter = 0.8 + rand::random::<f64>() * 0.4;
+    chrono::Duration::milliseconds((capped * jitter * 1000.0) as i64)
+}
+
+/// `+08:00` / `-05:30`.
+pub fn parse_offset(s: &str) -> Option<chrono::FixedOffset> {
+    let (sign, rest) = match s.as_bytes().first()? {
+        b'+' => (1, &s[1..]),
+        b'-' => (-1, &s[1..]),
+        _ => return None,
+    };
+    let (h, m) = rest.split_once(':')?;
+    let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
+    if !(0..=14).contains(&h) || !(0..60).contains(&m) {
+        return None;
+    }
+    chrono::FixedOffset::east_opt(sign * (h * 3600 + m * 60))
+}
+
+/// `22:00-08:00`.
+pub fn parse_quiet_hours(s: &str) -> Option<(NaiveTime, NaiveTime)> {
+    let (a, b) = s.split_once('-')?;
+    let t = |v: &str| NaiveTime::parse_from_str(v.trim(), "%H:%M").ok();
+    let (a, b) = (t(a)?, t(b)?);
+    (a != b).then_some((a, b))
+}
+
+/// When quiet hours are on at `now`, their end.
+pub fn quiet_until(
+    quiet: Option<(NaiveTime, NaiveTime)>,
+    offset: chrono::FixedOffset,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let (from, to) = quiet?;
+    let local = now.with_timezone(&offset);
+    let t = local.time();
+    let inside = if from < to { t >= from && t < to } else { t >= from || t < to };
+    if !inside {
+        return None;
+    }
+    let mut end = local.date_naive().and_time(to);
+    if end <= local.naive_local() {
+        end += chrono::Duration::days(1);
+    }
+    end.and_local_timezone(offset).single().map(|e| e.with_timezone(&Utc))
+}
+
+/// Runs rounds on `delivery.schedule` until `stop`.
+pub async fn run_schedule(
+    d: Arc<Dispatcher>,
+    schedule: cron::Schedule,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let Some(next) = schedule.upcoming(Utc).next() else { return };
+        let wait = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        match d.run_once().await {
+            Ok(r) if r != Round::default() => tracing::info!(?r, "delivery round"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "delivery round failed; retried on schedule"),
+        }
+        if let Ok(counts) = d.store.delivery_counts().await {
+            crate::http::metrics_delivery_counts(&counts);
+        }
+        if let Ok(balance) = d.store.sms_balance().await {
+            metrics::gauge!("roster_sms_balance").set(balance as f64);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn quiet_hours_across_midnight() {
+        let q = parse_quiet_hours("22:00-08:00");
+        let cn = parse_offset("+08:00").unwrap();
+        // 15:00 UTC = 23:00 in +08:00: quiet until 08:00 local = 00:00 UTC next day.
+        let at = Utc.with_ymd_and_hms(2026, 11, 25, 15, 0, 0).unwrap();
+        assert_eq!(quiet_until(q, cn, at), Some(Utc.with_ymd_and_hms(2026, 11, 26, 0, 0, 0).unwrap()));
+        // 23:30 UTC = 07:30 local: quiet until 08:00 local, 30 minutes later.
+        let at = Utc.with_ymd_and_hms(2026, 11, 25, 23, 30, 0).unwrap();
+        assert_eq!(quiet_until(q, cn, at), Some(Utc.with_ymd_and_hms(2026, 11, 26, 0, 0, 0).unwrap()));
+        // 04:00 UTC = 12:00 local: not quiet.
+        assert_eq!(quiet_until(q, cn, Utc.with_ymd_and_hms(2026, 11, 25, 4, 0, 0).unwrap()), None);
+        let day = parse_quiet_hours("12:00-13:00");
+        assert!(
+            quiet_until(
+                day,
+                parse_offset("+00:00").unwrap(),
+                Utc.with_ymd_and_hms(2026, 1, 1, 12, 30, 0).unwrap()
+            )
+            .is_some()
+        );
+        assert_eq!(parse_quiet_hours("22:00"), None);
+        assert_eq!(parse_quiet_hours("25:00-08:00"), None);
+        assert_eq!(parse_offset("08:00"), None);
+        assert_eq!(parse_offset("-05:30").unwrap().local_minus_utc(), -(5 * 3600 + 1800));
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_jitter() {
+        let cfg = DeliveryConfig { backoff_secs: 10, backoff_max_secs: 60, ..Default::default() };
+        for (attempts, base) in [(1, 10.0), (2, 20.0), (3, 40.0), (4, 60.0), (9, 60.0)] {
+            let secs = backoff(&cfg, attempts).num_milliseconds() as f64 / 1000.0;
+            assert!(secs >= base * 0.8 && secs <= base * 1.2, "attempt {attempts}: {secs}");
+        }
+    }
+}
