@@ -56,6 +56,21 @@ pub enum Command {
     /// Run an LDAP / AD source once (`--source NAME`), or `status`, or `approve RUN_ID`.
     /// Exit codes: 0 applied, 3 held by a deletion limit, 1 failed.
     Sync(SyncArgs),
+    /// E-mail: `mail test ADDRESS` sends a test message through delivery.smtp.
+    Mail {
+        #[command(subcommand)]
+        command: MailCommand,
+    },
+    /// The SMS account: balance, top-ups, ledger.
+    Sms {
+        #[command(subcommand)]
+        command: SmsCommand,
+    },
+    /// Messages waiting, sent or dead: list, retry, purge, or dispatch once now.
+    Outbox {
+        #[command(subcommand)]
+        command: OutboxCommand,
+    },
     /// Apply directory changes from a JSON Lines file (one change per line, `-` for stdin).
     Import {
         file: PathBuf,
@@ -93,6 +108,56 @@ pub enum SyncCommand {
     },
     /// Apply a run held by a deletion limit.
     Approve { run_id: i64 },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MailCommand {
+    /// Send a test message to ADDRESS; exit 1 with the server's answer when it fails.
+    Test { address: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SmsCommand {
+    /// The balance, in segments.
+    Balance,
+    /// Add AMOUNT segments (recorded in the ledger and the audit log); held SMS go out again.
+    TopUp {
+        amount: i64,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// The latest ledger lines: charges and top-ups.
+    Ledger {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OutboxCommand {
+    /// Messages, newest first (`--state pending|sent|held|dead`).
+    List {
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a dead or held message again (attempts start over).
+    Retry { id: uuid::Uuid },
+    /// Delete sent and dead messages older than DAYS days.
+    Purge {
+        #[arg(long, default_value_t = 30)]
+        older_than_days: i64,
+    },
+    /// Run one dispatch round now (what the daemon does on `delivery.schedule`).
+    Dispatch {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -182,8 +247,141 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<ExitCode> {
             directory.store().close().await;
             result?;
         }
+        Command::Mail { command: MailCommand::Test { address } } => return mail_test(&cfg, &address).await,
+        Command::Sms { command } => {
+            let directory = app::open_directory(&cfg).await?;
+            let result = sms(&directory, &console, command).await;
+            directory.store().close().await;
+            result?;
+        }
+        Command::Outbox { command } => {
+            let directory = app::open_directory(&cfg).await?;
+            let result = outbox(&cfg, &directory, command).await;
+            directory.store().close().await;
+            return result;
+        }
         Command::Import { file, batch } => return crate::import::run(&cfg, &file, batch).await,
         Command::Sync(args) => return sync(&cfg, args).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn mail_test(cfg: &Config, address: &str) -> anyhow::Result<ExitCode> {
+    let Some(smtp) = &cfg.delivery.smtp else {
+        bail!("e-mail is not configured: set delivery.smtp.url and delivery.smtp.from");
+    };
+    let mailer = crate::delivery::channels::Mailer::new(smtp).map_err(anyhow::Error::msg)?;
+    let templates = crate::delivery::templates::Templates::load(cfg.delivery.templates_dir.as_deref())
+        .map_err(anyhow::Error::msg)?;
+    match mailer.send_test(address, &templates, &cfg.delivery.language, &cfg.enterprise.name).await {
+        Ok(()) => {
+            println!("sent a test message to {address} through {}", crate::config::redact_url(&smtp.url));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: the test message was not sent: {e:?}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+async fn sms(directory: &DirectoryService, console: &Actor, command: SmsCommand) -> anyhow::Result<()> {
+    match command {
+        SmsCommand::Balance => println!("{}", directory.store().sms_balance().await?),
+        SmsCommand::TopUp { amount, note } => {
+            let change = crate::directory::Change::SmsTopUp { amount, note };
+            match directory.apply_one(console, change).await? {
+                crate::directory::Applied::SmsBalance(b) => println!("balance: {b}"),
+                other => bail!("unexpected result {other:?}"),
+            }
+        }
+        SmsCommand::Ledger { limit, json } => {
+            let lines = directory.store().sms_ledger(limit).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&lines)?);
+                return Ok(());
+            }
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "{:<25} {:<7} {:>7} {:>8} {:<16} {:>4} NOTE",
+                "AT", "ENTRY", "AMOUNT", "BALANCE", "TO", "SEGS"
+            )?;
+            for l in lines {
+                writeln!(
+                    out,
+                    "{:<25} {:<7} {:>7} {:>8} {:<16} {:>4} {}",
+                    l.at.format("%Y-%m-%d %H:%M:%S UTC"),
+                    l.entry,
+                    l.amount,
+                    l.balance_after,
+                    l.recipient.unwrap_or_default(),
+                    l.segments.map(|s| s.to_string()).unwrap_or_default(),
+                    l.note.unwrap_or_default()
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn outbox(
+    cfg: &Config,
+    directory: &DirectoryService,
+    command: OutboxCommand,
+) -> anyhow::Result<ExitCode> {
+    let store = directory.store();
+    match command {
+        OutboxCommand::List { state, limit, json } => {
+            let list = store.deliveries_list(state.as_deref(), limit).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "{:<36} {:<5} {:<13} {:<8} {:>3} {:<30} LAST ERROR",
+                "ID", "CHAN", "KIND", "STATE", "TRY", "TO"
+            )?;
+            for d in list {
+                writeln!(
+                    out,
+                    "{:<36} {:<5} {:<13} {:<8} {:>3} {:<30} {}",
+                    d.id,
+                    d.channel,
+                    d.kind,
+                    d.state,
+                    d.attempts,
+                    d.recipient,
+                    d.last_error.unwrap_or_default()
+                )?;
+            }
+        }
+        OutboxCommand::Retry { id } => {
+            if !store.delivery_retry(id, chrono::Utc::now()).await? {
+                eprintln!("error: no dead or held message {id}");
+                return Ok(ExitCode::FAILURE);
+            }
+            println!("message {id} is pending again");
+        }
+        OutboxCommand::Purge { older_than_days } => {
+            let before = chrono::Utc::now() - chrono::Duration::days(older_than_days.max(0));
+            println!("deleted {} sent or dead messages", store.deliveries_purge(before).await?);
+        }
+        OutboxCommand::Dispatch { json } => {
+            let d =
+                crate::delivery::Dispatcher::new(store.clone(), &cfg.delivery).map_err(anyhow::Error::msg)?;
+            let round = d.run_once().await?;
+            if json {
+                println!("{}", serde_json::to_string(&round)?);
+            } else {
+                println!(
+                    "events {}, queued {}, sent {}, retried {}, dead {}, deferred {}",
+                    round.events, round.queued, round.sent, round.retried, round.dead, round.deferred
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

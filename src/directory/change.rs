@@ -78,6 +78,11 @@ pub enum Change {
         source: String,
         cursor: String,
     },
+    /// Adds segments to the company's SMS balance (a ledger line; held SMS go out again).
+    SmsTopUp {
+        amount: i64,
+        note: Option<String>,
+    },
 }
 
 /// Fields of the enterprise profile to change; `None` leaves a field as it is.
@@ -202,15 +207,26 @@ pub struct NewGroup {
 pub enum Applied {
     Enterprise(Enterprise),
     OrgUnit(OrgUnit),
-    OrgUnitDeleted { id: Uuid },
+    OrgUnitDeleted {
+        id: Uuid,
+    },
     Member(Member),
     Tombstone(Box<Tombstone>),
     Group(Group),
-    GroupMembers { id: Uuid, changed: u64 },
-    GroupDeleted { id: Uuid },
+    GroupMembers {
+        id: Uuid,
+        changed: u64,
+    },
+    GroupDeleted {
+        id: Uuid,
+    },
     Reservation(Reservation),
-    ReservationReleased { number: i64 },
+    ReservationReleased {
+        number: i64,
+    },
     SyncCursor,
+    /// The SMS balance after a top-up.
+    SmsBalance(i64),
 }
 
 /// Why the directory refused a change. Each variant has a stable [`code`](Self::code).

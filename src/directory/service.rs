@@ -331,6 +331,7 @@ impl DirectoryService {
             Change::DeleteGroup { id } => delete_group(ctx, id).await,
             Change::ReserveNumber { number, note } => self.reserve(ctx, number, note).await,
             Change::ReleaseReservation { number } => release_reservation(ctx, number).await,
+            Change::SmsTopUp { amount, note } => sms_top_up(ctx, amount, note).await,
             Change::SetSyncCursor { source, cursor } => {
                 ctx.tx.sync_cursor_set(&source, &cursor).await?;
                 Ok(Applied::SyncCursor)
@@ -513,6 +514,17 @@ impl DirectoryService {
         }
         Ok(info)
     }
+}
+
+async fn sms_top_up(ctx: &mut Ctx<'_>, amount: i64, note: Option<String>) -> R<Applied> {
+    if !(1..=100_000_000).contains(&amount) {
+        return Err(DirectoryError::invalid("amount", "must be between 1 and 100,000,000 segments"));
+    }
+    let note = validate::optional_text("note", note.as_deref(), 256)?;
+    let balance = ctx.tx.sms_top_up(amount, &ctx.actor.who, note.as_deref(), ctx.now).await?;
+    let after = json!({"amount": amount, "balance": balance, "note": note});
+    ctx.audit("sms.top_up", "sms_account", None, None, Some(&after)).await?;
+    Ok(Applied::SmsBalance(balance))
 }
 
 async fn update_enterprise(ctx: &mut Ctx<'_>, p: EnterprisePatch) -> R<Applied> {

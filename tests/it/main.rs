@@ -7,6 +7,7 @@
 mod cli;
 mod common;
 mod daemon;
+mod delivery;
 mod faults;
 mod migrations;
 mod pg;

@@ -1,0 +1,517 @@
+//! Delivery against real parts: aiosmtpd (a real SMTP server, Debian's `python3-aiosmtpd`)
+//! receives the mail, and an HTTP SMS gateway on loopback (started here, told to fail, stall or
+//! accept) receives the SMS. Rounds are run directly ([`Dispatcher::run_once`]) or by the
+//! `rosterd outbox dispatch` command.
+
+use std::collections::VecDeque;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use roster::config::{Config, DeliveryConfig, HttpSmsConfig, SmsConfig, SmtpConfig};
+use roster::delivery::Dispatcher;
+use roster::directory::model::Email;
+use roster::directory::{Applied, Change, DirectoryService, MemberPatch, NewMember};
+use serde_json::Value;
+
+use crate::common::{Backend, TestDb, console, member, on_both_stores};
+use crate::daemon::{free_port, rosterd, text};
+
+on_both_stores!(
+    welcome_mail_and_sms_and_nothing_twice,
+    failures_are_retried_then_parked,
+    sms_needs_a_balance,
+    two_dispatchers_never_send_one_message_twice,
+);
+
+/// aiosmtpd with its Mailbox handler: every message it accepts is a file in `dir/new`.
+pub struct Smtp {
+    child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl Smtp {
+    pub fn start() -> Smtp {
+        Smtp::start_on(free_port())
+    }
+
+    pub fn start_on(port: u16) -> Smtp {
+        use std::os::unix::process::CommandExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new("/usr/bin/python3");
+        cmd.args([
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            &format!("127.0.0.1:{port}"),
+            "-c",
+            "aiosmtpd.handlers.Mailbox",
+        ])
+        .arg(dir.path().join("mail"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(std::io::Error::other)
+            });
+        }
+        let child = cmd.spawn().expect("start aiosmtpd (python3-aiosmtpd; scripts/test installs it)");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Smtp { child, port, dir };
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("aiosmtpd did not listen on {port}");
+    }
+
+    /// The raw messages received so far.
+    pub fn messages(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.dir.path().join("mail/new")) else { return Vec::new() };
+        entries.map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect()
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An SMS gateway on loopback: answers each request with the next scripted status (200 when the
+/// script is empty), after `delay` when set; records what it accepted.
+#[derive(Clone, Default)]
+pub struct Gateway {
+    pub received: Arc<Mutex<Vec<Value>>>,
+    pub script: Arc<Mutex<VecDeque<u16>>>,
+    pub delay: Arc<Mutex<Option<Duration>>>,
+    pub url: String,
+}
+
+impl Gateway {
+    pub async fn start() -> Gateway {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut gw = Gateway::default();
+        gw.url = format!("http://{}/send", listener.local_addr().unwrap());
+        let app = axum::Router::new().route("/send", post(gateway_send)).with_state(gw.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        gw
+    }
+
+    pub fn texts(&self) -> Vec<(String, String)> {
+        let got = self.received.lock().unwrap();
+        got.iter()
+            .map(|v| (v["to"].as_str().unwrap().to_owned(), v["text"].as_str().unwrap().to_owned()))
+            .collect()
+    }
+}
+
+async fn gateway_send(State(gw): State<Gateway>, body: String) -> (StatusCode, String) {
+    let delay = *gw.delay.lock().unwrap();
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
+    let status = gw.script.lock().unwrap().pop_front().unwrap_or(200);
+    if status != 200 {
+        return (StatusCode::from_u16(status).unwrap(), "scripted failure".into());
+    }
+    let v: Value = serde_json::from_str(&body).expect("the gateway gets JSON");
+    let mut got = gw.received.lock().unwrap();
+    got.push(v);
+    (StatusCode::OK, format!(r#"{{"id": "gw-{}"}}"#, got.len()))
+}
+
+fn delivery_config(smtp_port: u16, gateway: &Gateway) -> DeliveryConfig {
+    DeliveryConfig {
+        backoff_secs: 1,
+        backoff_max_secs: 2,
+        max_attempts: 3,
+        lease_secs: 30,
+        smtp: Some(SmtpConfig {
+            url: format!("smtp://127.0.0.1:{smtp_port}"),
+            from: "Roster <roster@example.com>".into(),
+            user: None,
+            password: None,
+            password_file: None,
+            ca_file: None,
+            timeout_secs: 5,
+        }),
+        sms: Some(SmsConfig {
+            provider: "http".into(),
+            http: Some(HttpSmsConfig {
+                url: gateway.url.clone(),
+                method: "POST".into(),
+                headers: Default::default(),
+                body: r#"{"to": "{to}", "text": "{text}", "key": "{key}"}"#.into(),
+                content_type: "application/json".into(),
+                id_pointer: Some("/id".into()),
+            }),
+            twilio: None,
+            low_balance: 100,
+            quiet_hours: None,
+            utc_offset: "+00:00".into(),
+            timeout_secs: 2,
+        }),
+        ..Default::default()
+    }
+}
+
+fn new_hire(login: &str, mobile: &str) -> Change {
+    Change::CreateMember(NewMember {
+        emails: vec![Email {
+            address: format!("{login}@home.example.org"),
+            kind: "work".into(),
+            primary: true,
+        }],
+        mobile: Some(mobile.into()),
+        ..member(login)
+    })
+}
+
+async fn top_up(d: &DirectoryService, amount: i64) -> i64 {
+    match d.apply_one(&console(), Change::SmsTopUp { amount, note: Some("test".into()) }).await.unwrap() {
+        Applied::SmsBalance(b) => b,
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn welcome_mail_and_sms_and_nothing_twice(b: Backend) {
+    let smtp = Smtp::start();
+    let gw = Gateway::start().await;
+    let db = TestDb::new(b);
+    let d = db.open().await;
+    assert_eq!(top_up(&d, 10).await, 10);
+    let created = d
+        .apply(&console(), vec![new_hire("ann", "+8613800000001"), new_hire("ben", "+8613800000002")])
+        .await
+        .unwrap();
+    let Applied::Member(ann) = &created[0] else { panic!() };
+    let dispatcher = Dispatcher::new(d.store().clone(), &delivery_config(smtp.port, &gw)).unwrap();
+    let round = dispatcher.run_once().await.unwrap();
+    assert_eq!((round.events, round.queued, round.sent), (2, 4, 4), "{round:?}");
+
+    let mails = smtp.messages();
+    assert_eq!(mails.len(), 2);
+    let to_ann = mails.iter().find(|m| m.contains("To: ann@home.example.org")).expect("ann's welcome mail");
+    assert!(to_ann.contains("Subject: Welcome to Example Corp"), "{to_ann}");
+    assert!(
+        to_ann.contains(&ann.account_number.to_string()) && to_ann.contains("ann@example.com"),
+        "{to_ann}"
+    );
+    assert!(to_ann.contains("X-Roster-Idempotency-Key:"), "{to_ann}");
+    let texts = gw.texts();
+    assert_eq!(texts.len(), 2);
+    let (to, text) = texts.iter().find(|(to, _)| to == "+8613800000001").unwrap();
+    assert!(text.contains(&ann.account_number.to_string()), "{to}: {text}");
+
+    // Charged: one segment each, in the ledger with the gateway's id.
+    assert_eq!(d.store().sms_balance().await.unwrap(), 8);
+    let ledger = d.store().sms_ledger(10).await.unwrap();
+    assert_eq!(ledger.iter().filter(|l| l.entry == "charge").count(), 2);
+    assert!(ledger.iter().any(|l| l.provider_id.as_deref() == Some("gw-1")), "{ledger:?}");
+    assert!(ledger.iter().any(|l| l.entry == "top_up" && l.amount == 10 && l.actor == "admin"));
+
+    // Nothing goes out twice; a suspension tells the member by e-mail only (sms_kinds).
+    assert_eq!(dispatcher.run_once().await.unwrap(), Default::default());
+    let patch =
+        MemberPatch { state: Some(roster::directory::model::MemberState::Suspended), ..Default::default() };
+    d.apply_one(&console(), Change::UpdateMember { id: ann.id, patch }).await.unwrap();
+    let round = dispatcher.run_once().await.unwrap();
+    assert_eq!((round.events, round.sent), (1, 1), "{round:?}");
+    assert!(smtp.messages().iter().any(|m| m.contains("Subject: Your Example Corp account is suspended")));
+    assert_eq!(gw.texts().len(), 2);
+    let sent = d.store().deliveries_list(Some("sent"), 100).await.unwrap();
+    assert_eq!(sent.len(), 5);
+    assert!(sent.iter().all(|m| m.attempts == 1 && m.sent_at.is_some()));
+}
+
+async fn failures_are_retried_then_parked(b: Backend) {
+    let gw = Gateway::start().await;
+    // SMTP is down at first: the port is free, nobody listens.
+    let smtp_port = free_port();
+    let db = TestDb::new(b);
+    let d = db.open().await;
+    top_up(&d, 10).await;
+    let dispatcher = Dispatcher::new(d.store().clone(), &delivery_config(smtp_port, &gw)).unwrap();
+    gw.script.lock().unwrap().extend([500, 429]);
+    d.apply_one(&console(), new_hire("ann", "+8613800000001")).await.unwrap();
+
+    let round = dispatcher.run_once().await.unwrap();
+    assert_eq!((round.sent, round.retried), (0, 2), "{round:?}");
+    let pending = d.store().deliveries_list(Some("pending"), 10).await.unwrap();
+    assert_eq!(pending.len(), 2);
+    for m in &pending {
+        let error = m.last_error.as_deref().unwrap();
+        match m.channel.as_str() {
+            "sms" => assert!(error.contains("500"), "{error}"),
+            _ => assert!(error.contains("SMTP"), "{error}"),
+        }
+        assert!(m.next_attempt_at > chrono::Utc::now(), "backed off");
+    }
+    // Not due yet: nothing happens.
+    assert_eq!(dispatcher.run_once().await.unwrap().retried, 0);
+
+    // SMTP comes up; the gateway still answers 429 once, then accepts.
+    let smtp = Smtp::start_on(smtp_port);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let round = dispatcher.run_once().await.unwrap();
+    assert_eq!((round.sent, round.retried), (1, 1), "{round:?}");
+    assert_eq!(smtp.messages().len(), 1);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let round = dispatcher.run_once().await.unwrap();
+    assert_eq!(round.sent, 1, "{round:?}");
+    assert_eq!(gw.texts().len(), 1, "delivered once, after two failures");
+    let sms = d.store().deliveries_list(Some("sent"), 10).await.unwrap();
+    assert_eq!(sms.iter().find(|m| m.channel == "sms").unwrap().attempts, 3);
+
+    // A refusal (4xx) is not retried: dead at once, with the gateway's answer; an operator can
+    // send it again.
+    gw.script.lock().unwrap().push_back(400);
+    d.apply_one(&console(), new_hire("ben", "+8613800000002")).await.unwrap();
+    let round = dispatcher.run_once().await.unwrap();
+    assert_eq!((round.sent, round.dead), (1, 1), "{round:?}");
+    let dead = d.store().deliveries_list(Some("dead"), 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].last_error.as_deref().unwrap().contains("400"), "{:?}", dead[0]);
+    assert!(d.store().delivery_retry(dead[0].id, chrono::Utc::now()).await.unwrap());
+    assert_eq!(dispatcher.run_once().await.unwrap().sent, 1);
+    assert!(gw.texts().iter().any(|(to, _)| to == "+8613800000002"));
+
+    // Transient failures up to max_attempts (3), then dead.
+    gw.script.lock().unwrap().extend([503, 503, 503]);
+    d.apply_one(&console(), new_hire("cat", "+8613800000003")).await.unwrap();
+    for wait in [0, 1300, 2500] {
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        dispatcher.run_once().await.unwrap();
+    }
+    let dead = d.store().deliveries_list(Some("dead"), 10).await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!((dead[0].attempts, dead[0].recipient.as_str()), (3, "+8613800000003"));
+}
+
+async fn sms_needs_a_balance(b: Backend) {
+    let smtp = Smtp::start();
+    let gw = Gateway::start().await;
+    let db = TestDb::new(b);
+    let d = db.open().await;
+    let dispatcher = Dispatcher::new(d.store().clone(), &delivery_config(smtp.port, &gw)).unwrap();
+    d.apply_one(&console(), new_hire("ann", "+8613800000001")).await.unwrap();
+    let round = dispatcher.run_once().await.unwrap();
+    assert_eq!((round.sent, round.deferred), (1, 1), "the e-mail goes, the SMS waits: {round:?}");
+    let held = d.store().deliveries_list(Some("held"), 10).await.unwrap();
+    assert_eq!(held.len(), 1);
+    assert!(held[0].last_error.as_deref().unwrap().contains("SMS balance is 0"), "{:?}", held[0]);
+    assert!(gw.texts().is_empty());
+    assert_eq!(dispatcher.run_once().await.unwrap().sent, 0, "still held");
+    assert_eq!(d.store().sms_balance().await.unwrap(), 0, "never below zero");
+
+    // A top-up releases it.
+    top_up(&d, 1).await;
+    assert_eq!(dispatcher.run_once().await.unwrap().sent, 1);
+    assert_eq!(gw.texts().len(), 1);
+    assert_eq!(d.store().sms_balance().await.unwrap(), 0);
+    assert!(d.store().deliveries_list(Some("held"), 10).await.unwrap().is_empty());
+    // Refused top-ups change nothing.
+    let bad = d.apply_one(&console(), Change::SmsTopUp { amount: 0, note: None }).await.unwrap_err();
+    assert_eq!(bad.code(), "invalid");
+    assert_eq!(d.store().sms_ledger(10).await.unwrap().len(), 2);
+}
+
+/// Two nodes on one database (two stores, two dispatchers) claim with leases: each message is
+/// sent once.
+async fn two_dispatchers_never_send_one_message_twice(b: Backend) {
+    let gw = Gateway::start().await;
+    *gw.delay.lock().unwrap() = Some(Duration::from_millis(5));
+    let db = TestDb::new(b);
+    let d = db.open().await;
+    top_up(&d, 1000).await;
+    let hires: Vec<Change> =
+        (0..60).map(|i| new_hire(&format!("m{i}"), &format!("+86138000002{i:02}"))).collect();
+    d.apply(&console(), hires).await.unwrap();
+    let mut cfg = delivery_config(free_port(), &gw);
+    cfg.smtp = None;
+    cfg.batch = 7;
+    let other = db.open().await;
+    let one = Dispatcher::new(d.store().clone(), &cfg).unwrap();
+    let two = Dispatcher::new(other.store().clone(), &cfg).unwrap();
+    let (a, b) = tokio::join!(one.run_once(), two.run_once());
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.sent + b.sent, 60, "{a:?} {b:?}");
+    let got = gw.received.lock().unwrap().clone();
+    let keys: std::collections::BTreeSet<&str> = got.iter().map(|v| v["key"].as_str().unwrap()).collect();
+    assert_eq!((got.len(), keys.len()), (60, 60));
+    assert_eq!(d.store().sms_balance().await.unwrap(), 940);
+}
+
+/// Quiet hours hold back everything but password codes.
+#[tokio::test]
+async fn quiet_hours_hold_sms_except_password_codes() {
+    let gw = Gateway::start().await;
+    let smtp = Smtp::start();
+    let db = TestDb::new(Backend::Sqlite);
+    let d = db.open().await;
+    top_up(&d, 10).await;
+    let mut cfg = delivery_config(smtp.port, &gw);
+    // Always quiet, but for the minute before midnight.
+    cfg.sms.as_mut().unwrap().quiet_hours = Some("00:00-23:59".into());
+    let now = chrono::Utc::now().time();
+    if now >= chrono::NaiveTime::from_hms_opt(23, 58, 0).unwrap() {
+        cfg.sms.as_mut().unwrap().utc_offset = "+02:00".into();
+    }
+    let dispatcher = Dispatcher::new(d.store().clone(), &cfg).unwrap();
+    d.apply_one(&console(), new_hire("ann", "+8613800000001")).await.unwrap();
+    let code = roster::delivery::new_delivery(
+        None,
+        "sms",
+        "password_code",
+        "+8613800000009",
+        None,
+        serde_json::json!({"enterprise": "Example Corp", "code": "493817", "minutes": 10, "language": "zh-CN"}),
+        "password_code:test",
+    );
+    d.store().deliveries_enqueue(&[], &[code]).await.unwrap();
+    let round = dispatcher.run_once().await.unwrap();
+    assert_eq!((round.sent, round.deferred), (2, 1), "{round:?}");
+    assert_eq!(gw.texts().len(), 1);
+    let (to, text) = &gw.texts()[0];
+    assert_eq!(to, "+8613800000009");
+    assert!(text.contains("493817") && text.contains("验证码"), "{text}");
+    let waiting = d.store().deliveries_list(Some("pending"), 10).await.unwrap();
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0].last_error.as_deref(), Some("quiet hours"));
+    assert!(waiting[0].next_attempt_at > chrono::Utc::now());
+}
+
+/// `rosterd outbox dispatch` killed while the gateway is slow: when the lease runs out, the
+/// next run sends what was left, and every member gets exactly one SMS unless the kill hit
+/// between the gateway's answer and the record (then the repeat carries the same key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_dispatch_then_every_message_arrives() {
+    let gw = Gateway::start().await;
+    let db = TestDb::new(Backend::Sqlite);
+    let d = db.open().await;
+    top_up(&d, 100).await;
+    let hires: Vec<Change> =
+        (0..20).map(|i| new_hire(&format!("m{i}"), &format!("+86138000001{i:02}"))).collect();
+    d.apply(&console(), hires).await.unwrap();
+    d.store().close().await;
+
+    let mut cfg: Config = db.cfg.clone();
+    cfg.delivery = delivery_config(free_port(), &gw);
+    cfg.delivery.smtp = None;
+    cfg.delivery.lease_secs = 2;
+    cfg.delivery.batch = 5;
+    let config = db.dir.path().join("rosterd.toml");
+    std::fs::write(&config, toml::to_string(&cfg).unwrap()).unwrap();
+    let dispatch = || {
+        let mut c = rosterd(db.dir.path());
+        c.args(["--config", config.to_str().unwrap(), "outbox", "dispatch", "--json"]);
+        c
+    };
+    *gw.delay.lock().unwrap() = Some(Duration::from_millis(150));
+    let mut child = dispatch().stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // Kill it once a few messages are through.
+    for _ in 0..200 {
+        if gw.texts().len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = gw.texts().len();
+    assert!((3..20).contains(&before), "killed mid-way: {before} sent");
+
+    *gw.delay.lock().unwrap() = None;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let out = dispatch().output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let round: Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    assert!(round["sent"].as_u64().unwrap() >= 20 - before as u64, "{round}");
+
+    let got = gw.received.lock().unwrap().clone();
+    let mut keys: Vec<&str> = got.iter().map(|v| v["key"].as_str().unwrap()).collect();
+    let recipients: std::collections::BTreeSet<&str> =
+        got.iter().map(|v| v["to"].as_str().unwrap()).collect();
+    assert_eq!(recipients.len(), 20, "every member got the welcome SMS");
+    keys.sort();
+    let all = keys.len();
+    keys.dedup();
+    assert_eq!(keys.len(), 20);
+    assert!(all - 20 <= 5, "repeats only of the claimed batch in flight: {all}");
+    let d = db.open().await;
+    let sent = d.store().deliveries_list(Some("sent"), 100).await.unwrap();
+    assert_eq!(sent.len(), 20);
+    assert_eq!(d.store().sms_balance().await.unwrap(), 80, "each charged once");
+}
+
+/// `rosterd sms` and `rosterd outbox` from the command line.
+#[tokio::test]
+async fn the_command_line_tops_up_and_lists() {
+    let db = TestDb::new(Backend::Sqlite);
+    db.open().await.store().close().await;
+    let config = db.dir.path().join("rosterd.toml");
+    std::fs::write(&config, toml::to_string(&db.cfg).unwrap()).unwrap();
+    let run = |args: &[&str]| {
+        let mut c = rosterd(db.dir.path());
+        c.arg("--config").arg(&config).args(args);
+        c.output().unwrap()
+    };
+    let up = run(&["sms", "top-up", "500", "--note", "invoice 42"]);
+    assert!(up.status.success(), "{}", text(&up.stderr));
+    assert_eq!(text(&up.stdout).trim(), "balance: 500");
+    assert_eq!(text(&run(&["sms", "balance"]).stdout).trim(), "500");
+    let ledger = run(&["sms", "ledger", "--json"]);
+    let lines: Value = serde_json::from_slice(&ledger.stdout).unwrap();
+    assert_eq!(lines[0]["note"], "invoice 42");
+    assert_eq!(lines[0]["actor"], "cli");
+    let bad = run(&["sms", "top-up", "-5"]);
+    assert!(!bad.status.success());
+    let listed = run(&["outbox", "list", "--json"]);
+    assert_eq!(serde_json::from_slice::<Value>(&listed.stdout).unwrap(), serde_json::json!([]));
+    let retry = run(&["outbox", "retry", "0190c1c5-4b6e-7000-8000-000000000000"]);
+    assert_eq!(retry.status.code(), Some(1));
+    assert!(text(&retry.stderr).contains("no dead or held message"));
+    // No SMTP configured: a clear error.
+    let mail = run(&["mail", "test", "ann@example.org"]);
+    assert!(!mail.status.success());
+    assert!(text(&mail.stderr).contains("delivery.smtp"), "{}", text(&mail.stderr));
+}
+
+/// `rosterd mail test` through a real SMTP server.
+#[tokio::test]
+async fn mail_test_sends_through_smtp() {
+    let smtp = Smtp::start();
+    let db = TestDb::new(Backend::Sqlite);
+    let mut cfg = db.cfg.clone();
+    cfg.delivery.smtp = delivery_config(smtp.port, &Gateway::default()).smtp;
+    cfg.delivery.language = "zh-CN".into();
+    let config = db.dir.path().join("rosterd.toml");
+    std::fs::write(&config, toml::to_string(&cfg).unwrap()).unwrap();
+    let out = rosterd(db.dir.path())
+        .arg("--config")
+        .arg(&config)
+        .args(["mail", "test", "ops@example.org"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mails = smtp.messages();
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0].contains("To: ops@example.org"), "{}", mails[0]);
+    drop(smtp);
+    let down = rosterd(db.dir.path())
+        .arg("--config")
+        .arg(&config)
+        .args(["mail", "test", "ops@example.org"])
+        .output()
+        .unwrap();
+    assert_eq!(down.status.code(), Some(1));
+    assert!(text(&down.stderr).contains("not sent"), "{}", text(&down.stderr));
+}
