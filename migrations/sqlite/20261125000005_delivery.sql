@@ -21,6 +21,7 @@ CREATE TABLE deliveries (
     last_error TEXT,
     provider_id TEXT,
     sent_at TEXT,
+    reserved BIGINT NOT NULL DEFAULT 0,
     CONSTRAINT deliveries_idempotency_key UNIQUE (idempotency_key)
 );
 CREATE INDEX deliveries_due ON deliveries (state, next_attempt_at);

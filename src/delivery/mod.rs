@@ -242,18 +242,22 @@ impl Sender {
                 }
                 let text = self.templates.sms(&lang, &d.kind, &d.params);
                 let segments = templates::sms_segments(&text);
-                let balance = self.store.sms_balance().await?;
-                if balance < segments {
+                // A message left claimed by a node that crashed mid-send still holds its segments.
+                if d.reserved < segments
+                    && self.store.sms_reserve(d.id, &self.holder, segments).await?.is_none()
+                {
+                    let balance = self.store.sms_balance().await?;
                     let why = format!(
                         "SMS balance is {balance}; this message needs {segments} (rosterd sms top-up)"
                     );
                     return self.defer(&d, &why, None).await;
                 }
                 let low_balance = self.cfg.sms.as_ref().map_or(0, |s| s.low_balance);
-                (
-                    sms.send(&d.recipient, &text, &d.idempotency_key).await,
-                    Some(SmsCharge { segments, low_balance }),
-                )
+                let sent = sms.send(&d.recipient, &text, &d.idempotency_key).await;
+                if sent.is_err() {
+                    self.store.sms_refund(d.id).await?;
+                }
+                (sent, Some(SmsCharge { segments, low_balance }))
             }
             other => (Err(SendError::Permanent(format!("unknown channel {other:?}"))), None),
         };
@@ -337,6 +341,7 @@ pub fn new_delivery(
         last_error: None,
         provider_id: None,
         sent_at: None,
+        reserved: 0,
     }
 }
 

@@ -86,6 +86,8 @@ pub struct Delivery {
     pub last_error: Option<String>,
     pub provider_id: Option<String>,
     pub sent_at: Option<DateTime<Utc>>,
+    /// SMS segments taken from the balance for this message and not yet charged or given back.
+    pub reserved: i64,
 }
 
 /// What a sent SMS costs, charged in the same transaction that records it as sent.
@@ -229,7 +231,8 @@ pub trait Store: Send + Sync + 'static {
         until: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<Delivery>>;
-    /// Records a message as sent (and charges an SMS), if `holder` still holds it. Returns the
+    /// Records a message as sent (with its ledger line when it is an SMS, whose segments
+    /// [`Store::sms_reserve`] took), if `holder` still holds it. Returns the
     /// SMS balance after the charge when it just fell below the low-balance mark.
     async fn delivery_sent(
         &self,
@@ -265,6 +268,13 @@ pub trait Store: Send + Sync + 'static {
     /// `(channel, state, count)`.
     async fn delivery_counts(&self) -> Result<Vec<(String, String, i64)>>;
     async fn sms_balance(&self) -> Result<i64>;
+    /// Takes `segments` from the balance for the SMS `id` before it is sent, if the balance has
+    /// them (atomically, so nodes sending at once never overdraw), and notes them on the
+    /// message, so that a node that crashed mid-send leaves them with it for the next attempt.
+    /// Returns the balance left.
+    async fn sms_reserve(&self, id: Uuid, holder: &str, segments: i64) -> Result<Option<i64>>;
+    /// Gives back what [`Store::sms_reserve`] took for an SMS that was not sent.
+    async fn sms_refund(&self, id: Uuid) -> Result<()>;
     async fn sms_ledger(&self, limit: i64) -> Result<Vec<SmsLedgerEntry>>;
 }
 

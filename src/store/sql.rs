@@ -16,7 +16,7 @@ pub(crate) const ENTERPRISE_COLS: &str = "enterprise_id, name, logo_url, address
 pub(crate) const TOMBSTONE_COLS: &str =
     "member_id, account_number, login_name, profile, deleted_at, reason, source, deleted_by";
 pub(crate) const DELIVERY_COLS: &str = "id, created_at, event_id, channel, kind, recipient, member_id, params, \
-    idempotency_key, state, attempts, next_attempt_at, last_error, provider_id, sent_at";
+    idempotency_key, state, attempts, next_attempt_at, last_error, provider_id, sent_at, reserved";
 pub(crate) const SMS_LEDGER_COLS: &str =
     "id, at, entry, amount, balance_after, delivery_id, recipient, segments, provider_id, actor, note";
 pub(crate) const AUDIT_COLS: &str = "id, at, actor, source, action, object_kind, object_id, before, after";
@@ -555,7 +555,7 @@ macro_rules! shared_sql {
                             .push_bind(d.kind.clone()).push_bind(d.recipient.clone()).push_bind(d.member_id)
                             .push_bind(Json(d.params.clone())).push_bind(d.idempotency_key.clone()).push_bind(d.state.clone())
                             .push_bind(d.attempts).push_bind(d.next_attempt_at).push_bind(d.last_error.clone())
-                            .push_bind(d.provider_id.clone()).push_bind(d.sent_at);
+                            .push_bind(d.provider_id.clone()).push_bind(d.sent_at).push_bind(d.reserved);
                     });
                     qb.push(" ON CONFLICT (idempotency_key) DO NOTHING");
                     added += qb.build().execute(&mut *tx).await.map_err($err)?.rows_affected();
@@ -590,15 +590,15 @@ macro_rules! shared_sql {
             async fn delivery_sent(&self, id: Uuid, holder: &str, provider_id: Option<&str>, at: DateTime<Utc>, charge: Option<&$crate::store::SmsCharge>) -> Result<Option<i64>> {
                 let mut tx = self.begin_tx().await?;
                 let done = q("UPDATE deliveries SET state = 'sent', sent_at = $3, provider_id = $4, attempts = attempts + 1, \
-                              last_error = NULL, lease_holder = NULL, lease_until = NULL WHERE id = $1 AND lease_holder = $2")
+                              last_error = NULL, lease_holder = NULL, lease_until = NULL, reserved = 0 WHERE id = $1 AND lease_holder = $2")
                     .bind(id).bind(holder.to_owned()).bind(at).bind(provider_id.map(str::to_owned))
                     .execute(&mut *tx).await.map_err($err)?.rows_affected();
                 let mut low = None;
                 if let (1, Some(c)) = (done, charge) {
-                    let (balance, warned): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
-                        "UPDATE sms_account SET balance = balance - $1 WHERE singleton = 1 RETURNING balance, low_warned_at",
-                    )
-                    .bind(c.segments).fetch_one(&mut *tx).await.map_err($err)?;
+                    // The segments were taken by `sms_reserve` before sending.
+                    let (balance, warned): (i64, Option<DateTime<Utc>>) =
+                        sqlx::query_as("SELECT balance, low_warned_at FROM sms_account WHERE singleton = 1")
+                            .fetch_one(&mut *tx).await.map_err($err)?;
                     let recipient: (String,) = sqlx::query_as("SELECT recipient FROM deliveries WHERE id = $1")
                         .bind(id).fetch_one(&mut *tx).await.map_err($err)?;
                     q("INSERT INTO sms_ledger (at, entry, amount, balance_after, delivery_id, recipient, segments, provider_id, actor) \
@@ -663,6 +663,33 @@ macro_rules! shared_sql {
             async fn delivery_counts(&self) -> Result<Vec<(String, String, i64)>> {
                 sqlx::query_as("SELECT channel, state, COUNT(*) FROM deliveries GROUP BY channel, state ORDER BY channel, state")
                     .fetch_all(&self.read).await.map_err($err)
+            }
+
+            async fn sms_reserve(&self, id: Uuid, holder: &str, segments: i64) -> Result<Option<i64>> {
+                let mut tx = self.begin_tx().await?;
+                let r: Option<(i64,)> = sqlx::query_as(
+                    "UPDATE sms_account SET balance = balance - $1 WHERE singleton = 1 AND balance >= $1 RETURNING balance",
+                )
+                .bind(segments).fetch_optional(&mut *tx).await.map_err($err)?;
+                if r.is_some() {
+                    q("UPDATE deliveries SET reserved = $3 WHERE id = $1 AND lease_holder = $2")
+                        .bind(id).bind(holder.to_owned()).bind(segments).execute(&mut *tx).await.map_err($err)?;
+                }
+                tx.commit().await.map_err($err)?;
+                Ok(r.map(|r| r.0))
+            }
+
+            async fn sms_refund(&self, id: Uuid) -> Result<()> {
+                let mut tx = self.begin_tx().await?;
+                let r: Option<(i64,)> = sqlx::query_as("SELECT reserved FROM deliveries WHERE id = $1")
+                    .bind(id).fetch_optional(&mut *tx).await.map_err($err)?;
+                if let Some((reserved,)) = r.filter(|r| r.0 > 0) {
+                    q("UPDATE sms_account SET balance = balance + $1 WHERE singleton = 1").bind(reserved)
+                        .execute(&mut *tx).await.map_err($err)?;
+                    q("UPDATE deliveries SET reserved = 0 WHERE id = $1").bind(id).execute(&mut *tx).await.map_err($err)?;
+                }
+                tx.commit().await.map_err($err)?;
+                Ok(())
             }
 
             async fn sms_balance(&self) -> Result<i64> {

@@ -318,10 +318,18 @@ async fn sms_needs_a_balance(b: Backend) {
     assert_eq!(gw.texts().len(), 1);
     assert_eq!(d.store().sms_balance().await.unwrap(), 0);
     assert!(d.store().deliveries_list(Some("held"), 10).await.unwrap().is_empty());
+    // Three SMS at once (sent concurrently) and room for two: two go, one waits.
+    top_up(&d, 2).await;
+    let hires = (0..3).map(|i| new_hire(&format!("x{i}"), &format!("+861380000010{i}"))).collect();
+    d.apply(&console(), hires).await.unwrap();
+    dispatcher.run_once().await.unwrap();
+    assert_eq!(gw.texts().len(), 3);
+    assert_eq!(d.store().sms_balance().await.unwrap(), 0);
+    assert_eq!(d.store().deliveries_list(Some("held"), 10).await.unwrap().len(), 1);
     // Refused top-ups change nothing.
     let bad = d.apply_one(&console(), Change::SmsTopUp { amount: 0, note: None }).await.unwrap_err();
     assert_eq!(bad.code(), "invalid");
-    assert_eq!(d.store().sms_ledger(10).await.unwrap().len(), 2);
+    assert_eq!(d.store().sms_ledger(10).await.unwrap().len(), 5, "2 top-ups, 3 charges");
 }
 
 /// Two nodes on one database (two stores, two dispatchers) claim with leases: each message is
