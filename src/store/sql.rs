@@ -302,6 +302,7 @@ macro_rules! shared_sql {
                     let dir = if desc { "DESC" } else { "ASC" };
                     qb.push(format!(" ORDER BY {col} {dir}, id {dir}"));
                 }
+                None if default.is_empty() => {}
                 None => {
                     qb.push(format!(" ORDER BY {default}"));
                 }
@@ -315,12 +316,16 @@ macro_rules! shared_sql {
         #[async_trait::async_trait]
         impl Store for $Store {
             async fn search_members(&self, q: &$crate::directory::query::Query) -> Result<$crate::directory::query::Page<m::Member>> {
+                use $crate::directory::query::{Expr as E, Field as F, Op, Val};
                 let mut c = self.read.acquire().await.map_err($err)?;
                 let mut rows: Vec<MemberRow> = Vec::new();
                 if q.limit > 0 {
                     let mut page = sqlx::QueryBuilder::<$db>::new(sql!("SELECT {}, {} FROM members", MEMBER_COLS, $children));
                     push_where(&mut page, q);
-                    push_order(&mut page, q, "account_number");
+                    // An equality on a unique column finds at most one member: nothing to sort
+                    // (the common provisioning lookup, `userName eq "..."`).
+                    let unique = matches!(&q.filter, Some(E::Cmp(F::LoginName | F::Id | F::AccountNumber, Op::Eq, v)) if *v != Val::Null);
+                    push_order(&mut page, q, if unique && q.sort.is_none() { "" } else { "account_number" });
                     rows = page.build_query_as().fetch_all(&mut *c).await.map_err($err)?;
                 }
                 let total = match known_total(q, rows.len()) {
