@@ -66,6 +66,11 @@ pub enum Command {
         #[command(subcommand)]
         command: SmsCommand,
     },
+    /// Broadcasts: send one to everybody or to org subtrees, follow its delivery.
+    Broadcast {
+        #[command(subcommand)]
+        command: BroadcastCommand,
+    },
     /// Messages waiting, sent or dead: list, retry, purge, or dispatch once now.
     Outbox {
         #[command(subcommand)]
@@ -132,6 +137,38 @@ pub enum SmsCommand {
         limit: i64,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BroadcastCommand {
+    /// Queue a broadcast: an e-mail to every active member with an address (when delivery.smtp
+    /// is set), and with --sms an SMS to every one with a mobile.
+    Send {
+        #[arg(long)]
+        title: String,
+        #[arg(long)]
+        text: String,
+        /// Only the subtree of this org unit (repeatable).
+        #[arg(long = "unit")]
+        units: Vec<uuid::Uuid>,
+        #[arg(long)]
+        sms: bool,
+        #[arg(long)]
+        no_email: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A broadcast's messages by channel and state.
+    Status {
+        id: uuid::Uuid,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recent broadcasts.
+    List {
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
     },
 }
 
@@ -254,6 +291,12 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<ExitCode> {
             directory.store().close().await;
             result?;
         }
+        Command::Broadcast { command } => {
+            let directory = app::open_directory(&cfg).await?;
+            let result = broadcast(&cfg, &directory, &console, command).await;
+            directory.store().close().await;
+            return result;
+        }
         Command::Outbox { command } => {
             let directory = app::open_directory(&cfg).await?;
             let result = outbox(&cfg, &directory, command).await;
@@ -323,6 +366,85 @@ async fn sms(directory: &DirectoryService, console: &Actor, command: SmsCommand)
         }
     }
     Ok(())
+}
+
+async fn broadcast(
+    cfg: &Config,
+    directory: &DirectoryService,
+    console: &Actor,
+    command: BroadcastCommand,
+) -> anyhow::Result<ExitCode> {
+    let store = directory.store();
+    match command {
+        BroadcastCommand::Send { title, text, units, sms, no_email, json } => {
+            if sms && cfg.delivery.sms.is_none() {
+                bail!("--sms needs delivery.sms to be configured");
+            }
+            let email = !no_email && cfg.delivery.smtp.is_some();
+            if !email && !sms {
+                bail!("nothing to send with: configure delivery.smtp, or pass --sms");
+            }
+            let n = crate::directory::NewBroadcast {
+                title,
+                text,
+                units,
+                email,
+                sms,
+                language: cfg.delivery.language.clone(),
+            };
+            let started = std::time::Instant::now();
+            match directory.apply_one(console, crate::directory::Change::Broadcast(n)).await? {
+                crate::directory::Applied::Broadcast { broadcast, messages } => {
+                    if json {
+                        println!("{}", serde_json::json!({"broadcast": broadcast, "messages": messages}));
+                    } else {
+                        println!(
+                            "broadcast {} queued: {} recipients, {} messages ({:.2} s)",
+                            broadcast.id,
+                            broadcast.recipients,
+                            messages,
+                            started.elapsed().as_secs_f64()
+                        );
+                    }
+                }
+                other => bail!("unexpected result {other:?}"),
+            }
+        }
+        BroadcastCommand::Status { id, json } => {
+            let Some(b) = store.broadcast(id).await? else {
+                eprintln!("error: no broadcast {id}");
+                return Ok(ExitCode::FAILURE);
+            };
+            let progress = store.broadcast_progress(id).await?;
+            if json {
+                let counts: Vec<_> = progress
+                    .iter()
+                    .map(|(c, s, n)| serde_json::json!({"channel": c, "state": s, "count": n}))
+                    .collect();
+                println!("{}", serde_json::json!({"broadcast": b, "progress": counts}));
+            } else {
+                println!(
+                    "{} {:?} by {} at {}: {} recipients",
+                    b.id, b.title, b.created_by, b.created_at, b.recipients
+                );
+                for (channel, state, n) in progress {
+                    println!("  {channel:<5} {state:<8} {n}");
+                }
+            }
+        }
+        BroadcastCommand::List { limit } => {
+            for b in store.broadcasts(limit).await? {
+                println!(
+                    "{} {} {:>7} {}",
+                    b.id,
+                    b.created_at.format("%Y-%m-%d %H:%M"),
+                    b.recipients,
+                    b.title
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn outbox(

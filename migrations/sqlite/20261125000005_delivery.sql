@@ -22,9 +22,23 @@ CREATE TABLE deliveries (
     provider_id TEXT,
     sent_at TEXT,
     reserved BIGINT NOT NULL DEFAULT 0,
+    broadcast_id BLOB,
     CONSTRAINT deliveries_idempotency_key UNIQUE (idempotency_key)
 );
 CREATE INDEX deliveries_due ON deliveries (state, next_attempt_at);
+CREATE INDEX deliveries_broadcast ON deliveries (broadcast_id, channel, state);
+
+-- A message from an admin to everybody or to org subtrees; its messages are deliveries.
+CREATE TABLE broadcasts (
+    id BLOB PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    title TEXT NOT NULL,
+    text TEXT NOT NULL,
+    sms BOOLEAN NOT NULL,
+    scope TEXT NOT NULL,
+    recipients BIGINT NOT NULL
+);
 
 CREATE TABLE sms_account (
     singleton INTEGER PRIMARY KEY CHECK (singleton = 1),

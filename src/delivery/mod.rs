@@ -342,6 +342,7 @@ pub fn new_delivery(
         provider_id: None,
         sent_at: None,
         reserved: 0,
+        broadcast_id: None,
     }
 }
 

@@ -78,11 +78,27 @@ pub enum Change {
         source: String,
         cursor: String,
     },
+    /// A message from an admin to every active member, or to those in the subtrees of `units`:
+    /// an e-mail to each member with an address when `email`, an SMS to each with a mobile
+    /// when `sms` (charged per recipient as it goes out).
+    Broadcast(NewBroadcast),
     /// Adds segments to the company's SMS balance (a ledger line; held SMS go out again).
     SmsTopUp {
         amount: i64,
         note: Option<String>,
     },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NewBroadcast {
+    pub title: String,
+    pub text: String,
+    pub units: Vec<Uuid>,
+    pub email: bool,
+    pub sms: bool,
+    /// `en` or `zh-CN`: the frame of the message (the text is the admin's own).
+    pub language: String,
 }
 
 /// Fields of the enterprise profile to change; `None` leaves a field as it is.
@@ -227,6 +243,11 @@ pub enum Applied {
     SyncCursor,
     /// The SMS balance after a top-up.
     SmsBalance(i64),
+    /// A broadcast and how many messages it queued.
+    Broadcast {
+        broadcast: crate::store::Broadcast,
+        messages: usize,
+    },
 }
 
 /// Why the directory refused a change. Each variant has a stable [`code`](Self::code).

@@ -14,8 +14,8 @@ mod service;
 pub mod validate;
 
 pub use change::{
-    Applied, Change, ChangeError, DirectoryError, EnterprisePatch, MemberPatch, NewGroup, NewMember,
-    NewOrgUnit,
+    Applied, Change, ChangeError, DirectoryError, EnterprisePatch, MemberPatch, NewBroadcast, NewGroup,
+    NewMember, NewOrgUnit,
 };
 pub use service::DirectoryService;
 pub use validate::valid_domain;

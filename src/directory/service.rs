@@ -332,6 +332,7 @@ impl DirectoryService {
             Change::ReserveNumber { number, note } => self.reserve(ctx, number, note).await,
             Change::ReleaseReservation { number } => release_reservation(ctx, number).await,
             Change::SmsTopUp { amount, note } => sms_top_up(ctx, amount, note).await,
+            Change::Broadcast(b) => broadcast(ctx, b).await,
             Change::SetSyncCursor { source, cursor } => {
                 ctx.tx.sync_cursor_set(&source, &cursor).await?;
                 Ok(Applied::SyncCursor)
@@ -514,6 +515,60 @@ impl DirectoryService {
         }
         Ok(info)
     }
+}
+
+async fn broadcast(ctx: &mut Ctx<'_>, n: super::change::NewBroadcast) -> R<Applied> {
+    let title = validate::text("title", &n.title, 128)?;
+    let text = validate::text("text", &n.text, 2000)?;
+    if !n.email && !n.sms {
+        return Err(DirectoryError::invalid("channels", "choose e-mail, SMS or both"));
+    }
+    for unit in &n.units {
+        org_unit_or_404(ctx, *unit).await?;
+    }
+    let enterprise = ctx.tx.enterprise().await?.ok_or(DirectoryError::NoEnterprise)?.name;
+    let recipients = ctx.tx.broadcast_recipients(&n.units).await?;
+    let b = crate::store::Broadcast {
+        id: Uuid::now_v7(),
+        created_at: ctx.now,
+        created_by: ctx.actor.who.clone(),
+        title,
+        text,
+        sms: n.sms,
+        scope: n.units,
+        recipients: recipients.len() as i64,
+    };
+    let language = if n.language.is_empty() { "en".to_owned() } else { n.language };
+    let mut messages = Vec::with_capacity(recipients.len() * 2);
+    for r in &recipients {
+        let params = json!({
+            "enterprise": enterprise, "title": b.title, "text": b.text, "language": language,
+            "display_name": r.display_name, "account_number": r.account_number, "login_name": r.login_name,
+        });
+        let key = format!("broadcast:{}:{}", b.id, r.id);
+        let mut queue = |channel: &str, to: &str| {
+            let mut d = crate::delivery::new_delivery(
+                None,
+                channel,
+                "broadcast",
+                to,
+                Some(r.id),
+                params.clone(),
+                &key,
+            );
+            d.broadcast_id = Some(b.id);
+            messages.push(d);
+        };
+        if let (true, Some(email)) = (n.email, &r.email) {
+            queue("email", email);
+        }
+        if let (true, Some(mobile)) = (n.sms, &r.mobile) {
+            queue("sms", mobile);
+        }
+    }
+    ctx.tx.broadcast_insert(&b, &messages).await?;
+    ctx.audit("broadcast.send", "broadcast", Some(b.id.to_string()), None, Some(&b)).await?;
+    Ok(Applied::Broadcast { broadcast: b, messages: messages.len() })
 }
 
 async fn sms_top_up(ctx: &mut Ctx<'_>, amount: i64, note: Option<String>) -> R<Applied> {

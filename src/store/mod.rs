@@ -88,6 +88,37 @@ pub struct Delivery {
     pub sent_at: Option<DateTime<Utc>>,
     /// SMS segments taken from the balance for this message and not yet charged or given back.
     pub reserved: i64,
+    /// The broadcast it is part of.
+    pub broadcast_id: Option<Uuid>,
+}
+
+/// An admin's message to everybody or to org subtrees.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
+pub struct Broadcast {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+    pub title: String,
+    pub text: String,
+    /// Also as SMS.
+    pub sms: bool,
+    /// Org units whose subtrees receive it; empty: everybody.
+    #[sqlx(json)]
+    pub scope: Vec<Uuid>,
+    /// Active members reached.
+    pub recipients: i64,
+}
+
+/// An active member as a broadcast addresses them.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Recipient {
+    pub id: Uuid,
+    pub account_number: i64,
+    pub login_name: String,
+    pub display_name: String,
+    pub mobile: Option<String>,
+    /// The primary (else first) e-mail address.
+    pub email: Option<String>,
 }
 
 /// What a sent SMS costs, charged in the same transaction that records it as sent.
@@ -276,6 +307,10 @@ pub trait Store: Send + Sync + 'static {
     /// Gives back what [`Store::sms_reserve`] took for an SMS that was not sent.
     async fn sms_refund(&self, id: Uuid) -> Result<()>;
     async fn sms_ledger(&self, limit: i64) -> Result<Vec<SmsLedgerEntry>>;
+    async fn broadcast(&self, id: Uuid) -> Result<Option<Broadcast>>;
+    async fn broadcasts(&self, limit: i64) -> Result<Vec<Broadcast>>;
+    /// A broadcast's messages by `(channel, state, count)`.
+    async fn broadcast_progress(&self, id: Uuid) -> Result<Vec<(String, String, i64)>>;
 }
 
 /// One open transaction. Reads see the transaction's own writes.
@@ -307,6 +342,10 @@ pub trait StoreTx: Send {
     async fn member_id_by_anchor(&mut self, source: &str, anchor: &str) -> Result<Option<Uuid>>;
     async fn member_id_by_number(&mut self, number: i64) -> Result<Option<Uuid>>;
     async fn member_count(&mut self) -> Result<i64>;
+    /// Active members in the subtrees of `units` (everybody when empty).
+    async fn broadcast_recipients(&mut self, units: &[Uuid]) -> Result<Vec<Recipient>>;
+    /// Records a broadcast and queues its messages (many rows per statement).
+    async fn broadcast_insert(&mut self, b: &Broadcast, messages: &[Delivery]) -> Result<()>;
     /// The first of the member's unique values that another member already holds, as
     /// `(field, value)`: login name, an e-mail, the mobile, or the anchor in its source. One
     /// query for all of them.

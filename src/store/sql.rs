@@ -16,7 +16,8 @@ pub(crate) const ENTERPRISE_COLS: &str = "enterprise_id, name, logo_url, address
 pub(crate) const TOMBSTONE_COLS: &str =
     "member_id, account_number, login_name, profile, deleted_at, reason, source, deleted_by";
 pub(crate) const DELIVERY_COLS: &str = "id, created_at, event_id, channel, kind, recipient, member_id, params, \
-    idempotency_key, state, attempts, next_attempt_at, last_error, provider_id, sent_at, reserved";
+    idempotency_key, state, attempts, next_attempt_at, last_error, provider_id, sent_at, reserved, broadcast_id";
+pub(crate) const BROADCAST_COLS: &str = "id, created_at, created_by, title, text, sms, scope, recipients";
 pub(crate) const SMS_LEDGER_COLS: &str =
     "id, at, entry, amount, balance_after, delivery_id, recipient, segments, provider_id, actor, note";
 pub(crate) const AUDIT_COLS: &str = "id, at, actor, source, action, object_kind, object_id, before, after";
@@ -139,6 +140,25 @@ macro_rules! shared_sql {
                 qb.build().execute(&mut *c).await.map_err($err)?;
             }
             Ok(())
+        }
+
+        /// Queues messages, skipping idempotency keys already present; returns how many are new.
+        async fn insert_deliveries(c: &mut Conn, messages: &[$crate::store::Delivery]) -> Result<u64> {
+            let mut added = 0;
+            // 17 values a row.
+            for chunk in messages.chunks(500) {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(format!("INSERT INTO deliveries ({DELIVERY_COLS}) "));
+                qb.push_values(chunk, |mut row, d| {
+                    row.push_bind(d.id).push_bind(d.created_at).push_bind(d.event_id).push_bind(d.channel.clone())
+                        .push_bind(d.kind.clone()).push_bind(d.recipient.clone()).push_bind(d.member_id)
+                        .push_bind(Json(d.params.clone())).push_bind(d.idempotency_key.clone()).push_bind(d.state.clone())
+                        .push_bind(d.attempts).push_bind(d.next_attempt_at).push_bind(d.last_error.clone())
+                        .push_bind(d.provider_id.clone()).push_bind(d.sent_at).push_bind(d.reserved).push_bind(d.broadcast_id);
+                });
+                qb.push(" ON CONFLICT (idempotency_key) DO NOTHING");
+                added += qb.build().execute(&mut *c).await.map_err($err)?.rows_affected();
+            }
+            Ok(added)
         }
 
         async fn exec(c: &mut Conn, query: sqlx::query::Query<'static, $db, <$db as sqlx::Database>::Arguments>) -> Result<u64> {
@@ -318,14 +338,32 @@ macro_rules! shared_sql {
             async fn search_members(&self, q: &$crate::directory::query::Query) -> Result<$crate::directory::query::Page<m::Member>> {
                 use $crate::directory::query::{Expr as E, Field as F, Op, Val};
                 let mut c = self.read.acquire().await.map_err($err)?;
+                // The provisioning clients' lookup (`userName eq "..."`, `id eq "..."`): at most
+                // one member, by the same prepared statement as a lookup by key.
+                if q.offset == 0 && q.limit > 0 {
+                    let found = match &q.filter {
+                        Some(E::Cmp(F::LoginName, Op::Eq, Val::Text(v))) => Some(member_where(
+                            &mut c,
+                            sql!("SELECT {}, {} FROM members WHERE login_name = $1", MEMBER_COLS, $children),
+                            v.to_lowercase(),
+                        ).await?),
+                        Some(E::Cmp(F::Id, Op::Eq, Val::Uuid(id))) => Some(member_where(
+                            &mut c,
+                            sql!("SELECT {}, {} FROM members WHERE id = $1", MEMBER_COLS, $children),
+                            *id,
+                        ).await?),
+                        _ => None,
+                    };
+                    if let Some(found) = found {
+                        let items: Vec<m::Member> = found.into_iter().collect();
+                        return Ok($crate::directory::query::Page { total: items.len() as i64, items });
+                    }
+                }
                 let mut rows: Vec<MemberRow> = Vec::new();
                 if q.limit > 0 {
                     let mut page = sqlx::QueryBuilder::<$db>::new(sql!("SELECT {}, {} FROM members", MEMBER_COLS, $children));
                     push_where(&mut page, q);
-                    // An equality on a unique column finds at most one member: nothing to sort
-                    // (the common provisioning lookup, `userName eq "..."`).
-                    let unique = matches!(&q.filter, Some(E::Cmp(F::LoginName | F::Id | F::AccountNumber, Op::Eq, v)) if *v != Val::Null);
-                    push_order(&mut page, q, if unique && q.sort.is_none() { "" } else { "account_number" });
+                    push_order(&mut page, q, "account_number");
                     rows = page.build_query_as().fetch_all(&mut *c).await.map_err($err)?;
                 }
                 let total = match known_total(q, rows.len()) {
@@ -552,19 +590,7 @@ macro_rules! shared_sql {
 
             async fn deliveries_enqueue(&self, events_done: &[Uuid], messages: &[$crate::store::Delivery]) -> Result<u64> {
                 let mut tx = self.begin_tx().await?;
-                let mut added = 0;
-                for chunk in messages.chunks(500) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(format!("INSERT INTO deliveries ({DELIVERY_COLS}) "));
-                    qb.push_values(chunk, |mut row, d| {
-                        row.push_bind(d.id).push_bind(d.created_at).push_bind(d.event_id).push_bind(d.channel.clone())
-                            .push_bind(d.kind.clone()).push_bind(d.recipient.clone()).push_bind(d.member_id)
-                            .push_bind(Json(d.params.clone())).push_bind(d.idempotency_key.clone()).push_bind(d.state.clone())
-                            .push_bind(d.attempts).push_bind(d.next_attempt_at).push_bind(d.last_error.clone())
-                            .push_bind(d.provider_id.clone()).push_bind(d.sent_at).push_bind(d.reserved);
-                    });
-                    qb.push(" ON CONFLICT (idempotency_key) DO NOTHING");
-                    added += qb.build().execute(&mut *tx).await.map_err($err)?.rows_affected();
-                }
+                let added = insert_deliveries(&mut tx, messages).await?;
                 for chunk in events_done.chunks(1000) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new("UPDATE outbox SET state = 'done' WHERE id IN (");
                     let mut list = qb.separated(", ");
@@ -695,6 +721,21 @@ macro_rules! shared_sql {
                 }
                 tx.commit().await.map_err($err)?;
                 Ok(())
+            }
+
+            async fn broadcast(&self, id: Uuid) -> Result<Option<$crate::store::Broadcast>> {
+                sqlx::query_as(sql!("SELECT {} FROM broadcasts WHERE id = $1", BROADCAST_COLS))
+                    .bind(id).fetch_optional(&self.read).await.map_err($err)
+            }
+
+            async fn broadcasts(&self, limit: i64) -> Result<Vec<$crate::store::Broadcast>> {
+                sqlx::query_as(sql!("SELECT {} FROM broadcasts ORDER BY created_at DESC, id DESC LIMIT $1", BROADCAST_COLS))
+                    .bind(limit).fetch_all(&self.read).await.map_err($err)
+            }
+
+            async fn broadcast_progress(&self, id: Uuid) -> Result<Vec<(String, String, i64)>> {
+                sqlx::query_as("SELECT channel, state, COUNT(*) FROM deliveries WHERE broadcast_id = $1 GROUP BY channel, state ORDER BY channel, state")
+                    .bind(id).fetch_all(&self.read).await.map_err($err)
             }
 
             async fn sms_balance(&self) -> Result<i64> {
@@ -1432,6 +1473,33 @@ macro_rules! shared_sql {
                     });
                     qb.build().execute(&mut *self.tx).await.map_err($err)?;
                 }
+                Ok(())
+            }
+
+            async fn broadcast_recipients(&mut self, units: &[Uuid]) -> Result<Vec<$crate::store::Recipient>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new("");
+                if !units.is_empty() {
+                    qb.push("WITH RECURSIVE sub(id) AS (SELECT id FROM org_units WHERE id IN (");
+                    let mut list = qb.separated(", ");
+                    units.iter().for_each(|u| { list.push_bind(*u); });
+                    qb.push(") UNION SELECT o.id FROM org_units o JOIN sub ON o.parent_id = sub.id) ");
+                }
+                qb.push("SELECT id, account_number, login_name, display_name, mobile, \
+                    (SELECT address FROM member_emails e WHERE e.member_id = members.id ORDER BY is_primary DESC, position LIMIT 1) AS email \
+                    FROM members WHERE state = 'active'");
+                if !units.is_empty() {
+                    qb.push(" AND (primary_org_unit_id IN (SELECT id FROM sub) OR id IN \
+                        (SELECT member_id FROM member_org_units WHERE org_unit_id IN (SELECT id FROM sub)))");
+                }
+                qb.push(" ORDER BY account_number");
+                qb.build_query_as().fetch_all(&mut *self.tx).await.map_err($err)
+            }
+
+            async fn broadcast_insert(&mut self, b: &$crate::store::Broadcast, messages: &[$crate::store::Delivery]) -> Result<()> {
+                exec(&mut self.tx, q(sql!("INSERT INTO broadcasts ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", BROADCAST_COLS))
+                    .bind(b.id).bind(b.created_at).bind(b.created_by.clone()).bind(b.title.clone()).bind(b.text.clone())
+                    .bind(b.sms).bind(Json(b.scope.clone())).bind(b.recipients)).await?;
+                insert_deliveries(&mut self.tx, messages).await?;
                 Ok(())
             }
 

@@ -25,6 +25,7 @@ on_both_stores!(
     failures_are_retried_then_parked,
     sms_needs_a_balance,
     two_dispatchers_never_send_one_message_twice,
+    broadcasts_reach_a_subtree_and_report_progress,
 );
 
 /// aiosmtpd with its Mailbox handler: every message it accepts is a file in `dir/new`.
@@ -356,6 +357,78 @@ async fn two_dispatchers_never_send_one_message_twice(b: Backend) {
     let keys: std::collections::BTreeSet<&str> = got.iter().map(|v| v["key"].as_str().unwrap()).collect();
     assert_eq!((got.len(), keys.len()), (60, 60));
     assert_eq!(d.store().sms_balance().await.unwrap(), 940);
+}
+
+async fn broadcasts_reach_a_subtree_and_report_progress(b: Backend) {
+    let smtp = Smtp::start();
+    let gw = Gateway::start().await;
+    let db = TestDb::new(b);
+    let d = db.open().await;
+    top_up(&d, 100).await;
+    let sales = crate::common::create_unit(&d, None, "Sales").await;
+    let east = crate::common::create_unit(&d, Some(sales), "East").await;
+    let ops = crate::common::create_unit(&d, None, "Ops").await;
+    let in_unit = |login: &str, mobile: &str, unit: uuid::Uuid| {
+        let Change::CreateMember(n) = new_hire(login, mobile) else { unreachable!() };
+        Change::CreateMember(NewMember { primary_org_unit_id: Some(unit), ..n })
+    };
+    let also_east = NewMember { org_unit_ids: vec![east], ..member("dual") };
+    let set = vec![
+        in_unit("s1", "+8613800000301", sales),
+        in_unit("e1", "+8613800000302", east),
+        in_unit("o1", "+8613800000303", ops),
+        in_unit("gone", "+8613800000304", east),
+        Change::CreateMember(NewMember { primary_org_unit_id: Some(ops), ..also_east }),
+    ];
+    let out = d.apply(&console(), set).await.unwrap();
+    let Applied::Member(gone) = &out[3] else { panic!() };
+    let patch =
+        MemberPatch { state: Some(roster::directory::model::MemberState::Suspended), ..Default::default() };
+    d.apply_one(&console(), Change::UpdateMember { id: gone.id, patch }).await.unwrap();
+    let dispatcher = Dispatcher::new(d.store().clone(), &delivery_config(smtp.port, &gw)).unwrap();
+    dispatcher.run_once().await.unwrap();
+    let (mails, texts) = (smtp.messages().len(), gw.texts().len());
+
+    let send = roster::directory::NewBroadcast {
+        title: "Fire drill".into(),
+        text: "Fire drill at 15:00, meet outside.".into(),
+        units: vec![sales],
+        email: true,
+        sms: true,
+        language: "en".into(),
+    };
+    let Applied::Broadcast { broadcast, messages } =
+        d.apply_one(&console(), Change::Broadcast(send)).await.unwrap()
+    else {
+        panic!()
+    };
+    // Sales and its subtree, active only: s1, e1, and dual (East as a further unit); e-mail and
+    // SMS to those who have them (dual has neither).
+    assert_eq!((broadcast.recipients, messages), (3, 4));
+    dispatcher.run_once().await.unwrap();
+    let new_mails: Vec<String> = smtp.messages().into_iter().filter(|m| m.contains("Fire drill")).collect();
+    assert_eq!(new_mails.len(), 2, "{new_mails:?}");
+    assert_eq!(smtp.messages().len(), mails + 2);
+    let new_texts: Vec<(String, String)> = gw.texts().into_iter().skip(texts).collect();
+    let to: std::collections::BTreeSet<&str> = new_texts.iter().map(|(to, _)| to.as_str()).collect();
+    assert_eq!(to, ["+8613800000301", "+8613800000302"].into_iter().collect());
+    assert!(new_texts[0].1.contains("Fire drill at 15:00"), "{new_texts:?}");
+    let progress = d.store().broadcast_progress(broadcast.id).await.unwrap();
+    assert_eq!(progress, [("email".into(), "sent".into(), 2), ("sms".into(), "sent".into(), 2)]);
+    assert_eq!(d.store().broadcast(broadcast.id).await.unwrap().unwrap().title, "Fire drill");
+    // Audited; an unknown unit or no channel is refused and queues nothing.
+    assert_eq!(d.store().audit_for("broadcast", &broadcast.id.to_string()).await.unwrap().len(), 1);
+    let bad = roster::directory::NewBroadcast {
+        title: "x".into(),
+        text: "y".into(),
+        units: vec![uuid::Uuid::now_v7()],
+        email: true,
+        ..Default::default()
+    };
+    assert_eq!(d.apply_one(&console(), Change::Broadcast(bad)).await.unwrap_err().code(), "not_found");
+    let none = roster::directory::NewBroadcast { title: "x".into(), text: "y".into(), ..Default::default() };
+    assert_eq!(d.apply_one(&console(), Change::Broadcast(none)).await.unwrap_err().code(), "invalid");
+    assert_eq!(d.store().broadcasts(10).await.unwrap().len(), 1);
 }
 
 /// Quiet hours hold back everything but password codes.
