@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use crate::config::DeliveryConfig;
 use crate::directory::model::OutboxMessage;
-use crate::store::{Delivery, SmsCharge, Store, StoreError};
+use crate::store::{Delivery, Sent, Store, StoreError};
 use channels::{Mailer, SendError, SmsProvider};
 use templates::Templates;
 
@@ -159,31 +159,69 @@ impl Dispatcher {
         out
     }
 
-    /// Claims one batch and sends it; returns how many were claimed.
+    /// Claims one batch and sends it; returns how many were claimed. The batch's SMS segments
+    /// are reserved together and its sent messages recorded together (a few statements a batch,
+    /// not a few a message).
     async fn dispatch(&self, round: &mut Round) -> Result<usize, StoreError> {
         let now = Utc::now();
         let until = now + chrono::Duration::seconds(self.cfg.lease_secs as i64);
-        let batch = self.store.deliveries_claim(&self.holder, now, until, self.cfg.batch).await?;
+        let mut batch = self.store.deliveries_claim(&self.holder, now, until, self.cfg.batch).await?;
         let claimed = batch.len();
+        let sender = Arc::new(self.sender());
+        let quiet = quiet_until(self.quiet, self.offset, now).is_some();
+        let needs: Vec<(Uuid, i64)> = batch
+            .iter()
+            .filter(|d| d.channel == "sms" && d.reserved == 0 && (!quiet || d.kind == "password_code"))
+            .map(|d| (d.id, templates::sms_segments(&sender.sms_text(d))))
+            .collect();
+        if self.sms.is_some()
+            && !needs.is_empty()
+            && self.store.sms_reserve_many(&self.holder, &needs).await?
+        {
+            let taken: std::collections::HashMap<Uuid, i64> = needs.into_iter().collect();
+            for d in &mut batch {
+                if let Some(segments) = taken.get(&d.id) {
+                    d.reserved = *segments;
+                }
+            }
+        }
         let mut tasks = tokio::task::JoinSet::new();
         let limit = Arc::new(tokio::sync::Semaphore::new(32));
         for d in batch {
             let permit = limit.clone().acquire_owned().await.expect("never closed");
-            let this = self.sender();
+            let this = sender.clone();
             tasks.spawn(async move {
                 let _permit = permit;
                 this.deliver(d).await
             });
         }
+        let mut sent = Vec::new();
+        let mut first_error = None;
         while let Some(done) = tasks.join_next().await {
-            match done.expect("a delivery task panicked")? {
-                Outcome::Sent => round.sent += 1,
-                Outcome::Retry => round.retried += 1,
-                Outcome::Dead => round.dead += 1,
-                Outcome::Deferred => round.deferred += 1,
+            match done.expect("a delivery task panicked") {
+                Ok((Outcome::Sent, s)) => {
+                    round.sent += 1;
+                    sent.extend(s);
+                }
+                Ok((Outcome::Retry, _)) => round.retried += 1,
+                Ok((Outcome::Dead, _)) => round.dead += 1,
+                Ok((Outcome::Deferred, _)) => round.deferred += 1,
+                Err(e) => first_error = first_error.or(Some(e)),
             }
         }
-        Ok(claimed)
+        // Recorded even when another message's bookkeeping failed: these did go out.
+        let low_balance = self.cfg.sms.as_ref().map_or(0, |s| s.low_balance);
+        let low = self.store.deliveries_sent(&self.holder, &sent, Utc::now(), low_balance).await?;
+        for s in &sent {
+            crate::http::metrics_delivery_sent(if s.sms.is_some() { "sms" } else { "email" });
+        }
+        if let Some(balance) = low {
+            sender.warn_low_balance(balance).await?;
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(claimed),
+        }
     }
 
     fn sender(&self) -> Sender {
@@ -220,7 +258,13 @@ struct Sender {
 }
 
 impl Sender {
-    async fn deliver(&self, d: Delivery) -> Result<Outcome, StoreError> {
+    fn sms_text(&self, d: &Delivery) -> String {
+        let lang = d.params["language"].as_str().unwrap_or("en");
+        self.templates.sms(lang, &d.kind, &d.params)
+    }
+
+    /// Sends one message; a sent one comes back to be recorded with its batch.
+    async fn deliver(&self, d: Delivery) -> Result<(Outcome, Option<Sent>), StoreError> {
         let lang = d.params["language"].as_str().unwrap_or("en").to_owned();
         let now = Utc::now();
         let (result, charge) = match d.channel.as_str() {
@@ -240,9 +284,10 @@ impl Sender {
                         return self.defer(&d, "quiet hours", Some(end)).await;
                     }
                 }
-                let text = self.templates.sms(&lang, &d.kind, &d.params);
+                let text = self.sms_text(&d);
                 let segments = templates::sms_segments(&text);
-                // A message left claimed by a node that crashed mid-send still holds its segments.
+                // Reserved with the batch, or left with the message by a node that crashed
+                // mid-send; otherwise reserved here.
                 if d.reserved < segments
                     && self.store.sms_reserve(d.id, &self.holder, segments).await?.is_none()
                 {
@@ -252,27 +297,16 @@ impl Sender {
                     );
                     return self.defer(&d, &why, None).await;
                 }
-                let low_balance = self.cfg.sms.as_ref().map_or(0, |s| s.low_balance);
                 let sent = sms.send(&d.recipient, &text, &d.idempotency_key).await;
                 if sent.is_err() {
                     self.store.sms_refund(d.id).await?;
                 }
-                (sent, Some(SmsCharge { segments, low_balance }))
+                (sent, Some((d.recipient.clone(), segments)))
             }
             other => (Err(SendError::Permanent(format!("unknown channel {other:?}"))), None),
         };
         match result {
-            Ok(provider_id) => {
-                let low = self
-                    .store
-                    .delivery_sent(d.id, &self.holder, provider_id.as_deref(), Utc::now(), charge.as_ref())
-                    .await?;
-                crate::http::metrics_delivery_sent(&d.channel);
-                if let Some(balance) = low {
-                    self.warn_low_balance(balance).await?;
-                }
-                Ok(Outcome::Sent)
-            }
+            Ok(provider_id) => Ok((Outcome::Sent, Some(Sent { id: d.id, provider_id, sms: charge }))),
             Err(e) => {
                 let (text, permanent) = match e {
                     SendError::Retry(t) => (t, false),
@@ -284,7 +318,7 @@ impl Sender {
                 tracing::warn!(id = %d.id, channel = %d.channel, kind = %d.kind, attempts, error = %text,
                     dead = next.is_none(), "delivery failed");
                 self.store.delivery_failed(d.id, &self.holder, &text, next).await?;
-                Ok(if next.is_some() { Outcome::Retry } else { Outcome::Dead })
+                Ok((if next.is_some() { Outcome::Retry } else { Outcome::Dead }, None))
             }
         }
     }
@@ -294,9 +328,13 @@ impl Sender {
         d: &Delivery,
         why: &str,
         until: Option<DateTime<Utc>>,
-    ) -> Result<Outcome, StoreError> {
+    ) -> Result<(Outcome, Option<Sent>), StoreError> {
+        if d.reserved > 0 {
+            // Reserved with the batch, not sent: given back.
+            self.store.sms_refund(d.id).await?;
+        }
         self.store.delivery_defer(d.id, &self.holder, why, until).await?;
-        Ok(Outcome::Deferred)
+        Ok((Outcome::Deferred, None))
     }
 
     /// Once a charge takes the balance below `delivery.sms.low_balance`: a warning in the log

@@ -121,12 +121,13 @@ pub struct Recipient {
     pub email: Option<String>,
 }
 
-/// What a sent SMS costs, charged in the same transaction that records it as sent.
+/// A message the provider accepted, to be recorded (see [`Store::deliveries_sent`]).
 #[derive(Debug, Clone, PartialEq)]
-pub struct SmsCharge {
-    pub segments: i64,
-    /// Below this balance, the first charge that crosses it reports it (once until a top-up).
-    pub low_balance: i64,
+pub struct Sent {
+    pub id: Uuid,
+    pub provider_id: Option<String>,
+    /// For an SMS: the recipient and the segments charged.
+    pub sms: Option<(String, i64)>,
 }
 
 /// One line of the SMS account's ledger.
@@ -262,16 +263,15 @@ pub trait Store: Send + Sync + 'static {
         until: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<Delivery>>;
-    /// Records a message as sent (with its ledger line when it is an SMS, whose segments
-    /// [`Store::sms_reserve`] took), if `holder` still holds it. Returns the
-    /// SMS balance after the charge when it just fell below the low-balance mark.
-    async fn delivery_sent(
+    /// Records messages as sent, with a ledger line for each SMS (whose segments
+    /// [`Store::sms_reserve`] took), those that `holder` still holds, in one transaction.
+    /// Returns the SMS balance when it just fell below `low_balance` (once until a top-up).
+    async fn deliveries_sent(
         &self,
-        id: Uuid,
         holder: &str,
-        provider_id: Option<&str>,
+        sent: &[Sent],
         at: DateTime<Utc>,
-        charge: Option<&SmsCharge>,
+        low_balance: i64,
     ) -> Result<Option<i64>>;
     /// Records a failed attempt: pending again at `next`, or `dead` when `next` is `None`.
     async fn delivery_failed(
@@ -306,6 +306,9 @@ pub trait Store: Send + Sync + 'static {
     async fn sms_reserve(&self, id: Uuid, holder: &str, segments: i64) -> Result<Option<i64>>;
     /// Gives back what [`Store::sms_reserve`] took for an SMS that was not sent.
     async fn sms_refund(&self, id: Uuid) -> Result<()>;
+    /// [`Store::sms_reserve`] for many messages at once, all or none (false: not enough balance
+    /// for all of them; then nothing was taken).
+    async fn sms_reserve_many(&self, holder: &str, items: &[(Uuid, i64)]) -> Result<bool>;
     async fn sms_ledger(&self, limit: i64) -> Result<Vec<SmsLedgerEntry>>;
     async fn broadcast(&self, id: Uuid) -> Result<Option<Broadcast>>;
     async fn broadcasts(&self, limit: i64) -> Result<Vec<Broadcast>>;

@@ -618,26 +618,43 @@ macro_rules! shared_sql {
                 .map_err($err)
             }
 
-            async fn delivery_sent(&self, id: Uuid, holder: &str, provider_id: Option<&str>, at: DateTime<Utc>, charge: Option<&$crate::store::SmsCharge>) -> Result<Option<i64>> {
+            async fn deliveries_sent(&self, holder: &str, sent: &[$crate::store::Sent], at: DateTime<Utc>, low_balance: i64) -> Result<Option<i64>> {
+                if sent.is_empty() {
+                    return Ok(None);
+                }
                 let mut tx = self.begin_tx().await?;
-                let done = q("UPDATE deliveries SET state = 'sent', sent_at = $3, provider_id = $4, attempts = attempts + 1, \
-                              last_error = NULL, lease_holder = NULL, lease_until = NULL, reserved = 0 WHERE id = $1 AND lease_holder = $2")
-                    .bind(id).bind(holder.to_owned()).bind(at).bind(provider_id.map(str::to_owned))
-                    .execute(&mut *tx).await.map_err($err)?.rows_affected();
+                let mut recorded = std::collections::HashSet::new();
+                for chunk in sent.chunks(300) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("UPDATE deliveries SET state = 'sent', sent_at = ");
+                    qb.push_bind(at).push(", attempts = attempts + 1, last_error = NULL, lease_holder = NULL, lease_until = NULL, reserved = 0, provider_id = CASE id");
+                    for s in chunk {
+                        qb.push(" WHEN ").push_bind(s.id).push(" THEN ").push_bind(s.provider_id.clone());
+                    }
+                    qb.push(" ELSE provider_id END WHERE lease_holder = ").push_bind(holder.to_owned()).push(" AND id IN (");
+                    let mut list = qb.separated(", ");
+                    chunk.iter().for_each(|s| { list.push_bind(s.id); });
+                    qb.push(") RETURNING id");
+                    let rows: Vec<(Uuid,)> = qb.build_query_as().fetch_all(&mut *tx).await.map_err($err)?;
+                    recorded.extend(rows.into_iter().map(|r| r.0));
+                }
+                let charges: Vec<(&$crate::store::Sent, &(String, i64))> =
+                    sent.iter().filter(|s| recorded.contains(&s.id)).filter_map(|s| s.sms.as_ref().map(|c| (s, c))).collect();
                 let mut low = None;
-                if let (1, Some(c)) = (done, charge) {
-                    // The segments were taken by `sms_reserve` before sending.
+                if !charges.is_empty() {
                     let (balance, warned): (i64, Option<DateTime<Utc>>) =
                         sqlx::query_as("SELECT balance, low_warned_at FROM sms_account WHERE singleton = 1")
                             .fetch_one(&mut *tx).await.map_err($err)?;
-                    let recipient: (String,) = sqlx::query_as("SELECT recipient FROM deliveries WHERE id = $1")
-                        .bind(id).fetch_one(&mut *tx).await.map_err($err)?;
-                    q("INSERT INTO sms_ledger (at, entry, amount, balance_after, delivery_id, recipient, segments, provider_id, actor) \
-                       VALUES ($1, 'charge', $2, $3, $4, $5, $6, $7, 'rosterd')")
-                        .bind(at).bind(-c.segments).bind(balance).bind(id).bind(recipient.0).bind(c.segments)
-                        .bind(provider_id.map(str::to_owned))
-                        .execute(&mut *tx).await.map_err($err)?;
-                    if balance < c.low_balance && warned.is_none() {
+                    for chunk in charges.chunks(500) {
+                        let mut qb = sqlx::QueryBuilder::<$db>::new(
+                            "INSERT INTO sms_ledger (at, entry, amount, balance_after, delivery_id, recipient, segments, provider_id, actor) ",
+                        );
+                        qb.push_values(chunk, |mut row, (s, (to, segments))| {
+                            row.push_bind(at).push_bind("charge").push_bind(-segments).push_bind(balance).push_bind(s.id)
+                                .push_bind(to.clone()).push_bind(*segments).push_bind(s.provider_id.clone()).push_bind("rosterd");
+                        });
+                        qb.build().execute(&mut *tx).await.map_err($err)?;
+                    }
+                    if balance < low_balance && warned.is_none() {
                         q("UPDATE sms_account SET low_warned_at = $1 WHERE singleton = 1").bind(at)
                             .execute(&mut *tx).await.map_err($err)?;
                         low = Some(balance);
@@ -645,6 +662,34 @@ macro_rules! shared_sql {
                 }
                 tx.commit().await.map_err($err)?;
                 Ok(low)
+            }
+
+            async fn sms_reserve_many(&self, holder: &str, items: &[(Uuid, i64)]) -> Result<bool> {
+                let total: i64 = items.iter().map(|i| i.1).sum();
+                let mut tx = self.begin_tx().await?;
+                let r: Option<(i64,)> = sqlx::query_as(
+                    "UPDATE sms_account SET balance = balance - $1 WHERE singleton = 1 AND balance >= $1 RETURNING balance",
+                )
+                .bind(total).fetch_optional(&mut *tx).await.map_err($err)?;
+                if r.is_none() {
+                    return Ok(false);
+                }
+                let mut by_segments: std::collections::BTreeMap<i64, Vec<Uuid>> = Default::default();
+                for (id, segments) in items {
+                    by_segments.entry(*segments).or_default().push(*id);
+                }
+                for (segments, ids) in by_segments {
+                    for chunk in ids.chunks(1000) {
+                        let mut qb = sqlx::QueryBuilder::<$db>::new("UPDATE deliveries SET reserved = ");
+                        qb.push_bind(segments).push(" WHERE lease_holder = ").push_bind(holder.to_owned()).push(" AND id IN (");
+                        let mut list = qb.separated(", ");
+                        chunk.iter().for_each(|id| { list.push_bind(*id); });
+                        qb.push(")");
+                        qb.build().execute(&mut *tx).await.map_err($err)?;
+                    }
+                }
+                tx.commit().await.map_err($err)?;
+                Ok(true)
             }
 
             async fn delivery_failed(&self, id: Uuid, holder: &str, error: &str, next: Option<DateTime<Utc>>) -> Result<()> {
