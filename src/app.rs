@@ -151,20 +151,7 @@ async fn connect_store(
                 let sync = crate::sync::SyncService::new(directory.clone(), cfg.sync.ldap.clone());
                 crate::jobs::spawn(&tracker, sync, shutdown.clone());
                 if cfg.delivery.enabled {
-                    match crate::delivery::Dispatcher::new(directory.store().clone(), &cfg.delivery) {
-                        Ok(d) => {
-                            let schedule =
-                                cfg.delivery.schedule.parse().expect("checked by Config::validate");
-                            tracker.spawn(crate::delivery::run_schedule(
-                                std::sync::Arc::new(d),
-                                schedule,
-                                shutdown.clone(),
-                            ));
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "delivery is off: its configuration is not usable")
-                        }
-                    }
+                    spawn_delivery(&cfg, directory.store().clone(), &tracker, &shutdown);
                 }
                 let _ = state.directory.set(directory);
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
@@ -184,6 +171,31 @@ async fn connect_store(
             _ = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// The outbox's dispatchers and, when a mailbox provider is set, the mailbox pushes.
+fn spawn_delivery(
+    cfg: &Config,
+    store: std::sync::Arc<dyn crate::store::Store>,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) {
+    let dispatcher =
+        crate::delivery::Dispatcher::new(store, &cfg.delivery).and_then(|d| d.with_mailbox(&cfg.mailbox));
+    let d = match dispatcher {
+        Ok(d) => std::sync::Arc::new(d),
+        Err(e) => {
+            tracing::error!(error = %e, "delivery is off: its configuration is not usable");
+            return;
+        }
+    };
+    let schedule = cfg.delivery.schedule.parse().expect("checked by Config::validate");
+    tracker.spawn(crate::delivery::run_schedule(d.clone(), schedule, shutdown.clone()));
+    if cfg.mailbox.provider != "none" {
+        let delta = cfg.mailbox.schedule.parse().expect("checked by Config::validate");
+        let full = cfg.mailbox.full_schedule.parse().expect("checked by Config::validate");
+        tracker.spawn(crate::delivery::run_mailbox_schedule(d, delta, full, shutdown.clone()));
     }
 }
 

@@ -26,6 +26,7 @@ pub struct Config {
     pub scim: ScimConfig,
     pub sync: SyncConfig,
     pub delivery: DeliveryConfig,
+    pub mailbox: MailboxConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -253,6 +254,54 @@ fn default_content_type() -> String {
     "application/json".into()
 }
 
+/// Pushing each member's mailbox binding to the mail system.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailboxConfig {
+    /// `none`, `scim` (an outbound SCIM 2.0 client) or `http`.
+    pub provider: String,
+    /// Changes since the last push go out on this schedule (cron with seconds).
+    pub schedule: String,
+    /// Every binding is pushed again on this schedule (the full reconcile).
+    pub full_schedule: String,
+    pub scim: Option<MailboxScimConfig>,
+    pub http: Option<MailboxHttpConfig>,
+    pub timeout_secs: u64,
+}
+
+impl Default for MailboxConfig {
+    fn default() -> Self {
+        MailboxConfig {
+            provider: "none".into(),
+            schedule: "0 */15 * * * *".into(),
+            full_schedule: "0 30 2 * * *".into(),
+            scim: None,
+            http: None,
+            timeout_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailboxScimConfig {
+    /// The service's SCIM base URL (`https://mail.example.com/scim/v2`).
+    pub url: String,
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailboxHttpConfig {
+    /// Receives `POST {"member_id", "address", "display_name", "active"}` per binding.
+    pub url: String,
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
 /// Twilio's Programmable Messaging API (`POST /2010-04-01/Accounts/{sid}/Messages.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -457,6 +506,11 @@ impl Config {
                 t.auth_token = Some(read("delivery.sms.twilio.auth_token_file", path)?);
             }
         }
+        if let Some(scim) = &mut self.mailbox.scim {
+            if let Some(path) = &scim.token_file {
+                scim.token = Some(read("mailbox.scim.token_file", path)?);
+            }
+        }
         if let Some(path) = &self.database.url_file {
             let value = std::fs::read_to_string(path).map_err(|e| {
                 ConfigError::new("database.url_file", format!("cannot read {}: {e}", path.display()))
@@ -536,6 +590,7 @@ impl Config {
             }
         }
         self.validate_delivery()?;
+        self.validate_mailbox()?;
         if self.enterprise.name.trim().is_empty() {
             return Err(ConfigError::new("enterprise.name", "must not be empty"));
         }
@@ -546,6 +601,23 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    fn validate_mailbox(&self) -> Result<(), ConfigError> {
+        let m = &self.mailbox;
+        for (key, expr) in [("mailbox.schedule", &m.schedule), ("mailbox.full_schedule", &m.full_schedule)] {
+            if let Err(err) = expr.parse::<cron::Schedule>() {
+                return Err(ConfigError::new(key, format!("not a cron expression: {err}")));
+            }
+        }
+        match m.provider.as_str() {
+            "none" => Ok(()),
+            "scim" if m.scim.as_ref().is_some_and(|s| s.token.is_some()) => Ok(()),
+            "scim" => Err(ConfigError::new("mailbox.scim", "url and token (or token_file) must be set")),
+            "http" if m.http.is_some() => Ok(()),
+            "http" => Err(ConfigError::new("mailbox.http.url", "must be set for provider http")),
+            _ => Err(ConfigError::new("mailbox.provider", "must be none, scim or http")),
+        }
     }
 
     fn validate_delivery(&self) -> Result<(), ConfigError> {
@@ -609,6 +681,11 @@ impl Config {
                 smtp.password = Some("***".into());
             }
             smtp.url = redact_url(&smtp.url);
+        }
+        if let Some(scim) = &mut c.mailbox.scim {
+            if scim.token.is_some() {
+                scim.token = Some("***".into());
+            }
         }
         if let Some(t) = c.delivery.sms.as_mut().and_then(|s| s.twilio.as_mut()) {
             if t.auth_token.is_some() {

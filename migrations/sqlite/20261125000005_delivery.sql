@@ -60,3 +60,21 @@ CREATE TABLE sms_ledger (
     actor TEXT NOT NULL,
     note TEXT
 );
+
+-- Each member's company mailbox as the mail system should have it, and whether it does.
+CREATE TABLE mailbox_bindings (
+    member_id BLOB PRIMARY KEY,
+    address TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    active BOOLEAN NOT NULL,
+    state TEXT NOT NULL,
+    attempts BIGINT NOT NULL,
+    next_attempt_at TEXT NOT NULL,
+    lease_holder TEXT,
+    lease_until TEXT,
+    last_error TEXT,
+    remote_id TEXT,
+    pushed_at TEXT,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX mailbox_bindings_due ON mailbox_bindings (state, next_attempt_at);

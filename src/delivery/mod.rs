@@ -14,6 +14,7 @@
 //! is sent again with the same idempotency key (at least once, de-duplicated by the receiver).
 
 pub mod channels;
+pub mod mailbox;
 pub mod templates;
 
 use std::sync::Arc;
@@ -28,6 +29,13 @@ use crate::directory::model::OutboxMessage;
 use crate::store::{Delivery, Sent, Store, StoreError};
 use channels::{Mailer, SendError, SmsProvider};
 use templates::Templates;
+
+/// What one mailbox push did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MailboxRound {
+    pub pushed: usize,
+    pub failed: usize,
+}
 
 /// What one round did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
@@ -49,6 +57,7 @@ pub struct Dispatcher {
     quiet: Option<(NaiveTime, NaiveTime)>,
     offset: chrono::FixedOffset,
     holder: String,
+    mailbox: Option<Arc<dyn mailbox::MailboxProvider>>,
 }
 
 impl Dispatcher {
@@ -65,7 +74,86 @@ impl Dispatcher {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         let holder =
             format!("{}:{}:{}", host.trim(), std::process::id(), &Uuid::new_v4().simple().to_string()[..8]);
-        Ok(Dispatcher { store, cfg: cfg.clone(), templates, mailer, sms, quiet, offset, holder })
+        Ok(Dispatcher {
+            store,
+            cfg: cfg.clone(),
+            templates,
+            mailer,
+            sms,
+            quiet,
+            offset,
+            holder,
+            mailbox: None,
+        })
+    }
+
+    /// Also keeps mailbox bindings and pushes them ([`Dispatcher::push_mailboxes`]).
+    pub fn with_mailbox(mut self, cfg: &crate::config::MailboxConfig) -> Result<Dispatcher, String> {
+        self.mailbox = mailbox::provider(cfg)?;
+        Ok(self)
+    }
+
+    /// Pushes the bindings that changed (or failed and are due) to the mail system.
+    pub async fn push_mailboxes(&self) -> Result<MailboxRound, StoreError> {
+        let mut round = MailboxRound::default();
+        let Some(provider) = &self.mailbox else { return Ok(round) };
+        loop {
+            let now = Utc::now();
+            let until = now + chrono::Duration::seconds(self.cfg.lease_secs as i64);
+            let batch = self.store.mailbox_claim(&self.holder, now, until, self.cfg.batch).await?;
+            if batch.is_empty() {
+                return Ok(round);
+            }
+            for b in batch {
+                match provider.push(&b).await {
+                    Ok(remote_id) => {
+                        self.store
+                            .mailbox_pushed(b.member_id, &self.holder, remote_id.as_deref(), Utc::now())
+                            .await?;
+                        round.pushed += 1;
+                    }
+                    Err(SendError::Retry(e) | SendError::Permanent(e)) => {
+                        tracing::warn!(member = %b.member_id, address = %b.address, error = %e, "mailbox push failed");
+                        let next = Utc::now() + backoff(&self.cfg, b.attempts + 1);
+                        self.store.mailbox_failed(b.member_id, &self.holder, &e, next).await?;
+                        round.failed += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The full reconcile: every binding pushed again.
+    pub async fn reconcile_mailboxes(&self) -> Result<MailboxRound, StoreError> {
+        if self.mailbox.is_none() {
+            return Ok(MailboxRound::default());
+        }
+        self.store.mailbox_reconcile(Utc::now()).await?;
+        self.push_mailboxes().await
+    }
+
+    /// The binding an event calls for, when mailboxes are pushed.
+    fn binding_for(&self, event: &OutboxMessage) -> Option<crate::store::MailboxBinding> {
+        self.mailbox.as_ref()?;
+        let p = &event.payload;
+        let deleted = match event.kind.as_str() {
+            "member.deleted" => true,
+            k if k == "member.created" || k.starts_with("member.updated") => false,
+            _ => return None,
+        };
+        Some(crate::store::MailboxBinding {
+            member_id: p["member_id"].as_str()?.parse().ok()?,
+            address: p["login_name"].as_str()?.to_owned(),
+            display_name: p["display_name"].as_str().unwrap_or_default().to_owned(),
+            active: !deleted && p["state"] == "active",
+            state: "pending".into(),
+            attempts: 0,
+            next_attempt_at: event.created_at,
+            last_error: None,
+            remote_id: None,
+            pushed_at: None,
+            updated_at: event.created_at,
+        })
     }
 
     pub fn mailer(&self) -> Option<&Mailer> {
@@ -100,9 +188,10 @@ impl Dispatcher {
             }
             let messages: Vec<Delivery> =
                 events.iter().flat_map(|e| self.messages_for(e, &enterprise)).collect();
+            let bindings: Vec<_> = events.iter().filter_map(|e| self.binding_for(e)).collect();
             let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
             round.events += events.len();
-            round.queued += self.store.deliveries_enqueue(&ids, &messages).await?;
+            round.queued += self.store.deliveries_enqueue(&ids, &messages, &bindings).await?;
         }
     }
 
@@ -346,7 +435,7 @@ impl Sender {
             let params = json!({"enterprise": e.name, "balance": balance, "language": self.cfg.language});
             let key = format!("sms.low_balance:{}", Uuid::now_v7());
             let d = new_delivery(None, "email", "low_balance", to, None, params, &key);
-            self.store.deliveries_enqueue(&[], &[d]).await?;
+            self.store.deliveries_enqueue(&[], &[d], &[]).await?;
         }
         Ok(())
     }
@@ -434,6 +523,35 @@ pub fn quiet_until(
         end += chrono::Duration::days(1);
     }
     end.and_local_timezone(offset).single().map(|e| e.with_timezone(&Utc))
+}
+
+/// Pushes mailbox bindings on `mailbox.schedule` and reconciles them all on
+/// `mailbox.full_schedule`, until `stop`.
+pub async fn run_mailbox_schedule(
+    d: Arc<Dispatcher>,
+    delta: cron::Schedule,
+    full: cron::Schedule,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let (Some(next_delta), Some(next_full)) = (delta.upcoming(Utc).next(), full.upcoming(Utc).next())
+        else {
+            return;
+        };
+        let next = next_delta.min(next_full);
+        let wait = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        let result =
+            if next_full <= next_delta { d.reconcile_mailboxes().await } else { d.push_mailboxes().await };
+        match result {
+            Ok(r) if r != MailboxRound::default() => tracing::info!(?r, "mailbox push"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "mailbox push failed; retried on schedule"),
+        }
+    }
 }
 
 /// Runs rounds on `delivery.schedule` until `stop`.

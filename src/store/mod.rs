@@ -92,6 +92,26 @@ pub struct Delivery {
     pub broadcast_id: Option<Uuid>,
 }
 
+/// A member's company mailbox, as pushed to the mail system (see `crate::delivery::mailbox`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
+pub struct MailboxBinding {
+    pub member_id: Uuid,
+    pub address: String,
+    pub display_name: String,
+    /// Whether the mail system should have it enabled (suspended and deleted members: no).
+    pub active: bool,
+    /// `pending` (to push), `pushed`, `disabled` (pushed as disabled), `failed` (retried at
+    /// `next_attempt_at`, see `last_error`).
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    /// The mail system's id for it.
+    pub remote_id: Option<String>,
+    pub pushed_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
 /// An admin's message to everybody or to org subtrees.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
 pub struct Broadcast {
@@ -254,7 +274,37 @@ pub trait Store: Send + Sync + 'static {
     // Delivery (bookkeeping of the outbox's consumers; the directory is not touched).
     /// Inserts messages (skipping idempotency keys already present) and marks the outbox events
     /// they came from done, in one transaction. Returns how many messages were new.
-    async fn deliveries_enqueue(&self, events_done: &[Uuid], messages: &[Delivery]) -> Result<u64>;
+    async fn deliveries_enqueue(
+        &self,
+        events_done: &[Uuid],
+        messages: &[Delivery],
+        bindings: &[MailboxBinding],
+    ) -> Result<u64>;
+    /// Claims up to `limit` bindings to push (pending, or failed and due).
+    async fn mailbox_claim(
+        &self,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<MailboxBinding>>;
+    async fn mailbox_pushed(
+        &self,
+        member_id: Uuid,
+        holder: &str,
+        remote_id: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<()>;
+    async fn mailbox_failed(
+        &self,
+        member_id: Uuid,
+        holder: &str,
+        error: &str,
+        next: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Every binding pushed again (the full reconcile).
+    async fn mailbox_reconcile(&self, at: DateTime<Utc>) -> Result<u64>;
+    async fn mailbox_bindings(&self, state: Option<&str>, limit: i64) -> Result<Vec<MailboxBinding>>;
     /// Claims up to `limit` due pending messages for `holder` until `until`.
     async fn deliveries_claim(
         &self,

@@ -17,6 +17,8 @@ pub(crate) const TOMBSTONE_COLS: &str =
     "member_id, account_number, login_name, profile, deleted_at, reason, source, deleted_by";
 pub(crate) const DELIVERY_COLS: &str = "id, created_at, event_id, channel, kind, recipient, member_id, params, \
     idempotency_key, state, attempts, next_attempt_at, last_error, provider_id, sent_at, reserved, broadcast_id";
+pub(crate) const MAILBOX_COLS: &str = "member_id, address, display_name, active, state, attempts, \
+    next_attempt_at, last_error, remote_id, pushed_at, updated_at";
 pub(crate) const BROADCAST_COLS: &str = "id, created_at, created_by, title, text, sms, scope, recipients";
 pub(crate) const SMS_LEDGER_COLS: &str =
     "id, at, entry, amount, balance_after, delivery_id, recipient, segments, provider_id, actor, note";
@@ -588,9 +590,30 @@ macro_rules! shared_sql {
                 .map_err($err)
             }
 
-            async fn deliveries_enqueue(&self, events_done: &[Uuid], messages: &[$crate::store::Delivery]) -> Result<u64> {
+            async fn deliveries_enqueue(&self, events_done: &[Uuid], messages: &[$crate::store::Delivery], bindings: &[$crate::store::MailboxBinding]) -> Result<u64> {
                 let mut tx = self.begin_tx().await?;
                 let added = insert_deliveries(&mut tx, messages).await?;
+                // The latest event of a member wins (events come oldest first).
+                let mut latest: Vec<&$crate::store::MailboxBinding> = Vec::new();
+                let mut seen = std::collections::HashSet::new();
+                for b in bindings.iter().rev() {
+                    if seen.insert(b.member_id) {
+                        latest.push(b);
+                    }
+                }
+                for chunk in latest.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(format!("INSERT INTO mailbox_bindings ({MAILBOX_COLS}) "));
+                    qb.push_values(chunk, |mut row, b| {
+                        row.push_bind(b.member_id).push_bind(b.address.clone()).push_bind(b.display_name.clone())
+                            .push_bind(b.active).push_bind(b.state.clone()).push_bind(b.attempts).push_bind(b.next_attempt_at)
+                            .push_bind(b.last_error.clone()).push_bind(b.remote_id.clone()).push_bind(b.pushed_at)
+                            .push_bind(b.updated_at);
+                    });
+                    qb.push(" ON CONFLICT (member_id) DO UPDATE SET address = excluded.address, display_name = excluded.display_name, \
+                        active = excluded.active, state = 'pending', attempts = 0, next_attempt_at = excluded.next_attempt_at, \
+                        updated_at = excluded.updated_at");
+                    qb.build().execute(&mut *tx).await.map_err($err)?;
+                }
                 for chunk in events_done.chunks(1000) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new("UPDATE outbox SET state = 'done' WHERE id IN (");
                     let mut list = qb.separated(", ");
@@ -600,6 +623,49 @@ macro_rules! shared_sql {
                 }
                 tx.commit().await.map_err($err)?;
                 Ok(added)
+            }
+
+            async fn mailbox_claim(&self, holder: &str, now: DateTime<Utc>, until: DateTime<Utc>, limit: i64) -> Result<Vec<$crate::store::MailboxBinding>> {
+                sqlx::query_as::<_, $crate::store::MailboxBinding>(sql!(
+                    "UPDATE mailbox_bindings SET lease_holder = $1, lease_until = $2 WHERE member_id IN (\
+                       SELECT member_id FROM mailbox_bindings WHERE state IN ('pending', 'failed') AND next_attempt_at <= $3 \
+                       AND (lease_until IS NULL OR lease_until < $3) ORDER BY next_attempt_at LIMIT $4) \
+                     AND state IN ('pending', 'failed') AND (lease_until IS NULL OR lease_until < $3) RETURNING {}",
+                    MAILBOX_COLS
+                ))
+                .bind(holder.to_owned()).bind(until).bind(now).bind(limit)
+                .fetch_all(&self.write).await.map_err($err)
+            }
+
+            async fn mailbox_pushed(&self, member_id: Uuid, holder: &str, remote_id: Option<&str>, at: DateTime<Utc>) -> Result<()> {
+                q("UPDATE mailbox_bindings SET state = CASE WHEN active THEN 'pushed' ELSE 'disabled' END, attempts = 0, \
+                   last_error = NULL, remote_id = COALESCE($3, remote_id), pushed_at = $4, lease_holder = NULL, lease_until = NULL \
+                   WHERE member_id = $1 AND lease_holder = $2")
+                    .bind(member_id).bind(holder.to_owned()).bind(remote_id.map(str::to_owned)).bind(at)
+                    .execute(&self.write).await.map_err($err)?;
+                Ok(())
+            }
+
+            async fn mailbox_failed(&self, member_id: Uuid, holder: &str, error: &str, next: DateTime<Utc>) -> Result<()> {
+                q("UPDATE mailbox_bindings SET state = 'failed', attempts = attempts + 1, last_error = $3, next_attempt_at = $4, \
+                   lease_holder = NULL, lease_until = NULL WHERE member_id = $1 AND lease_holder = $2")
+                    .bind(member_id).bind(holder.to_owned()).bind(error.to_owned()).bind(next)
+                    .execute(&self.write).await.map_err($err)?;
+                Ok(())
+            }
+
+            async fn mailbox_reconcile(&self, at: DateTime<Utc>) -> Result<u64> {
+                Ok(q("UPDATE mailbox_bindings SET state = 'pending', attempts = 0, next_attempt_at = $1 WHERE state IN ('pushed', 'disabled')")
+                    .bind(at).execute(&self.write).await.map_err($err)?.rows_affected())
+            }
+
+            async fn mailbox_bindings(&self, state: Option<&str>, limit: i64) -> Result<Vec<$crate::store::MailboxBinding>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(format!("SELECT {MAILBOX_COLS} FROM mailbox_bindings"));
+                if let Some(state) = state {
+                    qb.push(" WHERE state = ").push_bind(state.to_owned());
+                }
+                qb.push(" ORDER BY address LIMIT ").push_bind(limit);
+                qb.build_query_as().fetch_all(&self.read).await.map_err($err)
             }
 
             async fn deliveries_claim(&self, holder: &str, now: DateTime<Utc>, until: DateTime<Utc>, limit: i64) -> Result<Vec<$crate::store::Delivery>> {

@@ -457,7 +457,7 @@ async fn quiet_hours_hold_sms_except_password_codes() {
         serde_json::json!({"enterprise": "Example Corp", "code": "493817", "minutes": 10, "language": "zh-CN"}),
         "password_code:test",
     );
-    d.store().deliveries_enqueue(&[], &[code]).await.unwrap();
+    d.store().deliveries_enqueue(&[], &[code], &[]).await.unwrap();
     let round = dispatcher.run_once().await.unwrap();
     assert_eq!((round.sent, round.deferred), (2, 1), "{round:?}");
     assert_eq!(gw.texts().len(), 1);
@@ -595,4 +595,103 @@ async fn mail_test_sends_through_smtp() {
         .unwrap();
     assert_eq!(down.status.code(), Some(1));
     assert!(text(&down.stderr).contains("not sent"), "{}", text(&down.stderr));
+}
+
+/// Mailbox bindings pushed to a real SCIM service (a second Roster, on its own port) and to an
+/// HTTP endpoint: created, disabled on suspension and deletion, reconciled, failures kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mailbox_bindings_follow_members_into_the_mail_system() {
+    use roster::config::{MailboxConfig, MailboxHttpConfig, MailboxScimConfig};
+    use roster::directory::model::MemberState;
+    // The mail system: another rosterd with a SCIM token.
+    let remote = TestDb::new(Backend::Sqlite);
+    let remote_dir = remote.open().await;
+    let token = remote_dir.create_token(&console(), "mail", false).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/scim/v2", listener.local_addr().unwrap());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(roster::app::run(listener, remote.cfg.clone(), stop.clone()));
+    for _ in 0..100 {
+        if crate::common::http()
+            .get(format!("{base}/ServiceProviderConfig"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let db = TestDb::new(Backend::Sqlite);
+    let d = db.open().await;
+    let mailbox = MailboxConfig {
+        provider: "scim".into(),
+        scim: Some(MailboxScimConfig { url: base.clone(), token: Some(token), token_file: None }),
+        ..Default::default()
+    };
+    let cfg = DeliveryConfig { backoff_secs: 1, ..Default::default() };
+    let dispatcher = Dispatcher::new(d.store().clone(), &cfg).unwrap().with_mailbox(&mailbox).unwrap();
+    let out = d
+        .apply(&console(), vec![Change::CreateMember(member("ann")), Change::CreateMember(member("ben"))])
+        .await
+        .unwrap();
+    let (Applied::Member(ann), Applied::Member(ben)) = (&out[0], &out[1]) else { panic!() };
+    dispatcher.run_once().await.unwrap();
+    assert_eq!(dispatcher.push_mailboxes().await.unwrap().pushed, 2);
+    let there = |login: &'static str| {
+        let remote_store = remote_dir.store().clone();
+        async move { remote_store.member_by_login(login).await.unwrap().expect("in the mail system") }
+    };
+    let remote_ann = there("ann@example.com").await;
+    assert_eq!(
+        remote_ann.anchor.as_deref(),
+        Some(ann.id.to_string().as_str()),
+        "externalId is the member id"
+    );
+    assert_eq!(remote_ann.state, MemberState::Active);
+    let bindings = d.store().mailbox_bindings(None, 10).await.unwrap();
+    assert!(bindings.iter().all(|b| b.state == "pushed" && b.remote_id.is_some()), "{bindings:?}");
+    assert_eq!(dispatcher.push_mailboxes().await.unwrap().pushed, 0, "nothing changed, nothing pushed");
+
+    // Suspended and deleted members' mailboxes are disabled there.
+    let patch = MemberPatch { state: Some(MemberState::Suspended), ..Default::default() };
+    d.apply_one(&console(), Change::UpdateMember { id: ann.id, patch }).await.unwrap();
+    d.apply_one(&console(), Change::DeleteMember { id: ben.id, reason: "left".into() }).await.unwrap();
+    dispatcher.run_once().await.unwrap();
+    assert_eq!(dispatcher.push_mailboxes().await.unwrap().pushed, 2);
+    assert_eq!(there("ann@example.com").await.state, MemberState::Suspended);
+    assert_eq!(there("ben@example.com").await.state, MemberState::Suspended);
+    assert_eq!(d.store().mailbox_bindings(Some("disabled"), 10).await.unwrap().len(), 2);
+
+    // A binding lost on the mail system's side comes back with the full reconcile (found by
+    // externalId when its id is unknown, or created again).
+    let remote_count = remote_dir.store().counts().await.unwrap().members;
+    assert_eq!(dispatcher.reconcile_mailboxes().await.unwrap().pushed, 2);
+    assert_eq!(remote_dir.store().counts().await.unwrap().members, remote_count, "replaced, not duplicated");
+
+    // The mail system down: failed, with the reason, retried later.
+    stop.cancel();
+    server.await.unwrap().unwrap();
+    d.apply_one(&console(), Change::CreateMember(member("cat"))).await.unwrap();
+    dispatcher.run_once().await.unwrap();
+    assert_eq!(dispatcher.push_mailboxes().await.unwrap().failed, 1);
+    let failed = d.store().mailbox_bindings(Some("failed"), 10).await.unwrap();
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0].last_error.as_deref().unwrap().contains("cannot be reached"), "{failed:?}");
+    assert_eq!(dispatcher.push_mailboxes().await.unwrap(), Default::default(), "not due yet");
+
+    // The HTTP provider: the same bindings as JSON.
+    let gw = Gateway::start().await;
+    let http = MailboxConfig {
+        provider: "http".into(),
+        http: Some(MailboxHttpConfig { url: gw.url.clone(), headers: Default::default() }),
+        ..Default::default()
+    };
+    let by_http = Dispatcher::new(d.store().clone(), &cfg).unwrap().with_mailbox(&http).unwrap();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(by_http.push_mailboxes().await.unwrap().pushed, 1);
+    let got = gw.received.lock().unwrap().clone();
+    assert_eq!(got[0]["address"], "cat@example.com");
+    assert_eq!(got[0]["active"], true);
 }
