@@ -112,6 +112,7 @@ async fn run(store: &'static str, url: String, members: usize) -> Result {
             quiet_hours: None,
             utc_offset: "+00:00".into(),
             timeout_secs: 10,
+            rate_per_sec: None,
         }),
         ..Default::default()
     };

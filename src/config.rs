@@ -187,6 +187,9 @@ pub struct SmtpConfig {
     pub ca_file: Option<PathBuf>,
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
+    /// At most this many messages a second through this server (unset: no limit).
+    #[serde(default)]
+    pub rate_per_sec: Option<f64>,
 }
 
 fn default_timeout_secs() -> u64 {
@@ -213,6 +216,9 @@ pub struct SmsConfig {
     pub utc_offset: String,
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
+    /// At most this many SMS a second through the provider (unset: no limit).
+    #[serde(default)]
+    pub rate_per_sec: Option<f64>,
 }
 
 fn default_low_balance() -> i64 {
@@ -632,6 +638,15 @@ impl Config {
         }
         if !crate::delivery::templates::LANGUAGES.contains(&d.language.as_str()) {
             return Err(ConfigError::new("delivery.language", "must be en or zh-CN"));
+        }
+        let rates = [
+            ("delivery.smtp.rate_per_sec", d.smtp.as_ref().and_then(|s| s.rate_per_sec)),
+            ("delivery.sms.rate_per_sec", d.sms.as_ref().and_then(|s| s.rate_per_sec)),
+        ];
+        for (key, rate) in rates {
+            if rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+                return Err(ConfigError::new(key, "must be a positive number"));
+            }
         }
         if let Some(smtp) = &d.smtp {
             if !(smtp.url.starts_with("smtp://") || smtp.url.starts_with("smtps://")) {

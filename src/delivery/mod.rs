@@ -30,6 +30,32 @@ use crate::store::{Delivery, Sent, Store, StoreError};
 use channels::{Mailer, SendError, SmsProvider};
 use templates::Templates;
 
+/// Spaces sends out to at most `per_sec` a second (shared by a dispatcher's concurrent sends).
+pub struct RateLimit {
+    interval: Duration,
+    next: tokio::sync::Mutex<tokio::time::Instant>,
+}
+
+impl RateLimit {
+    pub fn new(per_sec: f64) -> RateLimit {
+        RateLimit {
+            interval: Duration::from_secs_f64(1.0 / per_sec),
+            next: tokio::sync::Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    /// Waits for this send's slot.
+    pub async fn wait(&self) {
+        let slot = {
+            let mut next = self.next.lock().await;
+            let slot = (*next).max(tokio::time::Instant::now());
+            *next = slot + self.interval;
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
+}
+
 /// What one mailbox push did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct MailboxRound {
@@ -58,6 +84,8 @@ pub struct Dispatcher {
     offset: chrono::FixedOffset,
     holder: String,
     mailbox: Option<Arc<dyn mailbox::MailboxProvider>>,
+    email_rate: Option<Arc<RateLimit>>,
+    sms_rate: Option<Arc<RateLimit>>,
 }
 
 impl Dispatcher {
@@ -84,6 +112,8 @@ impl Dispatcher {
             offset,
             holder,
             mailbox: None,
+            email_rate: cfg.smtp.as_ref().and_then(|s| s.rate_per_sec).map(|r| Arc::new(RateLimit::new(r))),
+            sms_rate: cfg.sms.as_ref().and_then(|s| s.rate_per_sec).map(|r| Arc::new(RateLimit::new(r))),
         })
     }
 
@@ -323,6 +353,8 @@ impl Dispatcher {
             quiet: self.quiet,
             offset: self.offset,
             holder: self.holder.clone(),
+            email_rate: self.email_rate.clone(),
+            sms_rate: self.sms_rate.clone(),
         }
     }
 }
@@ -344,6 +376,8 @@ struct Sender {
     quiet: Option<(NaiveTime, NaiveTime)>,
     offset: chrono::FixedOffset,
     holder: String,
+    email_rate: Option<Arc<RateLimit>>,
+    sms_rate: Option<Arc<RateLimit>>,
 }
 
 impl Sender {
@@ -362,6 +396,9 @@ impl Sender {
                     return self.defer(&d, "e-mail is not configured (delivery.smtp)", None).await;
                 };
                 let email = self.templates.email(&lang, &d.kind, &d.params);
+                if let Some(rate) = &self.email_rate {
+                    rate.wait().await;
+                }
                 (mailer.send(d.id, &d.recipient, &email, &d.idempotency_key).await, None)
             }
             "sms" => {
@@ -385,6 +422,9 @@ impl Sender {
                         "SMS balance is {balance}; this message needs {segments} (rosterd sms top-up)"
                     );
                     return self.defer(&d, &why, None).await;
+                }
+                if let Some(rate) = &self.sms_rate {
+                    rate.wait().await;
                 }
                 let sent = sms.send(&d.recipient, &text, &d.idempotency_key).await;
                 if sent.is_err() {

@@ -268,3 +268,38 @@ async fn a_token_revoked_from_the_command_line_stops_working() {
     let other = client.get(d.url("/scim/v2/Users")).bearer_auth("rst_00").send().await.unwrap();
     assert_eq!(other.status(), 401);
 }
+
+/// The dispatchers run in the daemon and report to `/metrics`: a welcome SMS queued by a
+/// member created through the command line shows as held (no balance) in the counts.
+#[tokio::test]
+async fn delivery_runs_in_the_daemon_and_reports_to_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(
+        dir.path(),
+        &[
+            ("ROSTER_DELIVERY__SCHEDULE", "* * * * * *".into()),
+            ("ROSTER_DELIVERY__SMS__PROVIDER", "http".into()),
+            ("ROSTER_DELIVERY__SMS__HTTP__URL", "http://127.0.0.1:9/send".into()),
+        ],
+    );
+    d.wait_for("/readyz", 200, Duration::from_secs(30)).await;
+    let changes = dir.path().join("changes.jsonl");
+    std::fs::write(
+        &changes,
+        r#"{"op":"create_member","login_name":"ann","display_name":"Ann","mobile":"+8613800000601"}"#,
+    )
+    .unwrap();
+    let imported = run(rosterd(dir.path()).arg("import").arg(&changes));
+    assert!(imported.status.success(), "{}", text(&imported.stderr));
+    let client = crate::common::http();
+    let start = Instant::now();
+    loop {
+        let metrics = client.get(d.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        if metrics.contains(r#"roster_deliveries{channel="sms",state="held"} 1"#) {
+            assert!(metrics.contains("roster_sms_balance 0"), "{metrics}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "no delivery counts in:\n{metrics}\n{}", d.log());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

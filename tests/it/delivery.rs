@@ -93,6 +93,8 @@ pub struct Gateway {
     pub received: Arc<Mutex<Vec<Value>>>,
     pub script: Arc<Mutex<VecDeque<u16>>>,
     pub delay: Arc<Mutex<Option<Duration>>>,
+    /// When each request arrived.
+    pub arrivals: Arc<Mutex<Vec<std::time::Instant>>>,
     pub url: String,
 }
 
@@ -115,6 +117,7 @@ impl Gateway {
 }
 
 async fn gateway_send(State(gw): State<Gateway>, body: String) -> (StatusCode, String) {
+    gw.arrivals.lock().unwrap().push(std::time::Instant::now());
     let delay = *gw.delay.lock().unwrap();
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
@@ -143,6 +146,7 @@ fn delivery_config(smtp_port: u16, gateway: &Gateway) -> DeliveryConfig {
             password_file: None,
             ca_file: None,
             timeout_secs: 5,
+            rate_per_sec: None,
         }),
         sms: Some(SmsConfig {
             provider: "http".into(),
@@ -159,6 +163,7 @@ fn delivery_config(smtp_port: u16, gateway: &Gateway) -> DeliveryConfig {
             quiet_hours: None,
             utc_offset: "+00:00".into(),
             timeout_secs: 2,
+            rate_per_sec: None,
         }),
         ..Default::default()
     }
@@ -694,4 +699,104 @@ async fn mailbox_bindings_follow_members_into_the_mail_system() {
     let got = gw.received.lock().unwrap().clone();
     assert_eq!(got[0]["address"], "cat@example.com");
     assert_eq!(got[0]["active"], true);
+}
+
+/// `delivery.sms.rate_per_sec` spaces the SMS out, also when they are sent concurrently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sms_rate_limit_spaces_sends() {
+    let gw = Gateway::start().await;
+    let db = TestDb::new(Backend::Sqlite);
+    let d = db.open().await;
+    top_up(&d, 100).await;
+    let hires: Vec<Change> =
+        (0..11).map(|i| new_hire(&format!("r{i}"), &format!("+86138000004{i:02}"))).collect();
+    d.apply(&console(), hires).await.unwrap();
+    let mut cfg = delivery_config(free_port(), &gw);
+    cfg.smtp = None;
+    cfg.sms.as_mut().unwrap().rate_per_sec = Some(20.0);
+    Dispatcher::new(d.store().clone(), &cfg).unwrap().run_once().await.unwrap();
+    let arrivals = gw.arrivals.lock().unwrap().clone();
+    assert_eq!(arrivals.len(), 11);
+    let span = *arrivals.iter().max().unwrap() - *arrivals.iter().min().unwrap();
+    // 11 sends at 20 a second: the last at least 10 intervals (0.5 s) after the first.
+    assert!(span >= Duration::from_millis(450), "{span:?}");
+}
+
+/// The Twilio provider speaks Twilio's Messaging API: form fields, basic auth, `sid` back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twilio_gets_its_form_and_credentials() {
+    use axum::extract::{Form, Path};
+    use axum::http::HeaderMap;
+    type Seen = Arc<Mutex<Vec<(String, String, std::collections::HashMap<String, String>)>>>;
+    let seen: Seen = Default::default();
+    let record = seen.clone();
+    let app = axum::Router::new().route(
+        "/2010-04-01/Accounts/{sid}/Messages.json",
+        post(
+            move |Path(sid): Path<String>,
+                  headers: HeaderMap,
+                  Form(form): Form<std::collections::HashMap<String, String>>| {
+                let record = record.clone();
+                async move {
+                    let auth = headers
+                        .get("authorization")
+                        .map(|v| v.to_str().unwrap().to_owned())
+                        .unwrap_or_default();
+                    record.lock().unwrap().push((sid, auth, form));
+                    (StatusCode::CREATED, r#"{"sid": "SM0123456789"}"#)
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let db = TestDb::new(Backend::Sqlite);
+    let d = db.open().await;
+    top_up(&d, 10).await;
+    let mut cfg = delivery_config(free_port(), &Gateway::default());
+    cfg.smtp = None;
+    let sms = cfg.sms.as_mut().unwrap();
+    sms.provider = "twilio".into();
+    sms.twilio = Some(roster::config::TwilioConfig {
+        account_sid: "AC123".into(),
+        auth_token: Some("secret-token".into()),
+        auth_token_file: None,
+        from: "+15550100000".into(),
+        base_url: base,
+    });
+    d.apply_one(&console(), new_hire("ann", "+8613800000501")).await.unwrap();
+    let round = Dispatcher::new(d.store().clone(), &cfg).unwrap().run_once().await.unwrap();
+    assert_eq!(round.sent, 1, "{round:?}");
+    let seen = seen.lock().unwrap().clone();
+    let (sid, auth, form) = &seen[0];
+    assert_eq!(sid, "AC123");
+    use base64_helper::encode;
+    assert_eq!(auth, &format!("Basic {}", encode("AC123:secret-token")));
+    assert_eq!((form["To"].as_str(), form["From"].as_str()), ("+8613800000501", "+15550100000"));
+    assert!(form["Body"].contains("ann@example.com"), "{form:?}");
+    let sent = d.store().deliveries_list(Some("sent"), 10).await.unwrap();
+    assert_eq!(sent[0].provider_id.as_deref(), Some("SM0123456789"));
+}
+
+mod base64_helper {
+    /// Standard base64 with padding (for checking a Basic authorization header).
+    pub fn encode(s: &str) -> String {
+        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let b = s.as_bytes();
+        let mut out = String::new();
+        for c in b.chunks(3) {
+            let n =
+                (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+            for i in 0..4 {
+                if i <= c.len() {
+                    out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
 }
