@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Notification kinds; the names are also the template file names.
-pub const KINDS: &[&str] = &["welcome", "suspended", "deleted", "password_code", "broadcast", "test"];
+pub const KINDS: &[&str] =
+    &["welcome", "suspended", "deleted", "password_code", "broadcast", "low_balance", "test"];
 pub const LANGUAGES: &[&str] = &["en", "zh-CN"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +49,11 @@ fn builtin(lang: &str, kind: &str) -> (Email, String) {
             "【{enterprise}】您的验证码是 {code}，{minutes} 分钟内有效。如非本人操作，请忽略。",
         ),
         ("zh-CN", "broadcast") => ("{title}", "{text}\n\n{enterprise}", "【{enterprise}】{text}"),
+        ("zh-CN", "low_balance") => (
+            "{enterprise}短信余额不足",
+            "短信余额还剩 {balance} 条，已低于提醒线。请尽快充值（rosterd sms top-up），余额为零时短信将暂停发送。\n\n{enterprise}",
+            "【{enterprise}】短信余额还剩 {balance} 条，请尽快充值。",
+        ),
         ("zh-CN", _) => (
             "{enterprise}测试邮件",
             "这是一封来自 rosterd 的测试邮件。",
@@ -74,6 +80,11 @@ fn builtin(lang: &str, kind: &str) -> (Email, String) {
             "{enterprise}: your code is {code}, valid for {minutes} minutes. Ignore this if you did not ask for it.",
         ),
         (_, "broadcast") => ("{title}", "{text}\n\n{enterprise}", "{enterprise}: {text}"),
+        (_, "low_balance") => (
+            "{enterprise}: the SMS balance is low",
+            "The SMS balance is down to {balance} segments, below the warning mark. Top it up (rosterd sms top-up); at zero, SMS wait until it is.\n\n{enterprise}",
+            "{enterprise}: the SMS balance is down to {balance}; top it up.",
+        ),
         (_, _) => (
             "{enterprise} test message",
             "This is a test message from rosterd.",

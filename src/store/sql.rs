@@ -1,9 +1,15 @@
 //! The SQL both backends share, written once.
 //!
-//! `shared_sql!(Db, Store, Tx, err)` expands to `impl Store for Store` and `impl StoreTx for Tx`
-//! for one sqlx database. The backend supplies a `Store` struct with `read` and `write` pools and
-//! the dialect-specific inherent methods `backend_name`, `run_migrations` and `schema_state_impl`,
-//! a `Tx` struct wrapping `sqlx::Transaction<'static, Db>`, and `err`, which classifies its errors.
+//! `shared_sql!(Db, Store, Tx, err, MEMBER_CHILDREN)` expands to `impl Store for Store` and
+//! `impl StoreTx for Tx` for one sqlx database. The backend supplies a `Store` struct with `read`
+//! and `write` pools and the dialect-specific inherent methods `backend_name`, `run_migrations`
+//! and `schema_state_impl`, a `Tx` struct wrapping `sqlx::Transaction<'static, Db>`, `err`, which
+//! classifies its errors, and `MEMBER_CHILDREN`, its SQL for a member's e-mails and further org
+//! units as two JSON text columns (see [`MemberRow`]).
+//!
+//! Multi-row statements (`VALUES` lists, `IN` lists) are sent with `.persistent(false)`: their
+//! text changes with their length, and caching every prepared variant would keep hundreds of
+//! megabytes of statements per connection for nothing.
 
 pub(crate) const MEMBER_COLS: &str = "id, account_number, login_name, display_name, given_name, \
     family_name, mobile, title, employee_number, primary_org_unit_id, manager_id, state, source, \
@@ -131,7 +137,7 @@ macro_rules! shared_sql {
                 qb.push_values(chunk, |mut row, (id, i, e)| {
                     row.push_bind(*id).push_bind(e.address.clone()).push_bind(e.kind.clone()).push_bind(e.primary).push_bind(*i as i64);
                 });
-                qb.build().execute(&mut *c).await.map_err($err)?;
+                qb.build().persistent(false).execute(&mut *c).await.map_err($err)?;
             }
             let units: Vec<(Uuid, Uuid)> = ms.iter().flat_map(|mb| mb.org_unit_ids.iter().map(|u| (mb.id, *u))).collect();
             for chunk in units.chunks(1000) {
@@ -139,7 +145,7 @@ macro_rules! shared_sql {
                 qb.push_values(chunk, |mut row, (id, u)| {
                     row.push_bind(*id).push_bind(*u);
                 });
-                qb.build().execute(&mut *c).await.map_err($err)?;
+                qb.build().persistent(false).execute(&mut *c).await.map_err($err)?;
             }
             Ok(())
         }
@@ -158,7 +164,7 @@ macro_rules! shared_sql {
                         .push_bind(d.provider_id.clone()).push_bind(d.sent_at).push_bind(d.reserved).push_bind(d.broadcast_id);
                 });
                 qb.push(" ON CONFLICT (idempotency_key) DO NOTHING");
-                added += qb.build().execute(&mut *c).await.map_err($err)?.rows_affected();
+                added += qb.build().persistent(false).execute(&mut *c).await.map_err($err)?.rows_affected();
             }
             Ok(added)
         }
@@ -612,14 +618,14 @@ macro_rules! shared_sql {
                     qb.push(" ON CONFLICT (member_id) DO UPDATE SET address = excluded.address, display_name = excluded.display_name, \
                         active = excluded.active, state = 'pending', attempts = 0, next_attempt_at = excluded.next_attempt_at, \
                         updated_at = excluded.updated_at");
-                    qb.build().execute(&mut *tx).await.map_err($err)?;
+                    qb.build().persistent(false).execute(&mut *tx).await.map_err($err)?;
                 }
                 for chunk in events_done.chunks(1000) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new("UPDATE outbox SET state = 'done' WHERE id IN (");
                     let mut list = qb.separated(", ");
                     chunk.iter().for_each(|id| { list.push_bind(*id); });
                     qb.push(")");
-                    qb.build().execute(&mut *tx).await.map_err($err)?;
+                    qb.build().persistent(false).execute(&mut *tx).await.map_err($err)?;
                 }
                 tx.commit().await.map_err($err)?;
                 Ok(added)
@@ -700,7 +706,7 @@ macro_rules! shared_sql {
                     let mut list = qb.separated(", ");
                     chunk.iter().for_each(|s| { list.push_bind(s.id); });
                     qb.push(") RETURNING id");
-                    let rows: Vec<(Uuid,)> = qb.build_query_as().fetch_all(&mut *tx).await.map_err($err)?;
+                    let rows: Vec<(Uuid,)> = qb.build_query_as().persistent(false).fetch_all(&mut *tx).await.map_err($err)?;
                     recorded.extend(rows.into_iter().map(|r| r.0));
                 }
                 let charges: Vec<(&$crate::store::Sent, &(String, i64))> =
@@ -718,7 +724,7 @@ macro_rules! shared_sql {
                             row.push_bind(at).push_bind("charge").push_bind(-segments).push_bind(balance).push_bind(s.id)
                                 .push_bind(to.clone()).push_bind(*segments).push_bind(s.provider_id.clone()).push_bind("rosterd");
                         });
-                        qb.build().execute(&mut *tx).await.map_err($err)?;
+                        qb.build().persistent(false).execute(&mut *tx).await.map_err($err)?;
                     }
                     if balance < low_balance && warned.is_none() {
                         q("UPDATE sms_account SET low_warned_at = $1 WHERE singleton = 1").bind(at)
@@ -751,7 +757,7 @@ macro_rules! shared_sql {
                         let mut list = qb.separated(", ");
                         chunk.iter().for_each(|id| { list.push_bind(*id); });
                         qb.push(")");
-                        qb.build().execute(&mut *tx).await.map_err($err)?;
+                        qb.build().persistent(false).execute(&mut *tx).await.map_err($err)?;
                     }
                 }
                 tx.commit().await.map_err($err)?;
@@ -1240,7 +1246,7 @@ macro_rules! shared_sql {
                     let mut list = qb.separated(", ");
                     chunk.iter().for_each(|id| { list.push_bind(*id); });
                     qb.push(")");
-                    let rows: Vec<(Uuid,)> = qb.build_query_as().fetch_all(&mut *self.tx).await.map_err($err)?;
+                    let rows: Vec<(Uuid,)> = qb.build_query_as().persistent(false).fetch_all(&mut *self.tx).await.map_err($err)?;
                     found.extend(rows.into_iter().map(|(id,)| ("id".to_owned(), id.to_string())));
                 }
                 // Five or so values a member: well under either backend's bound-parameter limit.
@@ -1274,7 +1280,7 @@ macro_rules! shared_sql {
                             .for_each(|a| { list.push_bind(a); });
                         qb.push(")");
                     }
-                    found.extend(qb.build_query_as::<(String, String)>().fetch_all(&mut *self.tx).await.map_err($err)?);
+                    found.extend(qb.build_query_as::<(String, String)>().persistent(false).fetch_all(&mut *self.tx).await.map_err($err)?);
                 }
                 Ok(found)
             }
@@ -1294,7 +1300,7 @@ macro_rules! shared_sql {
                             .push_bind(mb.organization.clone()).push_bind(mb.division.clone()).push_bind(mb.cost_center.clone())
                             .push_bind(hash.clone());
                     });
-                    qb.build().execute(&mut *self.tx).await.map_err($err)?;
+                    qb.build().persistent(false).execute(&mut *self.tx).await.map_err($err)?;
                 }
                 let members: Vec<&m::Member> = ms.iter().collect();
                 write_members_children(&mut self.tx, &members).await
@@ -1320,7 +1326,7 @@ macro_rules! shared_sql {
                         list.push_bind(*id);
                     }
                     qb.push(")");
-                    let rows: Vec<(Uuid,)> = qb.build_query_as().fetch_all(&mut *self.tx).await.map_err($err)?;
+                    let rows: Vec<(Uuid,)> = qb.build_query_as().persistent(false).fetch_all(&mut *self.tx).await.map_err($err)?;
                     found.extend(rows.into_iter().map(|r| r.0));
                 }
                 Ok(found)
@@ -1335,7 +1341,7 @@ macro_rules! shared_sql {
                         list.push_bind(*id);
                     }
                     qb.push(")");
-                    let rows: Vec<(Uuid,)> = qb.build_query_as().fetch_all(&mut *self.tx).await.map_err($err)?;
+                    let rows: Vec<(Uuid,)> = qb.build_query_as().persistent(false).fetch_all(&mut *self.tx).await.map_err($err)?;
                     found.extend(rows.into_iter().map(|r| r.0));
                 }
                 Ok(found)
@@ -1521,7 +1527,7 @@ macro_rules! shared_sql {
                         row.push_bind(group).push_bind(*mb);
                     });
                     qb.push(" ON CONFLICT DO NOTHING");
-                    added += qb.build().execute(&mut *self.tx).await.map_err($err)?.rows_affected();
+                    added += qb.build().persistent(false).execute(&mut *self.tx).await.map_err($err)?.rows_affected();
                 }
                 Ok(added)
             }
@@ -1534,7 +1540,7 @@ macro_rules! shared_sql {
                     let mut list = qb.separated(", ");
                     chunk.iter().for_each(|mb| { list.push_bind(*mb); });
                     qb.push(")");
-                    removed += qb.build().execute(&mut *self.tx).await.map_err($err)?.rows_affected();
+                    removed += qb.build().persistent(false).execute(&mut *self.tx).await.map_err($err)?.rows_affected();
                 }
                 Ok(removed)
             }
@@ -1562,7 +1568,7 @@ macro_rules! shared_sql {
                             .push_bind(e.before.clone().map(Json))
                             .push_bind(e.after.clone().map(Json));
                     });
-                    qb.build().execute(&mut *self.tx).await.map_err($err)?;
+                    qb.build().persistent(false).execute(&mut *self.tx).await.map_err($err)?;
                 }
                 Ok(())
             }
@@ -1582,7 +1588,7 @@ macro_rules! shared_sql {
                             .push_bind(o.attempts)
                             .push_bind(o.created_at);
                     });
-                    qb.build().execute(&mut *self.tx).await.map_err($err)?;
+                    qb.build().persistent(false).execute(&mut *self.tx).await.map_err($err)?;
                 }
                 Ok(())
             }

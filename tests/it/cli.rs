@@ -71,6 +71,24 @@ fn bad_configuration_exits_2_naming_the_key() {
         (&[("ROSTER_DATABASE__URL", "mysql://x")], "database.url", "postgres"),
         (&[("ROSTER_ENTERPRISE__MAIL_DOMAIN", "nodots")], "enterprise.mail_domain", "domain"),
         (&[("ROSTER_DATABASE__URL_FILE", "/nonexistent/url")], "database.url_file", "cannot read"),
+        (&[("ROSTER_DELIVERY__SCHEDULE", "every minute")], "delivery.schedule", "cron"),
+        (&[("ROSTER_DELIVERY__LANGUAGE", "fr")], "delivery.language", "zh-CN"),
+        (&[("ROSTER_DELIVERY__SMS__PROVIDER", "pigeon")], "delivery.sms.provider", "http or twilio"),
+        (
+            &[
+                ("ROSTER_DELIVERY__SMS__PROVIDER", "http"),
+                ("ROSTER_DELIVERY__SMS__HTTP__URL", "http://x"),
+                ("ROSTER_DELIVERY__SMS__QUIET_HOURS", "late"),
+            ],
+            "delivery.sms.quiet_hours",
+            "22:00-08:00",
+        ),
+        (
+            &[("ROSTER_DELIVERY__SMTP__URL", "mail.example.com"), ("ROSTER_DELIVERY__SMTP__FROM", "a@b.c")],
+            "delivery.smtp.url",
+            "smtp://",
+        ),
+        (&[("ROSTER_MAILBOX__PROVIDER", "scim")], "mailbox.scim", "token"),
     ];
     for (env, key, hint) in cases {
         let out = check_config(dir.path(), &["check-config"], env);

@@ -800,3 +800,58 @@ mod base64_helper {
         out
     }
 }
+
+/// A gateway that does not answer in time: the attempt fails as a timeout and is retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_gateway_times_out_and_is_retried() {
+    let gw = Gateway::start().await;
+    let db = TestDb::new(Backend::Sqlite);
+    let d = db.open().await;
+    top_up(&d, 10).await;
+    let mut cfg = delivery_config(free_port(), &gw);
+    cfg.smtp = None;
+    cfg.sms.as_mut().unwrap().timeout_secs = 1;
+    let dispatcher = Dispatcher::new(d.store().clone(), &cfg).unwrap();
+    d.apply_one(&console(), new_hire("ann", "+8613800000701")).await.unwrap();
+    *gw.delay.lock().unwrap() = Some(Duration::from_millis(1800));
+    assert_eq!(dispatcher.run_once().await.unwrap().retried, 1);
+    let pending = d.store().deliveries_list(Some("pending"), 10).await.unwrap();
+    assert!(pending[0].last_error.as_deref().unwrap().contains("timed out"), "{pending:?}");
+    assert_eq!(d.store().sms_balance().await.unwrap(), 10, "a failed send is not charged");
+    *gw.delay.lock().unwrap() = None;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(dispatcher.run_once().await.unwrap().sent, 1);
+    assert_eq!(d.store().sms_balance().await.unwrap(), 9);
+}
+
+/// Falling below `low_balance` warns the enterprise contact by e-mail, once until a top-up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_low_balance_warns_the_contact_once() {
+    let smtp = Smtp::start();
+    let gw = Gateway::start().await;
+    let db = TestDb::new(Backend::Sqlite);
+    let d = db.open().await;
+    let contact = roster::directory::EnterprisePatch {
+        contact_email: Some(Some("it-admin@example.org".into())),
+        ..Default::default()
+    };
+    d.apply_one(&console(), Change::UpdateEnterprise(contact)).await.unwrap();
+    top_up(&d, 101).await;
+    let mut cfg = delivery_config(smtp.port, &gw);
+    cfg.sms.as_mut().unwrap().low_balance = 100;
+    let dispatcher = Dispatcher::new(d.store().clone(), &cfg).unwrap();
+    let hires = (0..3).map(|i| new_hire(&format!("l{i}"), &format!("+861380000080{i}"))).collect();
+    d.apply(&console(), hires).await.unwrap();
+    dispatcher.run_once().await.unwrap();
+    assert_eq!(d.store().sms_balance().await.unwrap(), 98);
+    dispatcher.run_once().await.unwrap();
+    let warnings: Vec<String> =
+        smtp.messages().into_iter().filter(|m| m.contains("To: it-admin@example.org")).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("SMS balance is low"), "{}", warnings[0]);
+    // More SMS below the mark: no second warning; after a top-up and a new fall, one more.
+    d.apply_one(&console(), new_hire("l9", "+8613800000899")).await.unwrap();
+    dispatcher.run_once().await.unwrap();
+    dispatcher.run_once().await.unwrap();
+    assert_eq!(smtp.messages().iter().filter(|m| m.contains("To: it-admin@example.org")).count(), 1);
+}
