@@ -65,9 +65,7 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_millis(cfg.busy_timeout_ms))
-            .foreign_keys(true)
-            // Reads map the file instead of a pread per page: point lookups stay in user space.
-            .pragma("mmap_size", "268435456");
+            .foreign_keys(true);
         if let Some(dir) = opts.get_filename().parent() {
             if !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir)
