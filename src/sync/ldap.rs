@@ -260,11 +260,17 @@ pub async fn anchors_by_dn(
 ) -> Result<HashMap<String, String>, SyncError> {
     let mut out = HashMap::new();
     for chunk in dns.chunks(50) {
+        // OpenLDAP offers `entryDN` for filtering by DN; AD has `distinguishedName`.
+        let attr = if src.preset == crate::config::Preset::ActiveDirectory {
+            "distinguishedName"
+        } else {
+            "entryDN"
+        };
         let filter = format!(
             "(|{})",
             chunk
                 .iter()
-                .map(|dn| format!("(entryDN={})", ldap3::ldap_escape(dn.as_str())))
+                .map(|dn| format!("({attr}={})", ldap3::ldap_escape(dn.as_str())))
                 .collect::<String>()
         );
         for e in search(ldap, src, base, &filter, &[anchor.to_owned()]).await? {
@@ -274,4 +280,131 @@ pub async fn anchors_by_dn(
         }
     }
     Ok(out)
+}
+
+/// Values of a multi-valued attribute that the server hands out in ranges (AD's `member` of a
+/// large group: `member;range=0-1499`, then `member;range=1500-*`): each entry's ranged values
+/// are fetched to the end and stored under the plain attribute name.
+pub async fn complete_ranges(
+    ldap: &mut Ldap,
+    src: &LdapSource,
+    entries: &mut [RawEntry],
+    attr: &str,
+) -> Result<(), SyncError> {
+    let timeout = Duration::from_secs(src.timeout_secs);
+    let attr = attr.to_lowercase();
+    let prefix = format!("{attr};range=");
+    for e in entries.iter_mut() {
+        let ranged: Vec<String> = e.attrs.keys().filter(|k| k.starts_with(&prefix)).cloned().collect();
+        if ranged.is_empty() {
+            continue;
+        }
+        let mut values = e.attrs.remove(&attr).unwrap_or_default();
+        let mut next = None;
+        for key in ranged {
+            values.extend(e.attrs.remove(&key).unwrap_or_default());
+            next = range_next(&key[prefix.len()..]);
+        }
+        while let Some(start) = next {
+            let want = format!("{attr};range={start}-*");
+            let (found, _) = ldap
+                .with_timeout(timeout)
+                .search(&e.dn, Scope::Base, "(objectClass=*)", vec![want.as_str()])
+                .await
+                .and_then(|r| r.success())
+                .map_err(|err| SyncError::Read(format!("reading {attr} of {} failed: {err}", e.dn)))?;
+            next = None;
+            for entry in found.into_iter().map(SearchEntry::construct) {
+                for (k, v) in entry.attrs {
+                    let k = k.to_lowercase();
+                    if let Some(range) = k.strip_prefix(&prefix) {
+                        values.extend(v);
+                        next = range_next(range);
+                    }
+                }
+            }
+        }
+        e.attrs.insert(attr.clone(), values);
+    }
+    Ok(())
+}
+
+/// `0-1499` -> the next range starts at 1500; `1500-*` -> the last one.
+fn range_next(range: &str) -> Option<usize> {
+    let (_, hi) = range.split_once('-')?;
+    hi.parse::<usize>().ok().map(|hi| hi + 1)
+}
+
+/// AD's change watermark: the domain controller's `invocationId` (a new one means its database
+/// was restored or replaced, so an old watermark means nothing) and `highestCommittedUSN`.
+pub async fn ad_watermark(ldap: &mut Ldap, src: &LdapSource) -> Result<(String, i64, String), SyncError> {
+    let timeout = Duration::from_secs(src.timeout_secs);
+    let bad = |what: &str| SyncError::Read(format!("reading AD's {what} failed"));
+    let (entries, _) = ldap
+        .with_timeout(timeout)
+        .search(
+            "",
+            Scope::Base,
+            "(objectClass=*)",
+            vec!["highestCommittedUSN", "dsServiceName", "defaultNamingContext"],
+        )
+        .await
+        .and_then(|r| r.success())
+        .map_err(|e| SyncError::Read(format!("reading the root DSE failed: {e}")))?;
+    let root = entries.into_iter().next().map(SearchEntry::construct).ok_or_else(|| bad("root DSE"))?;
+    let first = |k: &str| root.attrs.get(k).and_then(|v| v.first()).cloned();
+    let usn: i64 = first("highestCommittedUSN")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| bad("highestCommittedUSN"))?;
+    let service = first("dsServiceName").ok_or_else(|| bad("dsServiceName"))?;
+    let domain = first("defaultNamingContext").ok_or_else(|| bad("defaultNamingContext"))?;
+    let (entries, _) = ldap
+        .with_timeout(timeout)
+        .search(&service, Scope::Base, "(objectClass=*)", vec!["invocationId"])
+        .await
+        .and_then(|r| r.success())
+        .map_err(|e| SyncError::Read(format!("reading {service} failed: {e}")))?;
+    let ntds = entries.into_iter().next().map(SearchEntry::construct).ok_or_else(|| bad("invocationId"))?;
+    let invocation = ntds
+        .bin_attrs
+        .get("invocationId")
+        .and_then(|v| v.first())
+        .map(|b| uuid_text(b))
+        .or_else(|| ntds.attrs.get("invocationId").and_then(|v| v.first()).cloned())
+        .ok_or_else(|| bad("invocationId"))?;
+    Ok((invocation, usn, domain))
+}
+
+/// The `objectGUID`s of objects deleted after `usn` (the Deleted Objects container, read with
+/// the Show Deleted control).
+pub async fn ad_deleted(
+    ldap: &mut Ldap,
+    src: &LdapSource,
+    domain: &str,
+    usn: i64,
+) -> Result<Vec<String>, SyncError> {
+    use ldap3::controls::RawControl;
+    const SHOW_DELETED: &str = "1.2.840.113556.1.4.417";
+    let timeout = Duration::from_secs(src.timeout_secs);
+    let base = format!("CN=Deleted Objects,{domain}");
+    let filter = format!("(&(isDeleted=TRUE)(uSNChanged>={}))", usn + 1);
+    let (entries, _) = ldap
+        .with_controls(RawControl { ctype: SHOW_DELETED.to_owned(), crit: true, val: None })
+        .with_timeout(timeout)
+        .search(&base, Scope::Subtree, &filter, vec!["objectGUID"])
+        .await
+        .and_then(|r| r.success())
+        .map_err(|e| SyncError::Read(format!("reading {base} failed: {e}")))?;
+    Ok(entries
+        .into_iter()
+        .map(SearchEntry::construct)
+        .filter_map(|e| {
+            let raw = RawEntry {
+                dn: e.dn,
+                attrs: e.attrs.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect(),
+                bin: e.bin_attrs.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect(),
+            };
+            super::map::anchor_of(&raw, "objectGUID")
+        })
+        .collect())
 }

@@ -94,11 +94,24 @@ impl AttrMap {
 /// An entry's anchor as text: a string attribute as it is, a binary one (AD objectGUID) as a
 /// UUID in AD's byte order.
 pub fn anchor_of(e: &RawEntry, attr: &str) -> Option<String> {
-    if let Some(v) = e.first(attr) {
-        return Some(v.to_owned());
+    let key = attr.to_lowercase();
+    // objectGUID is 16 bytes; the LDAP client hands them over as text when they happen to be
+    // valid UTF-8, so look in both places.
+    if key != "objectguid" {
+        if let Some(v) = e.first(attr) {
+            return Some(v.to_owned());
+        }
     }
-    let bytes = e.bin.get(&attr.to_lowercase())?.first()?;
-    let b: [u8; 16] = bytes.as_slice().try_into().ok()?;
+    let bytes = match e.bin.get(&key).and_then(|v| v.first()) {
+        Some(b) => b.as_slice(),
+        None => e.attrs.get(&key)?.first()?.as_bytes(),
+    };
+    guid_text(bytes)
+}
+
+/// A 16-byte AD GUID as a UUID, in AD's byte order (the first three fields little-endian).
+pub fn guid_text(bytes: &[u8]) -> Option<String> {
+    let b: [u8; 16] = bytes.try_into().ok()?;
     Some(uuid::Uuid::from_bytes_le(b).to_string())
 }
 

@@ -393,6 +393,16 @@ pub enum ReadMode {
 struct Cursor {
     users: Option<String>,
     groups: Option<String>,
+    /// AD: where the next read resumes (`uSNChanged` above `usn`, while the domain controller's
+    /// `invocation_id` stays the same).
+    #[serde(default)]
+    ad: Option<AdCursor>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+struct AdCursor {
+    invocation_id: String,
+    usn: i64,
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -404,6 +414,35 @@ fn unb64(text: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| text.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
         .collect()
+}
+
+/// Replaces nested groups by their members, transitively (a group that holds itself through
+/// others is followed once): membership in Roster is flat.
+fn flatten_nested(mut groups: Vec<ldap::RawEntry>, member_attr: &str) -> Vec<ldap::RawEntry> {
+    let key = member_attr.to_lowercase();
+    let by_dn: std::collections::HashMap<String, Vec<String>> =
+        groups.iter().map(|g| (map::norm_dn(&g.dn), g.all(&key).to_vec())).collect();
+    if !groups.iter().any(|g| g.all(&key).iter().any(|m| by_dn.contains_key(&map::norm_dn(m)))) {
+        return groups;
+    }
+    for g in &mut groups {
+        let mut seen = HashSet::from([map::norm_dn(&g.dn)]);
+        let mut out = Vec::new();
+        let mut todo: Vec<String> = g.all(&key).to_vec();
+        while let Some(dn) = todo.pop() {
+            let norm = map::norm_dn(&dn);
+            match by_dn.get(&norm) {
+                Some(inner) => {
+                    if seen.insert(norm) {
+                        todo.extend(inner.iter().cloned());
+                    }
+                }
+                None => out.push(dn),
+            }
+        }
+        g.attrs.insert(key.clone(), out);
+    }
+    groups
 }
 
 /// A read: the snapshot, how it was read, and the cursor to store with its changes.
@@ -422,7 +461,14 @@ async fn read(src: &LdapSource, stored: Option<String>, full: bool) -> Result<Re
     let mut conn = ldap::connect(src).await?;
     let content_sync = !ad && ldap::supports_content_sync(&mut conn, src).await?;
     let cursor: Cursor = stored.as_deref().and_then(|c| serde_json::from_str(c).ok()).unwrap_or_default();
-    let incremental = content_sync && !full && cursor.users.is_some();
+    // AD: the watermark is read before anything else, so a change made during the read is
+    // read again next time rather than missed.
+    let ad_mark = if ad { Some(ldap::ad_watermark(&mut conn, src).await?) } else { None };
+    let ad_since = match (&ad_mark, &cursor.ad) {
+        (Some((invocation, _, _)), Some(c)) if !full && &c.invocation_id == invocation => Some(c.usn),
+        _ => None,
+    };
+    let incremental = (content_sync && !full && cursor.users.is_some()) || ad_since.is_some();
 
     let units = match &src.org_units {
         Some(s) => {
@@ -435,6 +481,24 @@ async fn read(src: &LdapSource, stored: Option<String>, full: bool) -> Result<Re
         if ad { "(&(objectClass=user)(objectCategory=person))" } else { "(objectClass=inetOrgPerson)" };
     let user_filter = src.users.filter.as_deref().unwrap_or(default_user_filter);
     let user_attrs = attrs.requested(&["userAccountControl"]);
+    let member_attr = attrs.get("member").to_owned();
+    // AD hands out large `member` values in ranges (Windows at most 1,500 an answer; Samba as
+    // many as asked for): ask for the first 1,000 and fetch the rest with `complete_ranges`, so
+    // both take the same path.
+    let ranged_member = format!("{member_attr};range=0-999");
+    let group_attrs: Vec<String> = if ad {
+        attrs
+            .requested(&["cn"])
+            .into_iter()
+            .map(|a| if a == member_attr { ranged_member.clone() } else { a })
+            .collect()
+    } else {
+        attrs.requested(&["cn"])
+    };
+    let changed_since = |filter: &str| match ad_since {
+        Some(usn) => format!("(&{filter}(uSNChanged>={}))", usn + 1),
+        None => filter.to_owned(),
+    };
     let default_group_filter = if ad {
         "(objectClass=group)"
     } else {
@@ -484,19 +548,34 @@ async fn read(src: &LdapSource, stored: Option<String>, full: bool) -> Result<Re
         let ud = map::Delta { deleted: u.deleted.into_iter().collect(), present: u.present };
         (u.entries, incremental.then_some(ud), g, gd)
     } else {
-        let users = ldap::search(&mut conn, src, &src.users.base_dn, user_filter, &user_attrs).await?;
+        let users =
+            ldap::search(&mut conn, src, &src.users.base_dn, &changed_since(user_filter), &user_attrs)
+                .await?;
         let groups = match &src.groups {
             Some(g) => {
                 let filter = g.filter.as_deref().unwrap_or(default_group_filter);
-                ldap::search(&mut conn, src, &g.base_dn, filter, &attrs.requested(&["cn"])).await?
+                // Groups are read whole (they are few): a nested group's members count in every
+                // group that holds it, changed or not.
+                let mut groups = ldap::search(&mut conn, src, &g.base_dn, filter, &group_attrs).await?;
+                ldap::complete_ranges(&mut conn, src, &mut groups, &member_attr).await?;
+                groups
             }
             None => Vec::new(),
         };
-        (users, None, groups, None)
+        match (&ad_mark, ad_since) {
+            (Some((_, _, domain)), Some(usn)) => {
+                let deleted: HashSet<String> =
+                    ldap::ad_deleted(&mut conn, src, domain, usn).await?.into_iter().collect();
+                let delta = |d: &HashSet<String>| map::Delta { deleted: d.clone(), present: None };
+                (users, Some(delta(&deleted)), groups, None)
+            }
+            _ => (users, None, groups, None),
+        }
     };
+    let groups = flatten_nested(groups, &member_attr);
     let suspended: HashSet<String> = match &src.suspended_filter {
         Some(f) => {
-            let both = format!("(&{user_filter}{f})");
+            let both = changed_since(&format!("(&{user_filter}{f})"));
             let hits =
                 ldap::search(&mut conn, src, &src.users.base_dn, &both, &[attrs.anchor.clone()]).await?;
             hits.iter().filter_map(|e| map::anchor_of(e, &attrs.anchor)).collect()
@@ -533,10 +612,13 @@ async fn read(src: &LdapSource, stored: Option<String>, full: bool) -> Result<Re
     snapshot.users_delta = users_delta;
     snapshot.groups_delta = groups_delta;
     let mode = match (content_sync, incremental) {
-        (false, _) => ReadMode::FullPaged,
+        (_, true) => ReadMode::Incremental,
+        (false, false) => ReadMode::FullPaged,
         (true, false) => ReadMode::FullSync,
-        (true, true) => ReadMode::Incremental,
     };
-    let cursor = content_sync.then(|| serde_json::to_string(&next).expect("a cursor serialises"));
+    if let Some((invocation_id, usn, _)) = ad_mark {
+        next.ad = Some(AdCursor { invocation_id, usn });
+    }
+    let cursor = (content_sync || ad).then(|| serde_json::to_string(&next).expect("a cursor serialises"));
     Ok(Read { snapshot, mode, cursor, entries })
 }
