@@ -24,7 +24,7 @@ pub const SYNC_PW: &str = "Sync-Secret-42!";
 pub const PEOPLE: &str = "OU=People,DC=example,DC=test";
 pub const GROUPS: &str = "OU=Groups,DC=example,DC=test";
 /// Users loaded: u0000 .. u(USERS-1).
-pub const USERS: usize = 1600;
+pub const USERS: usize = 2500;
 
 pub struct Samba {
     pub dir: PathBuf,

@@ -110,4 +110,17 @@ async fn active_directory_full_then_incremental() {
     assert_eq!(r.counts["members"]["created"], 0, "{r:?}");
     assert_eq!(r.counts["members"]["updated"], 0, "{r:?}");
     assert_eq!(r.counts["members"]["deleted"], 0, "{r:?}");
+
+    // A watermark from another domain controller database (a restore changes the invocationId)
+    // means nothing: the next run reads everything, and changes nothing that is right.
+    let stored = store.sync_cursor("ad").await.unwrap().expect("a stored watermark");
+    let mut cursor: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    assert!(cursor["ad"]["usn"].as_i64().unwrap() > 0, "{stored}");
+    cursor["ad"]["invocation_id"] = "00000000-0000-0000-0000-000000000000".into();
+    let change = roster::directory::Change::SetSyncCursor { source: "ad".into(), cursor: cursor.to_string() };
+    d.apply_one(&roster::directory::model::Actor::system(), change).await.unwrap();
+    let r = run(&sync, false).await;
+    assert_eq!(r.mode, Some(ReadMode::FullPaged), "{r:?}");
+    assert_eq!(r.counts["members"]["created"], 0, "{r:?}");
+    assert_eq!(r.counts["members"]["deleted"], 0, "{r:?}");
 }
