@@ -171,9 +171,19 @@ impl Dispatcher {
             k if k == "member.created" || k.starts_with("member.updated") => false,
             _ => return None,
         };
+        // The company mailbox: an address the source gave the member in the company's mail
+        // domain (the login name's), else the login name itself.
+        let login = p["login_name"].as_str()?;
+        let domain = login.rsplit_once('@').map(|(_, d)| d.to_owned()).unwrap_or_default();
+        let from_source = p["emails"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["address"].as_str())
+            .find(|a| a.rsplit_once('@').is_some_and(|(_, d)| d.eq_ignore_ascii_case(&domain)));
         Some(crate::store::MailboxBinding {
             member_id: p["member_id"].as_str()?.parse().ok()?,
-            address: p["login_name"].as_str()?.to_owned(),
+            address: from_source.unwrap_or(login).to_owned(),
             display_name: p["display_name"].as_str().unwrap_or_default().to_owned(),
             active: !deleted && p["state"] == "active",
             state: "pending".into(),

@@ -79,6 +79,44 @@ impl Smtp {
     }
 }
 
+impl Smtp {
+    /// aiosmtpd with a certificate from the slapd fixture's test CA (`dir/ca.pem`; `other-ca.pem`
+    /// is unrelated): STARTTLS required, or implicit TLS (SMTPS).
+    pub fn start_tls(implicit: bool) -> (Smtp, tempfile::TempDir) {
+        use std::os::unix::process::CommandExt;
+        let certs = tempfile::tempdir().unwrap();
+        crate::slapd::make_certificates(certs.path());
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let (cert_flag, key_flag) =
+            if implicit { ("--smtpscert", "--smtpskey") } else { ("--tlscert", "--tlskey") };
+        let mut cmd = Command::new("/usr/bin/python3");
+        cmd.args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .arg(cert_flag)
+            .arg(certs.path().join("server.pem"))
+            .arg(key_flag)
+            .arg(certs.path().join("server.key"))
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(dir.path().join("mail"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(std::io::Error::other)
+            });
+        }
+        let child = cmd.spawn().expect("start aiosmtpd");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return (Smtp { child, port, dir }, certs);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("aiosmtpd did not listen on {port}");
+    }
+}
+
 impl Drop for Smtp {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -694,11 +732,20 @@ async fn mailbox_bindings_follow_members_into_the_mail_system() {
         ..Default::default()
     };
     let by_http = Dispatcher::new(d.store().clone(), &cfg).unwrap().with_mailbox(&http).unwrap();
+    // A member whose source gave them an address in the company's domain keeps that mailbox.
+    let dan = NewMember {
+        emails: vec![Email { address: "daniel.w@example.com".into(), kind: "work".into(), primary: true }],
+        ..member("dan")
+    };
+    d.apply_one(&console(), Change::CreateMember(dan)).await.unwrap();
+    dispatcher.run_once().await.unwrap();
     tokio::time::sleep(Duration::from_millis(1300)).await;
-    assert_eq!(by_http.push_mailboxes().await.unwrap().pushed, 1);
+    assert_eq!(by_http.push_mailboxes().await.unwrap().pushed, 2);
     let got = gw.received.lock().unwrap().clone();
-    assert_eq!(got[0]["address"], "cat@example.com");
-    assert_eq!(got[0]["active"], true);
+    let addresses: std::collections::BTreeSet<&str> =
+        got.iter().map(|v| v["address"].as_str().unwrap()).collect();
+    assert_eq!(addresses, ["cat@example.com", "daniel.w@example.com"].into_iter().collect());
+    assert!(got.iter().all(|v| v["active"] == true));
 }
 
 /// `delivery.sms.rate_per_sec` spaces the SMS out, also when they are sent concurrently.
@@ -854,4 +901,40 @@ async fn a_low_balance_warns_the_contact_once() {
     dispatcher.run_once().await.unwrap();
     dispatcher.run_once().await.unwrap();
     assert_eq!(smtp.messages().iter().filter(|m| m.contains("To: it-admin@example.org")).count(), 1);
+}
+
+/// STARTTLS and implicit TLS against a server whose certificate a test CA signed: accepted with
+/// that CA in `ca_file`, refused with an unrelated one (nothing sent, and the error says why).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_over_starttls_and_implicit_tls_checks_the_certificate() {
+    use roster::delivery::channels::Mailer;
+    use roster::delivery::templates::Templates;
+    for implicit in [false, true] {
+        let (smtp, certs) = Smtp::start_tls(implicit);
+        let url = if implicit {
+            format!("smtps://127.0.0.1:{}", smtp.port)
+        } else {
+            format!("smtp://127.0.0.1:{}?tls=required", smtp.port)
+        };
+        let cfg = |ca: &str| SmtpConfig {
+            url: url.clone(),
+            from: "Roster <roster@example.com>".into(),
+            user: None,
+            password: None,
+            password_file: None,
+            ca_file: Some(certs.path().join(ca)),
+            timeout_secs: 5,
+            rate_per_sec: None,
+        };
+        let t = Templates::builtin();
+        let good = Mailer::new(&cfg("ca.pem")).unwrap();
+        good.send_test("ops@example.org", &t, "en", "Example Corp")
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e:?}"));
+        assert_eq!(smtp.messages().len(), 1, "{url}");
+        let bad = Mailer::new(&cfg("other-ca.pem")).unwrap();
+        let err = bad.send_test("ops@example.org", &t, "en", "Example Corp").await.unwrap_err();
+        assert!(format!("{err:?}").to_lowercase().contains("certificate"), "{url}: {err:?}");
+        assert_eq!(smtp.messages().len(), 1, "nothing sent over an untrusted connection");
+    }
 }

@@ -294,7 +294,7 @@ refint_attributes member uniqueMember manager
 }
 
 /// Writes `ca.pem`, `server.pem`/`server.key` (signed by that CA) and `other-ca.pem` into `dir`.
-fn make_certificates(dir: &Path) {
+pub fn make_certificates(dir: &Path) {
     let openssl = |args: &[&str]| {
         let out = Command::new("openssl")
             .current_dir(dir)
