@@ -246,6 +246,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every member a source owns, with e-mails and org units (three queries, for sync plans).
     async fn members_by_source(&self, source: &str) -> Result<Vec<Member>>;
+    /// `(id, anchor, login name)` of every member a source owns: one light query, for planning
+    /// an incremental run without loading every member.
+    async fn member_keys_by_source(&self, source: &str) -> Result<Vec<(Uuid, Option<String>, String)>>;
+    /// The members of a source with these anchors (whole, e-mails and org units included).
+    async fn members_by_anchors(&self, source: &str, anchors: &[String]) -> Result<Vec<Member>>;
     /// Every group a source owns, with its member ids.
     async fn groups_by_source(&self, source: &str) -> Result<Vec<(Group, Vec<Uuid>)>>;
 

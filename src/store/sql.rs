@@ -875,6 +875,27 @@ macro_rules! shared_sql {
                 .map_err($err)
             }
 
+            async fn member_keys_by_source(&self, source: &str) -> Result<Vec<(Uuid, Option<String>, String)>> {
+                sqlx::query_as("SELECT id, anchor, login_name FROM members WHERE source = $1")
+                    .bind(source.to_owned()).fetch_all(&self.read).await.map_err($err)
+            }
+
+            async fn members_by_anchors(&self, source: &str, anchors: &[String]) -> Result<Vec<m::Member>> {
+                let mut out = Vec::with_capacity(anchors.len());
+                for chunk in anchors.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(sql!("SELECT {}, {} FROM members WHERE source = ", MEMBER_COLS, $children));
+                    qb.push_bind(source.to_owned()).push(" AND anchor IN (");
+                    let mut list = qb.separated(", ");
+                    chunk.iter().for_each(|a| { list.push_bind(a.clone()); });
+                    qb.push(")");
+                    let rows: Vec<MemberRow> = qb.build_query_as().persistent(false).fetch_all(&self.read).await.map_err($err)?;
+                    for row in rows {
+                        out.push(row.into_member()?);
+                    }
+                }
+                Ok(out)
+            }
+
             async fn members_by_source(&self, source: &str) -> Result<Vec<m::Member>> {
                 let mut members: Vec<m::Member> = sqlx::query_as(sql!("SELECT {} FROM members WHERE source = $1", MEMBER_COLS))
                     .bind(source.to_owned())

@@ -199,10 +199,20 @@ impl SyncService {
         report.mode = Some(mode);
         report.entries_read = entries;
         report.errors.extend(snapshot.skipped.iter().cloned());
-        let current = Current {
-            units: store.org_units_all().await?.into_iter().filter(|u| u.source.as_str() == source).collect(),
-            members: store.members_by_source(&source).await?,
-            groups: store.groups_by_source(&source).await?,
+        let units: Vec<_> =
+            store.org_units_all().await?.into_iter().filter(|u| u.source.as_str() == source).collect();
+        let groups = store.groups_by_source(&source).await?;
+        // An incremental run compares only the members it carried; the rest it needs by anchor.
+        let current = if mode == ReadMode::Incremental {
+            let carried: Vec<String> = snapshot.users.iter().map(|u| u.anchor.clone()).collect();
+            Current {
+                units,
+                members: store.members_by_anchors(&source, &carried).await?,
+                keys: store.member_keys_by_source(&source).await?,
+                groups,
+            }
+        } else {
+            Current::full(units, store.members_by_source(&source).await?, groups)
         };
         let domain = store.enterprise().await?.map(|e| e.mail_domain).unwrap_or_default();
         let plan = plan::build(&src.name, &snapshot, &current, &domain);

@@ -56,8 +56,19 @@ impl Plan {
 /// What Roster holds for the source.
 pub struct Current {
     pub units: Vec<OrgUnit>,
+    /// The members the read carried (all of them after a full read), whole, to compare.
     pub members: Vec<Member>,
+    /// `(id, anchor, login name)` of every member the source holds.
+    pub keys: Vec<(Uuid, Option<String>, String)>,
     pub groups: Vec<(Group, Vec<Uuid>)>,
+}
+
+impl Current {
+    /// What a full read plans against: every member whole (the keys come from them).
+    pub fn full(units: Vec<OrgUnit>, members: Vec<Member>, groups: Vec<(Group, Vec<Uuid>)>) -> Current {
+        let keys = members.iter().map(|m| (m.id, m.anchor.clone(), m.login_name.clone())).collect();
+        Current { units, members, keys, groups }
+    }
 }
 
 fn step(what: String, change: Change) -> Step {
@@ -81,7 +92,7 @@ fn emails_of(u: &SrcUser) -> Vec<Email> {
 pub fn build(source_name: &str, snap: &Snapshot, cur: &Current, mail_domain: &str) -> Plan {
     let mut plan = Plan::default();
     plan.org_units.held_before = cur.units.len();
-    plan.members.held_before = cur.members.len();
+    plan.members.held_before = cur.keys.len();
     plan.groups.held_before = cur.groups.len();
 
     // --- org units -----------------------------------------------------------------------
@@ -148,7 +159,7 @@ pub fn build(source_name: &str, snap: &Snapshot, cur: &Current, mail_domain: &st
     let cur_members: HashMap<&str, &Member> =
         cur.members.iter().filter_map(|m| Some((m.anchor.as_deref()?, m))).collect();
     let mut member_id: HashMap<String, Uuid> =
-        cur_members.iter().map(|(a, m)| ((*a).to_owned(), m.id)).collect();
+        cur.keys.iter().filter_map(|(id, a, _)| Some((a.clone()?, *id))).collect();
     for u in &snap.users {
         member_id.entry(u.anchor.clone()).or_insert_with(Uuid::now_v7);
     }
@@ -329,14 +340,11 @@ pub fn build(source_name: &str, snap: &Snapshot, cur: &Current, mail_domain: &st
         Some(d) => !seen_users.contains(a) && d.gone(a),
     };
     let member_deletes: Vec<Step> = cur
-        .members
+        .keys
         .iter()
-        .filter(|m| m.anchor.as_deref().is_none_or(user_gone))
-        .map(|m| {
-            step(
-                format!("delete member {}", m.login_name),
-                Change::DeleteMember { id: m.id, reason: reason.clone() },
-            )
+        .filter(|(_, anchor, _)| anchor.as_deref().is_none_or(user_gone))
+        .map(|(id, _, login)| {
+            step(format!("delete member {login}"), Change::DeleteMember { id: *id, reason: reason.clone() })
         })
         .collect();
     plan.members.deleted = member_deletes.len();
