@@ -53,6 +53,16 @@ impl Samba {
             std::path::Path::new("/usr/sbin/samba").exists(),
             "/usr/sbin/samba missing: install samba, samba-ad-dc, ldb-tools and python3-samba (scripts/test does)"
         );
+        // The shared server lives as long as the test process (a static is never dropped): clear
+        // what earlier processes left behind.
+        for e in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix("roster-samba-").and_then(|p| p.parse::<u32>().ok()) {
+                if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
         let dir = std::env::temp_dir().join(format!("roster-samba-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
