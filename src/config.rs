@@ -67,6 +67,10 @@ pub struct LdapSource {
     pub groups: Option<LdapSearch>,
     /// The OU tree under this base becomes org units; members go to the OU holding their entry.
     pub org_units: Option<LdapSearch>,
+    /// Or: the org tree is built from a path in each user's entry (`department = "Sales/East"`),
+    /// for directories without an OU per department. Takes the place of `org_units`.
+    #[serde(default)]
+    pub department_path: Option<DepartmentPath>,
     /// The immutable id attribute (`entryUUID`, `objectGUID`).
     pub anchor: Option<String>,
     /// Overrides of the preset's attribute map (`login_name = "mail"`, ...).
@@ -89,6 +93,20 @@ fn default_page_size() -> i32 {
 }
 fn default_ldap_timeout() -> u64 {
     30
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DepartmentPath {
+    /// The user attribute holding the path (`department`, `departmentNumber`, `ou`).
+    pub attribute: String,
+    /// Between the levels of the path.
+    #[serde(default = "default_path_separator")]
+    pub separator: String,
+}
+
+fn default_path_separator() -> String {
+    "/".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -590,6 +608,20 @@ impl Config {
             }
             if !(0.0..=100.0).contains(&src.limits.max_delete_percent) {
                 return Err(ConfigError::new(&key("limits.max_delete_percent"), "must be between 0 and 100"));
+            }
+            if let Some(d) = &src.department_path {
+                if d.attribute.trim().is_empty() || d.separator.is_empty() {
+                    return Err(ConfigError::new(
+                        &key("department_path"),
+                        "attribute and separator must be set",
+                    ));
+                }
+                if src.org_units.is_some() {
+                    return Err(ConfigError::new(
+                        &key("department_path"),
+                        "set either org_units (an OU tree) or department_path, not both",
+                    ));
+                }
             }
             if src.page_size < 1 {
                 return Err(ConfigError::new(&key("page_size"), "must be at least 1"));

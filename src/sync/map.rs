@@ -153,7 +153,10 @@ pub struct SrcUser {
 pub struct SrcGroup {
     pub anchor: String,
     pub name: String,
+    /// Member anchors (from `member` / `uniqueMember` DNs).
     pub members: Vec<String>,
+    /// Member login names (`memberUid` of posixGroups), resolved when planning.
+    pub member_logins: Vec<String>,
 }
 
 /// The source's view, by anchor, plus what could not be mapped. Units are always complete;
@@ -167,6 +170,9 @@ pub struct Snapshot {
     pub skipped: Vec<String>,
     pub users_delta: Option<Delta>,
     pub groups_delta: Option<Delta>,
+    /// The units are only those the carried users name (department paths on an incremental
+    /// read): units missing from them are not gone.
+    pub units_partial: bool,
 }
 
 /// What an incremental read says besides the changed entries.
@@ -266,20 +272,24 @@ pub fn snapshot(
             continue;
         };
         let name = e.first("cn").map(str::to_owned).unwrap_or_else(|| e.dn.clone());
-        // Members are followed by anchor: a renamed or moved member is still found.
+        // Members are followed by anchor: a renamed or moved member is still found. DNs come
+        // from the member attribute (ranged on AD) and from `uniqueMember` (groupOfUniqueNames,
+        // whose values may end in `#'…'B`); posixGroups name login names in `memberUid`.
+        let attr = map.get("member").to_lowercase();
         let mut members: Vec<String> = Vec::new();
         for (key, values) in &e.attrs {
-            let attr = map.get("member").to_lowercase();
-            if key == &attr || key.starts_with(&format!("{attr};range=")) {
+            if key == &attr || key.starts_with(&format!("{attr};range=")) || key == "uniquemember" {
                 members.extend(values.iter().filter_map(|dn| {
+                    let dn = if key == "uniquemember" { dn.split('#').next().unwrap_or(dn) } else { dn };
                     let dn = norm_dn(dn);
                     user_by_dn.get(&dn).or_else(|| known_dns.get(&dn)).cloned()
                 }));
             }
         }
+        let member_logins: Vec<String> = e.all("memberUid").iter().map(|u| u.trim().to_lowercase()).collect();
         members.sort();
         members.dedup();
-        s.groups.push(SrcGroup { anchor, name, members });
+        s.groups.push(SrcGroup { anchor, name, members, member_logins });
     }
     s
 }
@@ -299,5 +309,28 @@ mod tests {
         let mut e = RawEntry::default();
         e.bin.insert("objectguid".into(), vec![(0u8..16).collect()]);
         assert_eq!(anchor_of(&e, "objectGUID").unwrap(), "03020100-0504-0706-0809-0a0b0c0d0e0f");
+    }
+}
+
+/// Builds the org tree from a path in each user's entry (`Sales/East`): one unit per distinct
+/// path prefix, anchored by the path itself (lower-cased), and each user in the unit of its path.
+pub fn units_from_paths(s: &mut Snapshot, paths: &HashMap<String, String>, separator: &str) {
+    let mut seen: HashMap<String, ()> = HashMap::new();
+    for u in &mut s.users {
+        let Some(path) = paths.get(&u.anchor) else { continue };
+        let parts: Vec<&str> = path.split(separator).map(str::trim).filter(|p| !p.is_empty()).collect();
+        let mut parent: Option<String> = None;
+        for i in 0..parts.len() {
+            let anchor = format!("path:{}", parts[..=i].join("/").to_lowercase());
+            if seen.insert(anchor.clone(), ()).is_none() {
+                s.units.push(SrcUnit {
+                    anchor: anchor.clone(),
+                    name: parts[i].to_owned(),
+                    parent: parent.clone(),
+                });
+            }
+            parent = Some(anchor);
+        }
+        u.unit = parent;
     }
 }

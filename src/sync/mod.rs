@@ -490,7 +490,9 @@ async fn read(src: &LdapSource, stored: Option<String>, full: bool) -> Result<Re
     let default_user_filter =
         if ad { "(&(objectClass=user)(objectCategory=person))" } else { "(objectClass=inetOrgPerson)" };
     let user_filter = src.users.filter.as_deref().unwrap_or(default_user_filter);
-    let user_attrs = attrs.requested(&["userAccountControl"]);
+    let dept_attr = src.department_path.as_ref().map(|d| d.attribute.clone());
+    let user_attrs =
+        attrs.requested(&["userAccountControl", dept_attr.as_deref().unwrap_or("userAccountControl")]);
     let member_attr = attrs.get("member").to_owned();
     // AD hands out large `member` values in ranges (Windows at most 1,500 an answer; Samba as
     // many as asked for): ask for the first 1,000 and fetch the rest with `complete_ranges`, so
@@ -503,7 +505,8 @@ async fn read(src: &LdapSource, stored: Option<String>, full: bool) -> Result<Re
             .map(|a| if a == member_attr { ranged_member.clone() } else { a })
             .collect()
     } else {
-        attrs.requested(&["cn"])
+        // groupOfNames (`member`), groupOfUniqueNames (`uniqueMember`), posixGroup (`memberUid`).
+        attrs.requested(&["cn", "uniqueMember", "memberUid"])
     };
     let changed_since = |filter: &str| match ad_since {
         Some(usn) => format!("(&{filter}(uSNChanged>={}))", usn + 1),
@@ -512,7 +515,7 @@ async fn read(src: &LdapSource, stored: Option<String>, full: bool) -> Result<Re
     let default_group_filter = if ad {
         "(objectClass=group)"
     } else {
-        "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames))"
+        "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup))"
     };
     let mut next = Cursor::default();
     let (users, users_delta, groups, groups_delta) = if content_sync {
@@ -538,9 +541,7 @@ async fn read(src: &LdapSource, stored: Option<String>, full: bool) -> Result<Re
             Some(gs) => {
                 let filter = gs.filter.as_deref().unwrap_or(default_group_filter);
                 let cookie = if incremental { cursor.groups.as_deref().and_then(unb64) } else { None };
-                let g =
-                    ldap::sync_search(&mut conn, src, &gs.base_dn, filter, &attrs.requested(&["cn"]), cookie)
-                        .await?;
+                let g = ldap::sync_search(&mut conn, src, &gs.base_dn, filter, &group_attrs, cookie).await?;
                 if g.refresh_required {
                     let _ = conn.unbind().await;
                     return Box::pin(read(src, None, true)).await;
@@ -609,6 +610,13 @@ async fn read(src: &LdapSource, stored: Option<String>, full: bool) -> Result<Re
     }
     let _ = conn.unbind().await;
     let entries = units.len() + users.len() + groups.len();
+    let paths: std::collections::HashMap<String, String> = match &dept_attr {
+        Some(a) => users
+            .iter()
+            .filter_map(|e| Some((map::anchor_of(e, &attrs.anchor)?, e.first(a)?.to_owned())))
+            .collect(),
+        None => Default::default(),
+    };
     let mut snapshot = map::snapshot(
         &attrs,
         src.org_units.as_ref().map(|o| o.base_dn.as_str()),
@@ -621,6 +629,10 @@ async fn read(src: &LdapSource, stored: Option<String>, full: bool) -> Result<Re
     );
     snapshot.users_delta = users_delta;
     snapshot.groups_delta = groups_delta;
+    if let Some(d) = &src.department_path {
+        map::units_from_paths(&mut snapshot, &paths, &d.separator);
+        snapshot.units_partial = incremental;
+    }
     let mode = match (content_sync, incremental) {
         (_, true) => ReadMode::Incremental,
         (false, false) => ReadMode::FullPaged,

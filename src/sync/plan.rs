@@ -278,8 +278,19 @@ pub fn build(source_name: &str, snap: &Snapshot, cur: &Current, mail_domain: &st
     let cur_groups: HashMap<&str, &(Group, Vec<Uuid>)> =
         cur.groups.iter().filter_map(|g| Some((g.0.anchor.as_deref()?, g))).collect();
     let mut groups_phase = Vec::new();
+    // posixGroups name their members by login: the source's users (carried or held) by login.
+    let mut by_login: HashMap<String, Uuid> =
+        cur.keys.iter().map(|(id, _, login)| (login.clone(), *id)).collect();
+    for u in &snap.users {
+        if let Some(id) = member_id.get(&u.anchor) {
+            by_login.insert(login_of(&u.login, mail_domain), *id);
+        }
+    }
     for g in &snap.groups {
-        let want: Vec<Uuid> = g.members.iter().filter_map(|a| member_id.get(a)).copied().collect();
+        let mut want: Vec<Uuid> = g.members.iter().filter_map(|a| member_id.get(a)).copied().collect();
+        want.extend(g.member_logins.iter().filter_map(|l| by_login.get(&login_of(l, mail_domain))).copied());
+        want.sort();
+        want.dedup();
         match cur_groups.get(g.anchor.as_str()) {
             None => {
                 plan.groups.created += 1;
@@ -364,8 +375,12 @@ pub fn build(source_name: &str, snap: &Snapshot, cur: &Current, mail_domain: &st
         }
         d
     };
-    let mut gone: Vec<&OrgUnit> =
-        cur.units.iter().filter(|u| u.anchor.as_deref().is_none_or(|a| !seen_units.contains(a))).collect();
+    // Units built from the carried users' department paths are not all the units there are.
+    let mut gone: Vec<&OrgUnit> = cur
+        .units
+        .iter()
+        .filter(|u| !snap.units_partial && u.anchor.as_deref().is_none_or(|a| !seen_units.contains(a)))
+        .collect();
     gone.sort_by_key(|u| std::cmp::Reverse(cur_depth(u)));
     plan.org_units.deleted = gone.len();
     plan.phases.push(

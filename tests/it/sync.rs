@@ -20,6 +20,7 @@ fn source(url: String) -> LdapSource {
         users: LdapSearch { base_dn: format!("ou=people,{SUFFIX}"), filter: None },
         groups: Some(LdapSearch { base_dn: format!("ou=groups,{SUFFIX}"), filter: None }),
         org_units: Some(LdapSearch { base_dn: format!("ou=people,{SUFFIX}"), filter: None }),
+        department_path: None,
         anchor: None,
         attributes: Default::default(),
         suspended_filter: Some("(employeeType=disabled)".into()),
@@ -382,4 +383,82 @@ async fn the_daemon_runs_the_schedules() {
     assert!(runs.iter().filter(|r| r.status == "applied").count() >= 2, "{runs:?}");
     assert!(runs.iter().all(|r| r.trigger == "schedule:incremental"));
     assert_eq!(directory.store().counts().await.unwrap().members, 5);
+}
+
+/// A directory without an OU per department: the org tree comes from each user's
+/// `departmentNumber` path; groups come as groupOfUniqueNames (`uniqueMember`, with the
+/// optional `#'…'B` suffix) and posixGroup (`memberUid` login names), also incrementally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn department_paths_unique_members_and_member_uids() {
+    let person = |uid: &str, dept: &str| {
+        format!(
+            "dn: uid={uid},ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {uid}\nsn: {uid}\n\
+             mail: {uid}@example.com\ndepartmentNumber: {dept}\n\n"
+        )
+    };
+    let mut ldif = base_ldif();
+    ldif += &person("ann", "Sales/East");
+    ldif += &person("ben", "Sales / West");
+    ldif += &person("cat", "Engineering");
+    ldif += &format!(
+        "dn: cn=leads,ou=groups,{SUFFIX}\nobjectClass: groupOfUniqueNames\ncn: leads\n\
+         uniqueMember: uid=ann,ou=people,{SUFFIX}#'0101'B\nuniqueMember: uid=cat,ou=people,{SUFFIX}\n\n\
+         dn: cn=staff,ou=groups,{SUFFIX}\nobjectClass: posixGroup\ncn: staff\ngidNumber: 5000\n\
+         memberUid: ann\nmemberUid: BEN\n\n"
+    );
+    let ldap = Slapd::start(&ldif);
+    let mut src = source(ldap.url());
+    src.org_units = None;
+    src.department_path =
+        Some(roster::config::DepartmentPath { attribute: "departmentNumber".into(), separator: "/".into() });
+    let mut db = TestDb::new(Backend::Sqlite);
+    db.cfg.sync.ldap = vec![src];
+    let directory = db.open().await;
+    let sync = SyncService::new(directory.clone(), db.cfg.sync.ldap.clone());
+    let s = Setup { ldap, db, sync, directory };
+    let r = run(&s).await;
+    assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let store = s.directory.store();
+    let units = store.org_units_all().await.unwrap();
+    let path_of = |id: Option<uuid::Uuid>| {
+        let mut names = Vec::new();
+        let mut next = id;
+        while let Some(u) = next.and_then(|id| units.iter().find(|u| u.id == id)) {
+            names.insert(0, u.name.clone());
+            next = u.parent_id;
+        }
+        names.join("/")
+    };
+    assert_eq!(units.len(), 4, "Sales, East, West, Engineering: {units:?}");
+    assert_eq!(path_of(member(&s, "ann").await.unwrap().primary_org_unit_id), "Sales/East");
+    assert_eq!(path_of(member(&s, "ben").await.unwrap().primary_org_unit_id), "Sales/West");
+    assert_eq!(path_of(member(&s, "cat").await.unwrap().primary_org_unit_id), "Engineering");
+    let groups = store.groups_by_source("ldap:corp").await.unwrap();
+    let names_in = |group: &str| {
+        let ids = groups.iter().find(|(g, _)| g.name == group).map(|(_, m)| m.clone()).unwrap_or_default();
+        async move {
+            let mut names = Vec::new();
+            for id in ids {
+                names.push(store.member(id).await.unwrap().unwrap().login_name.replace("@example.com", ""));
+            }
+            names.sort();
+            names
+        }
+    };
+    assert_eq!(names_in("leads").await, ["ann", "cat"]);
+    assert_eq!(names_in("staff").await, ["ann", "ben"], "memberUid matches logins case-insensitively");
+
+    // Incrementally: cat moves department, a new posix member; the other units stay.
+    s.ldap.modify(&format!(
+        "dn: uid=cat,ou=people,{SUFFIX}\nchangetype: modify\nreplace: departmentNumber\ndepartmentNumber: Sales/East\n\n\
+         dn: cn=staff,ou=groups,{SUFFIX}\nchangetype: modify\nadd: memberUid\nmemberUid: cat\n"
+    ));
+    let r = incremental(&s).await;
+    assert_eq!((r.outcome, r.mode), (Outcome::Applied, Some(ReadMode::Incremental)), "{r:?}");
+    assert_eq!(path_of(member(&s, "cat").await.unwrap().primary_org_unit_id), "Sales/East");
+    assert_eq!(store.org_units_all().await.unwrap().len(), 4, "units of unchanged users are kept");
+    let groups = store.groups_by_source("ldap:corp").await.unwrap();
+    let staff = groups.iter().find(|(g, _)| g.name == "staff").unwrap();
+    assert_eq!(staff.1.len(), 3, "ann and ben (not carried) resolved by login, cat added");
 }

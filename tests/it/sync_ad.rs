@@ -23,6 +23,7 @@ fn source(url: String) -> LdapSource {
         users: LdapSearch { base_dn: PEOPLE.into(), filter: None },
         groups: Some(LdapSearch { base_dn: GROUPS.into(), filter: None }),
         org_units: Some(LdapSearch { base_dn: PEOPLE.into(), filter: None }),
+        department_path: None,
         anchor: None,
         attributes: Default::default(),
         suspended_filter: None,
