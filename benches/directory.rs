@@ -146,12 +146,11 @@ impl Cpu {
             let mut total = proc_ticks(&pm.to_string(), true).map_or(0, |t| t.0);
             for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                if name.bytes().all(|b| b.is_ascii_digit()) {
-                    if let Some((t, ppid)) = proc_ticks(&name, false) {
-                        if ppid == u64::from(pm) {
-                            total += t;
-                        }
-                    }
+                if name.bytes().all(|b| b.is_ascii_digit())
+                    && let Some((t, ppid)) = proc_ticks(&name, false)
+                    && ppid == u64::from(pm)
+                {
+                    total += t;
                 }
             }
             total

@@ -520,20 +520,20 @@ impl Config {
                 .map(|v| v.trim_end_matches(['\n', '\r']).to_owned())
                 .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", path.display())))
         };
-        if let Some(smtp) = &mut self.delivery.smtp {
-            if let Some(path) = &smtp.password_file {
-                smtp.password = Some(read("delivery.smtp.password_file", path)?);
-            }
+        if let Some(smtp) = &mut self.delivery.smtp
+            && let Some(path) = &smtp.password_file
+        {
+            smtp.password = Some(read("delivery.smtp.password_file", path)?);
         }
-        if let Some(t) = self.delivery.sms.as_mut().and_then(|s| s.twilio.as_mut()) {
-            if let Some(path) = &t.auth_token_file {
-                t.auth_token = Some(read("delivery.sms.twilio.auth_token_file", path)?);
-            }
+        if let Some(t) = self.delivery.sms.as_mut().and_then(|s| s.twilio.as_mut())
+            && let Some(path) = &t.auth_token_file
+        {
+            t.auth_token = Some(read("delivery.sms.twilio.auth_token_file", path)?);
         }
-        if let Some(scim) = &mut self.mailbox.scim {
-            if let Some(path) = &scim.token_file {
-                scim.token = Some(read("mailbox.scim.token_file", path)?);
-            }
+        if let Some(scim) = &mut self.mailbox.scim
+            && let Some(path) = &scim.token_file
+        {
+            scim.token = Some(read("mailbox.scim.token_file", path)?);
         }
         if let Some(path) = &self.database.url_file {
             let value = std::fs::read_to_string(path).map_err(|e| {
@@ -600,10 +600,10 @@ impl Config {
             for (k, expr) in
                 [("schedule.incremental", &src.schedule.incremental), ("schedule.full", &src.schedule.full)]
             {
-                if let Some(e) = expr {
-                    if let Err(err) = e.parse::<cron::Schedule>() {
-                        return Err(ConfigError::new(&key(k), format!("not a cron expression: {err}")));
-                    }
+                if let Some(e) = expr
+                    && let Err(err) = e.parse::<cron::Schedule>()
+                {
+                    return Err(ConfigError::new(&key(k), format!("not a cron expression: {err}")));
                 }
             }
             if !(0.0..=100.0).contains(&src.limits.max_delete_percent) {
@@ -705,10 +705,10 @@ impl Config {
             if crate::delivery::parse_offset(&sms.utc_offset).is_none() {
                 return Err(ConfigError::new("delivery.sms.utc_offset", "must look like +08:00"));
             }
-            if let Some(q) = &sms.quiet_hours {
-                if crate::delivery::parse_quiet_hours(q).is_none() {
-                    return Err(ConfigError::new("delivery.sms.quiet_hours", "must look like 22:00-08:00"));
-                }
+            if let Some(q) = &sms.quiet_hours
+                && crate::delivery::parse_quiet_hours(q).is_none()
+            {
+                return Err(ConfigError::new("delivery.sms.quiet_hours", "must look like 22:00-08:00"));
             }
         }
         Ok(())
@@ -729,15 +729,15 @@ impl Config {
             }
             smtp.url = redact_url(&smtp.url);
         }
-        if let Some(scim) = &mut c.mailbox.scim {
-            if scim.token.is_some() {
-                scim.token = Some("***".into());
-            }
+        if let Some(scim) = &mut c.mailbox.scim
+            && scim.token.is_some()
+        {
+            scim.token = Some("***".into());
         }
-        if let Some(t) = c.delivery.sms.as_mut().and_then(|s| s.twilio.as_mut()) {
-            if t.auth_token.is_some() {
-                t.auth_token = Some("***".into());
-            }
+        if let Some(t) = c.delivery.sms.as_mut().and_then(|s| s.twilio.as_mut())
+            && t.auth_token.is_some()
+        {
+            t.auth_token = Some("***".into());
         }
         c
     }

@@ -122,12 +122,12 @@ impl Scim {
 #[async_trait::async_trait]
 impl MailboxProvider for Scim {
     async fn push(&self, b: &MailboxBinding) -> Result<Option<String>, SendError> {
-        if let Some(id) = &b.remote_id {
-            if let Some(id) = self.put(id, b).await? {
-                return Ok(Some(id));
-            }
-            // Gone from the mail system: created again below.
+        if let Some(id) = &b.remote_id
+            && let Some(id) = self.put(id, b).await?
+        {
+            return Ok(Some(id));
         }
+        // Gone from the mail system: created again below.
         let req = self.client.post(self.url("/Users")).json(&Scim::user(b));
         let (status, body, text) = self.send(req).await?;
         if status.is_success() {

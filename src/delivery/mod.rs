@@ -272,18 +272,18 @@ impl Dispatcher {
                 &event.idempotency_key,
             ));
         }
-        if let (Some(mobile), Some(_)) = (p["mobile"].as_str(), &self.sms) {
-            if self.cfg.sms_kinds.iter().any(|k| k == kind) {
-                out.push(new_delivery(
-                    Some(event.id),
-                    "sms",
-                    kind,
-                    mobile,
-                    member_id,
-                    params,
-                    &event.idempotency_key,
-                ));
-            }
+        if let (Some(mobile), Some(_)) = (p["mobile"].as_str(), &self.sms)
+            && self.cfg.sms_kinds.iter().any(|k| k == kind)
+        {
+            out.push(new_delivery(
+                Some(event.id),
+                "sms",
+                kind,
+                mobile,
+                member_id,
+                params,
+                &event.idempotency_key,
+            ));
         }
         out
     }
@@ -415,10 +415,10 @@ impl Sender {
                 let Some(sms) = &self.sms else {
                     return self.defer(&d, "SMS is not configured (delivery.sms)", None).await;
                 };
-                if d.kind != "password_code" {
-                    if let Some(end) = quiet_until(self.quiet, self.offset, now) {
-                        return self.defer(&d, "quiet hours", Some(end)).await;
-                    }
+                if d.kind != "password_code"
+                    && let Some(end) = quiet_until(self.quiet, self.offset, now)
+                {
+                    return self.defer(&d, "quiet hours", Some(end)).await;
                 }
                 let text = self.sms_text(&d);
                 let segments = templates::sms_segments(&text);

@@ -245,7 +245,7 @@ pub enum Applied {
     SmsBalance(i64),
     /// A broadcast and how many messages it queued.
     Broadcast {
-        broadcast: crate::store::Broadcast,
+        broadcast: Box<crate::store::Broadcast>,
         messages: usize,
     },
 }

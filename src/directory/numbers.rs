@@ -39,11 +39,11 @@ pub async fn allocate(
             return Ok(n);
         }
     }
-    if let Some(before) = reuse_cutoff(cfg, now) {
-        if let Some(n) = tx.number_reusable(before).await? {
-            tx.number_unrelease(n).await?;
-            return Ok(n);
-        }
+    if let Some(before) = reuse_cutoff(cfg, now)
+        && let Some(n) = tx.number_reusable(before).await?
+    {
+        tx.number_unrelease(n).await?;
+        return Ok(n);
     }
     Err(DirectoryError::NumbersExhausted { first: cfg.first, last: cfg.last })
 }

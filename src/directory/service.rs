@@ -285,12 +285,12 @@ impl DirectoryService {
                 Err(e) => {
                     // A held-back create may be the first change at fault (unless the store
                     // failed, which leaves a PostgreSQL transaction unusable).
-                    if !matches!(e, DirectoryError::Store(_)) {
-                        if let Err((j, earlier)) = ctx.write_pending().await {
-                            if j < i && !matches!(earlier, DirectoryError::Store(_)) {
-                                return Err(at(j)(earlier));
-                            }
-                        }
+                    if !matches!(e, DirectoryError::Store(_))
+                        && let Err((j, earlier)) = ctx.write_pending().await
+                        && j < i
+                        && !matches!(earlier, DirectoryError::Store(_))
+                    {
+                        return Err(at(j)(earlier));
                     }
                     return Err(at(i)(fix(e)));
                 }
@@ -568,7 +568,7 @@ async fn broadcast(ctx: &mut Ctx<'_>, n: super::change::NewBroadcast) -> R<Appli
     }
     ctx.tx.broadcast_insert(&b, &messages).await?;
     ctx.audit("broadcast.send", "broadcast", Some(b.id.to_string()), None, Some(&b)).await?;
-    Ok(Applied::Broadcast { broadcast: b, messages: messages.len() })
+    Ok(Applied::Broadcast { broadcast: Box::new(b), messages: messages.len() })
 }
 
 async fn sms_top_up(ctx: &mut Ctx<'_>, amount: i64, note: Option<String>) -> R<Applied> {
@@ -770,10 +770,8 @@ async fn member_or_404(ctx: &mut Ctx<'_>, id: Uuid) -> R<Member> {
 /// and references to other objects. A `new` member's uniqueness is checked when it is written
 /// ([`Ctx::write_pending`]).
 async fn check_member(ctx: &mut Ctx<'_>, m: &mut Member, new: bool) -> R<()> {
-    if !new {
-        if let Some((field, value)) = ctx.tx.member_conflict(m).await? {
-            return Err(DirectoryError::Conflict { field, value });
-        }
+    if !new && let Some((field, value)) = ctx.tx.member_conflict(m).await? {
+        return Err(DirectoryError::Conflict { field, value });
     }
     // The primary unit is not repeated among the further ones.
     m.org_unit_ids.sort();

@@ -84,10 +84,10 @@ async fn run_one(
 pub async fn bulk(ctx: Ctx, headers: HeaderMap, body: Bytes) -> Result<Response, ScimError> {
     let v = json_body(&headers, &body)?;
     let v = super::lower_keys(v);
-    if let Some(schemas) = v["schemas"].as_array() {
-        if !schemas.iter().any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(BULK_REQUEST))) {
-            return Err(ScimError::bad("invalidValue", format!("a Bulk body has the schema {BULK_REQUEST}")));
-        }
+    if let Some(schemas) = v["schemas"].as_array()
+        && !schemas.iter().any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(BULK_REQUEST)))
+    {
+        return Err(ScimError::bad("invalidValue", format!("a Bulk body has the schema {BULK_REQUEST}")));
     }
     let ops = v["operations"]
         .as_array()

@@ -54,10 +54,10 @@ async fn to_scim(ctx: &Ctx, g: &Group, with_members: bool) -> Result<Value, Scim
             "version": etag(g.version),
         },
     });
-    if g.source == *ctx.client.source() {
-        if let Some(a) = &g.anchor {
-            r["externalId"] = json!(a);
-        }
+    if g.source == *ctx.client.source()
+        && let Some(a) = &g.anchor
+    {
+        r["externalId"] = json!(a);
     }
     if with_members {
         let ids = ctx.directory.store().group_member_ids(g.id).await?;
@@ -248,10 +248,10 @@ async fn filtered_members(
     filter: &super::filter::Filter,
 ) -> Result<Vec<Uuid>, ScimError> {
     use super::filter::{CompareOp, Filter, Value as FVal};
-    if let Filter::Compare(p, CompareOp::Eq, FVal::String(v)) = filter {
-        if p.attr.eq_ignore_ascii_case("value") {
-            return Ok(Uuid::parse_str(v).map(|id| vec![id]).unwrap_or_default());
-        }
+    if let Filter::Compare(p, CompareOp::Eq, FVal::String(v)) = filter
+        && p.attr.eq_ignore_ascii_case("value")
+    {
+        return Ok(Uuid::parse_str(v).map(|id| vec![id]).unwrap_or_default());
     }
     let ids = ctx.directory.store().group_member_ids(g.id).await?;
     Ok(ids

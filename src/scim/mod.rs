@@ -278,10 +278,10 @@ pub fn resource(status: StatusCode, body: Value) -> Response {
     if let Some(v) = body["meta"]["version"].as_str().and_then(|v| HeaderValue::from_str(v).ok()) {
         r.headers_mut().insert(header::ETAG, v);
     }
-    if status == StatusCode::CREATED {
-        if let Some(l) = body["meta"]["location"].as_str().and_then(|v| HeaderValue::from_str(v).ok()) {
-            r.headers_mut().insert(header::LOCATION, l);
-        }
+    if status == StatusCode::CREATED
+        && let Some(l) = body["meta"]["location"].as_str().and_then(|v| HeaderValue::from_str(v).ok())
+    {
+        r.headers_mut().insert(header::LOCATION, l);
     }
     r
 }

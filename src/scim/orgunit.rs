@@ -57,10 +57,10 @@ fn to_scim(ctx: &Ctx, u: &OrgUnit, all: &HashMap<Uuid, OrgUnit>) -> Value {
     if let Some(p) = u.parent_id {
         r["parent"] = json!({ "value": p, "$ref": format!("{}/OrgUnits/{p}", ctx.base) });
     }
-    if u.source == *ctx.client.source() {
-        if let Some(a) = &u.anchor {
-            r["externalId"] = json!(a);
-        }
+    if u.source == *ctx.client.source()
+        && let Some(a) = &u.anchor
+    {
+        r["externalId"] = json!(a);
     }
     r
 }

@@ -28,10 +28,10 @@ pub struct Op {
 /// Reads `{"schemas": [PatchOp], "Operations": [...]}`.
 pub fn parse_ops(body: &Value) -> Result<Vec<Op>, ScimError> {
     let body = lower_keys(body.clone());
-    if let Some(schemas) = body["schemas"].as_array() {
-        if !schemas.iter().any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(PATCH_OP))) {
-            return Err(ScimError::bad("invalidValue", format!("a PATCH body has the schema {PATCH_OP}")));
-        }
+    if let Some(schemas) = body["schemas"].as_array()
+        && !schemas.iter().any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(PATCH_OP)))
+    {
+        return Err(ScimError::bad("invalidValue", format!("a PATCH body has the schema {PATCH_OP}")));
     }
     let ops = body["operations"]
         .as_array()
@@ -249,13 +249,13 @@ fn apply_plain(
 /// takes primary from the others.
 fn add_item(items: &mut Vec<Value>, item: Value) {
     let key = |v: &Value| v.get("value").map(|x| x.to_string().to_lowercase());
-    if let Some(k) = key(&item) {
-        if let Some(existing) = items.iter_mut().find(|i| key(i).as_ref() == Some(&k)) {
-            if let (Some(e), Value::Object(n)) = (existing.as_object_mut(), &item) {
-                e.extend(n.clone());
-            }
-            return;
+    if let Some(k) = key(&item)
+        && let Some(existing) = items.iter_mut().find(|i| key(i).as_ref() == Some(&k))
+    {
+        if let (Some(e), Value::Object(n)) = (existing.as_object_mut(), &item) {
+            e.extend(n.clone());
         }
+        return;
     }
     if as_bool(&item["primary"]) == Some(true) {
         for i in items.iter_mut().filter_map(Value::as_object_mut) {

@@ -232,10 +232,10 @@ async fn units(
         let others = list.iter().map(|(id, _)| *id).filter(|id| Some(*id) != primary).collect();
         return Ok(Some((primary, others)));
     }
-    if let Some(dept) = &u.department {
-        if let Some(unit) = department_unit(ctx, dept, changes).await? {
-            return Ok(Some((Some(unit), Vec::new())));
-        }
+    if let Some(dept) = &u.department
+        && let Some(unit) = department_unit(ctx, dept, changes).await?
+    {
+        return Ok(Some((Some(unit), Vec::new())));
     }
     Ok(None)
 }
@@ -249,10 +249,10 @@ pub async fn to_scim(
     let mut r = Map::new();
     r.insert("schemas".into(), json!([USER, ENTERPRISE_USER, ROSTER_USER]));
     r.insert("id".into(), json!(m.id));
-    if m.source == *ctx.client.source() {
-        if let Some(a) = &m.anchor {
-            r.insert("externalId".into(), json!(a));
-        }
+    if m.source == *ctx.client.source()
+        && let Some(a) = &m.anchor
+    {
+        r.insert("externalId".into(), json!(a));
     }
     r.insert("userName".into(), json!(m.login_name));
     let mut name = Map::new();
@@ -470,10 +470,10 @@ pub async fn replace_user(ctx: &Ctx, id: &str, body: Value, headers: &HeaderMap)
     let mut body = lower_keys(body);
     // A client may echo read-only attributes back; they must not differ.
     let roster_key = ROSTER_USER.to_lowercase();
-    if let Some(n) = body[roster_key.as_str()]["accountnumber"].as_i64() {
-        if n != current.account_number {
-            return Err(ScimError::bad("mutability", "accountNumber is read-only"));
-        }
+    if let Some(n) = body[roster_key.as_str()]["accountnumber"].as_i64()
+        && n != current.account_number
+    {
+        return Err(ScimError::bad("mutability", "accountNumber is read-only"));
     }
     if let Some(obj) = body.as_object_mut() {
         obj.remove("id");

@@ -97,10 +97,10 @@ pub fn anchor_of(e: &RawEntry, attr: &str) -> Option<String> {
     let key = attr.to_lowercase();
     // objectGUID is 16 bytes; the LDAP client hands them over as text when they happen to be
     // valid UTF-8, so look in both places.
-    if key != "objectguid" {
-        if let Some(v) = e.first(attr) {
-            return Some(v.to_owned());
-        }
+    if key != "objectguid"
+        && let Some(v) = e.first(attr)
+    {
+        return Some(v.to_owned());
     }
     let bytes = match e.bin.get(&key).and_then(|v| v.first()) {
         Some(b) => b.as_slice(),
@@ -294,24 +294,6 @@ pub fn snapshot(
     s
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dns_compare_however_spelled() {
-        assert_eq!(norm_dn("uid=A, OU=People,dc=Example"), "uid=a,ou=people,dc=example");
-        assert_eq!(parent_dn("uid=a,ou=people,dc=example"), "ou=people,dc=example");
-    }
-
-    #[test]
-    fn binary_guids_read_as_uuids() {
-        let mut e = RawEntry::default();
-        e.bin.insert("objectguid".into(), vec![(0u8..16).collect()]);
-        assert_eq!(anchor_of(&e, "objectGUID").unwrap(), "03020100-0504-0706-0809-0a0b0c0d0e0f");
-    }
-}
-
 /// Builds the org tree from a path in each user's entry (`Sales/East`): one unit per distinct
 /// path prefix, anchored by the path itself (lower-cased), and each user in the unit of its path.
 pub fn units_from_paths(s: &mut Snapshot, paths: &HashMap<String, String>, separator: &str) {
@@ -332,5 +314,23 @@ pub fn units_from_paths(s: &mut Snapshot, paths: &HashMap<String, String>, separ
             parent = Some(anchor);
         }
         u.unit = parent;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_compare_however_spelled() {
+        assert_eq!(norm_dn("uid=A, OU=People,dc=Example"), "uid=a,ou=people,dc=example");
+        assert_eq!(parent_dn("uid=a,ou=people,dc=example"), "ou=people,dc=example");
+    }
+
+    #[test]
+    fn binary_guids_read_as_uuids() {
+        let mut e = RawEntry::default();
+        e.bin.insert("objectguid".into(), vec![(0u8..16).collect()]);
+        assert_eq!(anchor_of(&e, "objectGUID").unwrap(), "03020100-0504-0706-0809-0a0b0c0d0e0f");
     }
 }
