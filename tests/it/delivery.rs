@@ -274,6 +274,14 @@ async fn welcome_mail_and_sms_and_nothing_twice(b: Backend) {
     let sent = d.store().deliveries_list(Some("sent"), 100).await.unwrap();
     assert_eq!(sent.len(), 5);
     assert!(sent.iter().all(|m| m.attempts == 1 && m.sent_at.is_some()));
+    // Purging deletes sent messages older than the cut-off, and only those.
+    let hour = chrono::Duration::hours(1);
+    assert_eq!(d.store().deliveries_purge(chrono::Utc::now() - hour).await.unwrap(), 0);
+    d.apply_one(&console(), new_hire("cid", "+8613800000009")).await.unwrap();
+    Dispatcher::new(d.store().clone(), &DeliveryConfig::default()).unwrap().run_once().await.unwrap();
+    let before = d.store().deliveries_list(None, 100).await.unwrap().len();
+    assert_eq!(d.store().deliveries_purge(chrono::Utc::now() + hour).await.unwrap(), 5);
+    assert_eq!(d.store().deliveries_list(None, 100).await.unwrap().len(), before - 5);
 }
 
 async fn failures_are_retried_then_parked(b: Backend) {
