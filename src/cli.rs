@@ -190,7 +190,8 @@ pub enum OutboxCommand {
         #[arg(long, default_value_t = 30)]
         older_than_days: i64,
     },
-    /// Run one dispatch round now (what the daemon does on `delivery.schedule`).
+    /// Run one dispatch round now (what the daemon does on `delivery.schedule`), and push the
+    /// mailbox bindings that are due.
     Dispatch {
         #[arg(long)]
         json: bool,
@@ -492,15 +493,27 @@ async fn outbox(
             println!("deleted {} sent or dead messages", store.deliveries_purge(before).await?);
         }
         OutboxCommand::Dispatch { json } => {
-            let d =
-                crate::delivery::Dispatcher::new(store.clone(), &cfg.delivery).map_err(anyhow::Error::msg)?;
+            let d = crate::delivery::Dispatcher::new(store.clone(), &cfg.delivery)
+                .and_then(|d| d.with_mailbox(&cfg.mailbox))
+                .map_err(anyhow::Error::msg)?;
             let round = d.run_once().await?;
+            // Mailbox bindings the round wrote (or that are due) go out too.
+            let mailbox = d.push_mailboxes().await?;
             if json {
-                println!("{}", serde_json::to_string(&round)?);
+                let mut out = serde_json::to_value(&round)?;
+                out["mailbox"] = serde_json::to_value(&mailbox)?;
+                println!("{out}");
             } else {
                 println!(
-                    "events {}, queued {}, sent {}, retried {}, dead {}, deferred {}",
-                    round.events, round.queued, round.sent, round.retried, round.dead, round.deferred
+                    "events {}, queued {}, sent {}, retried {}, dead {}, deferred {}; mailboxes pushed {}, failed {}",
+                    round.events,
+                    round.queued,
+                    round.sent,
+                    round.retried,
+                    round.dead,
+                    round.deferred,
+                    mailbox.pushed,
+                    mailbox.failed
                 );
             }
         }
