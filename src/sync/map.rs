@@ -227,8 +227,10 @@ pub fn snapshot(
         let parent = unit_by_dn.get(&parent_dn(&e.dn)).cloned();
         s.units.push(SrcUnit { anchor, name, parent });
     }
+    // One pass that lets go of each raw entry as soon as it is mapped (a full read holds
+    // 100,000 of them); managers are resolved afterwards, when every user's DN is known.
     let mut user_by_dn: HashMap<String, String> = HashMap::new();
-    let mut mapped = Vec::new();
+    let mut manager_dns: Vec<Option<String>> = Vec::new();
     for e in users {
         let Some(anchor) = anchor_of(&e, &map.anchor) else {
             s.skipped.push(format!("{}: no {} attribute", e.dn, map.anchor));
@@ -239,14 +241,12 @@ pub fn snapshot(
             continue;
         };
         user_by_dn.insert(norm_dn(&e.dn), anchor.clone());
-        mapped.push((e, anchor, login));
-    }
-    for (e, anchor, login) in mapped {
         let text = |role: &str| e.first(map.get(role)).map(str::to_owned);
         let disabled_by_uac = ad
             && e.first("userAccountControl")
                 .and_then(|v| v.parse::<u32>().ok())
                 .is_some_and(|uac| uac & 0x2 != 0);
+        manager_dns.push(e.first(map.get("manager")).map(norm_dn));
         s.users.push(SrcUser {
             display: text("display_name").unwrap_or_else(|| login.clone()),
             given: text("given_name"),
@@ -256,15 +256,15 @@ pub fn snapshot(
             title: text("title"),
             employee_number: text("employee_number"),
             unit: unit_by_dn.get(&parent_dn(&e.dn)).cloned(),
-            manager: e.first(map.get("manager")).and_then(|dn| {
-                let dn = norm_dn(dn);
-                user_by_dn.get(&dn).or_else(|| known_dns.get(&dn)).cloned()
-            }),
+            manager: None,
             suspended: disabled_by_uac || suspended.contains(&anchor),
-            dn: e.dn.clone(),
+            dn: e.dn,
             anchor,
             login,
         });
+    }
+    for (u, dn) in s.users.iter_mut().zip(manager_dns) {
+        u.manager = dn.and_then(|dn| user_by_dn.get(&dn).or_else(|| known_dns.get(&dn)).cloned());
     }
     for e in groups {
         let Some(anchor) = anchor_of(&e, &map.anchor) else {
