@@ -216,6 +216,9 @@ impl SyncService {
         };
         let domain = store.enterprise().await?.map(|e| e.mail_domain).unwrap_or_default();
         let plan = plan::build(&src.name, &snapshot, &current, &domain);
+        // Only the plan is needed from here on.
+        drop(snapshot);
+        drop(current);
         report.plan = plan.steps().map(|s| s.what.clone()).collect();
         report.counts = json!(plan.tallies());
         if opts.dry_run {
@@ -264,11 +267,15 @@ impl SyncService {
     ) -> usize {
         let mut applied = 0;
         let mut failed_members: HashSet<Uuid> = HashSet::new();
-        let mut chunks: Vec<Vec<plan::Step>> = plan
-            .phases
-            .into_iter()
-            .flat_map(|p| p.chunks(BATCH).map(<[_]>::to_vec).collect::<Vec<_>>())
-            .collect();
+        // The plan's steps are moved into batches, never copied: a first sync's plan is 100,000
+        // creates.
+        let mut chunks: Vec<Vec<plan::Step>> = Vec::new();
+        for phase in plan.phases {
+            let mut steps = phase.into_iter().peekable();
+            while steps.peek().is_some() {
+                chunks.push(steps.by_ref().take(BATCH).collect());
+            }
+        }
         if let Some(c) = cursor {
             match chunks.last_mut() {
                 Some(last) => last.push(plan::Step { what: "store the sync cursor".into(), change: c }),
@@ -277,10 +284,8 @@ impl SyncService {
         }
         {
             for chunk in chunks {
-                let mut batch: Vec<(String, Change)> = chunk
-                    .iter()
-                    .map(|s| (s.what.clone(), without_members(s.change.clone(), &failed_members)))
-                    .collect();
+                let mut batch: Vec<(String, Change)> =
+                    chunk.into_iter().map(|s| (s.what, without_members(s.change, &failed_members))).collect();
                 while !batch.is_empty() {
                     let changes: Vec<Change> = batch.iter().map(|(_, c)| c.clone()).collect();
                     match self.directory.apply(actor, changes).await {
