@@ -75,17 +75,9 @@ pub struct Round {
 }
 
 pub struct Dispatcher {
-    store: Arc<dyn Store>,
-    cfg: DeliveryConfig,
-    templates: Templates,
-    mailer: Option<Mailer>,
-    sms: Option<Arc<dyn SmsProvider>>,
-    quiet: Option<(NaiveTime, NaiveTime)>,
-    offset: chrono::FixedOffset,
-    holder: String,
+    /// What the dispatcher and each of its concurrent sends share.
+    parts: Arc<Sender>,
     mailbox: Option<Arc<dyn mailbox::MailboxProvider>>,
-    email_rate: Option<Arc<RateLimit>>,
-    sms_rate: Option<Arc<RateLimit>>,
 }
 
 impl Dispatcher {
@@ -102,7 +94,8 @@ impl Dispatcher {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         let holder =
             format!("{}:{}:{}", host.trim(), std::process::id(), &Uuid::new_v4().simple().to_string()[..8]);
-        Ok(Dispatcher {
+        let rate = |r: Option<f64>| r.map(|r| Arc::new(RateLimit::new(r)));
+        let parts = Sender {
             store,
             cfg: cfg.clone(),
             templates,
@@ -111,10 +104,10 @@ impl Dispatcher {
             quiet,
             offset,
             holder,
-            mailbox: None,
-            email_rate: cfg.smtp.as_ref().and_then(|s| s.rate_per_sec).map(|r| Arc::new(RateLimit::new(r))),
-            sms_rate: cfg.sms.as_ref().and_then(|s| s.rate_per_sec).map(|r| Arc::new(RateLimit::new(r))),
-        })
+            email_rate: rate(cfg.smtp.as_ref().and_then(|s| s.rate_per_sec)),
+            sms_rate: rate(cfg.sms.as_ref().and_then(|s| s.rate_per_sec)),
+        };
+        Ok(Dispatcher { parts: Arc::new(parts), mailbox: None })
     }
 
     /// Also keeps mailbox bindings and pushes them ([`Dispatcher::push_mailboxes`]).
@@ -129,23 +122,25 @@ impl Dispatcher {
         let Some(provider) = &self.mailbox else { return Ok(round) };
         loop {
             let now = Utc::now();
-            let until = now + chrono::Duration::seconds(self.cfg.lease_secs as i64);
-            let batch = self.store.mailbox_claim(&self.holder, now, until, self.cfg.batch).await?;
+            let until = now + chrono::Duration::seconds(self.parts.cfg.lease_secs as i64);
+            let batch =
+                self.parts.store.mailbox_claim(&self.parts.holder, now, until, self.parts.cfg.batch).await?;
             if batch.is_empty() {
                 return Ok(round);
             }
             for b in batch {
                 match provider.push(&b).await {
                     Ok(remote_id) => {
-                        self.store
-                            .mailbox_pushed(b.member_id, &self.holder, remote_id.as_deref(), Utc::now())
+                        self.parts
+                            .store
+                            .mailbox_pushed(b.member_id, &self.parts.holder, remote_id.as_deref(), Utc::now())
                             .await?;
                         round.pushed += 1;
                     }
                     Err(SendError::Retry(e) | SendError::Permanent(e)) => {
                         tracing::warn!(member = %b.member_id, address = %b.address, error = %e, "mailbox push failed");
-                        let next = Utc::now() + backoff(&self.cfg, b.attempts + 1);
-                        self.store.mailbox_failed(b.member_id, &self.holder, &e, next).await?;
+                        let next = Utc::now() + backoff(&self.parts.cfg, b.attempts + 1);
+                        self.parts.store.mailbox_failed(b.member_id, &self.parts.holder, &e, next).await?;
                         round.failed += 1;
                     }
                 }
@@ -158,7 +153,7 @@ impl Dispatcher {
         if self.mailbox.is_none() {
             return Ok(MailboxRound::default());
         }
-        self.store.mailbox_reconcile(Utc::now()).await?;
+        self.parts.store.mailbox_reconcile(Utc::now()).await?;
         self.push_mailboxes().await
     }
 
@@ -196,14 +191,6 @@ impl Dispatcher {
         })
     }
 
-    pub fn mailer(&self) -> Option<&Mailer> {
-        self.mailer.as_ref()
-    }
-
-    pub fn templates(&self) -> &Templates {
-        &self.templates
-    }
-
     /// One round: events to messages, then every due message sent (claimed in batches).
     pub async fn run_once(&self) -> Result<Round, StoreError> {
         let mut round = Round::default();
@@ -211,7 +198,7 @@ impl Dispatcher {
         loop {
             let before = round.clone();
             let claimed = self.dispatch(&mut round).await?;
-            if claimed < self.cfg.batch as usize || round == before {
+            if claimed < self.parts.cfg.batch as usize || round == before {
                 break;
             }
         }
@@ -220,9 +207,9 @@ impl Dispatcher {
 
     /// Turns pending outbox events into messages.
     async fn expand(&self, round: &mut Round) -> Result<(), StoreError> {
-        let enterprise = self.store.enterprise().await?.map(|e| e.name).unwrap_or_default();
+        let enterprise = self.parts.store.enterprise().await?.map(|e| e.name).unwrap_or_default();
         loop {
-            let events = self.store.outbox_pending(self.cfg.batch.max(1)).await?;
+            let events = self.parts.store.outbox_pending(self.parts.cfg.batch.max(1)).await?;
             if events.is_empty() {
                 return Ok(());
             }
@@ -231,7 +218,7 @@ impl Dispatcher {
             let bindings: Vec<_> = events.iter().filter_map(|e| self.binding_for(e)).collect();
             let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
             round.events += events.len();
-            round.queued += self.store.deliveries_enqueue(&ids, &messages, &bindings).await?;
+            round.queued += self.parts.store.deliveries_enqueue(&ids, &messages, &bindings).await?;
         }
     }
 
@@ -252,7 +239,7 @@ impl Dispatcher {
             "display_name": p["display_name"],
             "account_number": p["account_number"],
             "login_name": p["login_name"],
-            "language": self.cfg.language,
+            "language": self.parts.cfg.language,
         });
         let emails = p["emails"].as_array().cloned().unwrap_or_default();
         let email = emails
@@ -261,7 +248,7 @@ impl Dispatcher {
             .or(emails.first())
             .and_then(|e| e["address"].as_str());
         let mut out = Vec::new();
-        if let (Some(address), Some(_)) = (email, &self.mailer) {
+        if let (Some(address), Some(_)) = (email, &self.parts.mailer) {
             out.push(new_delivery(
                 Some(event.id),
                 "email",
@@ -272,8 +259,8 @@ impl Dispatcher {
                 &event.idempotency_key,
             ));
         }
-        if let (Some(mobile), Some(_)) = (p["mobile"].as_str(), &self.sms)
-            && self.cfg.sms_kinds.iter().any(|k| k == kind)
+        if let (Some(mobile), Some(_)) = (p["mobile"].as_str(), &self.parts.sms)
+            && self.parts.cfg.sms_kinds.iter().any(|k| k == kind)
         {
             out.push(new_delivery(
                 Some(event.id),
@@ -293,19 +280,20 @@ impl Dispatcher {
     /// not a few a message).
     async fn dispatch(&self, round: &mut Round) -> Result<usize, StoreError> {
         let now = Utc::now();
-        let until = now + chrono::Duration::seconds(self.cfg.lease_secs as i64);
-        let mut batch = self.store.deliveries_claim(&self.holder, now, until, self.cfg.batch).await?;
+        let until = now + chrono::Duration::seconds(self.parts.cfg.lease_secs as i64);
+        let mut batch =
+            self.parts.store.deliveries_claim(&self.parts.holder, now, until, self.parts.cfg.batch).await?;
         let claimed = batch.len();
-        let sender = Arc::new(self.sender());
-        let quiet = quiet_until(self.quiet, self.offset, now).is_some();
+        let sender = self.parts.clone();
+        let quiet = quiet_until(self.parts.quiet, self.parts.offset, now).is_some();
         let needs: Vec<(Uuid, i64)> = batch
             .iter()
             .filter(|d| d.channel == "sms" && d.reserved == 0 && (!quiet || d.kind == "password_code"))
             .map(|d| (d.id, templates::sms_segments(&sender.sms_text(d))))
             .collect();
-        if self.sms.is_some()
+        if self.parts.sms.is_some()
             && !needs.is_empty()
-            && self.store.sms_reserve_many(&self.holder, &needs).await?
+            && self.parts.store.sms_reserve_many(&self.parts.holder, &needs).await?
         {
             let taken: std::collections::HashMap<Uuid, i64> = needs.into_iter().collect();
             for d in &mut batch {
@@ -339,8 +327,9 @@ impl Dispatcher {
             }
         }
         // Recorded even when another message's bookkeeping failed: these did go out.
-        let low_balance = self.cfg.sms.as_ref().map_or(0, |s| s.low_balance);
-        let low = self.store.deliveries_sent(&self.holder, &sent, Utc::now(), low_balance).await?;
+        let low_balance = self.parts.cfg.sms.as_ref().map_or(0, |s| s.low_balance);
+        let low =
+            self.parts.store.deliveries_sent(&self.parts.holder, &sent, Utc::now(), low_balance).await?;
         for s in &sent {
             crate::http::metrics_delivery_sent(if s.sms.is_some() { "sms" } else { "email" });
         }
@@ -352,21 +341,6 @@ impl Dispatcher {
             None => Ok(claimed),
         }
     }
-
-    fn sender(&self) -> Sender {
-        Sender {
-            store: self.store.clone(),
-            cfg: self.cfg.clone(),
-            templates: self.templates.clone(),
-            mailer: self.mailer.clone(),
-            sms: self.sms.clone(),
-            quiet: self.quiet,
-            offset: self.offset,
-            holder: self.holder.clone(),
-            email_rate: self.email_rate.clone(),
-            sms_rate: self.sms_rate.clone(),
-        }
-    }
 }
 
 enum Outcome {
@@ -376,7 +350,7 @@ enum Outcome {
     Deferred,
 }
 
-/// What one delivery task needs (cheap clones of the dispatcher's parts).
+/// What a dispatcher's concurrent sends share: the store, the channels and the settings.
 struct Sender {
     store: Arc<dyn Store>,
     cfg: DeliveryConfig,
@@ -622,10 +596,10 @@ pub async fn run_schedule(
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "delivery round failed; retried on schedule"),
         }
-        if let Ok(counts) = d.store.delivery_counts().await {
+        if let Ok(counts) = d.parts.store.delivery_counts().await {
             crate::http::metrics_delivery_counts(&counts);
         }
-        if let Ok(balance) = d.store.sms_balance().await {
+        if let Ok(balance) = d.parts.store.sms_balance().await {
             metrics::gauge!("roster_sms_balance").set(balance as f64);
         }
     }

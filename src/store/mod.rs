@@ -346,7 +346,6 @@ pub trait Store: Send + Sync + 'static {
         at: Option<DateTime<Utc>>,
     ) -> Result<()>;
     async fn deliveries_list(&self, state: Option<&str>, limit: i64) -> Result<Vec<Delivery>>;
-    async fn delivery(&self, id: Uuid) -> Result<Option<Delivery>>;
     /// A dead or held message pending again, attempts reset. False when there is no such message.
     async fn delivery_retry(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool>;
     /// Deletes sent and dead messages finished before `before`.

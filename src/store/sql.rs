@@ -792,11 +792,6 @@ macro_rules! shared_sql {
                 qb.build_query_as().fetch_all(&self.read).await.map_err($err)
             }
 
-            async fn delivery(&self, id: Uuid) -> Result<Option<$crate::store::Delivery>> {
-                sqlx::query_as(sql!("SELECT {} FROM deliveries WHERE id = $1", DELIVERY_COLS))
-                    .bind(id).fetch_optional(&self.read).await.map_err($err)
-            }
-
             async fn delivery_retry(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool> {
                 Ok(q("UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = $2, lease_holder = NULL, \
                       lease_until = NULL WHERE id = $1 AND state IN ('dead', 'held')")

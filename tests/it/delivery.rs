@@ -41,21 +41,32 @@ impl Smtp {
     }
 
     pub fn start_on(port: u16) -> Smtp {
+        Smtp::spawn(port, &[])
+    }
+
+    /// aiosmtpd with a certificate from the slapd fixture's test CA (`dir/ca.pem`; `other-ca.pem`
+    /// is unrelated): STARTTLS required, or implicit TLS (SMTPS).
+    pub fn start_tls(implicit: bool) -> (Smtp, tempfile::TempDir) {
+        let certs = tempfile::tempdir().unwrap();
+        crate::slapd::make_certificates(certs.path());
+        let (cert_flag, key_flag) =
+            if implicit { ("--smtpscert", "--smtpskey") } else { ("--tlscert", "--tlskey") };
+        let (cert, key) = (certs.path().join("server.pem"), certs.path().join("server.key"));
+        let tls = [cert_flag.as_ref(), cert.as_os_str(), key_flag.as_ref(), key.as_os_str()];
+        (Smtp::spawn(free_port(), &tls), certs)
+    }
+
+    /// Starts aiosmtpd on `port` with `extra` options, and waits until it listens.
+    fn spawn(port: u16, extra: &[&std::ffi::OsStr]) -> Smtp {
         use std::os::unix::process::CommandExt;
         let dir = tempfile::tempdir().unwrap();
         let mut cmd = Command::new("/usr/bin/python3");
-        cmd.args([
-            "-m",
-            "aiosmtpd",
-            "-n",
-            "-l",
-            &format!("127.0.0.1:{port}"),
-            "-c",
-            "aiosmtpd.handlers.Mailbox",
-        ])
-        .arg(dir.path().join("mail"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        cmd.args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(dir.path().join("mail"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         unsafe {
             cmd.pre_exec(|| {
                 nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
@@ -76,44 +87,6 @@ impl Smtp {
     pub fn messages(&self) -> Vec<String> {
         let Ok(entries) = std::fs::read_dir(self.dir.path().join("mail/new")) else { return Vec::new() };
         entries.map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect()
-    }
-}
-
-impl Smtp {
-    /// aiosmtpd with a certificate from the slapd fixture's test CA (`dir/ca.pem`; `other-ca.pem`
-    /// is unrelated): STARTTLS required, or implicit TLS (SMTPS).
-    pub fn start_tls(implicit: bool) -> (Smtp, tempfile::TempDir) {
-        use std::os::unix::process::CommandExt;
-        let certs = tempfile::tempdir().unwrap();
-        crate::slapd::make_certificates(certs.path());
-        let port = free_port();
-        let dir = tempfile::tempdir().unwrap();
-        let (cert_flag, key_flag) =
-            if implicit { ("--smtpscert", "--smtpskey") } else { ("--tlscert", "--tlskey") };
-        let mut cmd = Command::new("/usr/bin/python3");
-        cmd.args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
-            .arg(cert_flag)
-            .arg(certs.path().join("server.pem"))
-            .arg(key_flag)
-            .arg(certs.path().join("server.key"))
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(dir.path().join("mail"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                    .map_err(std::io::Error::other)
-            });
-        }
-        let child = cmd.spawn().expect("start aiosmtpd");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return (Smtp { child, port, dir }, certs);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("aiosmtpd did not listen on {port}");
     }
 }
 
