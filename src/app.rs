@@ -97,7 +97,7 @@ async fn bootstrap(directory: &DirectoryService, cfg: &Config) -> Result<(), Sto
 /// (at most `http.shutdown_grace_secs`) and returns. Fails if the store can never be used
 /// (read-only file, schema from a newer rosterd); an unreachable database is retried.
 pub async fn run(listener: TcpListener, cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let state = AppState::new(cfg.scim.clone(), &cfg.http);
+    let state = AppState::new(&cfg);
     let tracker = TaskTracker::new();
     let addr = listener.local_addr().context("listener address")?;
     tracing::info!(%addr, store = %redact_url(&cfg.database.url), "rosterd listening");
@@ -109,6 +109,7 @@ pub async fn run(listener: TcpListener, cfg: Config, shutdown: CancellationToken
     }
 
     let app = http::router(state.clone(), &cfg.http);
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let grace = Duration::from_secs(cfg.http.shutdown_grace_secs);
     let mut server = std::pin::pin!(server.into_future());
@@ -149,7 +150,8 @@ async fn connect_store(
             Ok(directory) => {
                 tracing::info!(store = directory.store().backend(), "store ready");
                 let sync = crate::sync::SyncService::new(directory.clone(), cfg.sync.ldap.clone());
-                crate::jobs::spawn(&tracker, sync, shutdown.clone());
+                crate::jobs::spawn(&tracker, sync.clone(), shutdown.clone());
+                let _ = state.sync.set(sync);
                 if cfg.delivery.enabled {
                     spawn_delivery(&cfg, directory.store().clone(), &tracker, &shutdown);
                 }

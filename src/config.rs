@@ -27,6 +27,40 @@ pub struct Config {
     pub sync: SyncConfig,
     pub delivery: DeliveryConfig,
     pub mailbox: MailboxConfig,
+    pub admin: AdminConfig,
+}
+
+/// `[admin]`: the account center (the console under `/admin`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub enabled: bool,
+    /// A session ends after this long without a request.
+    pub idle_minutes: i64,
+    /// ... and after this long in any case.
+    pub max_session_hours: i64,
+    /// Sends the session cookie only over HTTPS. Leave on in production (behind a TLS proxy);
+    /// turn off only to try the console over plain HTTP on a laptop.
+    pub secure_cookie: bool,
+    /// Failed sign-ins (per login name, and per client address) within `failure_window_minutes`
+    /// that lock sign-in for `lockout_minutes`.
+    pub max_failures: i64,
+    pub failure_window_minutes: i64,
+    pub lockout_minutes: i64,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            enabled: true,
+            idle_minutes: 30,
+            max_session_hours: 12,
+            secure_cookie: true,
+            max_failures: 5,
+            failure_window_minutes: 15,
+            lockout_minutes: 15,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

@@ -17,6 +17,7 @@
 //! - [`cli`]: the `rosterd` command line.
 
 pub mod access;
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;

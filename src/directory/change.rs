@@ -4,7 +4,10 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::model::{Email, Enterprise, Group, Member, MemberState, OrgUnit, Reservation, Tombstone};
+use super::model::{
+    Email, Enterprise, Group, Member, MemberState, OrgUnit, Permission, Reservation, Role, RoleGrant,
+    Tombstone,
+};
 use crate::access::password::Secret;
 use crate::store::StoreError;
 
@@ -87,6 +90,43 @@ pub enum Change {
         amount: i64,
         note: Option<String>,
     },
+    CreateRole(NewRole),
+    UpdateRole {
+        id: Uuid,
+        name: Option<String>,
+        permissions: Option<Vec<Permission>>,
+    },
+    /// Deletes the role and every grant of it.
+    DeleteRole {
+        id: Uuid,
+    },
+    /// Grants a role to a member (replacing the scope of an earlier grant of the same role).
+    GrantRole {
+        role_id: Uuid,
+        member_id: Uuid,
+        /// `None`: the whole directory; else the subtree under this unit.
+        scope_unit_id: Option<Uuid>,
+    },
+    RevokeRole {
+        role_id: Uuid,
+        member_id: Uuid,
+    },
+    /// Refuses the change set when the object is no longer at `version` (someone else changed
+    /// it since the caller read it): put it before the changes a form makes.
+    ExpectVersion {
+        /// `member`, `org_unit`, `group` or `role`.
+        kind: String,
+        id: Uuid,
+        version: i64,
+    },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NewRole {
+    pub id: Option<Uuid>,
+    pub name: String,
+    pub permissions: Vec<Permission>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -243,6 +283,17 @@ pub enum Applied {
     SyncCursor,
     /// The SMS balance after a top-up.
     SmsBalance(i64),
+    Role(Role),
+    RoleDeleted {
+        id: Uuid,
+    },
+    RoleGranted(RoleGrant),
+    RoleRevoked {
+        role_id: Uuid,
+        member_id: Uuid,
+    },
+    /// An [`Change::ExpectVersion`] that held.
+    VersionChecked,
     /// A broadcast and how many messages it queued.
     Broadcast {
         broadcast: Box<crate::store::Broadcast>,
@@ -271,6 +322,8 @@ pub enum DirectoryError {
     NumberUnavailable { number: i64, reason: String },
     #[error("the enterprise has not been created yet")]
     NoEnterprise,
+    #[error("{kind} {id} was changed by someone else (now at version {current}); reload and try again")]
+    Stale { kind: String, id: Uuid, current: i64 },
     #[error("storage: {0}")]
     Store(StoreError),
 }
@@ -294,6 +347,7 @@ impl DirectoryError {
             DirectoryError::NumbersExhausted { .. } => "numbers_exhausted",
             DirectoryError::NumberUnavailable { .. } => "number_unavailable",
             DirectoryError::NoEnterprise => "no_enterprise",
+            DirectoryError::Stale { .. } => "stale",
             DirectoryError::Store(StoreError::ReadOnly(_)) => "store_read_only",
             DirectoryError::Store(StoreError::DiskFull(_)) => "store_full",
             DirectoryError::Store(StoreError::Unavailable(_)) => "store_unavailable",
@@ -317,6 +371,7 @@ impl DirectoryError {
                     "members_account_number" => "account_number",
                     "org_units_parent_id_name" | "org_units_root_name" => "name",
                     "api_tokens_live_name" => "token name",
+                    "roles_name" => "name",
                     k if k.ends_with("source_anchor") => "anchor",
                     _ => "value",
                 };

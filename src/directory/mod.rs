@@ -15,7 +15,7 @@ pub mod validate;
 
 pub use change::{
     Applied, Change, ChangeError, DirectoryError, EnterprisePatch, MemberPatch, NewBroadcast, NewGroup,
-    NewMember, NewOrgUnit,
+    NewMember, NewOrgUnit, NewRole,
 };
 pub use service::DirectoryService;
 pub use validate::valid_domain;

@@ -279,3 +279,104 @@ pub struct Counts {
     pub groups: i64,
     pub tombstones: i64,
 }
+
+/// What a role can allow. The super admin holds every permission and also manages roles and
+/// the enterprise profile, which no role can grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Permission {
+    /// Create, rename, move and delete org units (within the grant's scope).
+    ManageOrg,
+    /// Create, edit, move, suspend and delete members (within the grant's scope).
+    ManageMembers,
+    ViewMessages,
+    /// Broadcasts and the SMS account.
+    SendSms,
+    ManageLoginPolicy,
+    ManageSync,
+    ManageScim,
+    ViewAudit,
+}
+
+impl Permission {
+    pub const ALL: [Permission; 8] = [
+        Permission::ManageOrg,
+        Permission::ManageMembers,
+        Permission::ViewMessages,
+        Permission::SendSms,
+        Permission::ManageLoginPolicy,
+        Permission::ManageSync,
+        Permission::ManageScim,
+        Permission::ViewAudit,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::ManageOrg => "manage_org",
+            Permission::ManageMembers => "manage_members",
+            Permission::ViewMessages => "view_messages",
+            Permission::SendSms => "send_sms",
+            Permission::ManageLoginPolicy => "manage_login_policy",
+            Permission::ManageSync => "manage_sync",
+            Permission::ManageScim => "manage_scim",
+            Permission::ViewAudit => "view_audit",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Permission> {
+        Permission::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    /// Whether a grant scoped to an org subtree limits this permission to that subtree. The
+    /// others act on the whole enterprise, so only an unscoped grant gives them.
+    pub fn scopable(self) -> bool {
+        matches!(self, Permission::ManageOrg | Permission::ManageMembers)
+    }
+}
+
+/// A set of permissions, stored as sorted, comma-separated names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Permissions(pub std::collections::BTreeSet<Permission>);
+
+impl Permissions {
+    pub fn contains(&self, p: Permission) -> bool {
+        self.0.contains(&p)
+    }
+    pub fn to_db(&self) -> String {
+        self.0.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(",")
+    }
+}
+
+impl TryFrom<String> for Permissions {
+    type Error = InvalidValue;
+    fn try_from(s: String) -> Result<Permissions, InvalidValue> {
+        s.split(',')
+            .filter(|p| !p.is_empty())
+            .map(|p| Permission::parse(p).ok_or_else(|| InvalidValue("permission", p.to_owned())))
+            .collect::<Result<_, _>>()
+            .map(Permissions)
+    }
+}
+
+/// A named set of permissions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct Role {
+    pub id: Uuid,
+    pub name: String,
+    #[sqlx(try_from = "String")]
+    pub permissions: Permissions,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A role granted to a member, over the whole directory or an org subtree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct RoleGrant {
+    pub role_id: Uuid,
+    pub member_id: Uuid,
+    pub scope_unit_id: Option<Uuid>,
+    pub granted_at: DateTime<Utc>,
+    pub granted_by: String,
+}

@@ -333,6 +333,21 @@ impl DirectoryService {
             Change::ReleaseReservation { number } => release_reservation(ctx, number).await,
             Change::SmsTopUp { amount, note } => sms_top_up(ctx, amount, note).await,
             Change::Broadcast(b) => broadcast(ctx, b).await,
+            Change::CreateRole(n) => create_role(ctx, n).await,
+            Change::UpdateRole { id, name, permissions } => update_role(ctx, id, name, permissions).await,
+            Change::DeleteRole { id } => delete_role(ctx, id).await,
+            Change::GrantRole { role_id, member_id, scope_unit_id } => {
+                grant_role(ctx, role_id, member_id, scope_unit_id).await
+            }
+            Change::RevokeRole { role_id, member_id } => revoke_role(ctx, role_id, member_id).await,
+            Change::ExpectVersion { kind, id, version } => {
+                let current = ctx.tx.version_of(&kind, id).await?;
+                match current {
+                    None => Err(DirectoryError::NotFound { kind: "object", id: id.to_string() }),
+                    Some(current) if current != version => Err(DirectoryError::Stale { kind, id, current }),
+                    Some(_) => Ok(Applied::VersionChecked),
+                }
+            }
             Change::SetSyncCursor { source, cursor } => {
                 ctx.tx.sync_cursor_set(&source, &cursor).await?;
                 Ok(Applied::SyncCursor)
@@ -500,6 +515,24 @@ impl DirectoryService {
         ctx.flush().await?;
         tx.commit().await?;
         self.tokens.clear();
+        Ok(())
+    }
+
+    /// Records an event that changes no directory data (a console sign-in, a refused action) in
+    /// the audit log.
+    pub async fn record(
+        &self,
+        actor: &Actor,
+        action: &str,
+        object_kind: &str,
+        object_id: Option<String>,
+        detail: serde_json::Value,
+    ) -> R<()> {
+        let mut tx = self.store.begin().await?;
+        let mut ctx = Ctx::new(tx.as_mut(), actor, now(), String::new());
+        ctx.audit(action, object_kind, object_id, None, Some(&detail)).await?;
+        ctx.flush().await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -755,6 +788,9 @@ async fn delete_org_unit(ctx: &mut Ctx<'_>, id: Uuid) -> R<Applied> {
     }
     if ctx.tx.org_unit_has_members(id).await? {
         return Err(DirectoryError::NotEmpty { id, what: "members" });
+    }
+    if ctx.tx.org_unit_has_grants(id).await? {
+        return Err(DirectoryError::NotEmpty { id, what: "role grants scoped to it" });
     }
     ctx.tx.org_unit_delete(id).await?;
     ctx.units_seen.remove(&id);
@@ -1021,4 +1057,92 @@ async fn release_reservation(ctx: &mut Ctx<'_>, number: i64) -> R<Applied> {
     }
     ctx.audit::<()>("number.unreserve", "number", Some(number.to_string()), None, None).await?;
     Ok(Applied::ReservationReleased { number })
+}
+
+fn role_name(name: &str) -> R<String> {
+    validate::text("name", name, 64)
+}
+
+fn permissions(list: Vec<Permission>) -> Permissions {
+    Permissions(list.into_iter().collect())
+}
+
+async fn role_or_404(ctx: &mut Ctx<'_>, id: Uuid) -> R<Role> {
+    ctx.tx.role(id).await?.ok_or(DirectoryError::NotFound { kind: "role", id: id.to_string() })
+}
+
+async fn create_role(ctx: &mut Ctx<'_>, n: NewRole) -> R<Applied> {
+    let r = Role {
+        id: n.id.unwrap_or_else(Uuid::now_v7),
+        name: role_name(&n.name)?,
+        permissions: permissions(n.permissions),
+        version: 1,
+        created_at: ctx.now,
+        updated_at: ctx.now,
+    };
+    ctx.tx.role_insert(&r).await?;
+    ctx.audit("role.create", "role", Some(r.id.to_string()), None, Some(&r)).await?;
+    Ok(Applied::Role(r))
+}
+
+async fn update_role(
+    ctx: &mut Ctx<'_>,
+    id: Uuid,
+    name: Option<String>,
+    list: Option<Vec<Permission>>,
+) -> R<Applied> {
+    let before = role_or_404(ctx, id).await?;
+    let mut r = before.clone();
+    if let Some(name) = name {
+        r.name = role_name(&name)?;
+    }
+    if let Some(list) = list {
+        r.permissions = permissions(list);
+    }
+    if r == before {
+        return Ok(Applied::Role(r));
+    }
+    r.version += 1;
+    r.updated_at = ctx.now;
+    ctx.tx.role_update(&r).await?;
+    ctx.audit("role.update", "role", Some(id.to_string()), Some(&before), Some(&r)).await?;
+    Ok(Applied::Role(r))
+}
+
+async fn delete_role(ctx: &mut Ctx<'_>, id: Uuid) -> R<Applied> {
+    let before = role_or_404(ctx, id).await?;
+    ctx.tx.role_delete(id).await?;
+    ctx.audit("role.delete", "role", Some(id.to_string()), Some(&before), None).await?;
+    Ok(Applied::RoleDeleted { id })
+}
+
+async fn grant_role(ctx: &mut Ctx<'_>, role_id: Uuid, member_id: Uuid, scope: Option<Uuid>) -> R<Applied> {
+    role_or_404(ctx, role_id).await?;
+    member_or_404(ctx, member_id).await?;
+    if let Some(unit) = scope {
+        org_unit_or_404(ctx, unit).await?;
+    }
+    let before = ctx.tx.grant(role_id, member_id).await?;
+    let g = RoleGrant {
+        role_id,
+        member_id,
+        scope_unit_id: scope,
+        granted_at: ctx.now,
+        granted_by: ctx.actor.who.clone(),
+    };
+    ctx.tx.grant_set(&g).await?;
+    let id = format!("{role_id}:{member_id}");
+    ctx.audit("role.grant", "role_grant", Some(id), before.as_ref(), Some(&g)).await?;
+    Ok(Applied::RoleGranted(g))
+}
+
+async fn revoke_role(ctx: &mut Ctx<'_>, role_id: Uuid, member_id: Uuid) -> R<Applied> {
+    let before = ctx.tx.grant(role_id, member_id).await?.ok_or_else(|| DirectoryError::NotFound {
+        kind: "role grant",
+        id: format!("{role_id}:{member_id}"),
+    })?;
+    ctx.tx.grant_delete(role_id, member_id).await?;
+    let id = format!("{role_id}:{member_id}");
+    ctx.audit("role.revoke", "role_grant", Some(id), Some(&before), None).await?;
+    Ok(Applied::RoleRevoked { role_id, member_id })
 }

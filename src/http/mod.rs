@@ -21,7 +21,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
-use crate::config::{HttpConfig, ScimConfig};
+use crate::config::{AdminConfig, Config, HttpConfig, ScimConfig};
 use crate::directory::{DirectoryError, DirectoryService};
 use crate::store::{SchemaState, Store};
 
@@ -32,18 +32,26 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Clone)]
 pub struct AppState {
     pub directory: Arc<OnceLock<DirectoryService>>,
+    /// Sync runs the console starts (set with the directory).
+    pub sync: Arc<OnceLock<crate::sync::SyncService>>,
     pub metrics: PrometheusHandle,
     pub scim: Arc<ScimConfig>,
+    pub admin: Arc<AdminConfig>,
+    /// The whole configuration, for the console's overview pages.
+    pub config: Arc<Config>,
     pub max_body_bytes: usize,
 }
 
 impl AppState {
-    pub fn new(scim: ScimConfig, http: &HttpConfig) -> AppState {
+    pub fn new(cfg: &Config) -> AppState {
         AppState {
             directory: Arc::new(OnceLock::new()),
+            sync: Arc::new(OnceLock::new()),
             metrics: prometheus(),
-            scim: Arc::new(scim),
-            max_body_bytes: http.max_body_bytes,
+            scim: Arc::new(cfg.scim.clone()),
+            admin: Arc::new(cfg.admin.clone()),
+            config: Arc::new(cfg.clone()),
+            max_body_bytes: cfg.http.max_body_bytes,
         }
     }
 
@@ -73,9 +81,20 @@ pub fn router(state: AppState, cfg: &HttpConfig) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .nest("/scim/v2", crate::scim::router(state.clone()))
+        .merge(admin(&state))
         .fallback(not_found)
         .with_state(state);
     with_layers(router, cfg)
+}
+
+/// The console under `/admin` when `admin.enabled`.
+fn admin(state: &AppState) -> Router<AppState> {
+    if !state.admin.enabled {
+        return Router::new();
+    }
+    Router::new()
+        .route("/admin/", get(|| async { axum::response::Redirect::permanent("/admin") }))
+        .nest("/admin", crate::admin::router(state.clone()))
 }
 
 /// Middleware for every route, outermost first: a request id (kept from the client or made up),
@@ -228,6 +247,7 @@ impl From<DirectoryError> for ApiError {
             | DirectoryError::Cycle { .. }
             | DirectoryError::NotEmpty { .. }
             | DirectoryError::NumberUnavailable { .. } => StatusCode::CONFLICT,
+            DirectoryError::Stale { .. } => StatusCode::PRECONDITION_FAILED,
             DirectoryError::NotOwner { .. } => StatusCode::FORBIDDEN,
             DirectoryError::NumbersExhausted { .. } | DirectoryError::NoEnterprise => {
                 StatusCode::UNPROCESSABLE_ENTITY

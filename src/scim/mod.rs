@@ -233,6 +233,7 @@ impl From<DirectoryError> for ScimError {
                 ScimError::new(StatusCode::CONFLICT, None, detail)
             }
             DirectoryError::NotOwner { .. } => ScimError::new(StatusCode::FORBIDDEN, None, detail),
+            DirectoryError::Stale { .. } => ScimError::new(StatusCode::PRECONDITION_FAILED, None, detail),
             DirectoryError::NoEnterprise => ScimError::new(StatusCode::SERVICE_UNAVAILABLE, None, detail),
             DirectoryError::Store(inner) => {
                 // The store's text may name tables: log it, tell the client only what it needs.

@@ -61,6 +61,43 @@ pub struct TokenInfo {
     pub adopt_existing: bool,
 }
 
+/// A console session (the cookie carries a secret; only its hash is stored).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AdminSession {
+    pub id_hash: String,
+    /// `None`: the super admin.
+    pub member_id: Option<Uuid>,
+    pub csrf: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub ip: String,
+}
+
+/// Failed sign-ins under one key (`login:<name>`, `ip:<address>`) in the current window.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SignInFailures {
+    pub key: String,
+    pub failures: i64,
+    pub window_start: DateTime<Utc>,
+    pub locked_until: Option<DateTime<Utc>>,
+}
+
+/// Which audit rows to list, newest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditFilter {
+    /// The actor, exactly.
+    pub actor: Option<String>,
+    /// The action, or its start (`member.` lists every member action).
+    pub action: Option<String>,
+    pub object_id: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Rows older than this id (the next page).
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
 /// One message to one recipient on one channel (see `crate::delivery`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
 pub struct Delivery {
@@ -368,6 +405,30 @@ pub trait Store: Send + Sync + 'static {
     async fn broadcasts(&self, limit: i64) -> Result<Vec<Broadcast>>;
     /// A broadcast's messages by `(channel, state, count)`.
     async fn broadcast_progress(&self, id: Uuid) -> Result<Vec<(String, String, i64)>>;
+
+    /// The most recently deleted members.
+    async fn tombstones_recent(&self, limit: i64) -> Result<Vec<Tombstone>>;
+    /// The highest account number ever handed out (0: none yet).
+    async fn number_high_water(&self) -> Result<i64>;
+    async fn roles(&self) -> Result<Vec<crate::directory::model::Role>>;
+    async fn role(&self, id: Uuid) -> Result<Option<crate::directory::model::Role>>;
+    async fn role_grants(&self, role_id: Uuid) -> Result<Vec<crate::directory::model::RoleGrant>>;
+    async fn member_grants(&self, member_id: Uuid) -> Result<Vec<crate::directory::model::RoleGrant>>;
+    /// The unit and its ancestors, nearest first (empty when there is no such unit).
+    async fn org_unit_ancestors(&self, id: Uuid) -> Result<Vec<Uuid>>;
+    async fn member_password_hash(&self, id: Uuid) -> Result<Option<String>>;
+    async fn audit_search(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>>;
+    /// Console sessions and sign-in failures: bookkeeping, like token use times.
+    async fn session_insert(&self, s: &AdminSession) -> Result<()>;
+    async fn session(&self, id_hash: &str) -> Result<Option<AdminSession>>;
+    async fn session_touch(&self, id_hash: &str, seen: DateTime<Utc>, expires: DateTime<Utc>) -> Result<()>;
+    async fn session_delete(&self, id_hash: &str) -> Result<()>;
+    /// Ends every session of a member (or of the super admin when `None`), but `keep`.
+    async fn sessions_end(&self, member_id: Option<Uuid>, keep: Option<&str>) -> Result<u64>;
+    async fn sessions_purge(&self, before: DateTime<Utc>) -> Result<u64>;
+    async fn sign_in_failures(&self, key: &str) -> Result<Option<SignInFailures>>;
+    async fn sign_in_failures_set(&self, f: &SignInFailures) -> Result<()>;
+    async fn sign_in_failures_clear(&self, key: &str) -> Result<()>;
 }
 
 /// One open transaction. Reads see the transaction's own writes.
@@ -486,6 +547,22 @@ pub trait StoreTx: Send {
     ) -> Result<()>;
     /// Marks the live token `name` revoked; false when there is none.
     async fn token_revoke(&mut self, name: &str, at: DateTime<Utc>) -> Result<bool>;
+
+    async fn role(&mut self, id: Uuid) -> Result<Option<crate::directory::model::Role>>;
+    async fn role_insert(&mut self, r: &crate::directory::model::Role) -> Result<()>;
+    async fn role_update(&mut self, r: &crate::directory::model::Role) -> Result<()>;
+    async fn role_delete(&mut self, id: Uuid) -> Result<()>;
+    async fn grant(
+        &mut self,
+        role_id: Uuid,
+        member_id: Uuid,
+    ) -> Result<Option<crate::directory::model::RoleGrant>>;
+    /// Inserts or replaces the grant of a role to a member.
+    async fn grant_set(&mut self, g: &crate::directory::model::RoleGrant) -> Result<()>;
+    async fn grant_delete(&mut self, role_id: Uuid, member_id: Uuid) -> Result<bool>;
+    async fn org_unit_has_grants(&mut self, id: Uuid) -> Result<bool>;
+    /// The version of a member, org unit, group or role (`None`: no such object).
+    async fn version_of(&mut self, kind: &str, id: Uuid) -> Result<Option<i64>>;
 }
 
 /// Opens the store a `database.url` names, creating an SQLite file (and its directory) on first

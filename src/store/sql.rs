@@ -28,6 +28,8 @@ pub(crate) const MAILBOX_COLS: &str = "member_id, address, display_name, active,
 pub(crate) const BROADCAST_COLS: &str = "id, created_at, created_by, title, text, sms, scope, recipients";
 pub(crate) const SMS_LEDGER_COLS: &str =
     "id, at, entry, amount, balance_after, delivery_id, recipient, segments, provider_id, actor, note";
+pub(crate) const ROLE_COLS: &str = "id, name, permissions, version, created_at, updated_at";
+pub(crate) const GRANT_COLS: &str = "role_id, member_id, scope_unit_id, granted_at, granted_by";
 pub(crate) const AUDIT_COLS: &str = "id, at, actor, source, action, object_kind, object_id, before, after";
 
 /// SQL text built once from the column constants and kept for the life of the process (sqlx
@@ -850,6 +852,141 @@ macro_rules! shared_sql {
                     .bind(id).fetch_all(&self.read).await.map_err($err)
             }
 
+            async fn tombstones_recent(&self, limit: i64) -> Result<Vec<m::Tombstone>> {
+                sqlx::query_as(sql!("SELECT {} FROM tombstones ORDER BY deleted_at DESC LIMIT $1", TOMBSTONE_COLS))
+                    .bind(limit).fetch_all(&self.read).await.map_err($err)
+            }
+
+            async fn number_high_water(&self) -> Result<i64> {
+                let (n,): (i64,) = sqlx::query_as("SELECT high_water FROM number_counter WHERE singleton = 1")
+                    .fetch_one(&self.read).await.map_err($err)?;
+                Ok(n)
+            }
+
+            async fn roles(&self) -> Result<Vec<m::Role>> {
+                sqlx::query_as(sql!("SELECT {} FROM roles ORDER BY name", ROLE_COLS))
+                    .fetch_all(&self.read).await.map_err($err)
+            }
+
+            async fn role(&self, id: Uuid) -> Result<Option<m::Role>> {
+                sqlx::query_as(sql!("SELECT {} FROM roles WHERE id = $1", ROLE_COLS))
+                    .bind(id).fetch_optional(&self.read).await.map_err($err)
+            }
+
+            async fn role_grants(&self, role_id: Uuid) -> Result<Vec<m::RoleGrant>> {
+                sqlx::query_as(sql!("SELECT {} FROM role_grants WHERE role_id = $1 ORDER BY granted_at", GRANT_COLS))
+                    .bind(role_id).fetch_all(&self.read).await.map_err($err)
+            }
+
+            async fn member_grants(&self, member_id: Uuid) -> Result<Vec<m::RoleGrant>> {
+                sqlx::query_as(sql!("SELECT {} FROM role_grants WHERE member_id = $1 ORDER BY granted_at", GRANT_COLS))
+                    .bind(member_id).fetch_all(&self.read).await.map_err($err)
+            }
+
+            async fn org_unit_ancestors(&self, id: Uuid) -> Result<Vec<Uuid>> {
+                let rows: Vec<(Uuid,)> = sqlx::query_as(
+                    "WITH RECURSIVE path (id, parent_id, depth) AS ( \
+                       SELECT id, parent_id, 0 FROM org_units WHERE id = $1 \
+                       UNION ALL \
+                       SELECT o.id, o.parent_id, p.depth + 1 FROM org_units o JOIN path p ON o.id = p.parent_id \
+                       WHERE p.depth < 10000) \
+                     SELECT id FROM path ORDER BY depth",
+                )
+                .bind(id).fetch_all(&self.read).await.map_err($err)?;
+                Ok(rows.into_iter().map(|r| r.0).collect())
+            }
+
+            async fn member_password_hash(&self, id: Uuid) -> Result<Option<String>> {
+                let row: Option<(Option<String>,)> = sqlx::query_as("SELECT password_hash FROM members WHERE id = $1")
+                    .bind(id).fetch_optional(&self.read).await.map_err($err)?;
+                Ok(row.and_then(|r| r.0))
+            }
+
+            async fn audit_search(&self, f: &$crate::store::AuditFilter) -> Result<Vec<m::AuditEntry>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(sql!("SELECT {} FROM audit_log WHERE 1 = 1", AUDIT_COLS));
+                if let Some(a) = &f.actor {
+                    qb.push(" AND actor = ").push_bind(a.clone());
+                }
+                if let Some(a) = &f.action {
+                    // A prefix match that needs no LIKE escaping.
+                    qb.push(" AND substr(action, 1, ").push_bind(a.chars().count() as i32).push(") = ").push_bind(a.clone());
+                }
+                if let Some(o) = &f.object_id {
+                    qb.push(" AND object_id = ").push_bind(o.clone());
+                }
+                if let Some(t) = f.since {
+                    qb.push(" AND at >= ").push_bind(t);
+                }
+                if let Some(t) = f.until {
+                    qb.push(" AND at < ").push_bind(t);
+                }
+                if let Some(id) = f.before_id {
+                    qb.push(" AND id < ").push_bind(id);
+                }
+                qb.push(" ORDER BY id DESC LIMIT ").push_bind(f.limit);
+                qb.build_query_as().persistent(false).fetch_all(&self.read).await.map_err($err)
+            }
+
+            async fn session_insert(&self, s: &$crate::store::AdminSession) -> Result<()> {
+                q("INSERT INTO admin_sessions (id_hash, member_id, csrf, created_at, expires_at, last_seen_at, ip) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                    .bind(s.id_hash.clone()).bind(s.member_id).bind(s.csrf.clone()).bind(s.created_at)
+                    .bind(s.expires_at).bind(s.last_seen_at).bind(s.ip.clone())
+                    .execute(&self.write).await.map_err($err)?;
+                Ok(())
+            }
+
+            async fn session(&self, id_hash: &str) -> Result<Option<$crate::store::AdminSession>> {
+                sqlx::query_as("SELECT id_hash, member_id, csrf, created_at, expires_at, last_seen_at, ip FROM admin_sessions WHERE id_hash = $1")
+                    .bind(id_hash.to_owned()).fetch_optional(&self.read).await.map_err($err)
+            }
+
+            async fn session_touch(&self, id_hash: &str, seen: DateTime<Utc>, expires: DateTime<Utc>) -> Result<()> {
+                q("UPDATE admin_sessions SET last_seen_at = $1, expires_at = $2 WHERE id_hash = $3")
+                    .bind(seen).bind(expires).bind(id_hash.to_owned())
+                    .execute(&self.write).await.map_err($err)?;
+                Ok(())
+            }
+
+            async fn session_delete(&self, id_hash: &str) -> Result<()> {
+                q("DELETE FROM admin_sessions WHERE id_hash = $1").bind(id_hash.to_owned())
+                    .execute(&self.write).await.map_err($err)?;
+                Ok(())
+            }
+
+            async fn sessions_end(&self, member_id: Option<Uuid>, keep: Option<&str>) -> Result<u64> {
+                let keep = keep.unwrap_or("").to_owned();
+                let r = match member_id {
+                    Some(id) => q("DELETE FROM admin_sessions WHERE member_id = $1 AND id_hash <> $2").bind(id).bind(keep),
+                    None => q("DELETE FROM admin_sessions WHERE member_id IS NULL AND id_hash <> $1").bind(keep),
+                };
+                Ok(r.execute(&self.write).await.map_err($err)?.rows_affected())
+            }
+
+            async fn sessions_purge(&self, before: DateTime<Utc>) -> Result<u64> {
+                Ok(q("DELETE FROM admin_sessions WHERE expires_at < $1").bind(before)
+                    .execute(&self.write).await.map_err($err)?.rows_affected())
+            }
+
+            async fn sign_in_failures(&self, key: &str) -> Result<Option<$crate::store::SignInFailures>> {
+                sqlx::query_as("SELECT key, failures, window_start, locked_until FROM sign_in_failures WHERE key = $1")
+                    .bind(key.to_owned()).fetch_optional(&self.write).await.map_err($err)
+            }
+
+            async fn sign_in_failures_set(&self, f: &$crate::store::SignInFailures) -> Result<()> {
+                q("INSERT INTO sign_in_failures (key, failures, window_start, locked_until) VALUES ($1, $2, $3, $4) \
+                   ON CONFLICT (key) DO UPDATE SET failures = excluded.failures, window_start = excluded.window_start, \
+                   locked_until = excluded.locked_until")
+                    .bind(f.key.clone()).bind(f.failures).bind(f.window_start).bind(f.locked_until)
+                    .execute(&self.write).await.map_err($err)?;
+                Ok(())
+            }
+
+            async fn sign_in_failures_clear(&self, key: &str) -> Result<()> {
+                q("DELETE FROM sign_in_failures WHERE key = $1").bind(key.to_owned())
+                    .execute(&self.write).await.map_err($err)?;
+                Ok(())
+            }
+
             async fn sms_balance(&self) -> Result<i64> {
                 let (b,): (i64,) = sqlx::query_as("SELECT balance FROM sms_account WHERE singleton = 1")
                     .fetch_one(&self.read).await.map_err($err)?;
@@ -1657,6 +1794,64 @@ macro_rules! shared_sql {
             async fn token_revoke(&mut self, name: &str, at: DateTime<Utc>) -> Result<bool> {
                 Ok(exec(&mut self.tx, q("UPDATE api_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL")
                     .bind(at).bind(name.to_owned())).await? > 0)
+            }
+
+            async fn role(&mut self, id: Uuid) -> Result<Option<m::Role>> {
+                sqlx::query_as(sql!("SELECT {} FROM roles WHERE id = $1", ROLE_COLS))
+                    .bind(id).fetch_optional(&mut *self.tx).await.map_err($err)
+            }
+
+            async fn role_insert(&mut self, r: &m::Role) -> Result<()> {
+                exec(&mut self.tx, q("INSERT INTO roles (id, name, permissions, version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                    .bind(r.id).bind(r.name.clone()).bind(r.permissions.to_db()).bind(r.version).bind(r.created_at).bind(r.updated_at)).await?;
+                Ok(())
+            }
+
+            async fn role_update(&mut self, r: &m::Role) -> Result<()> {
+                exec(&mut self.tx, q("UPDATE roles SET name = $1, permissions = $2, version = $3, updated_at = $4 WHERE id = $5")
+                    .bind(r.name.clone()).bind(r.permissions.to_db()).bind(r.version).bind(r.updated_at).bind(r.id)).await?;
+                Ok(())
+            }
+
+            async fn role_delete(&mut self, id: Uuid) -> Result<()> {
+                exec(&mut self.tx, q("DELETE FROM role_grants WHERE role_id = $1").bind(id)).await?;
+                exec(&mut self.tx, q("DELETE FROM roles WHERE id = $1").bind(id)).await?;
+                Ok(())
+            }
+
+            async fn grant(&mut self, role_id: Uuid, member_id: Uuid) -> Result<Option<m::RoleGrant>> {
+                sqlx::query_as(sql!("SELECT {} FROM role_grants WHERE role_id = $1 AND member_id = $2", GRANT_COLS))
+                    .bind(role_id).bind(member_id).fetch_optional(&mut *self.tx).await.map_err($err)
+            }
+
+            async fn grant_set(&mut self, g: &m::RoleGrant) -> Result<()> {
+                exec(&mut self.tx, q("INSERT INTO role_grants (role_id, member_id, scope_unit_id, granted_at, granted_by) VALUES ($1, $2, $3, $4, $5) \
+                    ON CONFLICT (role_id, member_id) DO UPDATE SET scope_unit_id = excluded.scope_unit_id, \
+                    granted_at = excluded.granted_at, granted_by = excluded.granted_by")
+                    .bind(g.role_id).bind(g.member_id).bind(g.scope_unit_id).bind(g.granted_at).bind(g.granted_by.clone())).await?;
+                Ok(())
+            }
+
+            async fn grant_delete(&mut self, role_id: Uuid, member_id: Uuid) -> Result<bool> {
+                Ok(exec(&mut self.tx, q("DELETE FROM role_grants WHERE role_id = $1 AND member_id = $2").bind(role_id).bind(member_id)).await? > 0)
+            }
+
+            async fn org_unit_has_grants(&mut self, id: Uuid) -> Result<bool> {
+                let row: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM role_grants WHERE scope_unit_id = $1 LIMIT 1")
+                    .bind(id).fetch_optional(&mut *self.tx).await.map_err($err)?;
+                Ok(row.is_some())
+            }
+
+            async fn version_of(&mut self, kind: &str, id: Uuid) -> Result<Option<i64>> {
+                let sql = match kind {
+                    "member" => "SELECT version FROM members WHERE id = $1",
+                    "org_unit" => "SELECT version FROM org_units WHERE id = $1",
+                    "group" => "SELECT version FROM groups WHERE id = $1",
+                    "role" => "SELECT version FROM roles WHERE id = $1",
+                    _ => return Ok(None),
+                };
+                let row: Option<(i64,)> = sqlx::query_as(sql).bind(id).fetch_optional(&mut *self.tx).await.map_err($err)?;
+                Ok(row.map(|r| r.0))
             }
         }
     };

@@ -408,3 +408,41 @@ pub async fn ad_deleted(
         })
         .collect())
 }
+
+/// Checks a member's password against their directory (console sign-in by pass-through): the
+/// sync account finds the entry by its anchor, then a second connection binds as that entry.
+/// `Ok(false)` for wrong credentials (or no such entry); `Err` when the directory cannot be
+/// asked. An empty password is refused before any bind (it would be an anonymous bind).
+pub async fn verify_password(src: &LdapSource, anchor: &str, password: &str) -> Result<bool, SyncError> {
+    if password.is_empty() {
+        return Ok(false);
+    }
+    let map = super::map::AttrMap::for_source(src).map_err(SyncError::Config)?;
+    let value = if map.anchor.eq_ignore_ascii_case("objectGUID") {
+        // The anchor is the GUID as text; the filter needs its 16 bytes, escaped.
+        let Ok(guid) = uuid::Uuid::parse_str(anchor) else { return Ok(false) };
+        guid.to_bytes_le().iter().map(|b| format!("\\{b:02x}")).collect::<String>()
+    } else {
+        ldap3::ldap_escape(anchor).into_owned()
+    };
+    let filter = format!("(&{}({}={value}))", super::user_filter(src), map.anchor);
+    let mut ldap = connect(src).await?;
+    let entries = search(&mut ldap, src, &src.users.base_dn, &filter, &["1.1".to_owned()]).await?;
+    let _ = ldap.unbind().await;
+    let [entry] = entries.as_slice() else { return Ok(false) };
+    let user = LdapSource { bind_dn: None, bind_password: None, ..src.clone() };
+    let mut conn = connect(&user).await?;
+    let timeout = Duration::from_secs(src.timeout_secs);
+    let result = conn
+        .with_timeout(timeout)
+        .simple_bind(&entry.dn, password)
+        .await
+        .map_err(|e| SyncError::Read(format!("bind failed: {e}")))?;
+    let _ = conn.unbind().await;
+    match result.rc {
+        0 => Ok(true),
+        // invalidCredentials, and AD's "account disabled / expired / must change" under it.
+        49 | 53 => Ok(false),
+        rc => Err(SyncError::Read(format!("bind as {} answered {rc}: {}", entry.dn, result.text))),
+    }
+}

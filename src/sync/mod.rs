@@ -21,6 +21,14 @@ use crate::directory::model::{Actor, Source};
 use crate::directory::{Change, DirectoryService};
 use plan::{Current, Plan};
 
+/// The filter that selects a source's users (the preset's when none is set).
+pub fn user_filter(src: &LdapSource) -> &str {
+    let ad = src.preset == crate::config::Preset::ActiveDirectory;
+    let default =
+        if ad { "(&(objectClass=user)(objectCategory=person))" } else { "(objectClass=inetOrgPerson)" };
+    src.users.filter.as_deref().unwrap_or(default)
+}
+
 /// Why a run could not go on.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -503,9 +511,7 @@ async fn read(src: &LdapSource, stored: Option<String>, full: bool) -> Result<Re
         }
         None => Vec::new(),
     };
-    let default_user_filter =
-        if ad { "(&(objectClass=user)(objectCategory=person))" } else { "(objectClass=inetOrgPerson)" };
-    let user_filter = src.users.filter.as_deref().unwrap_or(default_user_filter);
+    let user_filter = user_filter(src);
     let dept_attr = src.department_path.as_ref().map(|d| d.attribute.clone());
     let user_attrs =
         attrs.requested(&["userAccountControl", dept_attr.as_deref().unwrap_or("userAccountControl")]);

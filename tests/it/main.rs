@@ -4,6 +4,8 @@
 //! `rosterd` binary itself ([`daemon`]). The behaviour suite ([`story`]) runs every store
 //! operation against SQLite and PostgreSQL alike.
 
+mod admin;
+mod browser;
 mod cli;
 mod common;
 mod daemon;

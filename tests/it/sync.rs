@@ -7,7 +7,7 @@ use roster::sync::{Outcome, ReadMode, RunOptions, SyncService};
 use crate::common::{Backend, TestDb};
 use crate::slapd::{SUFFIX, SYNC_DN, SYNC_PW, Slapd, base_ldif, generate};
 
-fn source(url: String) -> LdapSource {
+pub(crate) fn source(url: String) -> LdapSource {
     LdapSource {
         name: "corp".into(),
         preset: Default::default(),

@@ -1,0 +1,188 @@
+//! The admin plugin: the account center under `/admin`.
+//!
+//! Server-rendered pages (askama templates in `templates/`, htmx for partial updates), every
+//! asset embedded in the binary. Each request passes [`auth`]: a session cookie names the
+//! principal (the super admin or a member with roles), every form carries a CSRF token, and
+//! each handler asks [`auth::Principal`] for the permission its action needs, on the server.
+//! Changes go through [`DirectoryService`] like every other adapter's.
+
+pub mod auth;
+pub mod i18n;
+mod pages;
+mod views;
+
+use axum::Router;
+use axum::extract::{Path, Request};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+
+use crate::directory::DirectoryService;
+use crate::http::AppState;
+pub use auth::Principal;
+
+/// The console's routes (mounted under `/admin`).
+pub fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/", get(pages::home::home))
+        .route("/login", get(auth::login_page).post(auth::login))
+        .route("/logout", post(auth::logout))
+        .route("/lang/{lang}", get(i18n::switch))
+        .route("/password", get(pages::enterprise::password_page).post(pages::enterprise::password))
+        .route("/enterprise", get(pages::enterprise::profile_page).post(pages::enterprise::profile))
+        .route("/org", get(pages::org::org_page))
+        .route("/org/tree", get(pages::org::tree_children))
+        .route("/org/units", post(pages::org::create_unit))
+        .route("/org/units/{id}/rename", post(pages::org::rename_unit))
+        .route("/org/units/{id}/move", post(pages::org::move_unit))
+        .route("/org/units/{id}/delete", post(pages::org::delete_unit))
+        .route("/members", get(pages::members::list))
+        .route("/members/new", get(pages::members::new_page).post(pages::members::create))
+        .route("/members/{id}", get(pages::members::detail).post(pages::members::update))
+        .route("/members/{id}/edit", get(pages::members::edit_page))
+        .route("/members/{id}/state", post(pages::members::set_state))
+        .route("/members/{id}/delete", post(pages::members::delete))
+        .route("/roles", get(pages::roles::list).post(pages::roles::create))
+        .route("/roles/{id}", get(pages::roles::detail).post(pages::roles::update))
+        .route("/roles/{id}/delete", post(pages::roles::delete))
+        .route("/roles/{id}/grants", post(pages::roles::grant))
+        .route("/roles/{id}/grants/{member}/revoke", post(pages::roles::revoke))
+        .route("/sync", get(pages::sync::overview))
+        .route("/sync/runs/{id}", get(pages::sync::run_page))
+        .route("/sync/runs/{id}/approve", post(pages::sync::approve))
+        .route("/sync/sources/{name}/run", post(pages::sync::run_now))
+        .route("/scim", get(pages::scim::tokens).post(pages::scim::create_token))
+        .route("/scim/{name}/revoke", post(pages::scim::revoke_token))
+        .route("/delivery", get(pages::delivery::overview))
+        .route("/delivery/{id}/retry", post(pages::delivery::retry))
+        .route("/delivery/sms/top-up", post(pages::delivery::top_up))
+        .route("/delivery/broadcasts", post(pages::delivery::broadcast))
+        .route("/audit", get(pages::audit::audit))
+        .route("/accounts", get(pages::accounts::accounts))
+        .route("/accounts/reservations", post(pages::accounts::reserve))
+        .route("/accounts/reservations/{number}/release", post(pages::accounts::release))
+        .route("/import", get(pages::import::import_page).post(pages::import::import))
+        .route("/export/members.csv", get(pages::import::export_members))
+        .route("/export/org-units.csv", get(pages::import::export_units))
+        .route("/assets/{file}", get(asset))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::csrf_guard))
+        .layer(middleware::from_fn(security_headers))
+}
+
+/// No framing, no sniffing, no referrer leaks, and scripts only from `/admin/assets`.
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+             frame-ancestors 'none'; form-action 'self'",
+        ),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    res
+}
+
+/// The embedded assets.
+async fn asset(Path(file): Path<String>) -> Response {
+    let (body, kind): (&'static [u8], &str) = match file.as_str() {
+        "htmx.min.js" => (include_bytes!("assets/htmx.min.js"), "text/javascript"),
+        "console.js" => (include_bytes!("assets/console.js"), "text/javascript"),
+        "console.css" => (include_bytes!("assets/console.css"), "text/css"),
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "public, max-age=3600")], body).into_response()
+}
+
+/// The directory, or a "not ready" page while the store is still connecting.
+pub(crate) fn directory(state: &AppState) -> Result<&DirectoryService, Failure> {
+    state.directory.get().ok_or(Failure::Unavailable)
+}
+
+/// Why a page could not be served. Renders as a page in the user's language; the store's own
+/// error text goes to the log only.
+#[derive(Debug)]
+pub enum Failure {
+    /// Not signed in: to the sign-in page (an htmx request is told to go there).
+    SignIn {
+        next: String,
+    },
+    Forbidden,
+    NotFound,
+    Unavailable,
+    /// A request that makes no sense (a bad CSRF token, a malformed id).
+    Bad(String),
+}
+
+impl Failure {
+    fn status(&self) -> StatusCode {
+        match self {
+            Failure::SignIn { .. } => StatusCode::SEE_OTHER,
+            Failure::Forbidden => StatusCode::FORBIDDEN,
+            Failure::NotFound => StatusCode::NOT_FOUND,
+            Failure::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::Bad(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for Failure {
+    fn from(e: crate::store::StoreError) -> Failure {
+        tracing::error!(error = %e, "console: store error");
+        Failure::Unavailable
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        if let Failure::SignIn { next } = &self {
+            let to = format!("/admin/login?next={}", i18n::url_encode(next));
+            let mut res = Redirect::to(&to).into_response();
+            if let Ok(v) = HeaderValue::from_str(&to) {
+                res.headers_mut().insert("HX-Redirect", v);
+            }
+            return res;
+        }
+        // The language comes from the request; the error page is rendered by the extractor-
+        // free fallback here in English and Chinese both (it has no request at hand).
+        let status = self.status();
+        let (en, zh) = match &self {
+            Failure::Forbidden => ("You do not have permission for this.", "您没有执行此操作的权限。"),
+            Failure::NotFound => ("Not found.", "未找到。"),
+            Failure::Unavailable => (
+                "The directory store is not available right now; nothing was changed. Try again shortly.",
+                "目录存储暂时不可用，未做任何更改。请稍后再试。",
+            ),
+            Failure::Bad(_) => ("The request could not be understood.", "无法理解该请求。"),
+            Failure::SignIn { .. } => unreachable!(),
+        };
+        let detail = match &self {
+            Failure::Bad(m) => m.clone(),
+            _ => String::new(),
+        };
+        let page = views::ErrorPage { status: status.as_u16(), en, zh, detail };
+        (status, views::html(&page)).into_response()
+    }
+}
+
+/// Where a form goes back to after a change: the `Referer` path if it is ours.
+pub(crate) fn back(headers: &HeaderMap, fallback: &str) -> String {
+    headers
+        .get(header::REFERER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| r.find("/admin").map(|i| r[i..].to_owned()))
+        .filter(|p| !p.contains("//") && !p.starts_with("/admin/login"))
+        .unwrap_or_else(|| fallback.to_owned())
+}
+
+/// A redirect after a successful POST (303, so the browser GETs the next page).
+pub(crate) fn see_other(to: &str) -> Response {
+    Redirect::to(to).into_response()
+}

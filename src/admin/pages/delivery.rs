@@ -1,0 +1,160 @@
+//! Messages and SMS: the outbox by state, dead messages with retry, the SMS balance and its
+//! ledger, broadcasts with their progress, mailbox bindings.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::response::IntoResponse;
+
+use super::{Done, Errors, Page, opt, uuid};
+use crate::admin::views::{Chrome, html, when};
+use crate::admin::{Failure, Principal, directory, see_other};
+use crate::directory::model::Permission;
+use crate::directory::{Change, NewBroadcast};
+use crate::http::AppState;
+use crate::store::{Broadcast, Delivery, MailboxBinding, SmsLedgerEntry};
+
+pub struct BroadcastRow {
+    pub b: Broadcast,
+    pub progress: String,
+}
+
+#[derive(Template)]
+#[template(path = "delivery.html", config = "src/admin/askama.toml")]
+pub struct OverviewPage {
+    pub c: Chrome,
+    pub counts: Vec<(String, String, i64)>,
+    pub dead: Vec<Delivery>,
+    pub held: Vec<Delivery>,
+    pub balance: i64,
+    pub ledger: Vec<SmsLedgerEntry>,
+    pub broadcasts: Vec<BroadcastRow>,
+    pub mailboxes: Vec<MailboxBinding>,
+    pub errors: Errors,
+    pub typed_title: String,
+    pub typed_text: String,
+}
+
+impl OverviewPage {
+    pub fn ledger_at(&self, e: &SmsLedgerEntry) -> String {
+        when(&e.at)
+    }
+    pub fn created(&self, b: &Broadcast) -> String {
+        when(&b.created_at)
+    }
+}
+
+async fn page(
+    state: &AppState,
+    p: &Principal,
+    errors: Errors,
+    typed: (String, String),
+    done: Option<&str>,
+) -> Page {
+    let d = directory(state)?;
+    let s = d.store();
+    let mut broadcasts = Vec::new();
+    for b in s.broadcasts(20).await? {
+        let progress = s
+            .broadcast_progress(b.id)
+            .await?
+            .into_iter()
+            .map(|(ch, st, n)| format!("{ch} {st}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        broadcasts.push(BroadcastRow { b, progress });
+    }
+    let status = if errors.is_empty() {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY
+    };
+    let page = OverviewPage {
+        c: p.chrome(p.lang.t("menu.delivery")).at("/admin/delivery").flash(done),
+        counts: s.delivery_counts().await?,
+        dead: s.deliveries_list(Some("dead"), 100).await?,
+        held: s.deliveries_list(Some("held"), 100).await?,
+        balance: s.sms_balance().await?,
+        ledger: s.sms_ledger(50).await?,
+        broadcasts,
+        mailboxes: s.mailbox_bindings(None, 50).await?,
+        errors,
+        typed_title: typed.0,
+        typed_text: typed.1,
+    };
+    Ok((status, html(&page)).into_response())
+}
+
+pub async fn overview(State(state): State<AppState>, p: Principal, Query(q): Query<Done>) -> Page {
+    let d = directory(&state)?;
+    p.require(d, p.has(Permission::SendSms), "delivery.view").await?;
+    page(&state, &p, Errors::default(), Default::default(), q.done.as_deref()).await
+}
+
+pub async fn retry(State(state): State<AppState>, p: Principal, Path(id): Path<String>) -> Page {
+    let d = directory(&state)?;
+    p.require(d, p.has(Permission::SendSms), "delivery.retry").await?;
+    let id = uuid(&id)?;
+    if !d.store().delivery_retry(id, chrono::Utc::now()).await? {
+        return Err(Failure::NotFound);
+    }
+    let _ =
+        d.record(&p.actor(), "delivery.retry", "delivery", Some(id.to_string()), serde_json::json!({})).await;
+    Ok(see_other("/admin/delivery?done=delivery.retry"))
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct TopUpForm {
+    #[serde(default)]
+    amount: String,
+    #[serde(default)]
+    note: String,
+}
+
+pub async fn top_up(
+    State(state): State<AppState>,
+    p: Principal,
+    axum::Form(f): axum::Form<TopUpForm>,
+) -> Page {
+    let d = directory(&state)?;
+    p.require(d, p.has(Permission::SendSms), "sms.top_up").await?;
+    let Ok(amount) = f.amount.trim().parse::<i64>() else {
+        return page(&state, &p, Errors::field("amount", "must be a whole number"), Default::default(), None)
+            .await;
+    };
+    match d.apply_one(&p.actor(), Change::SmsTopUp { amount, note: opt(&f.note) }).await {
+        Ok(_) => Ok(see_other("/admin/delivery?done=delivery.top_up")),
+        Err(e) => page(&state, &p, Errors::from_directory(e)?, Default::default(), None).await,
+    }
+}
+
+/// A broadcast: title, text, units as paths (one a line; none: everybody), channels.
+pub async fn broadcast(
+    State(state): State<AppState>,
+    p: Principal,
+    axum::Form(form): axum::Form<Vec<(String, String)>>,
+) -> Page {
+    let d = directory(&state)?;
+    p.require(d, p.has(Permission::SendSms), "broadcast.send").await?;
+    let get = |k: &str| form.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    let typed = (get("title"), get("text"));
+    let mut units = Vec::new();
+    for path in get("units").lines().map(str::trim).filter(|l| !l.is_empty()) {
+        match super::org::resolve_path(d, path).await? {
+            Ok(Some(u)) => units.push(u),
+            Ok(None) => {}
+            Err(msg) => return page(&state, &p, Errors::field("units", msg), typed, None).await,
+        }
+    }
+    let b = NewBroadcast {
+        title: typed.0.clone(),
+        text: typed.1.clone(),
+        units,
+        email: !get("email").is_empty(),
+        sms: !get("sms").is_empty(),
+        language: p.lang.code().to_owned(),
+    };
+    match d.apply_one(&p.actor(), Change::Broadcast(b)).await {
+        Ok(_) => Ok(see_other("/admin/delivery?done=delivery.broadcast_sent")),
+        Err(e) => page(&state, &p, Errors::from_directory(e)?, typed, None).await,
+    }
+}

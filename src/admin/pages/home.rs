@@ -1,0 +1,59 @@
+//! Home: the enterprise at a glance, and what needs attention.
+
+use askama::Template;
+use axum::extract::State;
+use axum::response::IntoResponse;
+
+use super::Page;
+use crate::admin::views::{Chrome, html, when, when_opt};
+use crate::admin::{Principal, directory};
+use crate::directory::model::{Counts, Enterprise, Permission};
+use crate::http::AppState;
+use crate::store::SyncRun;
+
+#[derive(Template)]
+#[template(path = "home.html", config = "src/admin/askama.toml")]
+pub struct HomePage {
+    pub c: Chrome,
+    pub e: Enterprise,
+    pub counts: Counts,
+    pub sms_balance: i64,
+    pub runs: Vec<SyncRun>,
+    pub held: usize,
+    pub dead: i64,
+    pub low_balance: bool,
+    pub expires: String,
+}
+
+impl HomePage {
+    pub fn started(&self, r: &SyncRun) -> String {
+        when(&r.started_at)
+    }
+}
+
+pub async fn home(State(state): State<AppState>, p: Principal) -> Page {
+    let d = directory(&state)?;
+    let store = d.store();
+    let e = store.enterprise().await?.ok_or(crate::admin::Failure::Unavailable)?;
+    let runs = if p.has(Permission::ManageSync) { store.runs_recent(5).await? } else { Vec::new() };
+    let held = runs.iter().filter(|r| r.status == "held").count();
+    let dead = if p.has(Permission::SendSms) {
+        store.delivery_counts().await?.iter().filter(|(_, s, _)| s == "dead").map(|(_, _, n)| n).sum()
+    } else {
+        0
+    };
+    let sms_balance = store.sms_balance().await?;
+    let threshold = state.config.delivery.sms.as_ref().map(|s| s.low_balance).unwrap_or(100);
+    let page = HomePage {
+        c: p.chrome(p.lang.t("home.welcome")).at("/admin"),
+        counts: store.counts().await?,
+        low_balance: p.has(Permission::SendSms) && sms_balance < threshold,
+        expires: when_opt(&e.expires_at),
+        e,
+        sms_balance,
+        runs,
+        held,
+        dead,
+    };
+    Ok(html(&page).into_response())
+}

@@ -1,0 +1,491 @@
+//! CSV import and export of org units and members.
+//!
+//! Import is two steps: the file is checked and a plan shown (units to create, members to
+//! create, and every broken row with its error), and nothing is written; the admin confirms,
+//! and exactly the good rows are applied through `DirectoryService`, in batches. Members are
+//! created by the console (the importing admin is the actor), so the console can edit them.
+
+use std::collections::{HashMap, HashSet};
+
+use askama::Template;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::{Errors, Page, opt};
+use crate::admin::views::{Chrome, html};
+use crate::admin::{Failure, Principal, directory};
+use crate::directory::model::{Email, OrgUnit, Permission};
+use crate::directory::{Change, DirectoryService, NewMember, NewOrgUnit, validate};
+use crate::http::AppState;
+
+const COLUMNS: [&str; 7] =
+    ["login_name", "display_name", "mobile", "email", "title", "employee_number", "org_unit"];
+const BATCH: usize = 500;
+
+/// One good row, ready to create.
+struct Row {
+    line: usize,
+    member: NewMember,
+    unit_path: String,
+}
+
+pub struct RowError {
+    pub line: usize,
+    pub message: String,
+}
+
+#[derive(Template)]
+#[template(path = "import.html", config = "src/admin/askama.toml")]
+pub struct ImportPage {
+    pub c: Chrome,
+    pub csv: String,
+    pub checked: bool,
+    pub good: usize,
+    pub new_units: Vec<String>,
+    pub bad: Vec<RowError>,
+    pub applied: Option<usize>,
+    pub errors: Errors,
+}
+
+pub async fn import_page(State(state): State<AppState>, p: Principal) -> Page {
+    let d = directory(&state)?;
+    p.require(d, p.has_everywhere(Permission::ManageMembers), "import.view").await?;
+    let c = p.chrome(p.lang.t("import.title")).at("/admin/import");
+    let page = ImportPage {
+        c,
+        csv: String::new(),
+        checked: false,
+        good: 0,
+        new_units: Vec::new(),
+        bad: Vec::new(),
+        applied: None,
+        errors: Errors::default(),
+    };
+    Ok(html(&page).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct ImportForm {
+    #[serde(default)]
+    csv: String,
+    /// `check` or `apply`.
+    #[serde(default)]
+    step: String,
+}
+
+pub async fn import(
+    State(state): State<AppState>,
+    p: Principal,
+    axum::Form(f): axum::Form<ImportForm>,
+) -> Page {
+    let d = directory(&state)?;
+    p.require(
+        d,
+        p.has_everywhere(Permission::ManageMembers) && p.has_everywhere(Permission::ManageOrg),
+        "import.apply",
+    )
+    .await?;
+    let c = p.chrome(p.lang.t("import.title")).at("/admin/import");
+    let (rows, mut bad) = match check(d, &f.csv).await? {
+        Ok(r) => r,
+        Err(msg) => {
+            let page = ImportPage {
+                c,
+                csv: f.csv,
+                checked: false,
+                good: 0,
+                new_units: Vec::new(),
+                bad: Vec::new(),
+                applied: None,
+                errors: Errors::field("csv", msg),
+            };
+            return Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, html(&page)).into_response());
+        }
+    };
+    let units = d.store().org_units_all().await?;
+    let mut new_units: Vec<String> = Vec::new();
+    let paths = unit_paths(&units);
+    for r in &rows {
+        for prefix in prefixes(&r.unit_path) {
+            if !paths.contains_key(&prefix) && !new_units.contains(&prefix) {
+                new_units.push(prefix);
+            }
+        }
+    }
+    if f.step != "apply" {
+        let page = ImportPage {
+            c,
+            csv: f.csv,
+            checked: true,
+            good: rows.len(),
+            new_units,
+            bad,
+            applied: None,
+            errors: Errors::default(),
+        };
+        return Ok(html(&page).into_response());
+    }
+    let applied = apply(d, &p, rows, paths, &mut bad).await?;
+    let page = ImportPage {
+        c,
+        csv: String::new(),
+        checked: false,
+        good: 0,
+        new_units: Vec::new(),
+        bad,
+        applied: Some(applied),
+        errors: Errors::default(),
+    };
+    Ok(html(&page).into_response())
+}
+
+/// `Sales/East/Team 1` → `Sales`, `Sales/East`, `Sales/East/Team 1`.
+fn prefixes(path: &str) -> Vec<String> {
+    let parts: Vec<&str> = path.split('/').map(str::trim).filter(|s| !s.is_empty()).collect();
+    (1..=parts.len()).map(|n| parts[..n].join("/")).collect()
+}
+
+/// Every unit's path of names.
+fn unit_paths(units: &[OrgUnit]) -> HashMap<String, Uuid> {
+    let by_id: HashMap<Uuid, &OrgUnit> = units.iter().map(|u| (u.id, u)).collect();
+    let mut out = HashMap::new();
+    for u in units {
+        let mut names = vec![u.name.as_str()];
+        let mut at = u.parent_id;
+        let mut depth = 0;
+        while let Some(pid) = at {
+            let Some(parent) = by_id.get(&pid) else { break };
+            names.push(&parent.name);
+            at = parent.parent_id;
+            depth += 1;
+            if depth > 1000 {
+                break;
+            }
+        }
+        names.reverse();
+        out.insert(names.join("/"), u.id);
+    }
+    out
+}
+
+/// Parses and checks the file: each row's values as the directory would, uniqueness within
+/// the file and against the directory. `Err` when the file as a whole is unusable.
+async fn check(
+    d: &DirectoryService,
+    text: &str,
+) -> Result<Result<(Vec<Row>, Vec<RowError>), String>, Failure> {
+    let records = match parse_csv(text) {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
+    };
+    let Some((header, body)) = records.split_first() else { return Ok(Err("the file is empty".into())) };
+    let cols: Vec<String> = header.iter().map(|h| h.trim().to_lowercase()).collect();
+    if let Some(unknown) = cols.iter().find(|c| !COLUMNS.contains(&c.as_str())) {
+        return Ok(Err(format!("unknown column {unknown:?}; the columns are {}", COLUMNS.join(", "))));
+    }
+    for required in ["login_name", "display_name"] {
+        if !cols.iter().any(|c| c == required) {
+            return Ok(Err(format!("the column {required} is missing")));
+        }
+    }
+    let e = d.store().enterprise().await?.ok_or(Failure::Unavailable)?;
+    let mut rows = Vec::new();
+    let mut bad = Vec::new();
+    let mut seen: HashSet<(&'static str, String)> = HashSet::new();
+    for (i, rec) in body.iter().enumerate() {
+        let line = i + 2;
+        if rec.iter().all(|v| v.trim().is_empty()) {
+            continue;
+        }
+        if rec.len() != cols.len() {
+            bad.push(RowError {
+                line,
+                message: format!("{} values, the header has {}", rec.len(), cols.len()),
+            });
+            continue;
+        }
+        let get = |name: &str| {
+            cols.iter().position(|c| c == name).map(|i| rec[i].trim().to_owned()).unwrap_or_default()
+        };
+        match check_row(d, &e.mail_domain, &get, &mut seen).await? {
+            Ok(member) => rows.push(Row { line, member, unit_path: get("org_unit") }),
+            Err(message) => bad.push(RowError { line, message }),
+        }
+    }
+    Ok(Ok((rows, bad)))
+}
+
+async fn check_row(
+    d: &DirectoryService,
+    domain: &str,
+    get: &impl Fn(&str) -> String,
+    seen: &mut HashSet<(&'static str, String)>,
+) -> Result<Result<NewMember, String>, Failure> {
+    let fail = |e: crate::directory::DirectoryError| Ok(Err(e.to_string()));
+    let login = match validate::login_name(&get("login_name"), domain) {
+        Ok(l) => l,
+        Err(e) => return fail(e),
+    };
+    if let Err(e) = validate::text("display_name", &get("display_name"), 128) {
+        return fail(e);
+    }
+    let mobile = match validate::mobile(opt(&get("mobile")).as_deref()) {
+        Ok(m) => m,
+        Err(e) => return fail(e),
+    };
+    let email = match opt(&get("email")).map(|a| validate::email_address(&a)).transpose() {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
+    for (field, value) in
+        [("login_name", Some(login.clone())), ("mobile", mobile.clone()), ("email", email.clone())]
+    {
+        let Some(value) = value else { continue };
+        if !seen.insert((field, value.clone())) {
+            return Ok(Err(format!("{field} {value:?} appears twice in the file")));
+        }
+    }
+    if d.store().member_by_login(&login).await?.is_some() {
+        return Ok(Err(format!("login_name {login:?} is already in use")));
+    }
+    let member = NewMember {
+        login_name: login,
+        display_name: get("display_name"),
+        mobile,
+        emails: email
+            .map(|a| vec![Email { address: a, kind: "work".into(), primary: true }])
+            .unwrap_or_default(),
+        title: opt(&get("title")),
+        employee_number: opt(&get("employee_number")),
+        ..Default::default()
+    };
+    Ok(Ok(member))
+}
+
+/// Creates the missing units, then the members in batches. A row the directory still refuses
+/// (someone took its login name meanwhile) is reported and left out; the rest go in.
+async fn apply(
+    d: &DirectoryService,
+    p: &Principal,
+    rows: Vec<Row>,
+    mut paths: HashMap<String, Uuid>,
+    bad: &mut Vec<RowError>,
+) -> Result<usize, Failure> {
+    let actor = p.actor();
+    let mut unit_changes = Vec::new();
+    for r in &rows {
+        for prefix in prefixes(&r.unit_path) {
+            if paths.contains_key(&prefix) {
+                continue;
+            }
+            let (parent, name) = match prefix.rsplit_once('/') {
+                Some((parent, name)) => (paths.get(parent).copied(), name.to_owned()),
+                None => (None, prefix.clone()),
+            };
+            let id = Uuid::now_v7();
+            paths.insert(prefix.clone(), id);
+            unit_changes.push((
+                r.line,
+                Change::CreateOrgUnit(NewOrgUnit {
+                    id: Some(id),
+                    parent_id: parent,
+                    name,
+                    ..Default::default()
+                }),
+            ));
+        }
+    }
+    let mut failed_lines = HashSet::new();
+    if !unit_changes.is_empty() {
+        let lines: Vec<usize> = unit_changes.iter().map(|(l, _)| *l).collect();
+        if let Err(e) = d.apply(&actor, unit_changes.into_iter().map(|(_, c)| c).collect()).await {
+            if matches!(e.error, crate::directory::DirectoryError::Store(_)) {
+                return Err(Failure::from_directory(&e.error));
+            }
+            bad.push(RowError { line: lines[e.index], message: format!("org_unit: {}", e.error) });
+            // Without its units no member can go in: stop here.
+            return Ok(0);
+        }
+    }
+    let mut applied = 0;
+    let mut pending: Vec<(usize, Change)> = rows
+        .into_iter()
+        .map(|r| {
+            let unit = prefixes(&r.unit_path).last().and_then(|p| paths.get(p).copied());
+            (r.line, Change::CreateMember(NewMember { primary_org_unit_id: unit, ..r.member }))
+        })
+        .collect();
+    while !pending.is_empty() {
+        let take = pending.len().min(BATCH);
+        let batch: Vec<(usize, Change)> = pending.drain(..take).collect();
+        let changes: Vec<Change> = batch.iter().map(|(_, c)| c.clone()).collect();
+        match d.apply(&actor, changes).await {
+            Ok(done) => applied += done.len(),
+            Err(e) if matches!(e.error, crate::directory::DirectoryError::Store(_)) => {
+                return Err(Failure::from_directory(&e.error));
+            }
+            Err(e) => {
+                let (line, _) = &batch[e.index];
+                bad.push(RowError { line: *line, message: e.error.to_string() });
+                failed_lines.insert(*line);
+                // Try the rest of the batch again without the refused row.
+                let rest: Vec<(usize, Change)> =
+                    batch.into_iter().filter(|(l, _)| !failed_lines.contains(l)).collect();
+                pending.splice(0..0, rest);
+            }
+        }
+    }
+    bad.sort_by_key(|r| r.line);
+    Ok(applied)
+}
+
+/// RFC 4180 CSV: quoted fields with `""` for a quote, CRLF or LF line ends, a UTF-8 BOM
+/// ignored.
+pub fn parse_csv(text: &str) -> Result<Vec<Vec<String>>, String> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut records = Vec::new();
+    let mut record = Vec::new();
+    let mut field = String::new();
+    let mut chars = text.chars().peekable();
+    let mut quoted = false;
+    let mut line = 1;
+    while let Some(ch) = chars.next() {
+        match (quoted, ch) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            (true, '"') => quoted = false,
+            (true, c) => {
+                if c == '\n' {
+                    line += 1;
+                }
+                field.push(c)
+            }
+            (false, '"') if field.is_empty() => quoted = true,
+            (false, '"') => return Err(format!("line {line}: a quote inside an unquoted value")),
+            (false, ',') => record.push(std::mem::take(&mut field)),
+            (false, '\r') if chars.peek() == Some(&'\n') => {}
+            (false, '\n') => {
+                record.push(std::mem::take(&mut field));
+                records.push(std::mem::take(&mut record));
+                line += 1;
+            }
+            (false, c) => field.push(c),
+        }
+    }
+    if quoted {
+        return Err(format!("line {line}: a quoted value is not closed"));
+    }
+    if !field.is_empty() || !record.is_empty() {
+        record.push(field);
+        records.push(record);
+    }
+    Ok(records)
+}
+
+fn csv_field(v: &str) -> String {
+    // A leading = + - @ would be a formula in a spreadsheet: quote it with a leading '.
+    let v = if v.starts_with(['=', '+', '-', '@']) && !v.chars().skip(1).all(|c| c.is_ascii_digit()) {
+        format!("'{v}")
+    } else {
+        v.to_owned()
+    };
+    if v.contains([',', '"', '\n', '\r']) { format!("\"{}\"", v.replace('"', "\"\"")) } else { v }
+}
+
+fn csv_response(name: &str, body: String) -> axum::response::Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Every member, in the import's columns plus account number and state.
+pub async fn export_members(State(state): State<AppState>, p: Principal) -> Page {
+    let d = directory(&state)?;
+    p.require(d, p.has_everywhere(Permission::ManageMembers), "export.members").await?;
+    let units = d.store().org_units_all().await?;
+    let by_id: HashMap<Uuid, String> = unit_paths(&units).into_iter().map(|(k, v)| (v, k)).collect();
+    let mut out = String::from(
+        "account_number,login_name,display_name,mobile,email,title,employee_number,org_unit,state\n",
+    );
+    let mut after = 0;
+    loop {
+        let page = d.store().members_page(after, 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.account_number;
+        for m in &page {
+            let email = m
+                .emails
+                .iter()
+                .find(|e| e.primary)
+                .or(m.emails.first())
+                .map(|e| e.address.as_str())
+                .unwrap_or("");
+            let unit = m.primary_org_unit_id.and_then(|u| by_id.get(&u)).map(String::as_str).unwrap_or("");
+            let fields = [
+                m.account_number.to_string(),
+                m.login_name.clone(),
+                m.display_name.clone(),
+                m.mobile.clone().unwrap_or_default(),
+                email.to_owned(),
+                m.title.clone().unwrap_or_default(),
+                m.employee_number.clone().unwrap_or_default(),
+                unit.to_owned(),
+                m.state.as_str().to_owned(),
+            ];
+            out.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+            out.push('\n');
+        }
+    }
+    let _ = d.record(&p.actor(), "export.members", "export", None, serde_json::json!({})).await;
+    Ok(csv_response("members.csv", out))
+}
+
+pub async fn export_units(State(state): State<AppState>, p: Principal) -> Page {
+    let d = directory(&state)?;
+    p.require(d, p.has_everywhere(Permission::ManageOrg), "export.org_units").await?;
+    let units = d.store().org_units_all().await?;
+    let mut rows: Vec<(String, &OrgUnit)> = {
+        let ids = unit_paths(&units);
+        let by_id: HashMap<Uuid, &OrgUnit> = units.iter().map(|u| (u.id, u)).collect();
+        ids.into_iter().filter_map(|(path, id)| by_id.get(&id).map(|u| (path, *u))).collect()
+    };
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = String::from("org_unit,id,position,source\n");
+    for (path, u) in rows {
+        let fields = [path, u.id.to_string(), u.position.to_string(), u.source.to_string()];
+        out.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+        out.push('\n');
+    }
+    Ok(csv_response("org-units.csv", out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_parses_quotes_and_line_ends() {
+        let r = parse_csv("a,b\r\n\"x,1\",\"say \"\"hi\"\"\"\nlast,\n").unwrap();
+        assert_eq!(r, vec![vec!["a", "b"], vec!["x,1", "say \"hi\""], vec!["last", ""]]);
+        assert!(parse_csv("a,\"open\n").unwrap_err().contains("not closed"));
+        assert!(parse_csv("a,b\"c\n").is_err());
+    }
+
+    #[test]
+    fn export_fields_are_quoted_and_defused() {
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("=cmd()"), "'=cmd()");
+        assert_eq!(csv_field("+8613800000000"), "+8613800000000");
+        assert_eq!(prefixes("A/ B /C"), vec!["A", "A/B", "A/B/C"]);
+    }
+}

@@ -1,0 +1,88 @@
+//! SCIM clients: their API tokens, created (the secret shown once) and revoked.
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::response::IntoResponse;
+use serde::Deserialize;
+
+use super::{Done, Errors, Page};
+use crate::admin::views::{Chrome, html, when, when_opt};
+use crate::admin::{Failure, Principal, directory, see_other};
+use crate::directory::model::Permission;
+use crate::http::AppState;
+use crate::store::TokenInfo;
+
+#[derive(Template)]
+#[template(path = "scim.html", config = "src/admin/askama.toml")]
+pub struct TokensPage {
+    pub c: Chrome,
+    pub tokens: Vec<TokenInfo>,
+    /// A token just created: its secret, shown this once.
+    pub secret: Option<(String, String)>,
+    pub errors: Errors,
+}
+
+impl TokensPage {
+    pub fn created(&self, t: &TokenInfo) -> String {
+        when(&t.created_at)
+    }
+    pub fn used(&self, t: &TokenInfo) -> String {
+        when_opt(&t.last_used_at)
+    }
+    pub fn revoked(&self, t: &TokenInfo) -> String {
+        when_opt(&t.revoked_at)
+    }
+}
+
+async fn page(
+    state: &AppState,
+    p: &Principal,
+    secret: Option<(String, String)>,
+    errors: Errors,
+    done: Option<&str>,
+) -> Page {
+    let d = directory(state)?;
+    let status = if errors.is_empty() {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY
+    };
+    let c = p.chrome(p.lang.t("menu.scim")).at("/admin/scim").flash(done);
+    let page = TokensPage { c, tokens: d.store().tokens().await?, secret, errors };
+    let mut res = (status, html(&page)).into_response();
+    res.headers_mut().insert(axum::http::header::CACHE_CONTROL, "no-store".parse().expect("valid"));
+    Ok(res)
+}
+
+pub async fn tokens(State(state): State<AppState>, p: Principal, Query(q): Query<Done>) -> Page {
+    let d = directory(&state)?;
+    p.require(d, p.has(Permission::ManageScim), "token.view").await?;
+    page(&state, &p, None, Errors::default(), q.done.as_deref()).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CreateForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    adopt_existing: Option<String>,
+}
+
+pub async fn create_token(State(state): State<AppState>, p: Principal, Form(f): Form<CreateForm>) -> Page {
+    let d = directory(&state)?;
+    p.require(d, p.has(Permission::ManageScim), "token.create").await?;
+    match d.create_token(&p.actor(), &f.name, f.adopt_existing.is_some()).await {
+        Ok(secret) => {
+            page(&state, &p, Some((f.name.trim().to_owned(), secret)), Errors::default(), None).await
+        }
+        Err(e) => page(&state, &p, None, Errors::from_directory(e)?, None).await,
+    }
+}
+
+pub async fn revoke_token(State(state): State<AppState>, p: Principal, Path(name): Path<String>) -> Page {
+    let d = directory(&state)?;
+    p.require(d, p.has(Permission::ManageScim), "token.revoke").await?;
+    d.revoke_token(&p.actor(), &name).await.map_err(|e| Failure::from_directory(&e))?;
+    Ok(see_other("/admin/scim?done=scim.revoked"))
+}

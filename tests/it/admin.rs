@@ -1,0 +1,806 @@
+//! The admin console over real HTTP against a running rosterd: sign-in, sessions, CSRF and
+//! lockout; every page against every role (permissions are enforced on the server, and each
+//! refusal is audited); the forms' bad input; CSV import; sync from the console.
+
+use std::collections::HashMap;
+
+use reqwest::StatusCode;
+use roster::access::password::Secret;
+use roster::directory::model::{Member, Permission};
+use roster::directory::{Applied, Change, DirectoryService, NewMember, NewRole};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::common::{Backend, TestDb, console, create_unit, on_both_stores};
+
+pub const SUPER_PW: &str = "super-secret-password";
+pub const MEMBER_PW: &str = "member-password-1";
+
+/// A running rosterd with the console, its super-admin password set.
+pub struct Console {
+    pub base: String,
+    pub directory: DirectoryService,
+    pub enterprise_id: String,
+    pub _db: TestDb,
+    stop: CancellationToken,
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl Console {
+    pub async fn start(backend: Backend, tune: impl FnOnce(&mut roster::config::Config)) -> Console {
+        Console::start_inner(backend, tune, false).await.0
+    }
+
+    /// As on a first start: the super admin has only the one-time password (returned).
+    pub async fn first_start(backend: Backend) -> (Console, String) {
+        let (c, pw) = Console::start_inner(backend, |_| {}, true).await;
+        (c, pw.unwrap())
+    }
+
+    async fn start_inner(
+        backend: Backend,
+        tune: impl FnOnce(&mut roster::config::Config),
+        one_time: bool,
+    ) -> (Console, Option<String>) {
+        let mut db = TestDb::new(backend);
+        db.cfg.admin.secure_cookie = false;
+        tune(&mut db.cfg);
+        let directory = roster::app::open_migrated(&db.cfg).await.unwrap();
+        let password = directory.ensure_enterprise(&db.cfg.enterprise).await.unwrap();
+        if !one_time {
+            directory.set_super_password(&console(), &db.cfg.enterprise, SUPER_PW).await.unwrap();
+        }
+        let enterprise_id = directory.store().enterprise().await.unwrap().unwrap().enterprise_id;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        tokio::spawn(roster::app::run(listener, db.cfg.clone(), stop.clone()));
+        let c = Console { base, directory, enterprise_id, _db: db, stop };
+        let http = crate::common::http();
+        for _ in 0..100 {
+            if let Ok(r) = http.get(format!("{}/readyz", c.base)).send().await
+                && r.status() == StatusCode::OK
+            {
+                return (c, password);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("rosterd did not become ready");
+    }
+
+    pub fn session(&self) -> Session {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Session { base: self.base.clone(), http, cookies: HashMap::new(), csrf: String::new() }
+    }
+
+    /// A signed-in session as the super admin.
+    pub async fn super_admin(&self) -> Session {
+        let mut s = self.session();
+        let r = s.sign_in(&self.enterprise_id, SUPER_PW).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        s
+    }
+
+    /// A member with a console password and the given roles (`(permissions, scope)`).
+    pub async fn member_with(
+        &self,
+        login: &str,
+        unit: Option<Uuid>,
+        roles: &[(&[Permission], Option<Uuid>)],
+    ) -> Member {
+        let n = NewMember {
+            login_name: login.into(),
+            display_name: format!("{login} (test)"),
+            primary_org_unit_id: unit,
+            password: Some(Secret(MEMBER_PW.into())),
+            ..Default::default()
+        };
+        let m = match self.directory.apply_one(&console(), Change::CreateMember(n)).await.unwrap() {
+            Applied::Member(m) => m,
+            other => panic!("{other:?}"),
+        };
+        for (i, (perms, scope)) in roles.iter().enumerate() {
+            let role = NewRole { id: None, name: format!("{login}-role-{i}"), permissions: perms.to_vec() };
+            let Applied::Role(r) =
+                self.directory.apply_one(&console(), Change::CreateRole(role)).await.unwrap()
+            else {
+                panic!()
+            };
+            let grant = Change::GrantRole { role_id: r.id, member_id: m.id, scope_unit_id: *scope };
+            self.directory.apply_one(&console(), grant).await.unwrap();
+        }
+        m
+    }
+
+    pub async fn audit_count(&self, action: &str) -> usize {
+        let f =
+            roster::store::AuditFilter { action: Some(action.into()), limit: 10_000, ..Default::default() };
+        self.directory.store().audit_search(&f).await.unwrap().len()
+    }
+}
+
+/// A browser-like client: keeps cookies, picks up the CSRF token from each page.
+pub struct Session {
+    base: String,
+    http: reqwest::Client,
+    cookies: HashMap<String, String>,
+    csrf: String,
+}
+
+#[derive(Debug)]
+pub struct Page {
+    pub status: StatusCode,
+    pub body: String,
+    pub location: Option<String>,
+    pub set_cookies: Vec<String>,
+}
+
+impl Page {
+    pub fn has(&self, needle: &str) -> bool {
+        self.body.contains(needle)
+    }
+}
+
+impl Session {
+    fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    async fn finish(&mut self, r: reqwest::Response) -> Page {
+        let status = r.status();
+        let location = r.headers().get("location").map(|v| v.to_str().unwrap().to_owned());
+        let set_cookies: Vec<String> =
+            r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+        for c in &set_cookies {
+            let (kv, attrs) = c.split_once(';').unwrap_or((c, ""));
+            let (k, v) = kv.split_once('=').unwrap();
+            if attrs.contains("Max-Age=0") {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_owned(), v.to_owned());
+            }
+        }
+        let body = r.text().await.unwrap();
+        if let Some(i) = body.find("name=\"_csrf\" value=\"") {
+            let rest = &body[i + 20..];
+            self.csrf = rest[..rest.find('"').unwrap()].to_owned();
+        }
+        Page { status, body, location, set_cookies }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Page {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        self.finish(r).await
+    }
+
+    /// Posts a form with the session's CSRF token.
+    pub async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let mut all: Vec<(&str, &str)> = vec![("_csrf", self.csrf.as_str())];
+        all.extend_from_slice(fields);
+        let all: Vec<(String, String)> = all.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        self.post_raw(path, &all).await
+    }
+
+    pub async fn post_raw(&mut self, path: &str, fields: &[(String, String)]) -> Page {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .form(fields)
+            .send()
+            .await
+            .unwrap();
+        self.finish(r).await
+    }
+
+    /// Follows a redirect answer.
+    pub async fn follow(&mut self, p: &Page) -> Page {
+        let to = p.location.clone().unwrap_or_else(|| panic!("not a redirect: {} {}", p.status, p.body));
+        self.get(&to).await
+    }
+
+    pub async fn sign_in(&mut self, account: &str, password: &str) -> Page {
+        self.get("/admin/login").await;
+        self.post("/admin/login", &[("account", account), ("password", password)]).await
+    }
+}
+
+/// The id in a `/admin/members/{id}?...` location.
+pub fn id_in(location: &str, prefix: &str) -> Uuid {
+    let rest = &location[location.find(prefix).unwrap() + prefix.len()..];
+    Uuid::parse_str(&rest[..36]).unwrap()
+}
+
+async fn sign_in_sessions_and_lockout(b: Backend) {
+    let c = Console::start(b, |cfg| cfg.admin.max_failures = 3).await;
+    // Not signed in: every page sends to the sign-in page.
+    let mut s = c.session();
+    let p = s.get("/admin/members").await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    assert_eq!(p.location.as_deref(), Some("/admin/login?next=/admin/members"));
+
+    // Wrong password: 401, the form keeps the account, nothing about which part was wrong.
+    let p = s.sign_in(&c.enterprise_id, "wrong-password-here").await;
+    assert_eq!(p.status, StatusCode::UNAUTHORIZED);
+    assert!(p.has("Wrong account or password."), "{}", p.body);
+    assert!(p.has(&format!("value=\"{}\"", c.enterprise_id)));
+    // An unknown account says the same.
+    let p = s.sign_in("nobody", "wrong-password-here").await;
+    assert_eq!(p.status, StatusCode::UNAUTHORIZED);
+    assert!(p.has("Wrong account or password."));
+    // The third failure for the same account locks it, and then even the right password waits.
+    s.sign_in(&c.enterprise_id, "wrong-password-2").await;
+    let p = s.sign_in(&c.enterprise_id, SUPER_PW).await;
+    assert_eq!(p.status, StatusCode::TOO_MANY_REQUESTS, "{}", p.body);
+    assert!(p.has("Too many failed sign-ins"));
+    assert!(c.audit_count("console.sign_in_failed").await >= 3);
+    assert_eq!(c.audit_count("console.sign_in_locked").await, 1);
+    // ("console.sign_in" as a prefix also counts the failures and lockouts.)
+    assert_eq!(
+        c.audit_count("console.sign_in").await,
+        c.audit_count("console.sign_in_").await,
+        "no sign-in succeeded"
+    );
+
+    // The sign-in form without its token (or with another's) is refused.
+    let mut other = c.session();
+    let p = other
+        .post_raw(
+            "/admin/login",
+            &[
+                ("account".into(), "x".into()),
+                ("password".into(), "y".into()),
+                ("_csrf".into(), "forged".into()),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN);
+    assert!(p.has("expired"));
+}
+
+async fn session_cookie_csrf_and_sign_out(b: Backend) {
+    let c = Console::start(b, |cfg| cfg.admin.secure_cookie = true).await;
+    let mut s = c.session();
+    let p = s.sign_in(&c.enterprise_id, SUPER_PW).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    assert_eq!(p.location.as_deref(), Some("/admin"));
+    let cookie = p.set_cookies.iter().find(|c| c.starts_with("roster_session=")).unwrap();
+    for flag in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/admin"] {
+        assert!(cookie.contains(flag), "{cookie} lacks {flag}");
+    }
+    assert_eq!(c.audit_count("console.sign_in").await, 1);
+    let home = s.get("/admin").await;
+    assert_eq!(home.status, StatusCode::OK);
+    assert!(home.has(&c.enterprise_id) && home.has("Example Corp"));
+    // The headers that keep the console out of frames and scripts out of pages.
+    let r = crate::common::http().get(format!("{}/admin/login", c.base)).send().await.unwrap();
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    assert!(r.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+
+    // A form without the CSRF token, or with a wrong one, changes nothing.
+    let before = c.directory.store().counts().await.unwrap().org_units;
+    let p = s.post_raw("/admin/org/units", &[("name".into(), "Forged".into())]).await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST);
+    assert!(p.has("did not come from this console"), "{}", p.body);
+    let p = s
+        .post_raw("/admin/org/units", &[("name".into(), "Forged".into()), ("_csrf".into(), "0".repeat(43))])
+        .await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST);
+    // Another site's form is refused by its Origin even with a token.
+    let r = crate::common::http()
+        .post(format!("{}/admin/org/units", c.base))
+        .header("cookie", s.cookie_header())
+        .header("origin", "https://evil.example")
+        .form(&[("name", "Forged"), ("_csrf", s.csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(c.directory.store().counts().await.unwrap().org_units, before);
+    // With the token it works.
+    let p = s.post("/admin/org/units", &[("name", "Sales"), ("parent", "")]).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert_eq!(c.directory.store().counts().await.unwrap().org_units, before + 1);
+
+    // Sign-out ends the session on the server: the old cookie no longer works.
+    let old = s.cookie_header();
+    let p = s.post("/admin/logout", &[]).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    let r =
+        crate::common::http().get(format!("{}/admin", c.base)).header("cookie", old).send().await.unwrap();
+    assert!(r.url().path().starts_with("/admin/login"), "{}", r.url());
+}
+
+async fn first_sign_in_must_change_the_password(b: Backend) {
+    let (c, one_time) = Console::first_start(b).await;
+    let mut s = c.session();
+    let p = s.sign_in(&c.enterprise_id, &one_time).await;
+    assert_eq!(p.location.as_deref(), Some("/admin/password"), "the one-time password must be changed first");
+    let p = s.get("/admin/password").await;
+    assert!(p.has("Choose a new super-admin password"));
+    let super_pw = one_time.as_str();
+    let p = s.post("/admin/password", &[("current", "not-it-at-all"), ("new", "x"), ("confirm", "x")]).await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(p.has("current-error"));
+    let p = s.post("/admin/password", &[("current", super_pw), ("new", "short"), ("confirm", "short")]).await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(p.has("new-error") && p.has("at least 12"), "{}", p.body);
+    let p = s
+        .post(
+            "/admin/password",
+            &[("current", super_pw), ("new", "a-new-long-password"), ("confirm", "another-one-here")],
+        )
+        .await;
+    assert!(p.has("confirm-error"));
+    // A second session of the super admin ends when the password changes.
+    let mut second = c.session();
+    assert_eq!(second.sign_in(&c.enterprise_id, super_pw).await.status, StatusCode::SEE_OTHER);
+    let p = s
+        .post(
+            "/admin/password",
+            &[("current", super_pw), ("new", "a-new-long-password"), ("confirm", "a-new-long-password")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert_eq!(second.get("/admin").await.status, StatusCode::SEE_OTHER);
+    assert_eq!(s.get("/admin").await.status, StatusCode::OK);
+    let mut fresh = c.session();
+    assert_eq!(fresh.sign_in(&c.enterprise_id, super_pw).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(fresh.sign_in(&c.enterprise_id, "a-new-long-password").await.status, StatusCode::SEE_OTHER);
+    assert_eq!(c.audit_count("enterprise.password_reset").await, 1);
+    // Signed in with the new password, the console no longer asks for a change.
+    let p = fresh.get("/admin/password").await;
+    assert!(!p.has("Choose a new super-admin password"));
+}
+
+/// Each role against each page: what the menu shows is what the server allows.
+async fn every_role_against_every_page(b: Backend) {
+    let c = Console::start(b, |_| {}).await;
+    let pages = [
+        "/admin",
+        "/admin/org",
+        "/admin/members",
+        "/admin/import",
+        "/admin/accounts",
+        "/admin/roles",
+        "/admin/sync",
+        "/admin/scim",
+        "/admin/delivery",
+        "/admin/audit",
+        "/admin/enterprise",
+        "/admin/password",
+    ];
+    let allowed = |perm: Option<Permission>, page: &str| -> bool {
+        page == "/admin"
+            || match perm {
+                None => false,
+                Some(Permission::ManageOrg) => page == "/admin/org",
+                Some(Permission::ManageMembers) => {
+                    ["/admin/org", "/admin/members", "/admin/import", "/admin/accounts"].contains(&page)
+                }
+                Some(Permission::SendSms) => page == "/admin/delivery",
+                Some(Permission::ManageSync) => page == "/admin/sync",
+                Some(Permission::ManageScim) => page == "/admin/scim",
+                Some(Permission::ViewAudit) => page == "/admin/audit",
+                Some(Permission::ViewMessages) | Some(Permission::ManageLoginPolicy) => false,
+            }
+    };
+    let mut cases: Vec<Option<Permission>> = vec![None];
+    cases.extend(Permission::ALL.iter().copied().map(Some));
+    let mut denied = 0;
+    for (i, perm) in cases.iter().enumerate() {
+        let login = format!("role{i}");
+        let roles: Vec<(&[Permission], Option<Uuid>)> = match perm {
+            Some(p) => vec![(std::slice::from_ref(p), None)],
+            None => vec![],
+        };
+        c.member_with(&login, None, &roles).await;
+        let mut s = c.session();
+        let p = s.sign_in(&login, MEMBER_PW).await;
+        assert_eq!(p.status, StatusCode::SEE_OTHER, "{login}: {}", p.body);
+        for page in pages {
+            let p = s.get(page).await;
+            let expect = if allowed(*perm, page) { StatusCode::OK } else { StatusCode::FORBIDDEN };
+            assert_eq!(p.status, expect, "{perm:?} on {page}");
+            if expect == StatusCode::FORBIDDEN {
+                denied += 1;
+                assert!(p.has("You do not have permission"));
+            }
+            // The menu offers exactly the pages that open.
+            let home = s.get("/admin").await;
+            if page != "/admin/password" && page != "/admin" {
+                assert_eq!(
+                    home.has(&format!("href=\"{page}\"")),
+                    allowed(*perm, page),
+                    "{perm:?}: menu entry {page}"
+                );
+            }
+        }
+        // Actions are refused on the server too, not only hidden.
+        if *perm != Some(Permission::ManageOrg) {
+            let p = s.post("/admin/org/units", &[("name", "Nope"), ("parent", "")]).await;
+            assert_eq!(p.status, StatusCode::FORBIDDEN, "{perm:?}");
+            denied += 1;
+        }
+        if *perm != Some(Permission::ManageScim) {
+            let p = s.post("/admin/scim", &[("name", "nope")]).await;
+            assert_eq!(p.status, StatusCode::FORBIDDEN, "{perm:?}");
+            denied += 1;
+        }
+    }
+    assert_eq!(c.audit_count("console.denied").await, denied);
+    assert!(c.directory.store().tokens().await.unwrap().is_empty());
+    // The super admin opens every page.
+    let mut s = c.super_admin().await;
+    for page in pages {
+        assert_eq!(s.get(page).await.status, StatusCode::OK, "super admin on {page}");
+    }
+}
+
+/// A role scoped to a subtree reaches members and units inside it and nothing outside.
+async fn scoped_roles_stop_at_their_subtree(b: Backend) {
+    let c = Console::start(b, |_| {}).await;
+    let d = &c.directory;
+    let sales = create_unit(d, None, "Sales").await;
+    let east = create_unit(d, Some(sales), "East").await;
+    let support = create_unit(d, None, "Support").await;
+    c.member_with("lead", Some(east), &[(&[Permission::ManageMembers, Permission::ManageOrg], Some(sales))])
+        .await;
+    let inside = c.member_with("inside", Some(east), &[]).await;
+    let outside = c.member_with("outside", Some(support), &[]).await;
+
+    let mut s = c.session();
+    assert_eq!(s.sign_in("lead", MEMBER_PW).await.status, StatusCode::SEE_OTHER);
+    let org = s.get("/admin/org").await;
+    assert!(org.has("Sales") && !org.has(">Support<"), "the tree starts at the scope");
+    assert_eq!(s.get(&format!("/admin/members/{}", inside.id)).await.status, StatusCode::OK);
+    assert_eq!(s.get(&format!("/admin/members/{}", outside.id)).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(s.get(&format!("/admin/org?unit={support}")).await.status, StatusCode::FORBIDDEN);
+    let p = s
+        .post(&format!("/admin/members/{}/state", outside.id), &[("state", "suspended"), ("version", "1")])
+        .await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN);
+    assert_eq!(d.store().member(outside.id).await.unwrap().unwrap().state.as_str(), "active");
+    // Creating a member outside the scope, or a unit at the top, is refused.
+    s.get("/admin/members/new").await;
+    let p = s
+        .post(
+            "/admin/members/new",
+            &[("login_name", "newbie"), ("display_name", "Newbie"), ("unit_path", "Support")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN);
+    let p = s.post("/admin/org/units", &[("name", "Rogue"), ("parent", "")]).await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN);
+    // Inside the scope both work.
+    let p = s
+        .post(
+            "/admin/members/new",
+            &[("login_name", "newbie"), ("display_name", "Newbie"), ("unit_path", "Sales/East")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let p = s.post("/admin/org/units", &[("name", "West"), ("parent", &sales.to_string())]).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    // Moving a member out of the scope is refused (it needs the permission where it goes).
+    let edit = s.get(&format!("/admin/members/{}/edit", inside.id)).await;
+    assert_eq!(edit.status, StatusCode::OK);
+    let p = s
+        .post(
+            &format!("/admin/members/{}", inside.id),
+            &[
+                ("login_name", "inside"),
+                ("display_name", "Inside"),
+                ("unit_path", "Support"),
+                ("version", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN);
+    // The member search lists only members in scope.
+    let list = s.get("/admin/members").await;
+    assert!(list.has("inside@example.com") && !list.has("outside@example.com"), "{}", list.body);
+    // Roles, audit and sync are not the scoped manager's.
+    for page in ["/admin/roles", "/admin/audit", "/admin/sync", "/admin/accounts", "/admin/import"] {
+        assert_eq!(s.get(page).await.status, StatusCode::FORBIDDEN, "{page}");
+    }
+}
+
+/// Create a unit and a member, see the account number, edit, refuse a stale form, suspend,
+/// delete; forms keep what was typed and show the error by the field.
+async fn org_and_member_forms(b: Backend) {
+    let c = Console::start(b, |_| {}).await;
+    let mut s = c.super_admin().await;
+    s.get("/admin/org").await;
+    let p = s.post("/admin/org/units", &[("name", "Engineering"), ("parent", "")]).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    let eng = id_in(p.location.as_deref().unwrap(), "unit=");
+    let p = s.follow(&p).await;
+    assert!(p.has("Unit created") && p.has("Engineering"));
+    // A duplicate name is refused next to the field, with the typed name kept.
+    let p = s.post("/admin/org/units", &[("name", "Engineering"), ("parent", "")]).await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(p.has("already in use"), "{}", p.body);
+
+    let p = s.get(&format!("/admin/members/new?unit={eng}")).await;
+    assert!(p.has("value=\"Engineering\""));
+    let p = s
+        .post(
+            "/admin/members/new",
+            &[
+                ("login_name", "ada"),
+                ("display_name", "Ada Lovelace"),
+                ("mobile", "12"),
+                ("unit_path", "Engineering"),
+                ("title", "Engineer"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(p.has("mobile-error"), "{}", p.body);
+    assert!(p.has("value=\"Ada Lovelace\"") && p.has("value=\"Engineer\""), "typed values are kept");
+    assert_eq!(c.directory.store().counts().await.unwrap().members, 0);
+    let p = s
+        .post(
+            "/admin/members/new",
+            &[("login_name", "ada"), ("display_name", "Ada Lovelace"), ("unit_path", "Nowhere")],
+        )
+        .await;
+    assert!(p.has("unit_path-error"));
+    let p = s
+        .post(
+            "/admin/members/new",
+            &[
+                ("login_name", "ada"),
+                ("display_name", "Ada Lovelace"),
+                ("mobile", "+8613800000001"),
+                ("unit_path", "Engineering"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let ada = id_in(p.location.as_deref().unwrap(), "/admin/members/");
+    let p = s.follow(&p).await;
+    assert!(p.has("Member created"));
+    let number = c.directory.store().member(ada).await.unwrap().unwrap().account_number;
+    assert_eq!(number, 1000, "the first number of the block");
+    assert!(p.has(&format!("<b>{number}</b>")));
+    // The next member gets the next number.
+    let p = s
+        .post(
+            "/admin/members/new",
+            &[("login_name", "bob"), ("display_name", "Bob"), ("unit_path", "Engineering")],
+        )
+        .await;
+    let bob = id_in(p.location.as_deref().unwrap(), "/admin/members/");
+    assert_eq!(c.directory.store().member(bob).await.unwrap().unwrap().account_number, 1001);
+    // The unit lists both, searchable.
+    let p = s.get(&format!("/admin/org?unit={eng}&q=ada")).await;
+    assert!(p.has("ada@example.com") && !p.has("bob@example.com"), "{}", p.body);
+
+    // Two admins open the edit form; the second to save is refused, not overwritten.
+    let form = s.get(&format!("/admin/members/{ada}/edit")).await;
+    assert!(form.has("name=\"version\" value=\"1\""));
+    let mut other = c.super_admin().await;
+    other.get(&format!("/admin/members/{ada}/edit")).await;
+    let p = other
+        .post(
+            &format!("/admin/members/{ada}"),
+            &[
+                ("login_name", "ada"),
+                ("display_name", "Ada King"),
+                ("unit_path", "Engineering"),
+                ("version", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let p = s
+        .post(
+            &format!("/admin/members/{ada}"),
+            &[
+                ("login_name", "ada"),
+                ("display_name", "Ada Byron"),
+                ("unit_path", "Engineering"),
+                ("version", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(p.has("changed by someone else"), "{}", p.body);
+    assert!(p.has("value=\"Ada Byron\""), "what the user typed is still there");
+    assert_eq!(c.directory.store().member(ada).await.unwrap().unwrap().display_name, "Ada King");
+
+    // Suspend, then delete: a tombstone, listed under deleted accounts.
+    s.get(&format!("/admin/members/{ada}")).await;
+    let p = s.post(&format!("/admin/members/{ada}/state"), &[("state", "suspended"), ("version", "2")]).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let p = s.follow(&p).await;
+    assert!(p.has("Suspended"));
+    let p = s.post(&format!("/admin/members/{ada}/delete"), &[("reason", "left the company")]).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    assert!(c.directory.store().tombstone(ada).await.unwrap().is_some());
+    let p = s.get("/admin/accounts").await;
+    assert!(p.has("left the company") && p.has("1000"), "{}", p.body);
+    // The unit cannot go while Bob is in it; the page says why.
+    let p = s.post(&format!("/admin/org/units/{eng}/delete"), &[]).await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(p.has("still has members"), "{}", p.body);
+    // Every change is in the audit log, by the super admin, through the console.
+    let p = s.get("/admin/audit?action=member.").await;
+    assert!(p.has("member.create") && p.has("member.delete") && p.has("super-admin"));
+}
+
+async fn roles_pages_grant_and_revoke(b: Backend) {
+    let c = Console::start(b, |_| {}).await;
+    let d = &c.directory;
+    let sales = create_unit(d, None, "Sales").await;
+    c.member_with("carol", Some(sales), &[]).await;
+    let mut s = c.super_admin().await;
+    s.get("/admin/roles").await;
+    let p = s
+        .post_raw(
+            "/admin/roles",
+            &[
+                ("_csrf".into(), s.csrf.clone()),
+                ("name".into(), "HR".into()),
+                ("perm".into(), "manage_members".into()),
+                ("perm".into(), "view_audit".into()),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let role = id_in(p.location.as_deref().unwrap(), "/admin/roles/");
+    let r = d.store().role(role).await.unwrap().unwrap();
+    assert!(
+        r.permissions.contains(Permission::ManageMembers) && r.permissions.contains(Permission::ViewAudit)
+    );
+    s.get(&format!("/admin/roles/{role}")).await;
+    let p = s.post(&format!("/admin/roles/{role}/grants"), &[("member", "nobody"), ("scope", "")]).await;
+    assert!(p.has("member-error"));
+    let p =
+        s.post(&format!("/admin/roles/{role}/grants"), &[("member", "carol"), ("scope", "Nowhere")]).await;
+    assert!(p.has("scope-error"));
+    let p = s.post(&format!("/admin/roles/{role}/grants"), &[("member", "carol"), ("scope", "Sales")]).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    let p = s.follow(&p).await;
+    assert!(p.has("carol (test)") && p.has(">Sales<"), "{}", p.body);
+    // The grant takes effect at once for carol; a unit scoped by a grant cannot be deleted.
+    let mut carol = c.session();
+    carol.sign_in("carol", MEMBER_PW).await;
+    assert_eq!(carol.get("/admin/members").await.status, StatusCode::OK);
+    let p = s.post(&format!("/admin/org/units/{sales}/delete"), &[]).await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let carol_id = d.store().member_by_login("carol@example.com").await.unwrap().unwrap().id;
+    s.get(&format!("/admin/roles/{role}")).await;
+    let p = s.post(&format!("/admin/roles/{role}/grants/{carol_id}/revoke"), &[]).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    assert_eq!(carol.get("/admin/members").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(c.audit_count("role.").await, 3);
+}
+
+/// A CSV with broken rows imports nothing until the admin confirms, then exactly the good rows.
+async fn csv_import_shows_a_plan_then_applies_the_good_rows(b: Backend) {
+    let c = Console::start(b, |_| {}).await;
+    let d = &c.directory;
+    c.member_with("taken", None, &[]).await;
+    let mut s = c.super_admin().await;
+    s.get("/admin/import").await;
+    let csv = "login_name,display_name,mobile,email,org_unit\n\
+               alice,Alice,+8613800000011,alice@example.com,Sales/East\n\
+               bob,\"Bob, Jr.\",,,Sales\n\
+               bad name,Broken,,,Sales\n\
+               taken,Already There,,,Sales\n\
+               carol,Carol,+8613800000011,,Sales/West\n\
+               dave,Dave,,,\n";
+    let p = s.post("/admin/import", &[("csv", csv), ("step", "check")]).await;
+    assert_eq!(p.status, StatusCode::OK, "{}", p.body);
+    assert!(p.has("id=\"plan-members\">3<"), "{}", p.body);
+    for line in ["<td>4</td>", "<td>5</td>", "<td>6</td>"] {
+        assert!(p.has(line), "row {line} is reported");
+    }
+    assert!(p.has("already in use") && p.has("appears twice"));
+    assert!(p.has("Sales/East"), "the units to create are in the plan");
+    assert_eq!(d.store().counts().await.unwrap().members, 1, "checking writes nothing");
+    assert_eq!(d.store().counts().await.unwrap().org_units, 0);
+    let p = s.post("/admin/import", &[("csv", csv), ("step", "apply")]).await;
+    assert!(p.has("Imported: 3"), "{}", p.body);
+    let counts = d.store().counts().await.unwrap();
+    assert_eq!((counts.members, counts.org_units), (4, 2));
+    let bob = d.store().member_by_login("bob@example.com").await.unwrap().unwrap();
+    assert_eq!(bob.display_name, "Bob, Jr.");
+    assert!(d.store().member_by_login("carol@example.com").await.unwrap().is_none());
+    // A file that is not CSV at all imports nothing and says why.
+    let p = s.post("/admin/import", &[("csv", "who,what\n1,2\n"), ("step", "apply")]).await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(p.has("unknown column"));
+    // The export has what was imported.
+    let p = s.get("/admin/export/members.csv").await;
+    assert!(p.body.starts_with("account_number,login_name"));
+    assert!(p.has("\"Bob, Jr.\"") && p.has("Sales/East"), "{}", p.body);
+}
+
+async fn language_is_the_users_choice(b: Backend) {
+    let c = Console::start(b, |_| {}).await;
+    let mut s = c.super_admin().await;
+    let p = s.get("/admin").await;
+    assert!(p.has("Organization") && p.has("lang=\"en\""));
+    let p = s.get("/admin/lang/zh-CN").await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    let p = s.get("/admin").await;
+    assert!(p.has("组织架构") && p.has("lang=\"zh-CN\""), "{}", p.body);
+    let mut fresh = c.session();
+    let p = fresh.get("/admin/login").await;
+    assert!(p.has("Sign in"));
+}
+
+async fn scim_tokens_are_shown_once(b: Backend) {
+    let c = Console::start(b, |_| {}).await;
+    let mut s = c.super_admin().await;
+    s.get("/admin/scim").await;
+    let p = s.post("/admin/scim", &[("name", "okta")]).await;
+    assert_eq!(p.status, StatusCode::OK);
+    let i = p.body.find("id=\"token-secret\">").unwrap() + 18;
+    let secret = p.body[i..i + p.body[i..].find('<').unwrap()].to_owned();
+    assert!(c.directory.authenticate_token(&secret).await.unwrap().is_some());
+    let p = s.get("/admin/scim").await;
+    assert!(!p.has(&secret) && p.has("okta"));
+    let p = s.post("/admin/scim", &[("name", "okta")]).await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let p = s.post("/admin/scim/okta/revoke", &[]).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    let tokens = c.directory.store().tokens().await.unwrap();
+    assert!(tokens.iter().all(|t| t.revoked_at.is_some()), "{tokens:?}");
+    let r = crate::common::http()
+        .get(format!("{}/scim/v2/Users", c.base))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "the daemon refuses the revoked token at once");
+}
+
+on_both_stores!(
+    sign_in_sessions_and_lockout,
+    session_cookie_csrf_and_sign_out,
+    every_role_against_every_page,
+    scoped_roles_stop_at_their_subtree,
+    org_and_member_forms,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_change() {
+    first_sign_in_must_change_the_password(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_pages() {
+    roles_pages_grant_and_revoke(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_import() {
+    csv_import_shows_a_plan_then_applies_the_good_rows(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn language() {
+    language_is_the_users_choice(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scim_tokens() {
+    scim_tokens_are_shown_once(Backend::Sqlite).await
+}
