@@ -8,6 +8,7 @@ mod admin;
 mod browser;
 mod cli;
 mod common;
+mod console_e2e;
 mod daemon;
 mod delivery;
 mod faults;

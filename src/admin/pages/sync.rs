@@ -40,21 +40,20 @@ impl OverviewPage {
     }
 }
 
-/// `members: +3 ~1 -0` lines from a run's counts.
+/// `members: 3 created, 1 updated, ...` from a run's counts.
 fn compact_counts(v: &serde_json::Value) -> String {
     let Some(map) = v.as_object() else { return v.to_string() };
     let mut parts = Vec::new();
     for (kind, t) in map {
         let n = |k: &str| t.get(k).and_then(|x| x.as_i64()).unwrap_or(0);
         if t.is_object() {
-            parts.push(format!(
-                "{kind}: +{} ~{} →{} ⏸{} −{}",
-                n("created"),
-                n("updated"),
-                n("moved"),
-                n("suspended"),
-                n("deleted")
-            ));
+            let tally = ["created", "updated", "moved", "suspended", "deleted"]
+                .iter()
+                .filter(|k| n(k) > 0)
+                .map(|k| format!("{} {k}", n(k)))
+                .collect::<Vec<_>>();
+            let tally = if tally.is_empty() { "no changes".to_owned() } else { tally.join(", ") };
+            parts.push(format!("{kind}: {tally}"));
         } else {
             parts.push(format!("{kind}: {t}"));
         }

@@ -1,0 +1,148 @@
+//! The console in a real headless Chromium, as an admin uses it: sign in as the super admin,
+//! create a department, add a member and see the consecutive account number, suspend the
+//! member, dry-run a sync and read its plan, grant a scoped role, sign in as that member and be
+//! refused outside the scope, switch the language. Screenshots of the main pages go to
+//! `docs/screenshots/` (checked in, for the README).
+
+use std::path::PathBuf;
+
+use crate::admin::{Console, MEMBER_PW, SUPER_PW};
+use crate::browser::Browser;
+use crate::common::{Backend, create_unit};
+use crate::slapd::{Slapd, base_ldif, generate};
+
+fn shot(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(format!("{name}.png"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_day_in_the_console() {
+    let ldap = Slapd::start(&format!("{}{}", base_ldif(), generate(3, 12, 2)));
+    let c = Console::start(Backend::Sqlite, |cfg| {
+        cfg.sync.ldap = vec![crate::sync::source(ldap.url())];
+    })
+    .await;
+    let support = create_unit(&c.directory, None, "Support").await;
+    let outsider = c.member_with("outsider", Some(support), &[]).await;
+    let b = Browser::start().await;
+    let base = &c.base;
+
+    // Not signed in: the console sends us to sign in, and comes back afterwards.
+    b.goto(&format!("{base}/admin/org")).await;
+    b.find("#account").await.send_keys(&c.enterprise_id).await;
+    b.find("#password").await.send_keys("not the password").await;
+    b.find("#sign-in").await.click().await;
+    b.wait_for_text("#login-error", "Wrong account or password").await;
+    b.screenshot(shot("sign-in")).await;
+    b.find("#password").await.send_keys(SUPER_PW).await;
+    b.find("#sign-in").await.click().await;
+    b.wait_for_text("h1", "Organization").await;
+
+    // A department at the top of the tree.
+    b.find("#root-name").await.send_keys("Engineering").await;
+    b.find("#new-root-unit button").await.click().await;
+    b.wait_for_text(".flash", "Unit created").await;
+    b.wait_for_text("#unit-name", "Engineering").await;
+
+    // A member in it: the account number is the next of the block.
+    b.find("#add-member").await.click().await;
+    b.find("#login_name").await.send_keys("grace").await;
+    b.find("#display_name").await.send_keys("Grace Hopper").await;
+    b.find("#mobile").await.send_keys("12").await;
+    b.find("#save-member").await.click().await;
+    // A bad mobile number: the error is by the field, and what was typed is still there.
+    b.wait_for_text("#mobile-error", "not a phone number").await;
+    assert_eq!(b.find("#display_name").await.prop("value").await, "Grace Hopper");
+    b.screenshot(shot("member-form-error")).await;
+    let mobile = b.find("#mobile").await;
+    mobile.clear().await;
+    mobile.send_keys("+8613800000042").await;
+    b.find("#save-member").await.click().await;
+    b.wait_for_text(".flash", "Member created").await;
+    let number = b.find("#account-number").await.text().await;
+    assert_eq!(number.trim(), "1001", "the outsider has 1000; Grace gets the next number");
+    b.screenshot(shot("member")).await;
+
+    // Suspend her.
+    b.find("#suspend-member").await.click().await;
+    b.wait_for_text("#member-state", "Suspended").await;
+
+    // The org page with the member list.
+    b.find("#member-state").await;
+    b.goto(&format!("{base}/admin/org")).await;
+    b.find("a[href^='/admin/org?unit=']").await;
+    let eng = b.execute(
+        "return [...document.querySelectorAll('.tree a')].find(a => a.textContent === 'Engineering').getAttribute('href')",
+        vec![],
+    )
+    .await;
+    b.goto(&format!("{base}{}", eng.as_str().unwrap())).await;
+    b.wait_for_text("#unit-members", "grace@example.com").await;
+    b.screenshot(shot("org")).await;
+
+    // A dry-run sync of the LDAP source: its plan, and nothing changed.
+    let members_before = c.directory.store().counts().await.unwrap().members;
+    b.goto(&format!("{base}/admin/sync")).await;
+    b.find("#run-now-corp").await.click().await;
+    b.wait_for_text("#dry-run-report", "dry_run").await;
+    let plan = b.find("#plan").await.text().await;
+    assert!(plan.contains("user000001"), "the plan names the users it would create: {plan}");
+    assert_eq!(c.directory.store().counts().await.unwrap().members, members_before);
+    b.screenshot(shot("sync-dry-run")).await;
+
+    // A role for Engineering's lead, scoped to Engineering.
+    c.member_with("lead", None, &[]).await;
+    b.goto(&format!("{base}/admin/roles")).await;
+    b.find("#role-name").await.send_keys("Engineering lead").await;
+    b.find("input[name=perm][value=manage_members]").await.click().await;
+    b.find("#create-role").await.click().await;
+    b.wait_for_text(".flash", "Role saved").await;
+    b.find("#grant-member").await.send_keys("lead").await;
+    b.find("#grant-scope").await.send_keys("Engineering").await;
+    b.find("#grant-role button").await.click().await;
+    b.wait_for_text("table", "lead (test)").await;
+    b.screenshot(shot("roles")).await;
+
+    b.goto(&format!("{base}/admin")).await;
+    b.wait_for_text("#count-members", "").await;
+    b.screenshot(shot("home")).await;
+    b.goto(&format!("{base}/admin/audit")).await;
+    b.wait_for_text("#audit", "role.grant").await;
+    b.screenshot(shot("audit")).await;
+
+    // Sign out; sign in as the lead: Grace is in scope, the outsider is not.
+    b.find("#sign-out").await.click().await;
+    b.find("#account").await.send_keys("lead").await;
+    b.find("#password").await.send_keys(MEMBER_PW).await;
+    b.find("#sign-in").await.click().await;
+    b.wait_for_text("#who", "lead").await;
+    let menu = b.find("#nav").await.text().await;
+    assert!(menu.contains("Members") && !menu.contains("Roles") && !menu.contains("Audit"), "{menu}");
+    let grace = c.directory.store().member_by_login("grace@example.com").await.unwrap().unwrap();
+    b.goto(&format!("{base}/admin/members/{}", grace.id)).await;
+    b.wait_for_text("#login-name", "grace@example.com").await;
+    b.goto(&format!("{base}/admin/members/{}", outsider.id)).await;
+    b.wait_for_text("#error-message", "You do not have permission").await;
+    b.screenshot(shot("refused")).await;
+    let denied = roster::store::AuditFilter { action: Some("console.denied".into()), limit: 10, ..Default::default() };
+    assert_eq!(c.directory.store().audit_search(&denied).await.unwrap().len(), 1);
+
+    // Switch to Chinese: the choice sticks for the next pages.
+    b.goto(&format!("{base}/admin/members")).await;
+    b.find("#lang-switch").await.click().await;
+    b.wait_for_text("#nav", "成员").await;
+    b.goto(&format!("{base}/admin")).await;
+    b.wait_for_text("h1", "帐号中心").await;
+    b.screenshot(shot("home-zh")).await;
+
+    // On a phone-sized screen the menu folds behind a button.
+    b.set_window_size(390, 844).await;
+    b.goto(&format!("{base}/admin/members")).await;
+    assert!(!b.find("#nav").await.is_displayed().await);
+    b.find("#menu-toggle").await.click().await;
+    assert!(b.find("#nav").await.is_displayed().await);
+    b.screenshot(shot("phone")).await;
+    b.quit().await;
+}
