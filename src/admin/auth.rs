@@ -399,7 +399,13 @@ pub async fn login(
             return Ok(retry("login.locked", axum::http::StatusCode::TOO_MANY_REQUESTS));
         }
     }
-    let verified = verify(&state, d, &account, &f.password).await?;
+    let verified = match verify(&state, d, &account, &f.password).await {
+        Err(Failure::Unavailable) if d.store().ping().await.is_ok() => {
+            // The member's LDAP directory, not our store, could not be asked.
+            return Ok(retry("login.directory_down", axum::http::StatusCode::SERVICE_UNAVAILABLE));
+        }
+        other => other?,
+    };
     let Some(member_id) = verified else {
         let locked = count_failure(&state, d, &keys, now).await?;
         let actor = Actor::new(Source::console(), account.clone());

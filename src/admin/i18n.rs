@@ -172,6 +172,11 @@ pub static TEXTS: &[(&str, &str, &str)] = &[
     ("import.row", "Row", "行"),
     ("import.title", "Import and export", "导入与导出"),
     ("login.account", "Enterprise id, account number or login name", "企业号、帐号或登录名"),
+    (
+        "login.directory_down",
+        "Your directory cannot be reached to check the password right now; try again shortly.",
+        "暂时无法连接目录服务器验证密码，请稍后再试。",
+    ),
     ("login.expired", "The sign-in form expired; please try again.", "登录表单已过期，请重试。"),
     ("login.failed", "Wrong account or password.", "帐号或密码错误。"),
     (

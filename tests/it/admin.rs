@@ -804,3 +804,101 @@ async fn language() {
 async fn scim_tokens() {
     scim_tokens_are_shown_once(Backend::Sqlite).await
 }
+
+/// Sync from the console against a real slapd: a held run is approved from its page; members
+/// that came from LDAP sign in with their directory password (pass-through bind).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_pages_and_directory_sign_in() {
+    use crate::slapd::{SUFFIX, Slapd, base_ldif, generate};
+    let mut ldap = Slapd::start(&format!("{}{}", base_ldif(), generate(2, 20, 1)));
+    let src = crate::sync::source(ldap.url());
+    let c = Console::start(Backend::Sqlite, |cfg| cfg.sync.ldap = vec![src.clone()]).await;
+    let sync = roster::sync::SyncService::new(c.directory.clone(), vec![src]);
+    let first = sync
+        .run("corp", roster::sync::RunOptions { full: true, trigger: "test".into(), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(first.outcome, roster::sync::Outcome::Applied);
+    assert_eq!(c.directory.store().counts().await.unwrap().members, 20);
+
+    // Three of twenty leave: over the 10% limit, so the run is held.
+    for n in 1..=3 {
+        let dn = format!("uid=user{n:06},ou=dept{:04},ou=people,{SUFFIX}", if n % 2 == 1 { 1 } else { 2 });
+        ldap.modify(&format!("dn: {dn}\nchangetype: delete\n\n"));
+    }
+    let mut s = c.super_admin().await;
+    s.get("/admin/sync").await;
+    // A real run from the console goes on in the background and ends held.
+    let p = s.post("/admin/sync/sources/corp/run", &[("full", "1")]).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let mut held = None;
+    for _ in 0..100 {
+        let runs = c.directory.store().runs_recent(5).await.unwrap();
+        if let Some(r) = runs.iter().find(|r| r.status == "held") {
+            held = Some(r.id);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let held = held.expect("the console's run is held by the deletion limit");
+    let home = s.get("/admin").await;
+    assert!(home.has("held sync runs"), "home lists what needs attention");
+    let p = s.get(&format!("/admin/sync/runs/{held}")).await;
+    assert!(p.has("approve-run") && p.has("3 deleted"), "{}", p.body);
+    assert_eq!(c.directory.store().counts().await.unwrap().members, 20, "held: nothing deleted");
+    let p = s.post(&format!("/admin/sync/runs/{held}/approve"), &[]).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert_eq!(c.directory.store().counts().await.unwrap().members, 17);
+    assert_eq!(c.audit_count("sync.approve").await, 1);
+    // Approving it again is refused: it is no longer held.
+    let p = s.post(&format!("/admin/sync/runs/{held}/approve"), &[]).await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST);
+
+    // A member from LDAP signs in with the directory's password; the console keeps none.
+    let dn = format!("uid=user000004,ou=dept0002,ou=people,{SUFFIX}");
+    ldap.modify(&format!(
+        "dn: {dn}\nchangetype: modify\nreplace: userPassword\nuserPassword: ldap-pass-1234\n\n"
+    ));
+    let mut m = c.session();
+    assert_eq!(m.sign_in("user000004", "wrong-password").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(m.sign_in("user000004", "").await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let p = m.sign_in("user000004", "ldap-pass-1234").await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    // With the directory down, sign-in says so instead of "wrong password".
+    ldap.kill();
+    let mut m = c.session();
+    let p = m.sign_in("user000004", "ldap-pass-1234").await;
+    assert_eq!(p.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(p.has("directory cannot be reached"), "{}", p.body);
+}
+
+/// With the database gone, pages say so plainly (503) and never show the database's own error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_database_is_a_clear_page() {
+    let cluster = crate::pg::start(false);
+    let url = cluster.url("postgres");
+    let c = Console::start(Backend::Sqlite, |cfg| cfg.database.url = url).await;
+    let mut s = c.super_admin().await;
+    assert_eq!(s.get("/admin/org").await.status, StatusCode::OK);
+    drop(cluster);
+    for path in ["/admin/org", "/admin", "/admin/login"] {
+        let p = s.get(path).await;
+        if path == "/admin/login" {
+            assert_eq!(p.status, StatusCode::OK, "the sign-in form needs no database");
+            continue;
+        }
+        assert_eq!(p.status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        assert!(p.has("not available right now; nothing was changed"), "{}", p.body);
+        for leak in ["postgres", "connection", "sqlx", "refused", "SELECT"] {
+            assert!(
+                !p.body.to_lowercase().contains(&leak.to_lowercase()),
+                "{path} shows {leak:?}: {}",
+                p.body
+            );
+        }
+    }
+    let p = s.post("/admin/org/units", &[("name", "Sales"), ("parent", "")]).await;
+    assert_eq!(p.status, StatusCode::SERVICE_UNAVAILABLE);
+    let p = s.sign_in(&c.enterprise_id, SUPER_PW).await;
+    assert_eq!(p.status, StatusCode::SERVICE_UNAVAILABLE);
+}

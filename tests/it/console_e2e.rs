@@ -126,7 +126,8 @@ async fn an_admin_day_in_the_console() {
     b.goto(&format!("{base}/admin/members/{}", outsider.id)).await;
     b.wait_for_text("#error-message", "You do not have permission").await;
     b.screenshot(shot("refused")).await;
-    let denied = roster::store::AuditFilter { action: Some("console.denied".into()), limit: 10, ..Default::default() };
+    let denied =
+        roster::store::AuditFilter { action: Some("console.denied".into()), limit: 10, ..Default::default() };
     assert_eq!(c.directory.store().audit_search(&denied).await.unwrap().len(), 1);
 
     // Switch to Chinese: the choice sticks for the next pages.
