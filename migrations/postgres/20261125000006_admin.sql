@@ -45,3 +45,6 @@ CREATE TABLE sign_in_failures (
     window_start TIMESTAMPTZ NOT NULL,
     locked_until TIMESTAMPTZ
 );
+
+-- The first steps of each sync run's plan, for the console (a held run shows what it would do).
+ALTER TABLE sync_runs ADD COLUMN plan JSONB NOT NULL DEFAULT '[]';

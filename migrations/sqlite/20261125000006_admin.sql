@@ -45,3 +45,6 @@ CREATE TABLE sign_in_failures (
     window_start TEXT NOT NULL,
     locked_until TEXT
 );
+
+-- The first steps of each sync run's plan, for the console (a held run shows what it would do).
+ALTER TABLE sync_runs ADD COLUMN plan TEXT NOT NULL DEFAULT '[]';

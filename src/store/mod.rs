@@ -302,6 +302,9 @@ pub trait Store: Send + Sync + 'static {
         message: &str,
     ) -> Result<()>;
     async fn run(&self, id: i64) -> Result<Option<SyncRun>>;
+    /// Keeps a run's plan (its steps as lines) for the console.
+    async fn run_set_plan(&self, id: i64, plan: &[String]) -> Result<()>;
+    async fn run_plan(&self, id: i64) -> Result<Vec<String>>;
     /// The most recent runs, newest first.
     async fn runs_recent(&self, limit: i64) -> Result<Vec<SyncRun>>;
     /// Takes (or renews) the lease on `source` for `holder` until `until`; false when another

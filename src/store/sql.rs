@@ -1127,6 +1127,19 @@ macro_rules! shared_sql {
                 .map_err($err)
             }
 
+            async fn run_set_plan(&self, id: i64, plan: &[String]) -> Result<()> {
+                q("UPDATE sync_runs SET plan = $1 WHERE id = $2")
+                    .bind(Json(plan.to_vec())).bind(id)
+                    .execute(&self.write).await.map_err($err)?;
+                Ok(())
+            }
+
+            async fn run_plan(&self, id: i64) -> Result<Vec<String>> {
+                let row: Option<(Json<Vec<String>>,)> = sqlx::query_as("SELECT plan FROM sync_runs WHERE id = $1")
+                    .bind(id).fetch_optional(&self.read).await.map_err($err)?;
+                Ok(row.map(|r| r.0.0).unwrap_or_default())
+            }
+
             async fn runs_recent(&self, limit: i64) -> Result<Vec<SyncRun>> {
                 sqlx::query_as::<_, SyncRun>(
                     "SELECT id, source, trigger, full_read, dry_run, started_at, finished_at, status, counts, errors, message \

@@ -105,6 +105,8 @@ pub struct SyncService {
 
 const BATCH: usize = 500;
 const MAX_ERRORS: usize = 1000;
+/// How many steps of a run's plan are kept with the run (for the console).
+const PLAN_KEPT: usize = 2000;
 
 impl SyncService {
     pub fn new(directory: DirectoryService, sources: Vec<LdapSource>) -> SyncService {
@@ -230,6 +232,8 @@ impl SyncService {
         release_freed_memory();
         report.plan = plan.steps().map(|s| s.what.clone()).collect();
         report.counts = json!(plan.tallies());
+        let kept = &report.plan[..report.plan.len().min(PLAN_KEPT)];
+        self.directory.store().run_set_plan(report.run_id, kept).await?;
         if opts.dry_run {
             report.outcome = Outcome::DryRun;
             report.message = format!("dry run: {} changes planned, none applied", report.plan.len());

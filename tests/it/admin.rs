@@ -845,6 +845,7 @@ async fn sync_pages_and_directory_sign_in() {
     assert!(home.has("held sync runs"), "home lists what needs attention");
     let p = s.get(&format!("/admin/sync/runs/{held}")).await;
     assert!(p.has("approve-run") && p.has("3 deleted"), "{}", p.body);
+    assert!(p.has("delete member user000001"), "a held run shows the plan it holds: {}", p.body);
     assert_eq!(c.directory.store().counts().await.unwrap().members, 20, "held: nothing deleted");
     let p = s.post(&format!("/admin/sync/runs/{held}/approve"), &[]).await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);

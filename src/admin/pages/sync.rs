@@ -70,6 +70,8 @@ pub struct RunPage {
     pub finished: String,
     pub counts: String,
     pub errors: Vec<String>,
+    /// The plan's first steps, as kept with the run.
+    pub plan: Vec<String>,
 }
 
 async fn overview_page(
@@ -112,6 +114,7 @@ pub async fn run_page(State(state): State<AppState>, p: Principal, Path(id): Pat
         finished: when_opt(&run.finished_at),
         counts: compact_counts(&run.counts),
         errors,
+        plan: d.store().run_plan(id).await?,
         run,
     };
     Ok(html(&page).into_response())
