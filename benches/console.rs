@@ -348,26 +348,31 @@ async fn run_case(
         name: name.to_owned(),
         http,
         store: (!store_samples.is_empty()).then(|| latency(store_samples)),
-        shown: format!("{} of {}", range((rows.0 as i64, rows.1 as i64)), range(totals)),
+        shown: if totals.1 == 0 {
+            "–".to_owned() // not a list
+        } else {
+            format!("{} of {}", range((rows.0 as i64, rows.1 as i64)), range(totals))
+        },
         kib: bytes as f64 / n as f64 / 1024.0,
     }
 }
 
 fn print_table(cases: &[Case], a: &Args, peak: (u64, u64), cpu: (f64, f64), load_secs: f64, big: usize) {
     println!(
-        "| request ({} measured each, one at a time) | rows shown of total | p50 | p95 | p99 | max | store call alone: p50 / p99 | p99 < {TARGET_MS:.0} ms |",
+        "| request ({} measured each, one at a time) | rows shown of total | page | p50 | p95 | p99 | max | store call alone: p50 / p99 | p99 < {TARGET_MS:.0} ms |",
         a.requests
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---|");
     for c in cases {
         let store = match &c.store {
             Some(l) => format!("{:.1} / {:.1} ms", l.p50, l.p99),
             None => "–".to_owned(),
         };
         println!(
-            "| {} | {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {store} | {} |",
+            "| {} | {} | {:.0} KiB | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {store} | {} |",
             c.name,
             c.shown,
+            c.kib,
             c.http.p50,
             c.http.p95,
             c.http.p99,
@@ -390,8 +395,6 @@ fn print_table(cases: &[Case], a: &Args, peak: (u64, u64), cpu: (f64, f64), load
         "CPU cores busy while serving: this process {:.2}, anything else {:.2} (well above 0: the run was disturbed).",
         cpu.0, cpu.1
     );
-    let kib: Vec<String> = cases.iter().map(|c| format!("{:.0}", c.kib)).collect();
-    println!("Mean page size per case, KiB: {}.", kib.join(" / "));
 }
 
 fn main() {

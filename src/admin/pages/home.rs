@@ -22,6 +22,8 @@ pub struct HomePage {
     pub held: usize,
     pub dead: i64,
     pub low_balance: bool,
+    /// The SMS account is for those who send.
+    pub show_sms: bool,
     pub expires: String,
 }
 
@@ -48,6 +50,7 @@ pub async fn home(State(state): State<AppState>, p: Principal) -> Page {
         c: p.chrome(p.lang.t("home.welcome")).at("/admin"),
         counts: store.counts().await?,
         low_balance: p.has(Permission::SendSms) && sms_balance < threshold,
+        show_sms: p.has(Permission::SendSms),
         expires: when_opt(&e.expires_at),
         e,
         sms_balance,
