@@ -1,8 +1,9 @@
 //! The console in a real headless Chromium, as an admin uses it: sign in as the super admin,
 //! create a department, add a member and see the consecutive account number, suspend the
 //! member, dry-run a sync and read its plan, grant a scoped role, sign in as that member and be
-//! refused outside the scope, switch the language. Screenshots of the main pages go to
-//! `docs/screenshots/` (checked in, for the README).
+//! refused outside the scope, switch the language. Screenshots of the main pages are taken on
+//! every run; with `ROSTER_UPDATE_SCREENSHOTS=1` they replace the checked-in ones in
+//! `docs/screenshots/` (shown in the README), else they go to the test target's temp dir.
 
 use std::path::PathBuf;
 
@@ -12,7 +13,11 @@ use crate::common::{Backend, create_unit};
 use crate::slapd::{Slapd, base_ldif, generate};
 
 fn shot(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+    let dir = if std::env::var_os("ROSTER_UPDATE_SCREENSHOTS").is_some() {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots")
+    } else {
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
+    };
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(format!("{name}.png"))
 }
