@@ -147,8 +147,12 @@ pub async fn detail(
     let mut history = d.store().audit_for("member", &m.id.to_string()).await?;
     history.reverse();
     history.truncate(20);
+    let mut c = p.chrome(&m.display_name).at("/admin/members").flash(q.done.as_deref());
+    if q.done.as_deref() == Some("member.created") {
+        c.flash = Some(format!("{} {}", p.lang.t("member.created"), m.account_number));
+    }
     let page = DetailPage {
-        c: p.chrome(&m.display_name).at("/admin/members").flash(q.done.as_deref()),
+        c,
         unit_path: unit_path(d, m.primary_org_unit_id).await?,
         owned: m.source.as_str() == "console",
         m,
