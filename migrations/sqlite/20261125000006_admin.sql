@@ -48,3 +48,7 @@ CREATE TABLE sign_in_failures (
 
 -- The first steps of each sync run's plan, for the console (a held run shows what it would do).
 ALTER TABLE sync_runs ADD COLUMN plan TEXT NOT NULL DEFAULT '[]';
+
+-- A unit's members in account-number order (the console's org page) without sorting the unit.
+DROP INDEX members_primary_org_unit;
+CREATE INDEX members_primary_org_unit ON members (primary_org_unit_id, account_number);

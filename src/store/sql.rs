@@ -330,7 +330,13 @@ macro_rules! shared_sql {
                 Some((f, desc)) => {
                     let (col, _) = column(f);
                     let dir = if desc { "DESC" } else { "ASC" };
-                    qb.push(format!(" ORDER BY {col} {dir}, id {dir}"));
+                    if f == $crate::directory::query::Field::AccountNumber {
+                        // Unique already: no tie-breaker, so an index on (unit, number) serves
+                        // the order without a sort.
+                        qb.push(format!(" ORDER BY {col} {dir}"));
+                    } else {
+                        qb.push(format!(" ORDER BY {col} {dir}, id {dir}"));
+                    }
                 }
                 None if default.is_empty() => {}
                 None => {
