@@ -183,25 +183,27 @@ pub async fn members_of(d: &DirectoryService, unit: Uuid, q: &str, page: i64) ->
     })
 }
 
-/// What a search box means: an account number, or the start of a login name, or part of a
-/// display name, or a mobile number.
+/// What a search box means. Digits (an account number, a mobile, an employee number) are
+/// looked up exactly, from indexes; anything else is the start of a login name or part of a
+/// display name.
 pub fn search_expr(q: &str) -> Option<Expr> {
     let q = q.trim();
     if q.is_empty() {
         return None;
     }
-    let text = || Val::Text(q.to_lowercase());
-    let mut e = Expr::Or(
-        Box::new(Expr::Cmp(Field::LoginName, Op::Sw, text())),
-        Box::new(Expr::Cmp(Field::DisplayName, Op::Co, Val::Text(q.to_owned()))),
-    );
+    let or = |a, b| Expr::Or(Box::new(a), Box::new(b));
+    let text = |s: &str| Val::Text(s.to_owned());
     if q.chars().all(|c| c.is_ascii_digit() || c == '+') {
-        e = Expr::Or(Box::new(e), Box::new(Expr::Cmp(Field::Mobile, Op::Eq, Val::Text(q.to_owned()))));
+        let mut e = or(Expr::Cmp(Field::Mobile, Op::Eq, text(q)), Expr::Cmp(Field::EmployeeNumber, Op::Eq, text(q)));
         if let Ok(n) = q.parse::<i64>() {
-            e = Expr::Or(Box::new(e), Box::new(Expr::Cmp(Field::AccountNumber, Op::Eq, Val::Int(n))));
+            e = or(e, Expr::Cmp(Field::AccountNumber, Op::Eq, Val::Int(n)));
         }
+        return Some(e);
     }
-    Some(e)
+    Some(or(
+        Expr::Cmp(Field::LoginName, Op::Sw, text(&q.to_lowercase())),
+        Expr::Cmp(Field::DisplayName, Op::Co, text(q)),
+    ))
 }
 
 #[derive(Debug, Default, Deserialize)]
