@@ -157,22 +157,9 @@ fn latency(mut samples: Vec<Duration>) -> Latency {
 /// What the console's search box means (a copy of `search_expr` in src/admin/pages/org.rs, for
 /// timing the store call on its own): an account number, or the start of a login name, or part
 /// of a display name, or a mobile number.
+/// The console's search box (the same expression its pages use).
 fn search_expr(q: &str) -> Option<Expr> {
-    let q = q.trim();
-    if q.is_empty() {
-        return None;
-    }
-    let mut e = Expr::Or(
-        Box::new(Expr::Cmp(Field::LoginName, Op::Sw, Val::Text(q.to_lowercase()))),
-        Box::new(Expr::Cmp(Field::DisplayName, Op::Co, Val::Text(q.to_owned()))),
-    );
-    if q.chars().all(|c| c.is_ascii_digit() || c == '+') {
-        e = Expr::Or(Box::new(e), Box::new(Expr::Cmp(Field::Mobile, Op::Eq, Val::Text(q.to_owned()))));
-        if let Ok(n) = q.parse::<i64>() {
-            e = Expr::Or(Box::new(e), Box::new(Expr::Cmp(Field::AccountNumber, Op::Eq, Val::Int(n))));
-        }
-    }
-    Some(e)
+    Expr::search_box(q)
 }
 
 /// The `search_members` query the console runs for a page (org page: `unit` set).

@@ -79,6 +79,34 @@ pub enum Expr {
     Const(bool),
 }
 
+impl Expr {
+    /// What a search box means. Digits (an account number, a mobile, an employee number) are
+    /// looked up exactly, from indexes; anything else is the start of a login name or part of a
+    /// display name.
+    pub fn search_box(q: &str) -> Option<Expr> {
+        let q = q.trim();
+        if q.is_empty() {
+            return None;
+        }
+        let or = |a, b| Expr::Or(Box::new(a), Box::new(b));
+        let text = |s: &str| Val::Text(s.to_owned());
+        if q.chars().all(|c| c.is_ascii_digit() || c == '+') {
+            let mut e = or(
+                Expr::Cmp(Field::Mobile, Op::Eq, text(q)),
+                Expr::Cmp(Field::EmployeeNumber, Op::Eq, text(q)),
+            );
+            if let Ok(n) = q.parse::<i64>() {
+                e = or(e, Expr::Cmp(Field::AccountNumber, Op::Eq, Val::Int(n)));
+            }
+            return Some(e);
+        }
+        Some(or(
+            Expr::Cmp(Field::LoginName, Op::Sw, text(&q.to_lowercase())),
+            Expr::Cmp(Field::DisplayName, Op::Co, text(q)),
+        ))
+    }
+}
+
 /// A page of a search: filter, order (`(field, descending)`, then id for a stable order), and
 /// a window.
 #[derive(Debug, Clone, PartialEq)]

@@ -9,14 +9,14 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::org::{MemberList, PAGE_SIZE, search_expr};
+use super::org::{MemberList, PAGE_SIZE};
 use super::{Errors, Page, opt, uuid};
 use crate::access::password::Secret;
 use crate::admin::views::{Chrome, html, when};
 use crate::admin::{Failure, Principal, directory, see_other};
 use crate::directory::DirectoryService;
 use crate::directory::model::{AuditEntry, Email, Member, MemberState, Permission, Role};
-use crate::directory::query::{Field, Query as Q};
+use crate::directory::query::{Expr, Field, Query as Q};
 use crate::directory::{Applied, Change, MemberPatch, NewMember};
 use crate::http::AppState;
 
@@ -46,7 +46,7 @@ pub async fn list(State(state): State<AppState>, p: Principal, Query(q): Query<L
         let found = d
             .store()
             .search_members(&Q {
-                filter: search_expr(&q.q),
+                filter: Expr::search_box(&q.q),
                 sort: Some((Field::AccountNumber, false)),
                 offset: (page - 1) * PAGE_SIZE,
                 limit: PAGE_SIZE,
@@ -64,7 +64,7 @@ pub async fn list(State(state): State<AppState>, p: Principal, Query(q): Query<L
         let found = d
             .store()
             .search_members(&Q {
-                filter: search_expr(&q.q),
+                filter: Expr::search_box(&q.q),
                 sort: Some((Field::AccountNumber, false)),
                 offset: 0,
                 limit: 500,

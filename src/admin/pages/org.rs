@@ -161,7 +161,7 @@ async fn unit_view(
 /// One page of a unit's members (primary unit), by account number, optionally searched.
 pub async fn members_of(d: &DirectoryService, unit: Uuid, q: &str, page: i64) -> Result<MemberList, Failure> {
     let mut filter = Expr::Cmp(Field::PrimaryOrgUnitId, Op::Eq, Val::Uuid(unit));
-    if let Some(s) = search_expr(q) {
+    if let Some(s) = Expr::search_box(q) {
         filter = Expr::And(Box::new(filter), Box::new(s));
     }
     let page = page.max(1);
@@ -181,29 +181,6 @@ pub async fn members_of(d: &DirectoryService, unit: Uuid, q: &str, page: i64) ->
         page,
         q: q.to_owned(),
     })
-}
-
-/// What a search box means. Digits (an account number, a mobile, an employee number) are
-/// looked up exactly, from indexes; anything else is the start of a login name or part of a
-/// display name.
-pub fn search_expr(q: &str) -> Option<Expr> {
-    let q = q.trim();
-    if q.is_empty() {
-        return None;
-    }
-    let or = |a, b| Expr::Or(Box::new(a), Box::new(b));
-    let text = |s: &str| Val::Text(s.to_owned());
-    if q.chars().all(|c| c.is_ascii_digit() || c == '+') {
-        let mut e = or(Expr::Cmp(Field::Mobile, Op::Eq, text(q)), Expr::Cmp(Field::EmployeeNumber, Op::Eq, text(q)));
-        if let Ok(n) = q.parse::<i64>() {
-            e = or(e, Expr::Cmp(Field::AccountNumber, Op::Eq, Val::Int(n)));
-        }
-        return Some(e);
-    }
-    Some(or(
-        Expr::Cmp(Field::LoginName, Op::Sw, text(&q.to_lowercase())),
-        Expr::Cmp(Field::DisplayName, Op::Co, text(q)),
-    ))
 }
 
 #[derive(Debug, Default, Deserialize)]
