@@ -385,7 +385,7 @@ fn print_table(cases: &[Case], a: &Args, peak: (u64, u64), cpu: (f64, f64), load
         peak.1 as f64 / 1024.0
     );
     println!(
-        "CPU cores busy while serving: this process {:.2}, anything else {:.2} (well above 0: the run was disturbed).",
+        "CPU cores busy while serving: this process {:.2}, anything else {:.2} (if that is well above 0, something disturbed the run).",
         cpu.0, cpu.1
     );
 }
