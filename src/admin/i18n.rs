@@ -167,6 +167,11 @@ pub static TEXTS: &[(&str, &str, &str)] = &[
         "Columns: login_name, display_name, mobile, email, title, employee_number, org_unit (a path such as Sales/East). Nothing is written until you confirm.",
         "列：login_name、display_name、mobile、email、title、employee_number、org_unit（路径，如 销售/华东）。确认前不会写入任何数据。",
     ),
+    (
+        "import.help_units",
+        "An org-units file (the export's columns: org_unit, id, position, source) creates the units whose paths are missing.",
+        "组织文件（导出的列：org_unit、id、position、source）会创建缺少的部门。",
+    ),
     ("import.plan", "Plan", "计划"),
     ("import.preview", "Check the file", "检查文件"),
     ("import.row", "Row", "行"),

@@ -730,6 +730,23 @@ async fn csv_import_shows_a_plan_then_applies_the_good_rows(b: Backend) {
     let p = s.get("/admin/export/members.csv").await;
     assert!(p.body.starts_with("account_number,login_name"));
     assert!(p.has("\"Bob, Jr.\"") && p.has("Sales/East"), "{}", p.body);
+    // An org-units file (the export's own format) creates the units that are missing.
+    let units = s.get("/admin/export/org-units.csv").await.body;
+    assert!(units.starts_with("org_unit,id,position,source\nSales,"), "{units}");
+    s.get("/admin/import").await;
+    let long = "x".repeat(200);
+    let file = format!("{units}Support/Level 1\nSupport/Level 2\nSupport/{long}\n");
+    let p = s.post("/admin/import", &[("csv", file.as_str()), ("step", "check")]).await;
+    assert!(
+        p.has("id=\"plan-members\">0<") && p.has("Support/Level 1") && p.has("import-apply"),
+        "{}",
+        p.body
+    );
+    assert_eq!(d.store().counts().await.unwrap().org_units, 2, "checking writes nothing");
+    let p = s.post("/admin/import", &[("csv", file.as_str()), ("step", "apply")]).await;
+    assert!(p.has("Imported: 0") && p.has("New unit: 3"), "{}", p.body);
+    assert!(p.has("<td>6</td>"), "the over-long name is reported on its row: {}", p.body);
+    assert_eq!(d.store().counts().await.unwrap().org_units, 5);
 }
 
 async fn language_is_the_users_choice(b: Backend) {

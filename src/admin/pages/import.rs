@@ -24,11 +24,13 @@ use crate::http::AppState;
 const COLUMNS: [&str; 7] =
     ["login_name", "display_name", "mobile", "email", "title", "employee_number", "org_unit"];
 const BATCH: usize = 500;
+/// The columns of an org-units file (the export's); only `org_unit` is read.
+const UNIT_COLUMNS: [&str; 4] = ["org_unit", "id", "position", "source"];
 
-/// One good row, ready to create.
+/// One good row, ready to create: a member (in its unit), or only a unit (an org-units file).
 struct Row {
     line: usize,
-    member: NewMember,
+    member: Option<NewMember>,
     unit_path: String,
 }
 
@@ -43,7 +45,12 @@ pub struct ImportPage {
     pub c: Chrome,
     pub csv: String,
     pub checked: bool,
+    /// Members the plan creates.
     pub good: usize,
+    /// Whether there is anything good to apply (members or units).
+    pub can_apply: bool,
+    /// Units the apply created.
+    pub units_created: usize,
     pub new_units: Vec<String>,
     pub bad: Vec<RowError>,
     pub applied: Option<usize>,
@@ -59,6 +66,8 @@ pub async fn import_page(State(state): State<AppState>, p: Principal) -> Page {
         csv: String::new(),
         checked: false,
         good: 0,
+        can_apply: false,
+        units_created: 0,
         new_units: Vec::new(),
         bad: Vec::new(),
         applied: None,
@@ -97,6 +106,8 @@ pub async fn import(
                 csv: f.csv,
                 checked: false,
                 good: 0,
+                can_apply: false,
+                units_created: 0,
                 new_units: Vec::new(),
                 bad: Vec::new(),
                 applied: None,
@@ -120,7 +131,9 @@ pub async fn import(
             c,
             csv: f.csv,
             checked: true,
-            good: rows.len(),
+            good: rows.iter().filter(|r| r.member.is_some()).count(),
+            can_apply: !rows.is_empty(),
+            units_created: 0,
             new_units,
             bad,
             applied: None,
@@ -128,12 +141,14 @@ pub async fn import(
         };
         return Ok(html(&page).into_response());
     }
-    let applied = apply(d, &p, rows, paths, &mut bad).await?;
+    let (units_created, applied) = apply(d, &p, rows, paths, &mut bad).await?;
     let page = ImportPage {
         c,
         csv: String::new(),
         checked: false,
         good: 0,
+        can_apply: false,
+        units_created,
         new_units: Vec::new(),
         bad,
         applied: Some(applied),
@@ -183,6 +198,9 @@ async fn check(
     };
     let Some((header, body)) = records.split_first() else { return Ok(Err("the file is empty".into())) };
     let cols: Vec<String> = header.iter().map(|h| h.trim().to_lowercase()).collect();
+    if cols.iter().any(|c| c == "org_unit") && !cols.iter().any(|c| c == "login_name") {
+        return Ok(check_units(&cols, body));
+    }
     if let Some(unknown) = cols.iter().find(|c| !COLUMNS.contains(&c.as_str())) {
         return Ok(Err(format!("unknown column {unknown:?}; the columns are {}", COLUMNS.join(", "))));
     }
@@ -211,11 +229,39 @@ async fn check(
             cols.iter().position(|c| c == name).map(|i| rec[i].trim().to_owned()).unwrap_or_default()
         };
         match check_row(d, &e.mail_domain, &get, &mut seen).await? {
-            Ok(member) => rows.push(Row { line, member, unit_path: get("org_unit") }),
+            Ok(member) => rows.push(Row { line, member: Some(member), unit_path: get("org_unit") }),
             Err(message) => bad.push(RowError { line, message }),
         }
     }
     Ok(Ok((rows, bad)))
+}
+
+/// An org-units file: one path a row; every unit on it is created if missing.
+fn check_units(cols: &[String], body: &[Vec<String>]) -> Result<(Vec<Row>, Vec<RowError>), String> {
+    if let Some(unknown) = cols.iter().find(|c| !UNIT_COLUMNS.contains(&c.as_str())) {
+        return Err(format!("unknown column {unknown:?}; an org-units file has {}", UNIT_COLUMNS.join(", ")));
+    }
+    let at = cols.iter().position(|c| c == "org_unit").expect("checked by the caller");
+    let mut rows = Vec::new();
+    let mut bad = Vec::new();
+    for (i, rec) in body.iter().enumerate() {
+        let line = i + 2;
+        let path = rec.get(at).map(|p| p.trim()).unwrap_or("");
+        if path.is_empty() {
+            if rec.iter().any(|v| !v.trim().is_empty()) {
+                bad.push(RowError { line, message: "org_unit is empty".into() });
+            }
+            continue;
+        }
+        match prefixes(path)
+            .iter()
+            .try_for_each(|p| validate::org_unit_name(p.rsplit('/').next().unwrap_or(p)).map(|_| ()))
+        {
+            Ok(()) => rows.push(Row { line, member: None, unit_path: path.to_owned() }),
+            Err(e) => bad.push(RowError { line, message: e.to_string() }),
+        }
+    }
+    Ok((rows, bad))
 }
 
 async fn check_row(
@@ -265,7 +311,7 @@ async fn check_row(
     Ok(Ok(member))
 }
 
-/// Creates the missing units, then the members in batches. A row the directory still refuses
+/// Creates the missing units, then the members in batches; returns how many of each. A row the directory still refuses
 /// (someone took its login name meanwhile) is reported and left out; the rest go in.
 async fn apply(
     d: &DirectoryService,
@@ -273,7 +319,7 @@ async fn apply(
     rows: Vec<Row>,
     mut paths: HashMap<String, Uuid>,
     bad: &mut Vec<RowError>,
-) -> Result<usize, Failure> {
+) -> Result<(usize, usize), Failure> {
     let actor = p.actor();
     let mut unit_changes = Vec::new();
     for r in &rows {
@@ -299,6 +345,7 @@ async fn apply(
         }
     }
     let mut failed_lines = HashSet::new();
+    let units_created = unit_changes.len();
     if !unit_changes.is_empty() {
         let lines: Vec<usize> = unit_changes.iter().map(|(l, _)| *l).collect();
         if let Err(e) = d.apply(&actor, unit_changes.into_iter().map(|(_, c)| c).collect()).await {
@@ -307,7 +354,7 @@ async fn apply(
             }
             bad.push(RowError { line: lines[e.index], message: format!("org_unit: {}", e.error) });
             // Without its units no member can go in: stop here.
-            return Ok(0);
+            return Ok((0, 0));
         }
     }
     let mut applied = 0;
@@ -315,8 +362,9 @@ async fn apply(
         .into_iter()
         .map(|r| {
             let unit = prefixes(&r.unit_path).last().and_then(|p| paths.get(p).copied());
-            (r.line, Change::CreateMember(NewMember { primary_org_unit_id: unit, ..r.member }))
+            r.member.map(|m| (r.line, Change::CreateMember(NewMember { primary_org_unit_id: unit, ..m })))
         })
+        .flatten()
         .collect();
     while !pending.is_empty() {
         let take = pending.len().min(BATCH);
@@ -339,7 +387,7 @@ async fn apply(
         }
     }
     bad.sort_by_key(|r| r.line);
-    Ok(applied)
+    Ok((units_created, applied))
 }
 
 /// RFC 4180 CSV: quoted fields with `""` for a quote, CRLF or LF line ends, a UTF-8 BOM
