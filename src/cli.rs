@@ -274,10 +274,14 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<ExitCode> {
         Command::Admin { command: AdminCommand::ResetPassword { password_file } } => {
             let password = read_password(password_file)?;
             let directory = app::open_migrated(&cfg).await?;
-            let result = directory.set_super_password(&console, &cfg.enterprise, &password).await;
+            let mut result = directory.set_super_password(&console, &cfg.enterprise, &password).await;
+            if result.is_ok() {
+                // Console sessions signed in with the old password end with it.
+                result = directory.store().sessions_end(None, None).await.map(|_| ()).map_err(Into::into);
+            }
             directory.store().close().await;
             result?;
-            eprintln!("the super-admin password was changed");
+            eprintln!("the super-admin password was changed; console sessions of the super admin were ended");
         }
         Command::Token { command } => {
             let directory = app::open_directory(&cfg).await?;

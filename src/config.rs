@@ -45,8 +45,14 @@ pub struct AdminConfig {
     /// Failed sign-ins (per login name, and per client address) within `failure_window_minutes`
     /// that lock sign-in for `lockout_minutes`.
     pub max_failures: i64,
+    /// The same, per client address (over all accounts tried from it).
+    pub max_failures_per_address: i64,
     pub failure_window_minutes: i64,
     pub lockout_minutes: i64,
+    /// Reverse proxies whose `X-Forwarded-For` is believed: the client address (for the
+    /// per-address limit and the audit log) is then the last address in that header that is not
+    /// one of them. Empty: the peer address is the client's.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for AdminConfig {
@@ -57,8 +63,10 @@ impl Default for AdminConfig {
             max_session_hours: 12,
             secure_cookie: true,
             max_failures: 5,
+            max_failures_per_address: 20,
             failure_window_minutes: 15,
             lockout_minutes: 15,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -31,7 +31,7 @@ use super::{Failure, directory};
 use crate::directory::DirectoryService;
 use crate::directory::model::{Actor, Member, MemberState, Permission, Permissions, Source};
 use crate::http::AppState;
-use crate::store::{AdminSession, SignInFailures};
+use crate::store::AdminSession;
 
 pub const SESSION_COOKIE: &str = "roster_session";
 const LOGIN_COOKIE: &str = "roster_login";
@@ -124,7 +124,7 @@ impl Principal {
         Ok(self.has_at(p, &path))
     }
 
-    /// Holds `p` over a member: at its primary unit or any further unit.
+    /// Holds `p` over a member: at its primary unit.
     pub async fn has_for_member(
         &self,
         d: &DirectoryService,
@@ -134,12 +134,8 @@ impl Principal {
         if self.has_everywhere(p) {
             return Ok(true);
         }
-        for unit in m.primary_org_unit_id.iter().chain(&m.org_unit_ids) {
-            if self.has_at_unit(d, p, Some(*unit)).await? {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        // The primary unit decides: a further unit gives its managers no power over a member.
+        self.has_at_unit(d, p, m.primary_org_unit_id).await
     }
 
     /// Refuses unless `allowed`: the refusal is audited and answered with the 403 page.
@@ -177,7 +173,17 @@ impl FromRequestParts<AppState> for Principal {
             return Err(sign_in());
         }
         let (who, grants) = match session.member_id {
-            None => (Who::SuperAdmin, Vec::new()),
+            None => {
+                // The one-time password must be replaced before anything else.
+                let path = original_uri(&parts.extensions, &parts.uri);
+                let free = ["/admin/password", "/admin/logout", "/admin/lang/", "/admin/assets/"];
+                if !free.iter().any(|f| path.starts_with(f))
+                    && d.store().enterprise().await?.is_some_and(|e| e.password_must_change)
+                {
+                    return Err(Failure::Redirect("/admin/password".into()));
+                }
+                (Who::SuperAdmin, Vec::new())
+            }
             Some(id) => {
                 let Some(m) = d.store().member(id).await? else {
                     d.store().session_delete(&hash).await?;
@@ -187,10 +193,13 @@ impl FromRequestParts<AppState> for Principal {
                     d.store().session_delete(&hash).await?;
                     return Err(sign_in());
                 }
-                (
-                    Who::Member { id, login_name: m.login_name, display_name: m.display_name },
-                    grants_of(d, id).await?,
-                )
+                let grants = grants_of(d, id).await?;
+                if grants.is_empty() {
+                    // Their last role was taken away: the console is no longer theirs.
+                    d.store().session_delete(&hash).await?;
+                    return Err(sign_in());
+                }
+                (Who::Member { id, login_name: m.login_name, display_name: m.display_name }, grants)
             }
         };
         if now - session.last_seen_at > Duration::seconds(60) {
@@ -270,7 +279,7 @@ pub async fn csrf_guard(State(state): State<AppState>, req: Request, next: Next)
     {
         return Failure::Bad("cross-site request refused".into()).into_response();
     }
-    if req.uri().path().ends_with("/login") {
+    if req.uri().path() == "/login" {
         return next.run(req).await;
     }
     let Some(d) = state.directory.get() else { return Failure::Unavailable.into_response() };
@@ -286,8 +295,7 @@ pub async fn csrf_guard(State(state): State<AppState>, req: Request, next: Next)
         None => return Failure::SignIn { next: original_uri(req.extensions(), req.uri()) }.into_response(),
     };
     let header_token = req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let query_token = req.uri().query().and_then(|q| form_value(q, "_csrf"));
-    let (req, token) = match header_token.or(query_token) {
+    let (req, token) = match header_token {
         Some(t) => (req, Some(t)),
         None => {
             // Read the urlencoded body for `_csrf`, then hand the body on unchanged.
@@ -357,70 +365,130 @@ pub struct LoginForm {
     _csrf: String,
 }
 
-/// Signs in the super admin (enterprise id + super password) or a member (account number or
-/// login name + local or directory password).
+/// The longest account text looked at (a login name is at most 64 + 1 + 253 characters).
+const MAX_ACCOUNT: usize = 320;
+
+/// Who an account text names.
+enum Account {
+    Super,
+    Member(crate::directory::model::Member),
+    Unknown,
+}
+
+impl Account {
+    /// The key failures count under: the account itself, however it was typed.
+    fn key(&self, typed: &str) -> String {
+        match self {
+            Account::Super => "super".into(),
+            Account::Member(m) => format!("member:{}", m.id),
+            Account::Unknown => format!("login:{typed}"),
+        }
+    }
+}
+
+async fn resolve(d: &DirectoryService, account: &str) -> Result<Account, Failure> {
+    let Some(e) = d.store().enterprise().await? else { return Err(Failure::Unavailable) };
+    if account == e.enterprise_id {
+        return Ok(Account::Super);
+    }
+    let member = match account.parse::<i64>() {
+        Ok(n) => d.store().member_by_number(n).await?,
+        Err(_) => match crate::directory::validate::login_name(account, &e.mail_domain) {
+            Ok(login) => d.store().member_by_login(&login).await?,
+            Err(_) => None,
+        },
+    };
+    Ok(member.map(Account::Member).unwrap_or(Account::Unknown))
+}
+
+/// The client's address: the peer's, or behind a trusted proxy the last address in
+/// `X-Forwarded-For` that is not a trusted proxy.
+fn client_ip(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> std::net::IpAddr {
+    let trusted = &state.admin.trusted_proxies;
+    if !trusted.contains(&peer.ip()) {
+        return peer.ip();
+    }
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
+        .rev()
+        .find(|ip| !trusted.contains(ip))
+        .unwrap_or(peer.ip())
+}
+
+/// Signs in the super admin (enterprise id + super password) or a member holding a role
+/// (account number or login name + local or directory password).
 pub async fn login(
     State(state): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Result<Response, Failure> {
     let lang = Lang::from_headers(&headers);
     let d = directory(&state)?;
+    let typed: String = f.account.trim().chars().take(MAX_ACCOUNT).collect();
     let retry = |error: &str, status| {
         let token = random_token();
-        let page = views::Login::new(lang, &token, f.next.as_deref(), f.account.trim(), Some(lang.t(error)));
+        let page = views::Login::new(lang, &token, f.next.as_deref(), &typed, Some(lang.t(error)));
         login_response(&state, page, &token, status)
     };
     let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
     if expected.is_empty() || !constant_time_eq(&f._csrf, &expected) {
         return Ok(retry("login.expired", axum::http::StatusCode::FORBIDDEN));
     }
-    let account = f.account.trim().to_lowercase();
+    let account = typed.to_lowercase();
     if account.is_empty() || f.password.is_empty() {
         return Ok(retry("login.missing", axum::http::StatusCode::UNPROCESSABLE_ENTITY));
     }
+    let ip = client_ip(&state, peer, &headers).to_string();
     let now = Utc::now();
-    let keys = [format!("login:{account}"), format!("ip:{}", addr.ip())];
+    let who = resolve(d, &account).await?;
+    let keys = [who.key(&account), format!("ip:{ip}")];
+    let actor = Actor::new(Source::console(), account.clone());
     for key in &keys {
         if let Some(f) = d.store().sign_in_failures(key).await?
             && f.locked_until.is_some_and(|t| t > now)
         {
-            let actor = Actor::new(Source::console(), account.clone());
-            let _ = d
-                .record(
-                    &actor,
-                    "console.sign_in_locked",
-                    "console",
-                    None,
-                    json!({ "ip": addr.ip().to_string() }),
-                )
-                .await;
+            let _ = d.record(&actor, "console.sign_in_locked", "console", None, json!({ "ip": ip })).await;
             return Ok(retry("login.locked", axum::http::StatusCode::TOO_MANY_REQUESTS));
         }
     }
-    let verified = match verify(&state, d, &account, &f.password).await {
-        Err(Failure::Unavailable) if d.store().ping().await.is_ok() => {
+    let verified = match verify(&state, d, &who, &f.password).await? {
+        Verified::DirectoryDown => {
             // The member's LDAP directory, not our store, could not be asked.
             return Ok(retry("login.directory_down", axum::http::StatusCode::SERVICE_UNAVAILABLE));
         }
-        other => other?,
+        Verified::No => None,
+        Verified::Yes => Some(match &who {
+            Account::Member(m) => Some(m.id),
+            _ => None,
+        }),
     };
     let Some(member_id) = verified else {
         let locked = count_failure(&state, d, &keys, now).await?;
-        let actor = Actor::new(Source::console(), account.clone());
-        let _ = d
-            .record(
-                &actor,
-                "console.sign_in_failed",
-                "console",
-                None,
-                json!({ "ip": addr.ip().to_string(), "locked": locked }),
-            )
-            .await;
+        let detail = json!({ "ip": ip, "locked": locked });
+        let _ = d.record(&actor, "console.sign_in_failed", "console", None, detail).await;
         let error = if locked { "login.locked" } else { "login.failed" };
         return Ok(retry(error, axum::http::StatusCode::UNAUTHORIZED));
     };
+    // The console is for those who administer: a member without a role has nothing to do here.
+    if let Some(id) = member_id
+        && d.store().member_grants(id).await?.is_empty()
+    {
+        let _ = d
+            .record(
+                &actor,
+                "console.sign_in_refused",
+                "console",
+                None,
+                json!({ "ip": ip, "reason": "no role" }),
+            )
+            .await;
+        return Ok(retry("login.no_role", axum::http::StatusCode::FORBIDDEN));
+    }
     d.store().sign_in_failures_clear(&keys[0]).await?;
     let secret = random_token();
     let session = AdminSession {
@@ -430,23 +498,18 @@ pub async fn login(
         created_at: now,
         expires_at: now + Duration::minutes(state.admin.idle_minutes),
         last_seen_at: now,
-        ip: addr.ip().to_string(),
+        ip: ip.clone(),
     };
     d.store().session_insert(&session).await?;
     let _ = d.store().sessions_purge(now).await;
-    let who = match member_id {
-        None => "super-admin".to_owned(),
-        Some(_) => account.clone(),
+    let _ = d.store().sign_in_failures_purge(now - Duration::days(1)).await;
+    let who = match (&who, member_id) {
+        (Account::Member(m), Some(_)) => m.login_name.clone(),
+        _ => "super-admin".to_owned(),
     };
-    d.record(
-        &Actor::new(Source::console(), who),
-        "console.sign_in",
-        "console",
-        None,
-        json!({ "ip": addr.ip().to_string() }),
-    )
-    .await
-    .map_err(|e| Failure::from_directory(&e))?;
+    d.record(&Actor::new(Source::console(), who), "console.sign_in", "console", None, json!({ "ip": ip }))
+        .await
+        .map_err(|e| Failure::from_directory(&e))?;
     let must_change =
         member_id.is_none() && d.store().enterprise().await?.is_some_and(|e| e.password_must_change);
     let to = if must_change {
@@ -454,6 +517,7 @@ pub async fn login(
     } else {
         f.next
             .filter(|n| n.starts_with("/admin") && !n.starts_with("//") && !n.contains("://"))
+            .filter(|n| !n.chars().any(char::is_control))
             .unwrap_or("/admin".into())
     };
     let cookie = set_cookie(SESSION_COOKIE, &secret, None, state.admin.secure_cookie);
@@ -464,47 +528,43 @@ pub async fn login(
     Ok(res)
 }
 
-/// `Some(None)`: the super admin; `Some(Some(id))`: a member; `None`: wrong credentials.
+enum Verified {
+    Yes,
+    No,
+    /// The member's LDAP directory could not be asked.
+    DirectoryDown,
+}
+
+/// Checks the password. Every "no" costs one argon2 verification, whoever was named, so the
+/// time taken does not tell which accounts exist, are suspended, or have no local password.
 async fn verify(
     state: &AppState,
     d: &DirectoryService,
-    account: &str,
+    who: &Account,
     password: &str,
-) -> Result<Option<Option<Uuid>>, Failure> {
-    let Some(e) = d.store().enterprise().await? else { return Err(Failure::Unavailable) };
-    if account == e.enterprise_id {
-        let hash = d.store().super_password_hash().await?.unwrap_or_default();
-        return Ok(check_hash(password, hash).await.then_some(None));
-    }
-    let member = match account.parse::<i64>() {
-        Ok(n) => d.store().member_by_number(n).await?,
-        Err(_) => match crate::directory::validate::login_name(account, &e.mail_domain) {
-            Ok(login) => d.store().member_by_login(&login).await?,
-            Err(_) => None,
-        },
-    };
-    let Some(m) = member else {
-        // Spend the same time as a real check, so timing does not tell who exists.
-        check_hash(password, dummy_hash().to_owned()).await;
-        return Ok(None);
-    };
-    if m.state != MemberState::Active {
-        return Ok(None);
-    }
-    if let Some(source) = m.source.as_str().strip_prefix("ldap:")
-        && let Some(src) = state.config.sync.ldap.iter().find(|s| s.name == source)
-        && let Some(anchor) = &m.anchor
-    {
-        return match crate::sync::ldap::verify_password(src, anchor, password).await {
-            Ok(ok) => Ok(ok.then_some(Some(m.id))),
-            Err(e) => {
-                tracing::warn!(source, error = %e, "console: directory sign-in could not be checked");
-                Err(Failure::Unavailable)
+) -> Result<Verified, Failure> {
+    let hash = match who {
+        Account::Super => d.store().super_password_hash().await?.unwrap_or_default(),
+        Account::Member(m) if m.state == MemberState::Active => {
+            if let Some(source) = m.source.as_str().strip_prefix("ldap:")
+                && let Some(src) = state.config.sync.ldap.iter().find(|s| s.name == source)
+                && let Some(anchor) = &m.anchor
+            {
+                return match crate::sync::ldap::verify_password(src, anchor, password).await {
+                    Ok(true) => Ok(Verified::Yes),
+                    Ok(false) => Ok(Verified::No),
+                    Err(e) => {
+                        tracing::warn!(source, error = %e, "console: directory sign-in could not be checked");
+                        Ok(Verified::DirectoryDown)
+                    }
+                };
             }
-        };
-    }
-    let hash = d.store().member_password_hash(m.id).await?.unwrap_or_default();
-    Ok(check_hash(password, hash).await.then_some(Some(m.id)))
+            d.store().member_password_hash(m.id).await?.unwrap_or_default()
+        }
+        _ => String::new(),
+    };
+    let ok = check_hash(password, hash).await;
+    Ok(if ok { Verified::Yes } else { Verified::No })
 }
 
 /// An argon2 hash of a random password, to spend time on for unknown accounts.
@@ -513,14 +573,24 @@ fn dummy_hash() -> &'static str {
     HASH.get_or_init(|| crate::access::password::hash(&crate::access::password::generate()))
 }
 
+/// Verifies `password` against `hash`, or against a dummy hash (always failing) when there is
+/// none, so both take the same time.
 async fn check_hash(password: &str, hash: String) -> bool {
     let password = password.to_owned();
-    tokio::task::spawn_blocking(move || !hash.is_empty() && crate::access::password::verify(&password, &hash))
-        .await
-        .unwrap_or(false)
+    tokio::task::spawn_blocking(move || {
+        if hash.is_empty() {
+            crate::access::password::verify(&password, dummy_hash());
+            false
+        } else {
+            crate::access::password::verify(&password, &hash)
+        }
+    })
+    .await
+    .unwrap_or(false)
 }
 
-/// Counts a failure under each key; true when this one locked sign-in.
+/// Counts a failure under the account's key and the address's (one statement each, so parallel
+/// attempts all count); true when this one locked sign-in.
 async fn count_failure(
     state: &AppState,
     d: &DirectoryService,
@@ -529,21 +599,14 @@ async fn count_failure(
 ) -> Result<bool, Failure> {
     let cfg = &state.admin;
     let mut locked = false;
-    for key in keys {
-        let prev = d.store().sign_in_failures(key).await?;
-        let fresh = prev
-            .as_ref()
-            .is_none_or(|p| p.window_start + Duration::minutes(cfg.failure_window_minutes) <= now);
-        let (failures, window_start) = match prev {
-            Some(p) if !fresh => (p.failures + 1, p.window_start),
-            _ => (1, now),
-        };
-        let locked_until =
-            (failures >= cfg.max_failures).then(|| now + Duration::minutes(cfg.lockout_minutes));
-        locked |= locked_until.is_some();
-        d.store()
-            .sign_in_failures_set(&SignInFailures { key: key.clone(), failures, window_start, locked_until })
-            .await?;
+    for (i, key) in keys.iter().enumerate() {
+        let window_from = now - Duration::minutes(cfg.failure_window_minutes);
+        let failures = d.store().sign_in_failure_add(key, now, window_from).await?;
+        let max = if i == 0 { cfg.max_failures } else { cfg.max_failures_per_address };
+        if failures >= max {
+            d.store().sign_in_lock(key, now + Duration::minutes(cfg.lockout_minutes)).await?;
+            locked = true;
+        }
     }
     Ok(locked)
 }
@@ -580,7 +643,8 @@ impl Failure {
                 Failure::Unavailable
             }
             crate::directory::DirectoryError::NotFound { .. } => Failure::NotFound,
-            other => Failure::Bad(other.to_string()),
+            crate::directory::DirectoryError::Invalid { .. } => Failure::Bad(e.to_string()),
+            other => Failure::Conflict(other.to_string()),
         }
     }
 }

@@ -190,6 +190,11 @@ pub static TEXTS: &[(&str, &str, &str)] = &[
         "登录失败次数过多，已暂时锁定，请稍后再试。",
     ),
     ("login.missing", "Enter your account and password.", "请输入帐号和密码。"),
+    (
+        "login.no_role",
+        "You hold no role in the account center. Ask the enterprise admin for one.",
+        "您在帐号中心没有任何角色，请联系企业管理员。",
+    ),
     ("login.password", "Password", "密码"),
     ("login.submit", "Sign in", "登录"),
     ("login.title", "Sign in to the account center", "登录帐号中心"),

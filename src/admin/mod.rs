@@ -119,6 +119,11 @@ pub enum Failure {
     Unavailable,
     /// A request that makes no sense (a bad CSRF token, a malformed id).
     Bad(String),
+    /// A change refused because of the object's state (changed meanwhile, not held, owned by
+    /// another source).
+    Conflict(String),
+    /// Somewhere else first (the super admin's one-time password must be changed).
+    Redirect(String),
 }
 
 impl Failure {
@@ -129,6 +134,8 @@ impl Failure {
             Failure::NotFound => StatusCode::NOT_FOUND,
             Failure::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Failure::Bad(_) => StatusCode::BAD_REQUEST,
+            Failure::Conflict(_) => StatusCode::CONFLICT,
+            Failure::Redirect(_) => StatusCode::SEE_OTHER,
         }
     }
 }
@@ -142,6 +149,13 @@ impl From<crate::store::StoreError> for Failure {
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
+        if let Failure::Redirect(to) = &self {
+            let mut res = Redirect::to(to).into_response();
+            if let Ok(v) = HeaderValue::from_str(to) {
+                res.headers_mut().insert("HX-Redirect", v);
+            }
+            return res;
+        }
         if let Failure::SignIn { next } = &self {
             let to = format!("/admin/login?next={}", i18n::url_encode(next));
             let mut res = Redirect::to(&to).into_response();
@@ -161,10 +175,11 @@ impl IntoResponse for Failure {
                 "目录存储暂时不可用，未做任何更改。请稍后再试。",
             ),
             Failure::Bad(_) => ("The request could not be understood.", "无法理解该请求。"),
-            Failure::SignIn { .. } => unreachable!(),
+            Failure::Conflict(_) => ("The change was refused.", "更改被拒绝。"),
+            Failure::SignIn { .. } | Failure::Redirect(_) => unreachable!(),
         };
         let detail = match &self {
-            Failure::Bad(m) => m.clone(),
+            Failure::Bad(m) | Failure::Conflict(m) => m.clone(),
             _ => String::new(),
         };
         let page = views::ErrorPage { status: status.as_u16(), en, zh, detail };

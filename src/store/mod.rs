@@ -430,8 +430,18 @@ pub trait Store: Send + Sync + 'static {
     async fn sessions_end(&self, member_id: Option<Uuid>, keep: Option<&str>) -> Result<u64>;
     async fn sessions_purge(&self, before: DateTime<Utc>) -> Result<u64>;
     async fn sign_in_failures(&self, key: &str) -> Result<Option<SignInFailures>>;
-    async fn sign_in_failures_set(&self, f: &SignInFailures) -> Result<()>;
+    /// Counts one more failure under `key` (starting a new window at `now` when the current one
+    /// began before `window_from`), in one statement; returns the failures in the window.
+    async fn sign_in_failure_add(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        window_from: DateTime<Utc>,
+    ) -> Result<i64>;
+    async fn sign_in_lock(&self, key: &str, until: DateTime<Utc>) -> Result<()>;
     async fn sign_in_failures_clear(&self, key: &str) -> Result<()>;
+    /// Forgets failures whose window began before `before` and that lock nothing.
+    async fn sign_in_failures_purge(&self, before: DateTime<Utc>) -> Result<u64>;
 }
 
 /// One open transaction. Reads see the transaction's own writes.

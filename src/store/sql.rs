@@ -978,13 +978,28 @@ macro_rules! shared_sql {
                     .bind(key.to_owned()).fetch_optional(&self.write).await.map_err($err)
             }
 
-            async fn sign_in_failures_set(&self, f: &$crate::store::SignInFailures) -> Result<()> {
-                q("INSERT INTO sign_in_failures (key, failures, window_start, locked_until) VALUES ($1, $2, $3, $4) \
-                   ON CONFLICT (key) DO UPDATE SET failures = excluded.failures, window_start = excluded.window_start, \
-                   locked_until = excluded.locked_until")
-                    .bind(f.key.clone()).bind(f.failures).bind(f.window_start).bind(f.locked_until)
+            async fn sign_in_failure_add(&self, key: &str, now: DateTime<Utc>, window_from: DateTime<Utc>) -> Result<i64> {
+                let (n,): (i64,) = sqlx::query_as(
+                    "INSERT INTO sign_in_failures (key, failures, window_start) VALUES ($1, 1, $2) \
+                     ON CONFLICT (key) DO UPDATE SET \
+                       failures = CASE WHEN sign_in_failures.window_start < $3 THEN 1 ELSE sign_in_failures.failures + 1 END, \
+                       window_start = CASE WHEN sign_in_failures.window_start < $3 THEN excluded.window_start ELSE sign_in_failures.window_start END \
+                     RETURNING failures",
+                )
+                .bind(key.to_owned()).bind(now).bind(window_from)
+                .fetch_one(&self.write).await.map_err($err)?;
+                Ok(n)
+            }
+
+            async fn sign_in_lock(&self, key: &str, until: DateTime<Utc>) -> Result<()> {
+                q("UPDATE sign_in_failures SET locked_until = $1 WHERE key = $2").bind(until).bind(key.to_owned())
                     .execute(&self.write).await.map_err($err)?;
                 Ok(())
+            }
+
+            async fn sign_in_failures_purge(&self, before: DateTime<Utc>) -> Result<u64> {
+                Ok(q("DELETE FROM sign_in_failures WHERE window_start < $1 AND (locked_until IS NULL OR locked_until < $1)")
+                    .bind(before).execute(&self.write).await.map_err($err)?.rows_affected())
             }
 
             async fn sign_in_failures_clear(&self, key: &str) -> Result<()> {

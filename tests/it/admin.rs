@@ -76,7 +76,13 @@ impl Console {
     pub fn session(&self) -> Session {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Session { base: self.base.clone(), http, cookies: HashMap::new(), csrf: String::new() }
+        Session {
+            base: self.base.clone(),
+            http,
+            cookies: HashMap::new(),
+            csrf: String::new(),
+            headers: Vec::new(),
+        }
     }
 
     /// A signed-in session as the super admin.
@@ -131,6 +137,8 @@ pub struct Session {
     http: reqwest::Client,
     cookies: HashMap<String, String>,
     csrf: String,
+    /// Sent with every request (e.g. `X-Forwarded-For`).
+    pub headers: Vec<(String, String)>,
 }
 
 #[derive(Debug)]
@@ -194,14 +202,11 @@ impl Session {
     }
 
     pub async fn post_raw(&mut self, path: &str, fields: &[(String, String)]) -> Page {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("cookie", self.cookie_header())
-            .form(fields)
-            .send()
-            .await
-            .unwrap();
+        let mut req = self.http.post(format!("{}{path}", self.base)).header("cookie", self.cookie_header());
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        let r = req.form(fields).send().await.unwrap();
         self.finish(r).await
     }
 
@@ -240,13 +245,24 @@ async fn sign_in_sessions_and_lockout(b: Backend) {
     let p = s.sign_in("nobody", "wrong-password-here").await;
     assert_eq!(p.status, StatusCode::UNAUTHORIZED);
     assert!(p.has("Wrong account or password."));
+    // Failures count per account, however it is typed: a member's number with leading zeros
+    // or a plus, or the login name with or without the domain, is the same account.
+    c.member_with("carl", None, &[(&[Permission::ViewAudit], None)]).await;
+    let carl = c.directory.store().member_by_login("carl@example.com").await.unwrap().unwrap();
+    let n = carl.account_number.to_string();
+    for typed in [format!("00{n}"), format!("+{n}"), "CARL@example.com".to_owned()] {
+        assert_eq!(s.sign_in(&typed, "wrong-password-9").await.status, StatusCode::UNAUTHORIZED);
+    }
+    let p = s.sign_in("carl", MEMBER_PW).await;
+    assert_eq!(p.status, StatusCode::TOO_MANY_REQUESTS, "carl is locked after three failures: {}", p.body);
     // The third failure for the same account locks it, and then even the right password waits.
     s.sign_in(&c.enterprise_id, "wrong-password-2").await;
+    s.sign_in(&format!(" {} ", c.enterprise_id), "wrong-password-3").await;
     let p = s.sign_in(&c.enterprise_id, SUPER_PW).await;
     assert_eq!(p.status, StatusCode::TOO_MANY_REQUESTS, "{}", p.body);
     assert!(p.has("Too many failed sign-ins"));
     assert!(c.audit_count("console.sign_in_failed").await >= 3);
-    assert_eq!(c.audit_count("console.sign_in_locked").await, 1);
+    assert_eq!(c.audit_count("console.sign_in_locked").await, 2, "carl, then the super admin");
     // ("console.sign_in" as a prefix also counts the failures and lockouts.)
     assert_eq!(
         c.audit_count("console.sign_in").await,
@@ -330,6 +346,11 @@ async fn first_sign_in_must_change_the_password(b: Backend) {
     assert_eq!(p.location.as_deref(), Some("/admin/password"), "the one-time password must be changed first");
     let p = s.get("/admin/password").await;
     assert!(p.has("Choose a new super-admin password"));
+    // Until it is changed, every other page leads back there.
+    for page in ["/admin", "/admin/org", "/admin/roles"] {
+        let p = s.get(page).await;
+        assert_eq!(p.location.as_deref(), Some("/admin/password"), "{page}");
+    }
     let super_pw = one_time.as_str();
     let p = s.post("/admin/password", &[("current", "not-it-at-all"), ("new", "x"), ("confirm", "x")]).await;
     assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -409,6 +430,14 @@ async fn every_role_against_every_page(b: Backend) {
         c.member_with(&login, None, &roles).await;
         let mut s = c.session();
         let p = s.sign_in(&login, MEMBER_PW).await;
+        if perm.is_none() {
+            // Without a role there is nothing to do in the console: sign-in is refused.
+            assert_eq!(p.status, StatusCode::FORBIDDEN, "{login}: {}", p.body);
+            assert!(p.has("You hold no role"));
+            assert_eq!(c.audit_count("console.sign_in_refused").await, 1);
+            assert_eq!(s.get("/admin").await.status, StatusCode::SEE_OTHER);
+            continue;
+        }
         assert_eq!(p.status, StatusCode::SEE_OTHER, "{login}: {}", p.body);
         for page in pages {
             let p = s.get(page).await;
@@ -512,6 +541,59 @@ async fn scoped_roles_stop_at_their_subtree(b: Backend) {
     // The member search lists only members in scope.
     let list = s.get("/admin/members").await;
     assert!(list.has("inside@example.com") && !list.has("outside@example.com"), "{}", list.body);
+    // A member who holds a role is changed by the super admin only, even inside the scope:
+    // else the lead could reset a stronger admin's password and sign in as them.
+    let boss = c.member_with("boss", Some(east), &[(&[Permission::ManageSync], None)]).await;
+    assert_eq!(s.get(&format!("/admin/members/{}", boss.id)).await.status, StatusCode::OK);
+    let p = s
+        .post(
+            &format!("/admin/members/{}", boss.id),
+            &[
+                ("login_name", "boss"),
+                ("display_name", "Boss"),
+                ("unit_path", "Sales/East"),
+                ("password", "taken-over-12345"),
+                ("version", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN);
+    for (path, fields) in [("state", vec![("state", "suspended"), ("version", "1")]), ("delete", vec![])] {
+        let p = s.post(&format!("/admin/members/{}/{path}", boss.id), &fields).await;
+        assert_eq!(p.status, StatusCode::FORBIDDEN, "{path}");
+    }
+    assert!(d.store().member(boss.id).await.unwrap().is_some());
+    // A further unit in the scope gives no power over a member whose primary unit is outside.
+    let mut moved = d.store().member(outside.id).await.unwrap().unwrap();
+    moved.org_unit_ids = vec![east];
+    let patch = roster::directory::MemberPatch { org_unit_ids: Some(vec![east]), ..Default::default() };
+    d.apply_one(&console(), Change::UpdateMember { id: outside.id, patch }).await.unwrap();
+    assert_eq!(s.get(&format!("/admin/members/{}", outside.id)).await.status, StatusCode::FORBIDDEN);
+    // Suspending a member ends their console sessions at once.
+    let mut boss_session = c.session();
+    assert_eq!(boss_session.sign_in("boss", MEMBER_PW).await.status, StatusCode::SEE_OTHER);
+    let mut admin = c.super_admin().await;
+    admin.get(&format!("/admin/members/{}", boss.id)).await;
+    let p = admin
+        .post(&format!("/admin/members/{}/state", boss.id), &[("state", "suspended"), ("version", "1")])
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let p = admin
+        .post(&format!("/admin/members/{}/state", boss.id), &[("state", "active"), ("version", "2")])
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        boss_session.get("/admin").await.status,
+        StatusCode::SEE_OTHER,
+        "resuming does not revive the session"
+    );
+    // A stale state change is a conflict, not a silent overwrite.
+    let p = admin
+        .post(&format!("/admin/members/{}/state", boss.id), &[("state", "suspended"), ("version", "1")])
+        .await;
+    assert_eq!(p.status, StatusCode::CONFLICT);
+    assert!(p.has("changed by someone else"));
+    let _ = moved;
     // Roles, audit and sync are not the scoped manager's.
     for page in ["/admin/roles", "/admin/audit", "/admin/sync", "/admin/accounts", "/admin/import"] {
         assert_eq!(s.get(page).await.status, StatusCode::FORBIDDEN, "{page}");
@@ -687,7 +769,10 @@ async fn roles_pages_grant_and_revoke(b: Backend) {
     s.get(&format!("/admin/roles/{role}")).await;
     let p = s.post(&format!("/admin/roles/{role}/grants/{carol_id}/revoke"), &[]).await;
     assert_eq!(p.status, StatusCode::SEE_OTHER);
-    assert_eq!(carol.get("/admin/members").await.status, StatusCode::FORBIDDEN);
+    // With her last role gone, carol's session ends at her next request.
+    let p = carol.get("/admin/members").await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    assert!(p.location.unwrap().starts_with("/admin/login"));
     assert_eq!(c.audit_count("role.").await, 3);
 }
 
@@ -870,13 +955,37 @@ async fn sync_pages_and_directory_sign_in() {
     assert_eq!(c.audit_count("sync.approve").await, 1);
     // Approving it again is refused: it is no longer held.
     let p = s.post(&format!("/admin/sync/runs/{held}/approve"), &[]).await;
-    assert_eq!(p.status, StatusCode::BAD_REQUEST);
+    assert_eq!(p.status, StatusCode::CONFLICT);
+    assert!(p.has("not held"));
 
     // A member from LDAP signs in with the directory's password; the console keeps none.
     let dn = format!("uid=user000004,ou=dept0002,ou=people,{SUFFIX}");
     ldap.modify(&format!(
         "dn: {dn}\nchangetype: modify\nreplace: userPassword\nuserPassword: ldap-pass-1234\n\n"
     ));
+    let user4 = c.directory.store().member_by_login("user000004@example.com").await.unwrap().unwrap();
+    let Applied::Role(auditor) = c
+        .directory
+        .apply_one(
+            &console(),
+            Change::CreateRole(NewRole {
+                id: None,
+                name: "auditor".into(),
+                permissions: vec![Permission::ViewAudit],
+            }),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    c.directory
+        .apply_one(
+            &console(),
+            Change::GrantRole { role_id: auditor.id, member_id: user4.id, scope_unit_id: None },
+        )
+        .await
+        .unwrap();
     let mut m = c.session();
     assert_eq!(m.sign_in("user000004", "wrong-password").await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(m.sign_in("user000004", "").await.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -951,6 +1060,11 @@ async fn every_role_against_every_action() {
         };
         c.member_with(&format!("actor{i}"), None, &roles).await;
         let mut s = c.session();
+        if perm.is_none() {
+            // (A member without a role cannot sign in at all; see every_role_against_every_page.)
+            assert_eq!(s.sign_in(&format!("actor{i}"), MEMBER_PW).await.status, StatusCode::FORBIDDEN);
+            continue;
+        }
         assert_eq!(s.sign_in(&format!("actor{i}"), MEMBER_PW).await.status, StatusCode::SEE_OTHER);
         s.get("/admin").await;
         let (u, m, r) = (unit.to_string(), target.id.to_string(), role.id.to_string());
@@ -1029,4 +1143,33 @@ async fn every_role_against_every_action() {
     assert_eq!((m.display_name.as_str(), m.state.as_str()), ("target0 (test)", "active"));
     assert!(d.store().roles().await.unwrap().iter().any(|r| r.name == "r0"));
     assert_eq!(d.store().sms_balance().await.unwrap(), 5, "only the send_sms case topped up");
+}
+
+/// Behind a trusted reverse proxy the client is the address in `X-Forwarded-For`: one client's
+/// failures lock that address, not everybody behind the proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_behind_a_trusted_proxy_are_told_apart() {
+    let c = Console::start(Backend::Sqlite, |cfg| {
+        cfg.admin.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        cfg.admin.max_failures_per_address = 2;
+    })
+    .await;
+    let mut mallory = c.session();
+    mallory.headers.push(("x-forwarded-for".into(), "203.0.113.9, 10.1.1.1".into()));
+    for who in ["a", "b"] {
+        assert_eq!(mallory.sign_in(who, "guess-guess-guess").await.status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(mallory.sign_in(&c.enterprise_id, SUPER_PW).await.status, StatusCode::TOO_MANY_REQUESTS);
+    // Another client behind the same proxy signs in.
+    let mut alice = c.session();
+    alice.headers.push(("x-forwarded-for".into(), "198.51.100.7".into()));
+    assert_eq!(alice.sign_in(&c.enterprise_id, SUPER_PW).await.status, StatusCode::SEE_OTHER);
+    // The audit log names the client's address (the last one the proxy did not add itself).
+    let f = roster::store::AuditFilter {
+        action: Some("console.sign_in_failed".into()),
+        limit: 10,
+        ..Default::default()
+    };
+    let rows = c.directory.store().audit_search(&f).await.unwrap();
+    assert!(rows.iter().all(|r| r.after.as_ref().unwrap()["ip"] == "10.1.1.1"), "{rows:?}");
 }

@@ -436,12 +436,11 @@ pub fn parse_csv(text: &str) -> Result<Vec<Vec<String>>, String> {
 }
 
 fn csv_field(v: &str) -> String {
-    // A leading = + - @ would be a formula in a spreadsheet: quote it with a leading '.
-    let v = if v.starts_with(['=', '+', '-', '@']) && !v.chars().skip(1).all(|c| c.is_ascii_digit()) {
-        format!("'{v}")
-    } else {
-        v.to_owned()
-    };
+    // A value a spreadsheet would run as a formula gets a leading ' (a phone number such as
+    // +8613800000000, or a negative number, stays as it is).
+    let number = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+    let formula = v.starts_with(['=', '@', '\t', '\r']) || (v.starts_with(['+', '-']) && !number(&v[1..]));
+    let v = if formula { format!("'{v}") } else { v.to_owned() };
     if v.contains([',', '"', '\n', '\r']) { format!("\"{}\"", v.replace('"', "\"\"")) } else { v }
 }
 
@@ -533,6 +532,9 @@ mod tests {
     fn export_fields_are_quoted_and_defused() {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("=cmd()"), "'=cmd()");
+        assert_eq!(csv_field("=1"), "'=1");
+        assert_eq!(csv_field("\tx"), "'\tx");
+        assert_eq!(csv_field("-5"), "-5");
         assert_eq!(csv_field("+8613800000000"), "+8613800000000");
         assert_eq!(prefixes("A/ B /C"), vec!["A", "A/B", "A/B/C"]);
     }

@@ -16,7 +16,7 @@ use crate::admin::views::{Chrome, html, when};
 use crate::admin::{Failure, Principal, directory, see_other};
 use crate::directory::DirectoryService;
 use crate::directory::model::{AuditEntry, Email, Member, MemberState, Permission, Role};
-use crate::directory::query::{Expr, Field, Query as Q};
+use crate::directory::query::{Expr, Field, Op, Query as Q, Val};
 use crate::directory::{Applied, Change, MemberPatch, NewMember};
 use crate::http::AppState;
 
@@ -42,44 +42,35 @@ pub async fn list(State(state): State<AppState>, p: Principal, Query(q): Query<L
     let d = directory(&state)?;
     p.require(d, p.has(Permission::ManageMembers), "member.view").await?;
     let page = q.page.unwrap_or(1).max(1);
-    let list = if p.has_everywhere(Permission::ManageMembers) {
-        let found = d
-            .store()
-            .search_members(&Q {
-                filter: Expr::search_box(&q.q),
-                sort: Some((Field::AccountNumber, false)),
-                offset: (page - 1) * PAGE_SIZE,
-                limit: PAGE_SIZE,
-            })
-            .await?;
-        MemberList {
-            pages: ((found.total + PAGE_SIZE - 1) / PAGE_SIZE).max(1),
-            total: found.total,
-            items: found.items,
-            page,
-            q: q.q.clone(),
-        }
-    } else {
-        // A scoped manager: the first matches, kept to those in scope.
-        let found = d
-            .store()
-            .search_members(&Q {
-                filter: Expr::search_box(&q.q),
-                sort: Some((Field::AccountNumber, false)),
-                offset: 0,
-                limit: 500,
-            })
-            .await?;
-        let mut items = Vec::new();
-        for m in found.items {
-            if p.has_for_member(d, Permission::ManageMembers, &m).await? {
-                items.push(m);
-            }
-            if items.len() as i64 == PAGE_SIZE {
-                break;
-            }
-        }
-        MemberList { total: items.len() as i64, items, page: 1, pages: 1, q: q.q.clone() }
+    let mut filter = Expr::search_box(&q.q);
+    if let Some(scopes) = p.scopes(Permission::ManageMembers) {
+        // A scoped manager: members whose primary unit is in one of the subtrees.
+        let units = subtrees(d, &scopes).await?;
+        let in_scope = units
+            .into_iter()
+            .map(|u| Expr::Cmp(Field::PrimaryOrgUnitId, Op::Eq, Val::Uuid(u)))
+            .reduce(|a, b| Expr::Or(Box::new(a), Box::new(b)))
+            .unwrap_or(Expr::Const(false));
+        filter = Some(match filter {
+            Some(f) => Expr::And(Box::new(in_scope), Box::new(f)),
+            None => in_scope,
+        });
+    }
+    let found = d
+        .store()
+        .search_members(&Q {
+            filter,
+            sort: Some((Field::AccountNumber, false)),
+            offset: (page - 1) * PAGE_SIZE,
+            limit: PAGE_SIZE,
+        })
+        .await?;
+    let list = MemberList {
+        pages: ((found.total + PAGE_SIZE - 1) / PAGE_SIZE).max(1),
+        total: found.total,
+        items: found.items,
+        page,
+        q: q.q.clone(),
     };
     let c = p.chrome(p.lang.t("menu.members")).at("/admin/members").flash(q.done.as_deref());
     Ok(html(&ListPage { c, list }).into_response())
@@ -107,10 +98,41 @@ impl DetailPage {
     }
 }
 
-/// A member the principal may manage, or 404/403.
+/// Every unit in the subtrees under `roots` (the roots included).
+async fn subtrees(d: &DirectoryService, roots: &[Uuid]) -> Result<Vec<Uuid>, Failure> {
+    let all = d.store().org_units_all().await?;
+    let mut children: std::collections::HashMap<Uuid, Vec<Uuid>> = Default::default();
+    for u in &all {
+        if let Some(parent) = u.parent_id {
+            children.entry(parent).or_default().push(u.id);
+        }
+    }
+    let mut out: Vec<Uuid> = Vec::new();
+    let mut stack: Vec<Uuid> = roots.to_vec();
+    let mut seen = std::collections::HashSet::new();
+    while let Some(u) = stack.pop() {
+        if seen.insert(u) {
+            out.push(u);
+            stack.extend(children.get(&u).into_iter().flatten().copied());
+        }
+    }
+    Ok(out)
+}
+
+/// A member the principal may see, or 404/403.
 async fn managed(d: &DirectoryService, p: &Principal, id: &str, what: &str) -> Result<Member, Failure> {
     let m = d.store().member(uuid(id)?).await?.ok_or(Failure::NotFound)?;
     p.require(d, p.has_for_member(d, Permission::ManageMembers, &m).await?, what).await?;
+    Ok(m)
+}
+
+/// A member the principal may change. A member who holds a role is changed by the super admin
+/// only: otherwise a manager could reset the password of someone with more power and sign in
+/// as them.
+async fn changeable(d: &DirectoryService, p: &Principal, id: &str, what: &str) -> Result<Member, Failure> {
+    let m = managed(d, p, id, what).await?;
+    let holds_role = !d.store().member_grants(m.id).await?.is_empty();
+    p.require(d, p.is_super() || !holds_role, what).await?;
     Ok(m)
 }
 
@@ -281,7 +303,7 @@ pub async fn create(State(state): State<AppState>, p: Principal, Form(f): Form<M
 
 pub async fn edit_page(State(state): State<AppState>, p: Principal, Path(id): Path<String>) -> Page {
     let d = directory(&state)?;
-    let m = managed(d, &p, &id, "member.update").await?;
+    let m = changeable(d, &p, &id, "member.update").await?;
     let f = MemberForm::of(&m, unit_path(d, m.primary_org_unit_id).await?);
     let c = p.chrome(p.lang.t("common.edit")).at("/admin/members");
     Ok(html(&FormPage { c, id: Some(m.id), f, errors: Errors::default() }).into_response())
@@ -294,7 +316,7 @@ pub async fn update(
     Form(f): Form<MemberForm>,
 ) -> Page {
     let d = directory(&state)?;
-    let m = managed(d, &p, &id, "member.update").await?;
+    let m = changeable(d, &p, &id, "member.update").await?;
     let unit = match super::org::resolve_path(d, &f.unit_path).await? {
         Ok(u) => u,
         Err(msg) => return form_refused(&p, Some(m.id), f, Errors::field("unit_path", msg)),
@@ -323,8 +345,15 @@ pub async fn update(
         Change::ExpectVersion { kind: "member".into(), id: m.id, version: f.version },
         Change::UpdateMember { id: m.id, patch },
     ];
+    let new_password = !f.password.is_empty();
     match d.apply(&p.actor(), changes).await {
-        Ok(_) => Ok(see_other(&format!("/admin/members/{}?done=member.saved", m.id))),
+        Ok(_) => {
+            if new_password {
+                // A new password ends the sessions signed in with the old one.
+                d.store().sessions_end(Some(m.id), None).await?;
+            }
+            Ok(see_other(&format!("/admin/members/{}?done=member.saved", m.id)))
+        }
         Err(e) => form_refused(&p, Some(m.id), f, Errors::from_change(e)?),
     }
 }
@@ -343,7 +372,7 @@ pub async fn set_state(
     Form(f): Form<StateForm>,
 ) -> Page {
     let d = directory(&state)?;
-    let m = managed(d, &p, &id, "member.suspend").await?;
+    let m = changeable(d, &p, &id, "member.suspend").await?;
     let new_state = MemberState::parse(&f.state).ok_or_else(|| Failure::Bad("unknown state".into()))?;
     let changes = vec![
         Change::ExpectVersion { kind: "member".into(), id: m.id, version: f.version },
@@ -353,6 +382,9 @@ pub async fn set_state(
         },
     ];
     d.apply(&p.actor(), changes).await.map_err(|e| Failure::from_directory(&e.error))?;
+    if new_state == MemberState::Suspended {
+        d.store().sessions_end(Some(m.id), None).await?;
+    }
     Ok(see_other(&format!("/admin/members/{}?done=member.saved", m.id)))
 }
 
@@ -369,7 +401,7 @@ pub async fn delete(
     Form(f): Form<DeleteForm>,
 ) -> Page {
     let d = directory(&state)?;
-    let m = managed(d, &p, &id, "member.delete").await?;
+    let m = changeable(d, &p, &id, "member.delete").await?;
     let reason = opt(&f.reason).unwrap_or_else(|| "deleted in the console".into());
     d.apply_one(&p.actor(), Change::DeleteMember { id: m.id, reason })
         .await

@@ -72,6 +72,8 @@ pub struct CreateForm {
 pub async fn create_token(State(state): State<AppState>, p: Principal, Form(f): Form<CreateForm>) -> Page {
     let d = directory(&state)?;
     p.require(d, p.has(Permission::ManageScim), "token.create").await?;
+    // A token that may take over members other sources created acts on the whole directory.
+    p.require(d, p.is_super() || f.adopt_existing.is_none(), "token.create_adopting").await?;
     match d.create_token(&p.actor(), &f.name, f.adopt_existing.is_some()).await {
         Ok(secret) => {
             page(&state, &p, Some((f.name.trim().to_owned(), secret)), Errors::default(), None).await

@@ -155,6 +155,7 @@ pub async fn run_now(
     if opts.dry_run {
         return match sync.run(&name, opts).await {
             Ok(report) => overview_page(&state, &p, Some(report), None, None).await,
+            Err(crate::sync::SyncError::Store(e)) => Err(Failure::from(e)),
             Err(e) => overview_page(&state, &p, None, Some(e.to_string()), None).await,
         };
     }
@@ -172,13 +173,14 @@ pub async fn approve(State(state): State<AppState>, p: Principal, Path(id): Path
     let sync = state.sync.get().ok_or(Failure::Unavailable)?.clone();
     let run = d.store().run(id).await?.ok_or(Failure::NotFound)?;
     if run.status != "held" {
-        return Err(Failure::Bad(format!("run {id} is {}, not held", run.status)));
+        return Err(Failure::Conflict(format!("run {id} is {}, not held", run.status)));
     }
     d.record(&p.actor(), "sync.approve", "sync_run", Some(id.to_string()), json!({ "source": run.source }))
         .await
         .map_err(|e| Failure::from_directory(&e))?;
     match sync.approve(id).await {
         Ok(report) => Ok(see_other(&format!("/admin/sync/runs/{}", report.run_id))),
+        Err(crate::sync::SyncError::Store(e)) => Err(Failure::from(e)),
         Err(e) => overview_page(&state, &p, None, Some(e.to_string()), None).await,
     }
 }
