@@ -54,12 +54,16 @@ pub struct ImportPage {
     pub new_units: Vec<String>,
     pub bad: Vec<RowError>,
     pub applied: Option<usize>,
+    /// Importing needs org and member management over the whole enterprise; exporting members
+    /// needs only the latter.
+    pub can_import: bool,
     pub errors: Errors,
 }
 
 pub async fn import_page(State(state): State<AppState>, p: Principal) -> Page {
     let d = directory(&state)?;
     p.require(d, p.has_everywhere(Permission::ManageMembers), "import.view").await?;
+    let can_import = p.has_everywhere(Permission::ManageOrg);
     let c = p.chrome(p.lang.t("import.title")).at("/admin/import");
     let page = ImportPage {
         c,
@@ -71,6 +75,7 @@ pub async fn import_page(State(state): State<AppState>, p: Principal) -> Page {
         new_units: Vec::new(),
         bad: Vec::new(),
         applied: None,
+        can_import,
         errors: Errors::default(),
     };
     Ok(html(&page).into_response())
@@ -111,6 +116,7 @@ pub async fn import(
                 new_units: Vec::new(),
                 bad: Vec::new(),
                 applied: None,
+                can_import: true,
                 errors: Errors::field("csv", msg),
             };
             return Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, html(&page)).into_response());
@@ -137,6 +143,7 @@ pub async fn import(
             new_units,
             bad,
             applied: None,
+            can_import: true,
             errors: Errors::default(),
         };
         return Ok(html(&page).into_response());
@@ -152,6 +159,7 @@ pub async fn import(
         new_units: Vec::new(),
         bad,
         applied: Some(applied),
+        can_import: true,
         errors: Errors::default(),
     };
     Ok(html(&page).into_response())

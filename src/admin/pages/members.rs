@@ -392,6 +392,9 @@ pub async fn set_state(
 pub struct DeleteForm {
     #[serde(default)]
     reason: String,
+    /// The version the page showed; the delete is refused if the member changed since.
+    #[serde(default)]
+    version: Option<i64>,
 }
 
 pub async fn delete(
@@ -403,8 +406,11 @@ pub async fn delete(
     let d = directory(&state)?;
     let m = changeable(d, &p, &id, "member.delete").await?;
     let reason = opt(&f.reason).unwrap_or_else(|| "deleted in the console".into());
-    d.apply_one(&p.actor(), Change::DeleteMember { id: m.id, reason })
-        .await
-        .map_err(|e| Failure::from_directory(&e))?;
+    let mut changes = Vec::new();
+    if let Some(version) = f.version {
+        changes.push(Change::ExpectVersion { kind: "member".into(), id: m.id, version });
+    }
+    changes.push(Change::DeleteMember { id: m.id, reason });
+    d.apply(&p.actor(), changes).await.map_err(|e| Failure::from_directory(&e.error))?;
     Ok(see_other("/admin/members?done=member.deleted"))
 }
