@@ -1173,3 +1173,77 @@ async fn clients_behind_a_trusted_proxy_are_told_apart() {
     let rows = c.directory.store().audit_search(&f).await.unwrap();
     assert!(rows.iter().all(|r| r.after.as_ref().unwrap()["ip"] == "10.1.1.1"), "{rows:?}");
 }
+
+/// Every refused form comes back with what was typed in it and the error next to its field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_forms_keep_what_was_typed() {
+    let c = Console::start(Backend::Sqlite, |_| {}).await;
+    let d = &c.directory;
+    let sales = create_unit(d, None, "Sales").await;
+    let east = create_unit(d, Some(sales), "East").await;
+    create_unit(d, Some(sales), "West").await;
+    let mut s = c.super_admin().await;
+    s.get(&format!("/admin/org?unit={east}")).await;
+    // Renaming East to West (taken): the error is at the rename field, which keeps "West".
+    let p = s.post(&format!("/admin/org/units/{east}/rename"), &[("name", "West"), ("version", "1")]).await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(p.has("id=\"rename-error\"") && !p.has("id=\"new-name-error\""), "{}", p.body);
+    assert!(p.has("id=\"unit-rename\" name=\"name\" value=\"West\""), "{}", p.body);
+    let p = s
+        .post(
+            &format!("/admin/org/units/{east}/move"),
+            &[("parent_path", "Nowhere/Else"), ("position", "x"), ("version", "1")],
+        )
+        .await;
+    assert!(p.has("id=\"parent-error\"") && p.has("value=\"Nowhere/Else\""), "{}", p.body);
+    let p = s
+        .post(
+            &format!("/admin/org/units/{east}/move"),
+            &[("parent_path", "Sales"), ("position", "two"), ("version", "1")],
+        )
+        .await;
+    assert!(p.has("id=\"position-error\"") && p.has("value=\"two\""), "{}", p.body);
+    // A role without a name keeps its ticked permissions.
+    s.get("/admin/roles").await;
+    let p = s
+        .post_raw(
+            "/admin/roles",
+            &[
+                ("_csrf".into(), s.csrf.clone()),
+                ("name".into(), " ".into()),
+                ("perm".into(), "view_audit".into()),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(p.has("value=\"view_audit\" checked") && !p.has("value=\"manage_org\" checked"), "{}", p.body);
+    // Top-up, broadcast, reservation and token forms.
+    s.get("/admin/delivery").await;
+    let p = s.post("/admin/delivery/sms/top-up", &[("amount", "lots"), ("note", "for Q4")]).await;
+    assert!(
+        p.has("id=\"amount-error\"") && p.has("value=\"lots\"") && p.has("value=\"for Q4\""),
+        "{}",
+        p.body
+    );
+    let p = s
+        .post(
+            "/admin/delivery/broadcasts",
+            &[("title", "Fire drill"), ("text", "At 3pm"), ("units", "Sales/North"), ("sms", "1")],
+        )
+        .await;
+    assert!(
+        p.has("id=\"units-error\"") && p.has("value=\"Fire drill\"") && p.has(">At 3pm</textarea>"),
+        "{}",
+        p.body
+    );
+    assert!(p.has(">Sales/North</textarea>") && p.has("name=\"sms\" value=\"1\" checked"), "{}", p.body);
+    assert!(!p.has("name=\"email\" value=\"1\" checked"), "an unticked box stays unticked");
+    s.get("/admin/accounts").await;
+    let p = s.post("/admin/accounts/reservations", &[("number", "12"), ("note", "VIP")]).await;
+    assert!(p.has("id=\"number-error\"") && p.has("value=\"12\"") && p.has("value=\"VIP\""), "{}", p.body);
+    s.get("/admin/scim").await;
+    let p = s.post("/admin/scim", &[("name", "bad name!")]).await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(p.has("value=\"bad name!\""), "{}", p.body);
+    assert_eq!(d.store().counts().await.unwrap().org_units, 3, "nothing was changed");
+}

@@ -23,6 +23,8 @@ pub struct AccountsPage {
     pub reservations: Vec<Reservation>,
     pub tombstones: Vec<Tombstone>,
     pub errors: Errors,
+    /// The refused reservation's number and note.
+    pub typed: (String, String),
 }
 
 impl AccountsPage {
@@ -34,7 +36,13 @@ impl AccountsPage {
     }
 }
 
-async fn page(state: &AppState, p: &Principal, errors: Errors, done: Option<&str>) -> Page {
+async fn page(
+    state: &AppState,
+    p: &Principal,
+    errors: Errors,
+    typed: (String, String),
+    done: Option<&str>,
+) -> Page {
     let d = directory(state)?;
     let n = &state.config.numbers;
     let high = d.store().number_high_water().await?;
@@ -52,6 +60,7 @@ async fn page(state: &AppState, p: &Principal, errors: Errors, done: Option<&str
         reservations: d.store().reservations().await?,
         tombstones: d.store().tombstones_recent(100).await?,
         errors,
+        typed,
     };
     Ok((status, html(&page)).into_response())
 }
@@ -59,7 +68,7 @@ async fn page(state: &AppState, p: &Principal, errors: Errors, done: Option<&str
 pub async fn accounts(State(state): State<AppState>, p: Principal, Query(q): Query<Done>) -> Page {
     let d = directory(&state)?;
     p.require(d, p.has_everywhere(Permission::ManageMembers), "accounts.view").await?;
-    page(&state, &p, Errors::default(), q.done.as_deref()).await
+    page(&state, &p, Errors::default(), Default::default(), q.done.as_deref()).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,7 +87,8 @@ pub async fn reserve(
     let d = directory(&state)?;
     p.require(d, p.has_everywhere(Permission::ManageMembers), "number.reserve").await?;
     let Ok(number) = f.number.trim().parse::<i64>() else {
-        return page(&state, &p, Errors::field("number", "must be a whole number"), None).await;
+        let typed = (f.number.clone(), f.note.clone());
+        return page(&state, &p, Errors::field("number", "must be a whole number"), typed, None).await;
     };
     match d.apply_one(&p.actor(), Change::ReserveNumber { number, note: f.note.clone() }).await {
         Ok(_) => Ok(see_other("/admin/accounts?done=accounts.reserve")),
@@ -87,7 +97,7 @@ pub async fn reserve(
             if let Some(g) = errors.general.take() {
                 errors.fields.push(("number".into(), g));
             }
-            page(&state, &p, errors, None).await
+            page(&state, &p, errors, (f.number.clone(), f.note.clone()), None).await
         }
     }
 }

@@ -30,11 +30,19 @@ pub struct OverviewPage {
     pub broadcasts: Vec<BroadcastRow>,
     pub mailboxes: Vec<MailboxBinding>,
     pub errors: Errors,
-    pub typed_title: String,
-    pub typed_text: String,
+    /// What was typed into the refused form (`title`, `text`, `units`, `email`, `sms`,
+    /// `amount`, `note`).
+    pub typed: Vec<(String, String)>,
 }
 
 impl OverviewPage {
+    pub fn typed(&self, field: &str) -> &str {
+        self.typed.iter().find(|(f, _)| f == field).map(|(_, v)| v.as_str()).unwrap_or("")
+    }
+    /// A checkbox of the broadcast form: as ticked on a refused form, else its default.
+    pub fn ticked(&self, field: &str, default: bool) -> bool {
+        if self.typed.is_empty() { default } else { !self.typed(field).is_empty() }
+    }
     pub fn ledger_at(&self, e: &SmsLedgerEntry) -> String {
         when(&e.at)
     }
@@ -47,7 +55,7 @@ async fn page(
     state: &AppState,
     p: &Principal,
     errors: Errors,
-    typed: (String, String),
+    typed: Vec<(String, String)>,
     done: Option<&str>,
 ) -> Page {
     let d = directory(state)?;
@@ -78,8 +86,7 @@ async fn page(
         broadcasts,
         mailboxes: s.mailbox_bindings(None, 50).await?,
         errors,
-        typed_title: typed.0,
-        typed_text: typed.1,
+        typed,
     };
     Ok((status, html(&page)).into_response())
 }
@@ -117,13 +124,13 @@ pub async fn top_up(
 ) -> Page {
     let d = directory(&state)?;
     p.require(d, p.has(Permission::SendSms), "sms.top_up").await?;
+    let typed = vec![("amount".to_owned(), f.amount.clone()), ("note".to_owned(), f.note.clone())];
     let Ok(amount) = f.amount.trim().parse::<i64>() else {
-        return page(&state, &p, Errors::field("amount", "must be a whole number"), Default::default(), None)
-            .await;
+        return page(&state, &p, Errors::field("amount", "must be a whole number"), typed, None).await;
     };
     match d.apply_one(&p.actor(), Change::SmsTopUp { amount, note: opt(&f.note) }).await {
         Ok(_) => Ok(see_other("/admin/delivery?done=delivery.top_up")),
-        Err(e) => page(&state, &p, Errors::from_directory(e)?, Default::default(), None).await,
+        Err(e) => page(&state, &p, Errors::from_directory(e)?, typed, None).await,
     }
 }
 
@@ -136,7 +143,8 @@ pub async fn broadcast(
     let d = directory(&state)?;
     p.require(d, p.has(Permission::SendSms), "broadcast.send").await?;
     let get = |k: &str| form.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap_or_default();
-    let typed = (get("title"), get("text"));
+    let typed: Vec<(String, String)> =
+        ["title", "text", "units", "email", "sms"].iter().map(|k| ((*k).to_owned(), get(k))).collect();
     let mut units = Vec::new();
     for path in get("units").lines().map(str::trim).filter(|l| !l.is_empty()) {
         match super::org::resolve_path(d, path).await? {
@@ -146,8 +154,8 @@ pub async fn broadcast(
         }
     }
     let b = NewBroadcast {
-        title: typed.0.clone(),
-        text: typed.1.clone(),
+        title: get("title"),
+        text: get("text"),
         units,
         email: !get("email").is_empty(),
         sms: !get("sms").is_empty(),

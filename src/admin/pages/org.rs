@@ -71,8 +71,22 @@ pub struct OrgPage {
     pub selected: Option<UnitView>,
     pub can_create_root: bool,
     pub errors: Errors,
-    /// What the user typed into a refused form, to show again.
-    pub typed: String,
+    /// Which form was refused (`new`, `rename`, `move`, `delete`): its errors show there.
+    pub form: &'static str,
+    /// What the user typed into the refused form, to show again.
+    pub typed: Vec<(&'static str, String)>,
+}
+
+impl OrgPage {
+    /// The value typed into `field` of the refused form.
+    pub fn typed(&self, field: &str) -> Option<&str> {
+        self.typed.iter().find(|(f, _)| *f == field).map(|(_, v)| v.as_str())
+    }
+
+    /// The error of `field`, when `form` is the refused one.
+    pub fn error(&self, form: &str, field: &str) -> Option<&str> {
+        (self.form == form).then(|| self.errors.get(field)).flatten()
+    }
 }
 
 #[derive(Template)]
@@ -120,7 +134,8 @@ pub async fn org_page(State(state): State<AppState>, p: Principal, Query(q): Que
         selected,
         can_create_root: p.has_everywhere(Permission::ManageOrg),
         errors: Errors::default(),
-        typed: String::new(),
+        form: "",
+        typed: Vec::new(),
     };
     Ok(html(&page).into_response())
 }
@@ -218,7 +233,8 @@ async fn refused(
     p: &Principal,
     unit: Option<Uuid>,
     errors: Errors,
-    typed: &str,
+    form: &'static str,
+    typed: Vec<(&'static str, String)>,
 ) -> Page {
     let selected = match unit {
         Some(id) => Some(unit_view(d, p, id, "", 1).await?),
@@ -230,7 +246,8 @@ async fn refused(
         selected,
         can_create_root: p.has_everywhere(Permission::ManageOrg),
         errors,
-        typed: typed.to_owned(),
+        form,
+        typed,
     };
     Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, html(&page)).into_response())
 }
@@ -255,7 +272,7 @@ pub async fn create_unit(State(state): State<AppState>, p: Principal, Form(f): F
     match d.apply_one(&p.actor(), change).await {
         Ok(Applied::OrgUnit(u)) => Ok(see_other(&format!("/admin/org?unit={}&done=org.unit_created", u.id))),
         Ok(_) => Err(Failure::Unavailable),
-        Err(e) => refused(d, &p, parent, Errors::from_directory(e)?, &f.name).await,
+        Err(e) => refused(d, &p, parent, Errors::from_directory(e)?, "new", vec![("new", f.name)]).await,
     }
 }
 
@@ -288,7 +305,7 @@ pub async fn rename_unit(
     ];
     match d.apply(&p.actor(), changes).await {
         Ok(_) => Ok(see_other(&format!("/admin/org?unit={id}&done=org.unit_saved"))),
-        Err(e) => refused(d, &p, Some(id), Errors::from_change(e)?, &f.name).await,
+        Err(e) => refused(d, &p, Some(id), Errors::from_change(e)?, "rename", vec![("rename", f.name)]).await,
     }
 }
 
@@ -314,7 +331,10 @@ pub async fn move_unit(
     require_unit(d, &p, id, "org_unit.move").await?;
     let parent = match resolve_path(d, &f.parent_path).await? {
         Ok(parent) => parent,
-        Err(msg) => return refused(d, &p, Some(id), Errors::field("parent_path", msg), &f.parent_path).await,
+        Err(msg) => {
+            let typed = vec![("parent_path", f.parent_path.clone()), ("position", f.position.clone())];
+            return refused(d, &p, Some(id), Errors::field("parent_path", msg), "move", typed).await;
+        }
     };
     // Moving needs the permission where the unit goes, too.
     p.require(d, p.has_at_unit(d, Permission::ManageOrg, parent).await?, "org_unit.move").await?;
@@ -327,7 +347,8 @@ pub async fn move_unit(
                 &p,
                 Some(id),
                 Errors::field("position", "must be a whole number"),
-                &f.parent_path,
+                "move",
+                vec![("parent_path", f.parent_path.clone()), ("position", f.position.clone())],
             )
             .await;
         }
@@ -338,7 +359,10 @@ pub async fn move_unit(
     ];
     match d.apply(&p.actor(), changes).await {
         Ok(_) => Ok(see_other(&format!("/admin/org?unit={id}&done=org.unit_saved"))),
-        Err(e) => refused(d, &p, Some(id), Errors::from_change(e)?, &f.parent_path).await,
+        Err(e) => {
+            let typed = vec![("parent_path", f.parent_path), ("position", f.position)];
+            refused(d, &p, Some(id), Errors::from_change(e)?, "move", typed).await
+        }
     }
 }
 
@@ -355,6 +379,6 @@ pub async fn delete_unit(State(state): State<AppState>, p: Principal, Path(id): 
             };
             Ok(see_other(&to))
         }
-        Err(e) => refused(d, &p, Some(id), Errors::from_directory(e)?, "").await,
+        Err(e) => refused(d, &p, Some(id), Errors::from_directory(e)?, "delete", Vec::new()).await,
     }
 }

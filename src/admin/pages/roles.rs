@@ -24,6 +24,8 @@ pub struct ListPage {
     pub all: Vec<Permission>,
     pub errors: Errors,
     pub typed: String,
+    /// The permissions ticked on a refused form.
+    pub checked: Vec<Permission>,
 }
 
 pub struct GrantRow {
@@ -39,6 +41,20 @@ pub struct DetailPage {
     pub all: Vec<Permission>,
     pub grants: Vec<GrantRow>,
     pub errors: Errors,
+    /// The name and permissions of a refused edit, shown instead of the stored ones.
+    pub typed: Option<(String, Vec<Permission>)>,
+}
+
+impl DetailPage {
+    pub fn name_value(&self) -> &str {
+        self.typed.as_ref().map(|t| t.0.as_str()).unwrap_or(&self.role.name)
+    }
+    pub fn is_checked(&self, p: &Permission) -> bool {
+        match &self.typed {
+            Some((_, list)) => list.contains(p),
+            None => self.role.permissions.contains(*p),
+        }
+    }
 }
 
 impl ListPage {
@@ -76,6 +92,7 @@ pub async fn list(State(state): State<AppState>, p: Principal, Query(q): Query<D
         all: Permission::ALL.to_vec(),
         errors: Errors::default(),
         typed: String::new(),
+        checked: Vec::new(),
     };
     Ok(html(&page).into_response())
 }
@@ -102,6 +119,7 @@ pub async fn create(
                 all: Permission::ALL.to_vec(),
                 errors,
                 typed: name,
+                checked: permissions_of(&form),
             };
             Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, html(&page)).into_response())
         }
@@ -113,6 +131,7 @@ async fn detail_page(
     p: &Principal,
     id: Uuid,
     errors: Errors,
+    typed: Option<(String, Vec<Permission>)>,
     done: Option<&str>,
 ) -> Page {
     let role = d.store().role(id).await?.ok_or(Failure::NotFound)?;
@@ -132,7 +151,8 @@ async fn detail_page(
         axum::http::StatusCode::UNPROCESSABLE_ENTITY
     };
     let c = p.chrome(&role.name).at("/admin/roles").flash(done);
-    Ok((status, html(&DetailPage { c, role, all: Permission::ALL.to_vec(), grants, errors })).into_response())
+    Ok((status, html(&DetailPage { c, role, all: Permission::ALL.to_vec(), grants, errors, typed }))
+        .into_response())
 }
 
 pub async fn detail(
@@ -143,7 +163,7 @@ pub async fn detail(
 ) -> Page {
     let d = directory(&state)?;
     require_super(d, &p, "role.view").await?;
-    detail_page(d, &p, uuid(&id)?, Errors::default(), q.done.as_deref()).await
+    detail_page(d, &p, uuid(&id)?, Errors::default(), None, q.done.as_deref()).await
 }
 
 pub async fn update(
@@ -166,7 +186,10 @@ pub async fn update(
     ];
     match d.apply(&p.actor(), changes).await {
         Ok(_) => Ok(see_other(&format!("/admin/roles/{id}?done=role.saved"))),
-        Err(e) => detail_page(d, &p, id, Errors::from_change(e)?, None).await,
+        Err(e) => {
+            let typed = Some((value(&form, "name").to_owned(), permissions_of(&form)));
+            detail_page(d, &p, id, Errors::from_change(e)?, typed, None).await
+        }
     }
 }
 
@@ -216,6 +239,7 @@ pub async fn grant(
             id,
             Errors::field("member", format!("no member {:?}", f.member.trim())),
             None,
+            None,
         )
         .await;
     };
@@ -223,13 +247,13 @@ pub async fn grant(
         None => None,
         Some(path) => match super::org::resolve_path(d, &path).await? {
             Ok(u) => u,
-            Err(msg) => return detail_page(d, &p, id, Errors::field("scope", msg), None).await,
+            Err(msg) => return detail_page(d, &p, id, Errors::field("scope", msg), None, None).await,
         },
     };
     let change = Change::GrantRole { role_id: id, member_id: member.id, scope_unit_id: scope };
     match d.apply_one(&p.actor(), change).await {
         Ok(_) => Ok(see_other(&format!("/admin/roles/{id}?done=role.saved"))),
-        Err(e) => detail_page(d, &p, id, Errors::from_directory(e)?, None).await,
+        Err(e) => detail_page(d, &p, id, Errors::from_directory(e)?, None, None).await,
     }
 }
 

@@ -21,6 +21,8 @@ pub struct TokensPage {
     /// A token just created: its secret, shown this once.
     pub secret: Option<(String, String)>,
     pub errors: Errors,
+    /// The refused token name.
+    pub typed: String,
 }
 
 impl TokensPage {
@@ -40,6 +42,7 @@ async fn page(
     p: &Principal,
     secret: Option<(String, String)>,
     errors: Errors,
+    typed: String,
     done: Option<&str>,
 ) -> Page {
     let d = directory(state)?;
@@ -49,7 +52,7 @@ async fn page(
         axum::http::StatusCode::UNPROCESSABLE_ENTITY
     };
     let c = p.chrome(p.lang.t("menu.scim")).at("/admin/scim").flash(done);
-    let page = TokensPage { c, tokens: d.store().tokens().await?, secret, errors };
+    let page = TokensPage { c, tokens: d.store().tokens().await?, secret, errors, typed };
     let mut res = (status, html(&page)).into_response();
     res.headers_mut().insert(axum::http::header::CACHE_CONTROL, "no-store".parse().expect("valid"));
     Ok(res)
@@ -58,7 +61,7 @@ async fn page(
 pub async fn tokens(State(state): State<AppState>, p: Principal, Query(q): Query<Done>) -> Page {
     let d = directory(&state)?;
     p.require(d, p.has(Permission::ManageScim), "token.view").await?;
-    page(&state, &p, None, Errors::default(), q.done.as_deref()).await
+    page(&state, &p, None, Errors::default(), String::new(), q.done.as_deref()).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -76,9 +79,10 @@ pub async fn create_token(State(state): State<AppState>, p: Principal, Form(f): 
     p.require(d, p.is_super() || f.adopt_existing.is_none(), "token.create_adopting").await?;
     match d.create_token(&p.actor(), &f.name, f.adopt_existing.is_some()).await {
         Ok(secret) => {
-            page(&state, &p, Some((f.name.trim().to_owned(), secret)), Errors::default(), None).await
+            page(&state, &p, Some((f.name.trim().to_owned(), secret)), Errors::default(), String::new(), None)
+                .await
         }
-        Err(e) => page(&state, &p, None, Errors::from_directory(e)?, None).await,
+        Err(e) => page(&state, &p, None, Errors::from_directory(e)?, f.name.clone(), None).await,
     }
 }
 
