@@ -157,6 +157,7 @@ pub static TEXTS: &[(&str, &str, &str)] = &[
     ("home.low_balance", "SMS balance is low", "短信余额不足"),
     ("home.nothing", "Nothing needs attention.", "没有待处理的事项。"),
     ("home.recent_runs", "Last sync runs", "最近的同步"),
+    ("home.units", "Org units", "部门数"),
     ("home.welcome", "Account center", "帐号中心"),
     ("import.applied", "Imported", "已导入"),
     ("import.apply", "Import the good rows", "导入正确的行"),
