@@ -371,7 +371,7 @@ const MAX_ACCOUNT: usize = 320;
 /// Who an account text names.
 enum Account {
     Super,
-    Member(crate::directory::model::Member),
+    Member(Box<crate::directory::model::Member>),
     Unknown,
 }
 
@@ -398,7 +398,7 @@ async fn resolve(d: &DirectoryService, account: &str) -> Result<Account, Failure
             Err(_) => None,
         },
     };
-    Ok(member.map(Account::Member).unwrap_or(Account::Unknown))
+    Ok(member.map(|m| Account::Member(Box::new(m))).unwrap_or(Account::Unknown))
 }
 
 /// The client's address: the peer's, or behind a trusted proxy the last address in

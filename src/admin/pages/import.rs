@@ -368,11 +368,10 @@ async fn apply(
     let mut applied = 0;
     let mut pending: Vec<(usize, Change)> = rows
         .into_iter()
-        .map(|r| {
+        .filter_map(|r| {
             let unit = prefixes(&r.unit_path).last().and_then(|p| paths.get(p).copied());
             r.member.map(|m| (r.line, Change::CreateMember(NewMember { primary_org_unit_id: unit, ..m })))
         })
-        .flatten()
         .collect();
     while !pending.is_empty() {
         let take = pending.len().min(BATCH);
