@@ -1111,6 +1111,11 @@ async fn update_role(
 
 async fn delete_role(ctx: &mut Ctx<'_>, id: Uuid) -> R<Applied> {
     let before = role_or_404(ctx, id).await?;
+    // The grants go with the role: each one is revoked in the audit log too.
+    for g in ctx.tx.grants_of_role(id).await? {
+        let grant_id = format!("{}:{}", g.role_id, g.member_id);
+        ctx.audit("role.revoke", "role_grant", Some(grant_id), Some(&g), None).await?;
+    }
     ctx.tx.role_delete(id).await?;
     ctx.audit("role.delete", "role", Some(id.to_string()), Some(&before), None).await?;
     Ok(Applied::RoleDeleted { id })

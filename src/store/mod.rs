@@ -570,6 +570,8 @@ pub trait StoreTx: Send {
         role_id: Uuid,
         member_id: Uuid,
     ) -> Result<Option<crate::directory::model::RoleGrant>>;
+    /// Every grant of a role (to audit them when the role goes).
+    async fn grants_of_role(&mut self, role_id: Uuid) -> Result<Vec<crate::directory::model::RoleGrant>>;
     /// Inserts or replaces the grant of a role to a member.
     async fn grant_set(&mut self, g: &crate::directory::model::RoleGrant) -> Result<()>;
     async fn grant_delete(&mut self, role_id: Uuid, member_id: Uuid) -> Result<bool>;

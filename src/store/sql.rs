@@ -1858,6 +1858,11 @@ macro_rules! shared_sql {
                     .bind(role_id).bind(member_id).fetch_optional(&mut *self.tx).await.map_err($err)
             }
 
+            async fn grants_of_role(&mut self, role_id: Uuid) -> Result<Vec<m::RoleGrant>> {
+                sqlx::query_as(sql!("SELECT {} FROM role_grants WHERE role_id = $1", GRANT_COLS))
+                    .bind(role_id).fetch_all(&mut *self.tx).await.map_err($err)
+            }
+
             async fn grant_set(&mut self, g: &m::RoleGrant) -> Result<()> {
                 exec(&mut self.tx, q("INSERT INTO role_grants (role_id, member_id, scope_unit_id, granted_at, granted_by) VALUES ($1, $2, $3, $4, $5) \
                     ON CONFLICT (role_id, member_id) DO UPDATE SET scope_unit_id = excluded.scope_unit_id, \

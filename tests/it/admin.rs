@@ -763,9 +763,34 @@ async fn roles_pages_grant_and_revoke(b: Backend) {
     let mut carol = c.session();
     carol.sign_in("carol", MEMBER_PW).await;
     assert_eq!(carol.get("/admin/members").await.status, StatusCode::OK);
+    // Deleting a role revokes its grants, each one in the audit log.
+    let Applied::Role(temp) = d
+        .apply_one(
+            &console(),
+            Change::CreateRole(NewRole { id: None, name: "temp".into(), permissions: vec![] }),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let carol_id = d.store().member_by_login("carol@example.com").await.unwrap().unwrap().id;
+    d.apply_one(&console(), Change::GrantRole { role_id: temp.id, member_id: carol_id, scope_unit_id: None })
+        .await
+        .unwrap();
+    s.get(&format!("/admin/roles/{}", temp.id)).await;
+    let p = s.post(&format!("/admin/roles/{}/delete", temp.id), &[]).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER);
+    let revoked = roster::store::AuditFilter {
+        action: Some("role.revoke".into()),
+        object_id: Some(format!("{}:{carol_id}", temp.id)),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(d.store().audit_search(&revoked).await.unwrap().len(), 1);
+    assert_eq!(s.get("/admin/audit?before=garbage").await.status, StatusCode::OK);
     let p = s.post(&format!("/admin/org/units/{sales}/delete"), &[]).await;
     assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
-    let carol_id = d.store().member_by_login("carol@example.com").await.unwrap().unwrap().id;
     s.get(&format!("/admin/roles/{role}")).await;
     let p = s.post(&format!("/admin/roles/{role}/grants/{carol_id}/revoke"), &[]).await;
     assert_eq!(p.status, StatusCode::SEE_OTHER);
@@ -773,7 +798,11 @@ async fn roles_pages_grant_and_revoke(b: Backend) {
     let p = carol.get("/admin/members").await;
     assert_eq!(p.status, StatusCode::SEE_OTHER);
     assert!(p.location.unwrap().starts_with("/admin/login"));
-    assert_eq!(c.audit_count("role.").await, 3);
+    assert_eq!(
+        c.audit_count("role.").await,
+        7,
+        "create, grant, and revoke of HR; create, grant, revoke, delete of temp"
+    );
 }
 
 /// A CSV with broken rows imports nothing until the admin confirms, then exactly the good rows.

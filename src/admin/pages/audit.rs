@@ -25,8 +25,9 @@ pub struct AuditQuery {
     pub since: String,
     #[serde(default)]
     pub until: String,
+    /// The next page: rows older than this id (ignored unless a number).
     #[serde(default)]
-    pub before: Option<i64>,
+    pub before: Option<String>,
 }
 
 #[derive(Template)]
@@ -78,7 +79,7 @@ pub async fn audit(State(state): State<AppState>, p: Principal, Query(q): Query<
             since,
             // The whole `until` day is included.
             until: until.map(|u| u + chrono::Duration::days(1)),
-            before_id: q.before,
+            before_id: q.before.as_deref().and_then(|b| b.parse().ok()),
             limit: PAGE,
         };
         d.store().audit_search(&f).await?
