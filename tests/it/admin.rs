@@ -1276,3 +1276,17 @@ async fn refused_forms_keep_what_was_typed() {
     assert!(p.has("value=\"bad name!\""), "{}", p.body);
     assert_eq!(d.store().counts().await.unwrap().org_units, 3, "nothing was changed");
 }
+
+/// The delivery page lists messages and mailbox bindings by state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_lists_by_state() {
+    let c = Console::start(Backend::Sqlite, |_| {}).await;
+    let mut s = c.super_admin().await;
+    let p = s.get("/admin/delivery").await;
+    assert!(p.has("Dead messages") && p.has("href=\"/admin/delivery?state=pending\""), "{}", p.body);
+    let p = s.get("/admin/delivery?state=pending").await;
+    assert!(p.has("Outbox: pending") && p.has("?state=pending\" aria-current=\"true\""), "{}", p.body);
+    let p = s.get("/admin/delivery?state=bogus&mailbox=failed").await;
+    assert_eq!(p.status, StatusCode::OK);
+    assert!(p.has("Dead messages") && p.has("?mailbox=failed\" aria-current=\"true\""), "{}", p.body);
+}

@@ -5,7 +5,7 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::IntoResponse;
 
-use super::{Done, Errors, Page, opt, uuid};
+use super::{Errors, Page, opt, uuid};
 use crate::admin::views::{Chrome, html, when};
 use crate::admin::{Failure, Principal, directory, see_other};
 use crate::directory::model::Permission;
@@ -23,8 +23,13 @@ pub struct BroadcastRow {
 pub struct OverviewPage {
     pub c: Chrome,
     pub counts: Vec<(String, String, i64)>,
+    /// The messages in the listed state (`dead` unless asked otherwise).
     pub dead: Vec<Delivery>,
+    /// With the default list, the held messages too.
     pub held: Vec<Delivery>,
+    pub listed: String,
+    /// The state the bindings are filtered by (empty: all).
+    pub mailbox_state: String,
     pub balance: i64,
     pub ledger: Vec<SmsLedgerEntry>,
     pub broadcasts: Vec<BroadcastRow>,
@@ -58,6 +63,17 @@ async fn page(
     typed: Vec<(String, String)>,
     done: Option<&str>,
 ) -> Page {
+    page_with(state, p, errors, typed, done, Filter::default()).await
+}
+
+async fn page_with(
+    state: &AppState,
+    p: &Principal,
+    errors: Errors,
+    typed: Vec<(String, String)>,
+    done: Option<&str>,
+    filter: Filter,
+) -> Page {
     let d = directory(state)?;
     let s = d.store();
     let mut broadcasts = Vec::new();
@@ -79,22 +95,54 @@ async fn page(
     let page = OverviewPage {
         c: p.chrome(p.lang.t("menu.delivery")).at("/admin/delivery").flash(done),
         counts: s.delivery_counts().await?,
-        dead: s.deliveries_list(Some("dead"), 100).await?,
-        held: s.deliveries_list(Some("held"), 100).await?,
+        dead: s.deliveries_list(Some(filter.state.as_deref().unwrap_or("dead")), 100).await?,
+        held: match &filter.state {
+            Some(_) => Vec::new(),
+            None => s.deliveries_list(Some("held"), 100).await?,
+        },
+        listed: filter.state.clone().unwrap_or_else(|| "dead".into()),
+        mailbox_state: filter.mailbox.clone().unwrap_or_default(),
         balance: s.sms_balance().await?,
         ledger: s.sms_ledger(50).await?,
         broadcasts,
-        mailboxes: s.mailbox_bindings(None, 50).await?,
+        mailboxes: s.mailbox_bindings(filter.mailbox.as_deref(), 100).await?,
         errors,
         typed,
     };
     Ok((status, html(&page)).into_response())
 }
 
-pub async fn overview(State(state): State<AppState>, p: Principal, Query(q): Query<Done>) -> Page {
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct OverviewQuery {
+    #[serde(default)]
+    done: Option<String>,
+    /// Messages in this state are listed (`pending`, `sent`, `held`, `dead`); by default the
+    /// dead and held ones.
+    #[serde(default)]
+    state: Option<String>,
+    /// Mailbox bindings in this state (`pending`, `pushed`, `disabled`, `failed`).
+    #[serde(default)]
+    mailbox: Option<String>,
+}
+
+const MESSAGE_STATES: [&str; 4] = ["pending", "sent", "held", "dead"];
+const MAILBOX_STATES: [&str; 4] = ["pending", "pushed", "disabled", "failed"];
+
+pub async fn overview(State(state): State<AppState>, p: Principal, Query(q): Query<OverviewQuery>) -> Page {
     let d = directory(&state)?;
     p.require(d, p.has(Permission::SendSms), "delivery.view").await?;
-    page(&state, &p, Errors::default(), Default::default(), q.done.as_deref()).await
+    let filter = Filter {
+        state: q.state.filter(|s| MESSAGE_STATES.contains(&s.as_str())),
+        mailbox: q.mailbox.filter(|s| MAILBOX_STATES.contains(&s.as_str())),
+    };
+    page_with(&state, &p, Errors::default(), Default::default(), q.done.as_deref(), filter).await
+}
+
+/// Which messages and bindings the page lists.
+#[derive(Debug, Default)]
+struct Filter {
+    state: Option<String>,
+    mailbox: Option<String>,
 }
 
 pub async fn retry(State(state): State<AppState>, p: Principal, Path(id): Path<String>) -> Page {
