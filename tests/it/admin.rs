@@ -405,6 +405,7 @@ async fn every_role_against_every_page(b: Backend) {
     ];
     let allowed = |perm: Option<Permission>, page: &str| -> bool {
         page == "/admin"
+            || page == "/admin/password"
             || match perm {
                 None => false,
                 Some(Permission::ManageOrg) => page == "/admin/org",
@@ -1020,6 +1021,9 @@ async fn sync_pages_and_directory_sign_in() {
     assert_eq!(m.sign_in("user000004", "").await.status, StatusCode::UNPROCESSABLE_ENTITY);
     let p = m.sign_in("user000004", "ldap-pass-1234").await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    // Their password is the directory's: the console says where to change it.
+    let p = m.get("/admin/password").await;
+    assert!(p.has("id=\"directory-password\"") && !p.has("id=\"password-form\""), "{}", p.body);
     // With the directory down, sign-in says so instead of "wrong password".
     ldap.kill();
     let mut m = c.session();
@@ -1151,7 +1155,6 @@ async fn every_role_against_every_action() {
             (format!("/admin/roles/{r}/grants/{m}/revoke"), vec![], None),
             (format!("/admin/roles/{r}/delete"), vec![], None),
             ("/admin/enterprise".into(), vec![("name", "X")], None),
-            ("/admin/password".into(), vec![("current", "x")], None),
         ];
         for (path, fields, needs) in actions {
             let p = s.post(&path, &fields).await;
@@ -1289,4 +1292,41 @@ async fn delivery_lists_by_state() {
     let p = s.get("/admin/delivery?state=bogus&mailbox=failed").await;
     assert_eq!(p.status, StatusCode::OK);
     assert!(p.has("Dead messages") && p.has("?mailbox=failed\" aria-current=\"true\""), "{}", p.body);
+}
+
+/// A member with a console password changes it themselves; their other sessions end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_change_their_own_password() {
+    let c = Console::start(Backend::Sqlite, |_| {}).await;
+    c.member_with("dana", None, &[(&[Permission::ViewAudit], None)]).await;
+    let mut s = c.session();
+    assert_eq!(s.sign_in("dana", MEMBER_PW).await.status, StatusCode::SEE_OTHER);
+    let mut other = c.session();
+    assert_eq!(other.sign_in("dana", MEMBER_PW).await.status, StatusCode::SEE_OTHER);
+    let p = s.get("/admin/password").await;
+    assert!(p.has("id=\"password-form\""));
+    let p = s
+        .post(
+            "/admin/password",
+            &[("current", "not-mine-at-all"), ("new", "dana-new-password"), ("confirm", "dana-new-password")],
+        )
+        .await;
+    assert!(p.has("current-error"));
+    let p =
+        s.post("/admin/password", &[("current", MEMBER_PW), ("new", "short"), ("confirm", "short")]).await;
+    assert!(p.has("new-error"), "{}", p.body);
+    let p = s
+        .post(
+            "/admin/password",
+            &[("current", MEMBER_PW), ("new", "dana-new-password"), ("confirm", "dana-new-password")],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert_eq!(s.get("/admin").await.status, StatusCode::OK);
+    assert_eq!(other.get("/admin").await.status, StatusCode::SEE_OTHER, "the other session ended");
+    let mut fresh = c.session();
+    assert_eq!(fresh.sign_in("dana", MEMBER_PW).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(fresh.sign_in("dana", "dana-new-password").await.status, StatusCode::SEE_OTHER);
+    // The super password is untouched.
+    assert_eq!(c.session().sign_in(&c.enterprise_id, SUPER_PW).await.status, StatusCode::SEE_OTHER);
 }

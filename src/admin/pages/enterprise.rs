@@ -121,14 +121,27 @@ pub struct PasswordPage {
     pub c: Chrome,
     pub errors: Errors,
     pub must_change: bool,
+    /// A member from a directory: the password is changed there.
+    pub directory_password: bool,
 }
 
 pub async fn password_page(State(state): State<AppState>, p: Principal, Query(q): Query<Done>) -> Page {
     let d = directory(&state)?;
-    p.require(d, p.is_super(), "enterprise.password").await?;
-    let must_change = d.store().enterprise().await?.is_some_and(|e| e.password_must_change);
+    let must_change = p.is_super() && d.store().enterprise().await?.is_some_and(|e| e.password_must_change);
     let c = p.chrome(p.lang.t("menu.password")).flash(q.done.as_deref());
-    Ok(html(&PasswordPage { c, errors: Errors::default(), must_change }).into_response())
+    let directory_password = own_member(d, &p).await?.is_some_and(|m| m.source.as_str().starts_with("ldap:"));
+    Ok(html(&PasswordPage { c, errors: Errors::default(), must_change, directory_password }).into_response())
+}
+
+/// The signed-in member (none for the super admin).
+async fn own_member(
+    d: &crate::directory::DirectoryService,
+    p: &Principal,
+) -> Result<Option<crate::directory::model::Member>, crate::admin::Failure> {
+    match &p.who {
+        crate::admin::auth::Who::SuperAdmin => Ok(None),
+        crate::admin::auth::Who::Member { id, .. } => Ok(d.store().member(*id).await?),
+    }
 }
 
 #[derive(Deserialize)]
@@ -141,36 +154,60 @@ pub struct PasswordForm {
     confirm: String,
 }
 
-/// Changes the super-admin password (the current one is asked again) and ends the super
-/// admin's other sessions.
+/// Changes the signed-in person's own password: the super password, or a member's console
+/// password (members from a directory change theirs there). The current one is asked again,
+/// and the person's other sessions end.
 pub async fn password(State(state): State<AppState>, p: Principal, Form(f): Form<PasswordForm>) -> Page {
     let d = directory(&state)?;
-    p.require(d, p.is_super(), "enterprise.password").await?;
-    let must_change = d.store().enterprise().await?.is_some_and(|e| e.password_must_change);
+    let member = own_member(d, &p).await?;
+    let must_change = p.is_super() && d.store().enterprise().await?.is_some_and(|e| e.password_must_change);
+    let directory_password = member.as_ref().is_some_and(|m| m.source.as_str().starts_with("ldap:"));
     let refuse = |errors: Errors| {
         let c = p.chrome(p.lang.t("menu.password"));
-        Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, html(&PasswordPage { c, errors, must_change }))
-            .into_response())
+        let page = PasswordPage { c, errors, must_change, directory_password };
+        Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, html(&page)).into_response())
     };
-    let hash = d.store().super_password_hash().await?.unwrap_or_default();
+    if directory_password {
+        return refuse(Errors::general(p.lang.t("password.directory")));
+    }
+    let hash = match &member {
+        None => d.store().super_password_hash().await?.unwrap_or_default(),
+        Some(m) => d.store().member_password_hash(m.id).await?.unwrap_or_default(),
+    };
     let current = f.current.clone();
-    let ok = tokio::task::spawn_blocking(move || crate::access::password::verify(&current, &hash))
-        .await
-        .unwrap_or(false);
+    let ok = tokio::task::spawn_blocking(move || {
+        !hash.is_empty() && crate::access::password::verify(&current, &hash)
+    })
+    .await
+    .unwrap_or(false);
     if !ok {
         return refuse(Errors::field("current", p.lang.t("password.wrong")));
     }
     if f.new != f.confirm {
         return refuse(Errors::field("confirm", p.lang.t("password.mismatch")));
     }
-    if let Err(e) = d.set_super_password(&p.actor(), &state.config.enterprise, &f.new).await {
-        return refuse(Errors::from_directory(e).map(|mut e| {
-            // The directory names the field `password`; this form calls it `new`.
-            for (field, _) in &mut e.fields {
-                *field = "new".into();
+    // The directory names the field `password`; this form calls it `new`.
+    let as_new = |mut e: Errors| {
+        for (field, _) in &mut e.fields {
+            *field = "new".into();
+        }
+        e
+    };
+    let result = match &member {
+        None => d.set_super_password(&p.actor(), &state.config.enterprise, &f.new).await,
+        Some(m) => {
+            if let Err(e) = crate::access::password::check_strength(&f.new) {
+                return refuse(as_new(Errors::from_directory(e)?));
             }
-            e
-        })?);
+            let patch = crate::directory::MemberPatch {
+                password: Some(crate::access::password::Secret(f.new.clone())),
+                ..Default::default()
+            };
+            d.apply_one(&p.actor(), Change::UpdateMember { id: m.id, patch }).await.map(|_| ())
+        }
+    };
+    if let Err(e) = result {
+        return refuse(as_new(Errors::from_directory(e)?));
     }
     p.end_other_sessions(d).await?;
     Ok(see_other("/admin/password?done=password.changed"))
