@@ -250,6 +250,11 @@ pub static TEXTS: &[(&str, &str, &str)] = &[
     ("password.changed", "Password changed", "密码已修改"),
     ("password.confirm", "New password again", "再次输入新密码"),
     ("password.current", "Current password", "当前密码"),
+    (
+        "password.directory",
+        "Your password is your directory's (LDAP / Active Directory): change it there.",
+        "您的密码由目录服务（LDAP / Active Directory）管理，请在那里修改。",
+    ),
     ("password.mismatch", "The two new passwords differ.", "两次输入的新密码不一致。"),
     (
         "password.must_change",
