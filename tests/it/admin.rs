@@ -820,10 +820,13 @@ async fn csv_import_shows_a_plan_then_applies_the_good_rows(b: Backend) {
                taken,Already There,,,Sales\n\
                carol,Carol,+8613800000011,,Sales/West\n\
                dave,Dave,,,\n";
+    let long_unit = format!("erin,Erin,,,Sales/{}\n", "x".repeat(200));
+    let csv = format!("{csv}{long_unit}");
+    let csv = csv.as_str();
     let p = s.post("/admin/import", &[("csv", csv), ("step", "check")]).await;
     assert_eq!(p.status, StatusCode::OK, "{}", p.body);
     assert!(p.has("id=\"plan-members\">3<"), "{}", p.body);
-    for line in ["<td>4</td>", "<td>5</td>", "<td>6</td>"] {
+    for line in ["<td>4</td>", "<td>5</td>", "<td>6</td>", "<td>8</td>"] {
         assert!(p.has(line), "row {line} is reported");
     }
     assert!(p.has("already in use") && p.has("appears twice"));

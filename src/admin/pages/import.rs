@@ -236,12 +236,26 @@ async fn check(
         let get = |name: &str| {
             cols.iter().position(|c| c == name).map(|i| rec[i].trim().to_owned()).unwrap_or_default()
         };
+        let unit_path = get("org_unit");
+        if let Err(e) = check_path(&unit_path) {
+            bad.push(RowError { line, message: format!("org_unit: {e}") });
+            continue;
+        }
         match check_row(d, &e.mail_domain, &get, &mut seen).await? {
-            Ok(member) => rows.push(Row { line, member: Some(member), unit_path: get("org_unit") }),
+            Ok(member) => rows.push(Row { line, member: Some(member), unit_path }),
             Err(message) => bad.push(RowError { line, message }),
         }
     }
     Ok(Ok((rows, bad)))
+}
+
+/// Each name on a unit path is a valid unit name (checked before anything is written, so a
+/// confirmed import cannot stop at its units).
+fn check_path(path: &str) -> Result<(), crate::directory::DirectoryError> {
+    path.split('/')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .try_for_each(|n| validate::org_unit_name(n).map(|_| ()))
 }
 
 /// An org-units file: one path a row; every unit on it is created if missing.
@@ -261,10 +275,7 @@ fn check_units(cols: &[String], body: &[Vec<String>]) -> Result<(Vec<Row>, Vec<R
             }
             continue;
         }
-        match prefixes(path)
-            .iter()
-            .try_for_each(|p| validate::org_unit_name(p.rsplit('/').next().unwrap_or(p)).map(|_| ()))
-        {
+        match check_path(path) {
             Ok(()) => rows.push(Row { line, member: None, unit_path: path.to_owned() }),
             Err(e) => bad.push(RowError { line, message: e.to_string() }),
         }
@@ -381,6 +392,13 @@ async fn apply(
             Ok(done) => applied += done.len(),
             Err(e) if matches!(e.error, crate::directory::DirectoryError::Store(_)) => {
                 return Err(Failure::from_directory(&e.error));
+            }
+            Err(e) if matches!(e.error, crate::directory::DirectoryError::NumbersExhausted { .. }) => {
+                // Not the row's fault: every row after it would fail the same way.
+                let (line, _) = &batch[e.index];
+                let message = format!("{}; rows from here on were not imported", e.error);
+                bad.push(RowError { line: *line, message });
+                break;
             }
             Err(e) => {
                 let (line, _) = &batch[e.index];
