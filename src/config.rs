@@ -281,7 +281,7 @@ pub struct SmsConfig {
     pub rate_per_sec: Option<f64>,
 }
 
-fn default_low_balance() -> i64 {
+pub(crate) fn default_low_balance() -> i64 {
     100
 }
 

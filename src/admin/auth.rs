@@ -164,7 +164,12 @@ impl FromRequestParts<AppState> for Principal {
         let d = directory(state)?;
         let Some(secret) = cookie(&parts.headers, SESSION_COOKIE) else { return Err(sign_in()) };
         let hash = crate::access::tokens::hash(&secret);
-        let Some(session) = d.store().session(&hash).await? else { return Err(sign_in()) };
+        // A state-changing request's session was read by `csrf_guard` already.
+        let read = match parts.extensions.get::<AdminSession>() {
+            Some(s) if s.id_hash == hash => Some(s.clone()),
+            _ => d.store().session(&hash).await?,
+        };
+        let Some(session) = read else { return Err(sign_in()) };
         let now = Utc::now();
         let cfg = &state.admin;
         let absolute = session.created_at + Duration::hours(cfg.max_session_hours);
@@ -283,9 +288,9 @@ pub async fn csrf_guard(State(state): State<AppState>, req: Request, next: Next)
         return next.run(req).await;
     }
     let Some(d) = state.directory.get() else { return Failure::Unavailable.into_response() };
-    let expected = match cookie(req.headers(), SESSION_COOKIE) {
+    let session = match cookie(req.headers(), SESSION_COOKIE) {
         Some(secret) => match d.store().session(&crate::access::tokens::hash(&secret)).await {
-            Ok(Some(s)) => s.csrf,
+            Ok(Some(s)) => s,
             Ok(None) => {
                 let next = original_uri(req.extensions(), req.uri());
                 return Failure::SignIn { next }.into_response();
@@ -308,12 +313,15 @@ pub async fn csrf_guard(State(state): State<AppState>, req: Request, next: Next)
             (Request::from_parts(parts, Body::from(bytes)), token)
         }
     };
-    if token.as_deref().is_none_or(|t| !constant_time_eq(t, &expected)) {
+    if token.as_deref().is_none_or(|t| !constant_time_eq(t, &session.csrf)) {
         return Failure::Bad(
             "the form has expired or did not come from this console; reload the page and try again".into(),
         )
         .into_response();
     }
+    // The handler's [`Principal`] takes the session from here instead of reading it again.
+    let mut req = req;
+    req.extensions_mut().insert(session);
     next.run(req).await
 }
 
@@ -575,7 +583,7 @@ fn dummy_hash() -> &'static str {
 
 /// Verifies `password` against `hash`, or against a dummy hash (always failing) when there is
 /// none, so both take the same time.
-async fn check_hash(password: &str, hash: String) -> bool {
+pub(crate) async fn check_hash(password: &str, hash: String) -> bool {
     let password = password.to_owned();
     tokio::task::spawn_blocking(move || {
         if hash.is_empty() {
@@ -631,20 +639,5 @@ impl Principal {
         };
         d.store().sessions_end(member, Some(&self.session_hash)).await?;
         Ok(())
-    }
-}
-
-impl Failure {
-    /// A directory error where no form can show it.
-    pub fn from_directory(e: &crate::directory::DirectoryError) -> Failure {
-        match e {
-            crate::directory::DirectoryError::Store(s) => {
-                tracing::error!(error = %s, "console: store error");
-                Failure::Unavailable
-            }
-            crate::directory::DirectoryError::NotFound { .. } => Failure::NotFound,
-            crate::directory::DirectoryError::Invalid { .. } => Failure::Bad(e.to_string()),
-            other => Failure::Conflict(other.to_string()),
-        }
     }
 }

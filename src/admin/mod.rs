@@ -18,7 +18,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
-use crate::directory::DirectoryService;
+use crate::directory::{DirectoryError, DirectoryService};
 use crate::http::AppState;
 pub use auth::Principal;
 
@@ -136,6 +136,21 @@ impl Failure {
             Failure::Bad(_) => StatusCode::BAD_REQUEST,
             Failure::Conflict(_) => StatusCode::CONFLICT,
             Failure::Redirect(_) => StatusCode::SEE_OTHER,
+        }
+    }
+}
+
+impl Failure {
+    /// A directory error where no form can show it.
+    pub fn from_directory(e: &DirectoryError) -> Failure {
+        match e {
+            DirectoryError::Store(s) => {
+                tracing::error!(error = %s, "console: store error");
+                Failure::Unavailable
+            }
+            DirectoryError::NotFound { .. } => Failure::NotFound,
+            DirectoryError::Invalid { .. } => Failure::Bad(e.to_string()),
+            other => Failure::Conflict(other.to_string()),
         }
     }
 }

@@ -171,6 +171,22 @@ macro_rules! shared_sql {
             Ok(added)
         }
 
+        /// Which of `ids` the table `sql` selects from holds (`sql` ends with `WHERE id IN (`).
+        async fn ids_existing(c: &mut Conn, sql: &'static str, ids: &[Uuid]) -> Result<Vec<Uuid>> {
+            let mut found = Vec::with_capacity(ids.len());
+            for chunk in ids.chunks(500) {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(sql);
+                let mut list = qb.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                qb.push(")");
+                let rows: Vec<(Uuid,)> = qb.build_query_as().persistent(false).fetch_all(&mut *c).await.map_err($err)?;
+                found.extend(rows.into_iter().map(|r| r.0));
+            }
+            Ok(found)
+        }
+
         async fn exec(c: &mut Conn, query: sqlx::query::Query<'static, $db, <$db as sqlx::Database>::Arguments>) -> Result<u64> {
             Ok(query.execute(&mut *c).await.map_err($err)?.rows_affected())
         }
@@ -1505,33 +1521,11 @@ macro_rules! shared_sql {
             }
 
             async fn members_existing(&mut self, ids: &[Uuid]) -> Result<Vec<Uuid>> {
-                let mut found = Vec::with_capacity(ids.len());
-                for chunk in ids.chunks(500) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT id FROM members WHERE id IN (");
-                    let mut list = qb.separated(", ");
-                    for id in chunk {
-                        list.push_bind(*id);
-                    }
-                    qb.push(")");
-                    let rows: Vec<(Uuid,)> = qb.build_query_as().persistent(false).fetch_all(&mut *self.tx).await.map_err($err)?;
-                    found.extend(rows.into_iter().map(|r| r.0));
-                }
-                Ok(found)
+                ids_existing(&mut self.tx, "SELECT id FROM members WHERE id IN (", ids).await
             }
 
             async fn org_units_existing(&mut self, ids: &[Uuid]) -> Result<Vec<Uuid>> {
-                let mut found = Vec::with_capacity(ids.len());
-                for chunk in ids.chunks(500) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT id FROM org_units WHERE id IN (");
-                    let mut list = qb.separated(", ");
-                    for id in chunk {
-                        list.push_bind(*id);
-                    }
-                    qb.push(")");
-                    let rows: Vec<(Uuid,)> = qb.build_query_as().persistent(false).fetch_all(&mut *self.tx).await.map_err($err)?;
-                    found.extend(rows.into_iter().map(|r| r.0));
-                }
-                Ok(found)
+                ids_existing(&mut self.tx, "SELECT id FROM org_units WHERE id IN (", ids).await
             }
 
             async fn member_update(&mut self, mb: &m::Member) -> Result<()> {

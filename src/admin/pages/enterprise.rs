@@ -174,13 +174,7 @@ pub async fn password(State(state): State<AppState>, p: Principal, Form(f): Form
         None => d.store().super_password_hash().await?.unwrap_or_default(),
         Some(m) => d.store().member_password_hash(m.id).await?.unwrap_or_default(),
     };
-    let current = f.current.clone();
-    let ok = tokio::task::spawn_blocking(move || {
-        !hash.is_empty() && crate::access::password::verify(&current, &hash)
-    })
-    .await
-    .unwrap_or(false);
-    if !ok {
+    if !crate::admin::auth::check_hash(&f.current, hash).await {
         return refuse(Errors::field("current", p.lang.t("password.wrong")));
     }
     if f.new != f.confirm {

@@ -45,7 +45,8 @@ pub async fn home(State(state): State<AppState>, p: Principal) -> Page {
         0
     };
     let sms_balance = store.sms_balance().await?;
-    let threshold = state.config.delivery.sms.as_ref().map(|s| s.low_balance).unwrap_or(100);
+    let threshold =
+        state.config.delivery.sms.as_ref().map_or_else(crate::config::default_low_balance, |s| s.low_balance);
     let page = HomePage {
         c: p.chrome(p.lang.t("home.welcome")).at("/admin"),
         counts: store.counts().await?,

@@ -139,13 +139,8 @@ async fn changeable(d: &DirectoryService, p: &Principal, id: &str, what: &str) -
 /// A unit's path of names (`Sales/East`).
 pub async fn unit_path(d: &DirectoryService, unit: Option<Uuid>) -> Result<String, Failure> {
     let Some(unit) = unit else { return Ok(String::new()) };
-    let mut names = Vec::new();
-    for id in d.store().org_unit_ancestors(unit).await?.iter().rev() {
-        if let Some(u) = d.store().org_unit(*id).await? {
-            names.push(u.name);
-        }
-    }
-    Ok(names.join("/"))
+    let path = super::org::crumbs(d, &d.store().org_unit_ancestors(unit).await?).await?;
+    Ok(path.into_iter().map(|c| c.name).collect::<Vec<_>>().join("/"))
 }
 
 pub async fn detail(

@@ -150,12 +150,7 @@ async fn unit_view(
     let unit = d.store().org_unit(id).await?.ok_or(Failure::NotFound)?;
     let ancestors = d.store().org_unit_ancestors(id).await?;
     p.require(d, can_view(p, &ancestors), "org.view").await?;
-    let mut path = Vec::new();
-    for a in ancestors.iter().rev() {
-        if let Some(u) = d.store().org_unit(*a).await? {
-            path.push(Crumb { id: u.id, name: u.name });
-        }
-    }
+    let path = crumbs(d, &ancestors).await?;
     let parent_path =
         path[..path.len().saturating_sub(1)].iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join("/");
     let members = if p.has_at(Permission::ManageMembers, &ancestors) {
@@ -171,6 +166,17 @@ async fn unit_view(
         members,
         parent_path,
     })
+}
+
+/// The units of a path of ancestors (nearest first, as the store gives them), top first.
+pub async fn crumbs(d: &DirectoryService, ancestors: &[Uuid]) -> Result<Vec<Crumb>, Failure> {
+    let mut path = Vec::with_capacity(ancestors.len());
+    for a in ancestors.iter().rev() {
+        if let Some(u) = d.store().org_unit(*a).await? {
+            path.push(Crumb { id: u.id, name: u.name });
+        }
+    }
+    Ok(path)
 }
 
 /// One page of a unit's members (primary unit), by account number, optionally searched.
