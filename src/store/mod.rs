@@ -51,6 +51,18 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// An API token as listed (the secret itself is never stored).
+/// A member of a source, as a sync plan needs it before it knows which members changed.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct MemberKey {
+    pub id: Uuid,
+    pub anchor: Option<String>,
+    pub login_name: String,
+    /// [`Member::digest`] as stored with the member's last write; `None` when unknown (compare
+    /// the member whole).
+    #[sqlx(rename = "sync_digest")]
+    pub digest: Option<i64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct TokenInfo {
     pub name: String,
@@ -281,11 +293,13 @@ pub trait Store: Send + Sync + 'static {
 
     async fn tokens(&self) -> Result<Vec<TokenInfo>>;
 
-    /// Every member a source owns, with e-mails and org units (three queries, for sync plans).
-    async fn members_by_source(&self, source: &str) -> Result<Vec<Member>>;
-    /// `(id, anchor, login name)` of every member a source owns: one light query, for planning
-    /// an incremental run without loading every member.
-    async fn member_keys_by_source(&self, source: &str) -> Result<Vec<(Uuid, Option<String>, String)>>;
+    /// Every member a source owns, by key and digest: one light query, so a sync plans without
+    /// loading every member whole.
+    async fn member_keys_by_source(&self, source: &str) -> Result<Vec<MemberKey>>;
+    /// Stores the digests of members that have none ([`MemberKey::digest`]), unless the member
+    /// changed since it was read (`version`): a cache of [`Member::digest`], not a change to
+    /// the member. Returns how many were stored.
+    async fn member_digests_fill(&self, members: &[(Uuid, i64, i64)]) -> Result<u64>;
     /// The members of a source with these anchors (whole, e-mails and org units included).
     async fn members_by_anchors(&self, source: &str, anchors: &[String]) -> Result<Vec<Member>>;
     /// Every group a source owns, with its member ids.

@@ -1044,9 +1044,21 @@ macro_rules! shared_sql {
                 .map_err($err)
             }
 
-            async fn member_keys_by_source(&self, source: &str) -> Result<Vec<(Uuid, Option<String>, String)>> {
-                sqlx::query_as("SELECT id, anchor, login_name FROM members WHERE source = $1")
+            async fn member_keys_by_source(&self, source: &str) -> Result<Vec<$crate::store::MemberKey>> {
+                sqlx::query_as("SELECT id, anchor, login_name, sync_digest FROM members WHERE source = $1")
                     .bind(source.to_owned()).fetch_all(&self.read).await.map_err($err)
+            }
+
+            async fn member_digests_fill(&self, members: &[(Uuid, i64, i64)]) -> Result<u64> {
+                let mut tx = self.write.begin().await.map_err($err)?;
+                let mut n = 0;
+                for (id, version, digest) in members {
+                    n += q("UPDATE members SET sync_digest = $3 WHERE id = $1 AND version = $2 AND sync_digest IS NULL")
+                        .bind(*id).bind(*version).bind(*digest)
+                        .execute(&mut *tx).await.map_err($err)?.rows_affected();
+                }
+                tx.commit().await.map_err($err)?;
+                Ok(n)
             }
 
             async fn members_by_anchors(&self, source: &str, anchors: &[String]) -> Result<Vec<m::Member>> {
@@ -1063,42 +1075,6 @@ macro_rules! shared_sql {
                     }
                 }
                 Ok(out)
-            }
-
-            async fn members_by_source(&self, source: &str) -> Result<Vec<m::Member>> {
-                let mut members: Vec<m::Member> = sqlx::query_as(sql!("SELECT {} FROM members WHERE source = $1", MEMBER_COLS))
-                    .bind(source.to_owned())
-                    .fetch_all(&self.read)
-                    .await
-                    .map_err($err)?;
-                let index: std::collections::HashMap<Uuid, usize> = members.iter().enumerate().map(|(i, m)| (m.id, i)).collect();
-                let emails: Vec<(Uuid, String, String, bool)> = sqlx::query_as(
-                    "SELECT e.member_id, e.address, e.kind, e.is_primary FROM member_emails e \
-                     JOIN members m ON m.id = e.member_id WHERE m.source = $1 ORDER BY e.member_id, e.position",
-                )
-                .bind(source.to_owned())
-                .fetch_all(&self.read)
-                .await
-                .map_err($err)?;
-                for (id, address, kind, primary) in emails {
-                    if let Some(&i) = index.get(&id) {
-                        members[i].emails.push(m::Email { address, kind, primary });
-                    }
-                }
-                let units: Vec<(Uuid, Uuid)> = sqlx::query_as(
-                    "SELECT u.member_id, u.org_unit_id FROM member_org_units u \
-                     JOIN members m ON m.id = u.member_id WHERE m.source = $1 ORDER BY u.member_id, u.org_unit_id",
-                )
-                .bind(source.to_owned())
-                .fetch_all(&self.read)
-                .await
-                .map_err($err)?;
-                for (id, unit) in units {
-                    if let Some(&i) = index.get(&id) {
-                        members[i].org_unit_ids.push(unit);
-                    }
-                }
-                Ok(members)
             }
 
             async fn groups_by_source(&self, source: &str) -> Result<Vec<(m::Group, Vec<Uuid>)>> {
@@ -1489,10 +1465,10 @@ macro_rules! shared_sql {
             }
 
             async fn members_insert(&mut self, ms: &[m::Member], password_hashes: &[Option<String>]) -> Result<()> {
-                // 22 values a row; SQLite allows 32,766 bound parameters a statement.
+                // 23 values a row; SQLite allows 32,766 bound parameters a statement.
                 let rows: Vec<(&m::Member, &Option<String>)> = ms.iter().zip(password_hashes).collect();
                 for chunk in rows.chunks(500) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(format!("INSERT INTO members ({MEMBER_COLS}, password_hash) "));
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(format!("INSERT INTO members ({MEMBER_COLS}, password_hash, sync_digest) "));
                     qb.push_values(chunk, |mut row, (mb, hash)| {
                         row.push_bind(mb.id).push_bind(mb.account_number).push_bind(mb.login_name.clone())
                             .push_bind(mb.display_name.clone()).push_bind(mb.given_name.clone()).push_bind(mb.family_name.clone())
@@ -1501,7 +1477,7 @@ macro_rules! shared_sql {
                             .push_bind(mb.source.as_str().to_owned()).push_bind(mb.anchor.clone()).push_bind(mb.version)
                             .push_bind(mb.created_at).push_bind(mb.updated_at).push_bind(mb.department.clone())
                             .push_bind(mb.organization.clone()).push_bind(mb.division.clone()).push_bind(mb.cost_center.clone())
-                            .push_bind(hash.clone());
+                            .push_bind(hash.clone()).push_bind(mb.digest());
                     });
                     qb.build().persistent(false).execute(&mut *self.tx).await.map_err($err)?;
                 }
@@ -1532,20 +1508,22 @@ macro_rules! shared_sql {
                 exec(&mut self.tx, q(
                     "UPDATE members SET login_name = $2, display_name = $3, given_name = $4, family_name = $5, mobile = $6, \
                      title = $7, employee_number = $8, primary_org_unit_id = $9, manager_id = $10, state = $11, anchor = $12, \
-                     version = $13, updated_at = $14, department = $15, organization = $16, division = $17, cost_center = $18 WHERE id = $1",
+                     version = $13, updated_at = $14, department = $15, organization = $16, division = $17, cost_center = $18, \
+                     sync_digest = $19 WHERE id = $1",
                 )
                 .bind(mb.id).bind(mb.login_name.clone()).bind(mb.display_name.clone()).bind(mb.given_name.clone())
                 .bind(mb.family_name.clone()).bind(mb.mobile.clone()).bind(mb.title.clone()).bind(mb.employee_number.clone())
                 .bind(mb.primary_org_unit_id).bind(mb.manager_id).bind(mb.state.as_str()).bind(mb.anchor.clone())
                 .bind(mb.version).bind(mb.updated_at)
-                .bind(mb.department.clone()).bind(mb.organization.clone()).bind(mb.division.clone()).bind(mb.cost_center.clone())).await?;
+                .bind(mb.department.clone()).bind(mb.organization.clone()).bind(mb.division.clone()).bind(mb.cost_center.clone())
+                .bind(mb.digest())).await?;
                 exec(&mut self.tx, q("DELETE FROM member_emails WHERE member_id = $1").bind(mb.id)).await?;
                 exec(&mut self.tx, q("DELETE FROM member_org_units WHERE member_id = $1").bind(mb.id)).await?;
                 write_members_children(&mut self.tx, &[mb]).await
             }
 
             async fn member_delete(&mut self, id: Uuid) -> Result<()> {
-                exec(&mut self.tx, q("UPDATE members SET manager_id = NULL WHERE manager_id = $1").bind(id)).await?;
+                exec(&mut self.tx, q("UPDATE members SET manager_id = NULL, sync_digest = NULL, version = version + 1 WHERE manager_id = $1").bind(id)).await?;
                 exec(&mut self.tx, q("UPDATE groups SET owner_id = NULL WHERE owner_id = $1").bind(id)).await?;
                 exec(&mut self.tx, q("DELETE FROM group_members WHERE member_id = $1").bind(id)).await?;
                 exec(&mut self.tx, q("DELETE FROM members WHERE id = $1").bind(id)).await?;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ldap3::adapters::{EntriesOnly, PagedResults};
-use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope};
 
 use super::SyncError;
 use crate::config::LdapSource;
@@ -22,14 +22,15 @@ pub struct RawEntry {
 
 impl RawEntry {
     pub fn first(&self, name: &str) -> Option<&str> {
-        self.attrs
-            .get(&name.to_lowercase())
-            .and_then(|v| v.first())
-            .map(String::as_str)
-            .filter(|s| !s.is_empty())
+        self.all(name).first().map(String::as_str).filter(|s| !s.is_empty())
     }
     pub fn all(&self, name: &str) -> &[String] {
-        self.attrs.get(&name.to_lowercase()).map(Vec::as_slice).unwrap_or(&[])
+        let found = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.attrs.get(&name.to_ascii_lowercase())
+        } else {
+            self.attrs.get(name)
+        };
+        found.map(Vec::as_slice).unwrap_or(&[])
     }
 }
 
@@ -68,6 +69,66 @@ pub async fn connect(src: &LdapSource) -> Result<Ldap, SyncError> {
     Ok(ldap)
 }
 
+/// A search result entry as a [`RawEntry`]: attribute names lower-cased, and an attribute with
+/// any value that is not UTF-8 kept whole as bytes. The server's buffers are moved, not copied,
+/// and a malformed entry is an error (ldap3's `SearchEntry::construct` would panic on one).
+pub fn raw_entry(entry: ldap3::ResultEntry) -> Result<RawEntry, String> {
+    decode_entry(entry.0)
+}
+
+fn decode_entry(entry: ldap3::asn1::StructureTag) -> Result<RawEntry, String> {
+    use ldap3::asn1::StructureTag;
+    let bad = |what: &str| format!("the server sent a malformed entry: {what}");
+    let mut parts = entry
+        .match_id(4)
+        .and_then(StructureTag::expect_constructed)
+        .ok_or_else(|| bad("not a search result entry"))?
+        .into_iter();
+    let dn = parts.next().and_then(StructureTag::expect_primitive).ok_or_else(|| bad("no DN"))?;
+    let dn = String::from_utf8(dn).map_err(|_| bad("a DN that is not UTF-8"))?;
+    let list =
+        parts.next().and_then(StructureTag::expect_constructed).ok_or_else(|| bad("no attribute list"))?;
+    let mut out = RawEntry { dn, attrs: HashMap::with_capacity(list.len()), bin: HashMap::new() };
+    for attr in list {
+        let mut attr =
+            attr.expect_constructed().ok_or_else(|| bad("an attribute that is not a sequence"))?.into_iter();
+        let mut name = attr
+            .next()
+            .and_then(StructureTag::expect_primitive)
+            .and_then(|n| String::from_utf8(n).ok())
+            .ok_or_else(|| bad("an attribute without a name"))?;
+        name.make_ascii_lowercase();
+        let values = attr
+            .next()
+            .and_then(StructureTag::expect_constructed)
+            .ok_or_else(|| bad(&format!("attribute {name} without a value set")))?;
+        let mut text: Vec<String> = Vec::with_capacity(values.len());
+        let mut bytes: Vec<Vec<u8>> = Vec::new();
+        for v in values {
+            let v = v
+                .expect_primitive()
+                .ok_or_else(|| bad(&format!("a value of {name} that is not a string")))?;
+            if bytes.is_empty() {
+                match String::from_utf8(v) {
+                    Ok(t) => text.push(t),
+                    Err(e) => {
+                        bytes.extend(text.drain(..).map(String::into_bytes));
+                        bytes.push(e.into_bytes());
+                    }
+                }
+            } else {
+                bytes.push(v);
+            }
+        }
+        if bytes.is_empty() {
+            out.attrs.insert(name, text);
+        } else {
+            out.bin.insert(name, bytes);
+        }
+    }
+    Ok(out)
+}
+
 /// All entries under `base` matching `filter`, page by page. Fails on any error, including a
 /// referral or a size limit.
 pub async fn search(
@@ -77,6 +138,25 @@ pub async fn search(
     filter: &str,
     attrs: &[String],
 ) -> Result<Vec<RawEntry>, SyncError> {
+    let mut out = Vec::new();
+    search_each(ldap, src, base, filter, attrs, &mut |e| {
+        out.push(e);
+        Ok(())
+    })
+    .await?;
+    Ok(out)
+}
+
+/// [`search`], handing each entry to `each` as it arrives (a reader that maps entries keeps
+/// none of them raw). Returns how many there were.
+pub async fn search_each(
+    ldap: &mut Ldap,
+    src: &LdapSource,
+    base: &str,
+    filter: &str,
+    attrs: &[String],
+    each: &mut (dyn FnMut(RawEntry) -> Result<(), SyncError> + Send),
+) -> Result<usize, SyncError> {
     let timeout = Duration::from_secs(src.timeout_secs);
     let adapters: Vec<Box<dyn ldap3::adapters::Adapter<_, _>>> =
         vec![Box::new(EntriesOnly::new()), Box::new(PagedResults::new(src.page_size))];
@@ -85,7 +165,7 @@ pub async fn search(
         .streaming_search_with(adapters, base, Scope::Subtree, filter, attrs.to_vec())
         .await
         .map_err(|e| SyncError::Read(format!("search under {base} failed: {e}")))?;
-    let mut out = Vec::new();
+    let mut n = 0;
     loop {
         let next = tokio::time::timeout(timeout, stream.next())
             .await
@@ -95,23 +175,20 @@ pub async fn search(
         if entry.is_ref() {
             return Err(SyncError::Read(format!("search under {base} returned a referral")));
         }
-        let e = SearchEntry::construct(entry);
-        out.push(RawEntry {
-            dn: e.dn,
-            attrs: e.attrs.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect(),
-            bin: e.bin_attrs.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect(),
-        });
+        each(raw_entry(entry).map_err(|e| SyncError::Read(format!("search under {base}: {e}")))?)?;
+        n += 1;
     }
     let result = stream.finish().await;
     result.success().map_err(|e| SyncError::Read(format!("search under {base} ended badly: {e}")))?;
-    Ok(out)
+    Ok(n)
 }
 
 /// What a content-sync (RFC 4533 refreshOnly) search returned.
 #[derive(Debug, Default)]
 pub struct SyncRead {
-    /// Entries added or changed (all of them on a read without a cookie).
-    pub entries: Vec<RawEntry>,
+    /// How many entries were added or changed (all of them on a read without a cookie); each
+    /// went to the caller's `each`.
+    pub entries: usize,
     /// Anchors (entryUUIDs) the server says were deleted.
     pub deleted: Vec<String>,
     /// When the server used the present phase: every entry still there. Anything else of the
@@ -141,10 +218,12 @@ pub async fn supports_content_sync(ldap: &mut Ldap, src: &LdapSource) -> Result<
         .await
         .and_then(|r| r.success())
         .map_err(|e| SyncError::Read(format!("reading the root DSE failed: {e}")))?;
-    Ok(entries
-        .into_iter()
-        .map(SearchEntry::construct)
-        .any(|e| e.attrs.get("supportedControl").is_some_and(|v| v.iter().any(|c| c == SYNC_REQUEST_OID))))
+    let mut offered = false;
+    for e in entries {
+        let e = raw_entry(e).map_err(|e| SyncError::Read(format!("reading the root DSE: {e}")))?;
+        offered |= e.all("supportedControl").iter().any(|c| c == SYNC_REQUEST_OID);
+    }
+    Ok(offered)
 }
 
 /// A refreshOnly content-sync search: everything (no cookie) or what changed since `cookie`.
@@ -155,6 +234,7 @@ pub async fn sync_search(
     filter: &str,
     attrs: &[String],
     cookie: Option<Vec<u8>>,
+    each: &mut (dyn FnMut(RawEntry) -> Result<(), SyncError> + Send),
 ) -> Result<SyncRead, SyncError> {
     use ldap3::controls::{
         Control, ControlType, EntryState, RawControl, SyncDone, SyncInfo, SyncRequest, SyncState,
@@ -218,12 +298,11 @@ pub async fn sync_search(
                 if let Some(c) = other.and_then(|s| s.cookie) {
                     out.cookie = Some(c);
                 }
-                let e = SearchEntry::construct(entry);
-                out.entries.push(RawEntry {
-                    dn: e.dn,
-                    attrs: e.attrs.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect(),
-                    bin: e.bin_attrs.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect(),
-                });
+                each(
+                    raw_entry(entry)
+                        .map_err(|e| SyncError::Read(format!("content sync under {base}: {e}")))?,
+                )?;
+                out.entries += 1;
             }
         }
     }
@@ -314,9 +393,10 @@ pub async fn complete_ranges(
                 .and_then(|r| r.success())
                 .map_err(|err| SyncError::Read(format!("reading {attr} of {} failed: {err}", e.dn)))?;
             next = None;
-            for entry in found.into_iter().map(SearchEntry::construct) {
+            for entry in found {
+                let entry = raw_entry(entry)
+                    .map_err(|err| SyncError::Read(format!("reading {attr} of {}: {err}", e.dn)))?;
                 for (k, v) in entry.attrs {
-                    let k = k.to_lowercase();
                     if let Some(range) = k.strip_prefix(&prefix) {
                         values.extend(v);
                         next = range_next(range);
@@ -351,8 +431,8 @@ pub async fn ad_watermark(ldap: &mut Ldap, src: &LdapSource) -> Result<(String, 
         .await
         .and_then(|r| r.success())
         .map_err(|e| SyncError::Read(format!("reading the root DSE failed: {e}")))?;
-    let root = entries.into_iter().next().map(SearchEntry::construct).ok_or_else(|| bad("root DSE"))?;
-    let first = |k: &str| root.attrs.get(k).and_then(|v| v.first()).cloned();
+    let root = entries.into_iter().next().and_then(|e| raw_entry(e).ok()).ok_or_else(|| bad("root DSE"))?;
+    let first = |k: &str| root.first(k).map(str::to_owned);
     let usn: i64 = first("highestCommittedUSN")
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| bad("highestCommittedUSN"))?;
@@ -364,13 +444,14 @@ pub async fn ad_watermark(ldap: &mut Ldap, src: &LdapSource) -> Result<(String, 
         .await
         .and_then(|r| r.success())
         .map_err(|e| SyncError::Read(format!("reading {service} failed: {e}")))?;
-    let ntds = entries.into_iter().next().map(SearchEntry::construct).ok_or_else(|| bad("invocationId"))?;
+    let ntds =
+        entries.into_iter().next().and_then(|e| raw_entry(e).ok()).ok_or_else(|| bad("invocationId"))?;
     let invocation = ntds
-        .bin_attrs
-        .get("invocationId")
+        .bin
+        .get("invocationid")
         .and_then(|v| v.first())
         .map(|b| uuid_text(b))
-        .or_else(|| ntds.attrs.get("invocationId").and_then(|v| v.first()).cloned())
+        .or_else(|| ntds.first("invocationId").map(str::to_owned))
         .ok_or_else(|| bad("invocationId"))?;
     Ok((invocation, usn, domain))
 }
@@ -395,18 +476,12 @@ pub async fn ad_deleted(
         .await
         .and_then(|r| r.success())
         .map_err(|e| SyncError::Read(format!("reading {base} failed: {e}")))?;
-    Ok(entries
-        .into_iter()
-        .map(SearchEntry::construct)
-        .filter_map(|e| {
-            let raw = RawEntry {
-                dn: e.dn,
-                attrs: e.attrs.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect(),
-                bin: e.bin_attrs.into_iter().map(|(k, v)| (k.to_lowercase(), v)).collect(),
-            };
-            super::map::anchor_of(&raw, "objectGUID")
-        })
-        .collect())
+    let mut out = Vec::new();
+    for e in entries {
+        let e = raw_entry(e).map_err(|e| SyncError::Read(format!("reading {base}: {e}")))?;
+        out.extend(super::map::anchor_of(&e, "objectGUID"));
+    }
+    Ok(out)
 }
 
 /// Checks a member's password against their directory (console sign-in by pass-through): the
@@ -444,5 +519,68 @@ pub async fn verify_password(src: &LdapSource, anchor: &str, password: &str) -> 
         // invalidCredentials, and AD's "account disabled / expired / must change" under it.
         49 | 53 => Ok(false),
         rc => Err(SyncError::Read(format!("bind as {} answered {rc}: {}", entry.dn, result.text))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ldap3::asn1::{PL, StructureTag, TagClass};
+
+    fn octets(v: &[u8]) -> StructureTag {
+        StructureTag { class: TagClass::Universal, id: 4, payload: PL::P(v.to_vec()) }
+    }
+    fn seq(id: u64, items: Vec<StructureTag>) -> StructureTag {
+        StructureTag { class: TagClass::Universal, id, payload: PL::C(items) }
+    }
+    fn attr(name: &str, values: &[&[u8]]) -> StructureTag {
+        seq(16, vec![octets(name.as_bytes()), seq(17, values.iter().map(|v| octets(v)).collect())])
+    }
+    fn entry(parts: Vec<StructureTag>) -> StructureTag {
+        StructureTag { class: TagClass::Application, id: 4, payload: PL::C(parts) }
+    }
+
+    #[test]
+    fn entries_decode_with_lower_case_names_and_binary_values_apart() {
+        let guid: &[u8] = &[0xff, 0xfe, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13];
+        let e = decode_entry(entry(vec![
+            octets(b"uid=ada,ou=People,dc=example"),
+            seq(16, vec![attr("mail", &[b"ada@example.com", b"a@example.com"]), attr("objectGUID", &[guid])]),
+        ]))
+        .unwrap();
+        assert_eq!(e.dn, "uid=ada,ou=People,dc=example");
+        assert_eq!(e.all("MAIL"), ["ada@example.com", "a@example.com"]);
+        assert_eq!(e.first("mail"), Some("ada@example.com"));
+        assert_eq!(e.bin["objectguid"], vec![guid.to_vec()]);
+        assert!(e.all("objectGUID").is_empty(), "a binary attribute is not text");
+    }
+
+    /// A broken answer from a server is an error naming what is wrong, never a panic.
+    #[test]
+    fn malformed_entries_are_errors() {
+        let cases: Vec<(StructureTag, &str)> = vec![
+            (entry(vec![]), "no DN"),
+            (entry(vec![octets(&[0xff, 0xfe])]), "not UTF-8"),
+            (entry(vec![octets(b"cn=x")]), "no attribute list"),
+            (entry(vec![octets(b"cn=x"), octets(b"not a list")]), "no attribute list"),
+            (entry(vec![octets(b"cn=x"), seq(16, vec![octets(b"loose")])]), "not a sequence"),
+            (entry(vec![octets(b"cn=x"), seq(16, vec![seq(16, vec![])])]), "without a name"),
+            (
+                entry(vec![octets(b"cn=x"), seq(16, vec![seq(16, vec![octets(b"cn")])])]),
+                "without a value set",
+            ),
+            (
+                entry(vec![
+                    octets(b"cn=x"),
+                    seq(16, vec![seq(16, vec![octets(b"cn"), seq(17, vec![seq(16, vec![])])])]),
+                ]),
+                "not a string",
+            ),
+            (octets(b"x"), "not a search result entry"),
+        ];
+        for (e, want) in cases {
+            let err = decode_entry(e).unwrap_err();
+            assert!(err.contains(want), "{err:?} should say {want:?}");
+        }
     }
 }

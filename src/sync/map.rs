@@ -190,64 +190,93 @@ impl Delta {
     }
 }
 
-/// Maps raw entries. `unit_base` is the base DN of the OU tree (not itself a unit).
-pub fn snapshot(
-    map: &AttrMap,
-    unit_base: Option<&str>,
-    units: Vec<RawEntry>,
-    users: Vec<RawEntry>,
-    groups: Vec<RawEntry>,
-    suspended: &std::collections::HashSet<String>,
+/// Maps raw entries into a [`Snapshot`] as they are read: units first (a user's unit is the
+/// unit of its parent DN), then users one by one (none is kept raw), then groups, whose members
+/// are resolved once every user's DN is known.
+pub struct Mapper<'a> {
+    map: &'a AttrMap,
     ad: bool,
-    known_dns: &HashMap<String, String>,
-) -> Snapshot {
-    let mut s = Snapshot::default();
-    let base = unit_base.map(norm_dn);
-    let mut unit_by_dn: HashMap<String, String> = HashMap::new();
-    let mut raw_units = Vec::new();
-    for e in units {
-        if base.as_deref() == Some(norm_dn(&e.dn).as_str()) {
-            continue;
+    /// The attribute holding a department path, whose values are collected by anchor.
+    dept_attr: Option<String>,
+    unit_by_dn: HashMap<String, String>,
+    user_by_dn: HashMap<String, String>,
+    manager_dns: Vec<Option<String>>,
+    /// Department paths by user anchor (when `dept_attr` is set).
+    pub paths: HashMap<String, String>,
+    s: Snapshot,
+}
+
+impl<'a> Mapper<'a> {
+    /// Starts with the org units. `unit_base` is the base DN of the OU tree (not itself a unit).
+    pub fn new(map: &'a AttrMap, unit_base: Option<&str>, units: Vec<RawEntry>, ad: bool) -> Mapper<'a> {
+        let mut s = Snapshot::default();
+        let base = unit_base.map(norm_dn);
+        let mut unit_by_dn: HashMap<String, String> = HashMap::new();
+        let mut raw_units = Vec::new();
+        for e in units {
+            if base.as_deref() == Some(norm_dn(&e.dn).as_str()) {
+                continue;
+            }
+            let Some(anchor) = anchor_of(&e, &map.anchor) else {
+                s.skipped.push(format!("{}: no {} attribute", e.dn, map.anchor));
+                continue;
+            };
+            unit_by_dn.insert(norm_dn(&e.dn), anchor.clone());
+            raw_units.push((e, anchor));
         }
-        let Some(anchor) = anchor_of(&e, &map.anchor) else {
-            s.skipped.push(format!("{}: no {} attribute", e.dn, map.anchor));
-            continue;
-        };
-        unit_by_dn.insert(norm_dn(&e.dn), anchor.clone());
-        raw_units.push((e, anchor));
+        for (e, anchor) in raw_units {
+            let name = e.first(map.get("org_unit_name")).map(str::to_owned).or_else(|| {
+                e.dn.split(',').next().and_then(|r| r.split_once('=')).map(|(_, v)| v.trim().to_owned())
+            });
+            let Some(name) = name else {
+                s.skipped.push(format!("{}: no name", e.dn));
+                continue;
+            };
+            let parent = unit_by_dn.get(&parent_dn(&e.dn)).cloned();
+            s.units.push(SrcUnit { anchor, name, parent });
+        }
+        Mapper {
+            map,
+            ad,
+            dept_attr: None,
+            unit_by_dn,
+            user_by_dn: HashMap::new(),
+            manager_dns: Vec::new(),
+            paths: HashMap::new(),
+            s,
+        }
     }
-    for (e, anchor) in raw_units {
-        let name = e.first(map.get("org_unit_name")).map(str::to_owned).or_else(|| {
-            e.dn.split(',').next().and_then(|r| r.split_once('=')).map(|(_, v)| v.trim().to_owned())
-        });
-        let Some(name) = name else {
-            s.skipped.push(format!("{}: no name", e.dn));
-            continue;
-        };
-        let parent = unit_by_dn.get(&parent_dn(&e.dn)).cloned();
-        s.units.push(SrcUnit { anchor, name, parent });
+
+    /// Collects each user's department path from this attribute.
+    pub fn with_paths(mut self, attr: Option<String>) -> Self {
+        self.dept_attr = attr;
+        self
     }
-    // One pass that lets go of each raw entry as soon as it is mapped (a full read holds
-    // 100,000 of them); managers are resolved afterwards, when every user's DN is known.
-    let mut user_by_dn: HashMap<String, String> = HashMap::new();
-    let mut manager_dns: Vec<Option<String>> = Vec::new();
-    for e in users {
+
+    /// Maps one user entry (or reports why it cannot be mapped).
+    pub fn user(&mut self, e: RawEntry) {
+        let map = self.map;
         let Some(anchor) = anchor_of(&e, &map.anchor) else {
-            s.skipped.push(format!("{}: no {} attribute", e.dn, map.anchor));
-            continue;
+            self.s.skipped.push(format!("{}: no {} attribute", e.dn, map.anchor));
+            return;
         };
         let Some(login) = e.first(map.get("login_name")).map(str::to_owned) else {
-            s.skipped.push(format!("{}: no {} attribute (login name)", e.dn, map.get("login_name")));
-            continue;
+            self.s.skipped.push(format!("{}: no {} attribute (login name)", e.dn, map.get("login_name")));
+            return;
         };
-        user_by_dn.insert(norm_dn(&e.dn), anchor.clone());
+        let dn = norm_dn(&e.dn);
+        let unit = dn.split_once(',').and_then(|(_, parent)| self.unit_by_dn.get(parent)).cloned();
+        self.user_by_dn.insert(dn, anchor.clone());
+        if let Some(path) = self.dept_attr.as_deref().and_then(|a| e.first(a)) {
+            self.paths.insert(anchor.clone(), path.to_owned());
+        }
         let text = |role: &str| e.first(map.get(role)).map(str::to_owned);
-        let disabled_by_uac = ad
+        let disabled_by_uac = self.ad
             && e.first("userAccountControl")
                 .and_then(|v| v.parse::<u32>().ok())
                 .is_some_and(|uac| uac & 0x2 != 0);
-        manager_dns.push(e.first(map.get("manager")).map(norm_dn));
-        s.users.push(SrcUser {
+        self.manager_dns.push(e.first(map.get("manager")).map(norm_dn));
+        self.s.users.push(SrcUser {
             display: text("display_name").unwrap_or_else(|| login.clone()),
             given: text("given_name"),
             family: text("family_name"),
@@ -255,43 +284,75 @@ pub fn snapshot(
             mobile: text("mobile"),
             title: text("title"),
             employee_number: text("employee_number"),
-            unit: unit_by_dn.get(&parent_dn(&e.dn)).cloned(),
+            unit,
             manager: None,
-            suspended: disabled_by_uac || suspended.contains(&anchor),
+            suspended: disabled_by_uac,
             dn: e.dn,
             anchor,
             login,
         });
     }
-    for (u, dn) in s.users.iter_mut().zip(manager_dns) {
-        u.manager = dn.and_then(|dn| user_by_dn.get(&dn).or_else(|| known_dns.get(&dn)).cloned());
+
+    /// The DNs that managers of the mapped users and members of `groups` name and that the
+    /// read did not carry (an incremental read carries only changed users).
+    pub fn unknown_dns(&self, groups: &[RawEntry]) -> Vec<String> {
+        let member = self.map.get("member");
+        let mut wanted: Vec<String> = self
+            .manager_dns
+            .iter()
+            .flatten()
+            .cloned()
+            .chain(groups.iter().flat_map(|g| g.all(member).iter().map(|d| norm_dn(d))))
+            .filter(|dn| !self.user_by_dn.contains_key(dn))
+            .collect();
+        wanted.sort();
+        wanted.dedup();
+        wanted
     }
-    for e in groups {
-        let Some(anchor) = anchor_of(&e, &map.anchor) else {
-            s.skipped.push(format!("{}: no {} attribute", e.dn, map.anchor));
-            continue;
-        };
-        let name = e.first("cn").map(str::to_owned).unwrap_or_else(|| e.dn.clone());
-        // Members are followed by anchor: a renamed or moved member is still found. DNs come
-        // from the member attribute (ranged on AD) and from `uniqueMember` (groupOfUniqueNames,
-        // whose values may end in `#'…'B`); posixGroups name login names in `memberUid`.
-        let attr = map.get("member").to_lowercase();
-        let mut members: Vec<String> = Vec::new();
-        for (key, values) in &e.attrs {
-            if key == &attr || key.starts_with(&format!("{attr};range=")) || key == "uniquemember" {
-                members.extend(values.iter().filter_map(|dn| {
-                    let dn = if key == "uniquemember" { dn.split('#').next().unwrap_or(dn) } else { dn };
-                    let dn = norm_dn(dn);
-                    user_by_dn.get(&dn).or_else(|| known_dns.get(&dn)).cloned()
-                }));
-            }
+
+    /// Resolves managers, marks the `suspended` anchors, and maps the groups. `known_dns` gives
+    /// the anchors of users the read did not carry, by normalised DN.
+    pub fn finish(
+        mut self,
+        groups: Vec<RawEntry>,
+        suspended: &std::collections::HashSet<String>,
+        known_dns: &HashMap<String, String>,
+    ) -> Snapshot {
+        let user_by_dn = &self.user_by_dn;
+        let mut s = std::mem::take(&mut self.s);
+        for (u, dn) in s.users.iter_mut().zip(std::mem::take(&mut self.manager_dns)) {
+            u.manager = dn.and_then(|dn| user_by_dn.get(&dn).or_else(|| known_dns.get(&dn)).cloned());
+            u.suspended |= suspended.contains(&u.anchor);
         }
-        let member_logins: Vec<String> = e.all("memberUid").iter().map(|u| u.trim().to_lowercase()).collect();
-        members.sort();
-        members.dedup();
-        s.groups.push(SrcGroup { anchor, name, members, member_logins });
+        let attr = self.map.get("member").to_lowercase();
+        let ranged = format!("{attr};range=");
+        for e in groups {
+            let Some(anchor) = anchor_of(&e, &self.map.anchor) else {
+                s.skipped.push(format!("{}: no {} attribute", e.dn, self.map.anchor));
+                continue;
+            };
+            let name = e.first("cn").map(str::to_owned).unwrap_or_else(|| e.dn.clone());
+            // Members are followed by anchor: a renamed or moved member is still found. DNs come
+            // from the member attribute (ranged on AD) and from `uniqueMember` (groupOfUniqueNames,
+            // whose values may end in `#'…'B`); posixGroups name login names in `memberUid`.
+            let mut members: Vec<String> = Vec::new();
+            for (key, values) in &e.attrs {
+                if key == &attr || key.starts_with(&ranged) || key == "uniquemember" {
+                    members.extend(values.iter().filter_map(|dn| {
+                        let dn = if key == "uniquemember" { dn.split('#').next().unwrap_or(dn) } else { dn };
+                        let dn = norm_dn(dn);
+                        user_by_dn.get(&dn).or_else(|| known_dns.get(&dn)).cloned()
+                    }));
+                }
+            }
+            let member_logins: Vec<String> =
+                e.all("memberUid").iter().map(|u| u.trim().to_lowercase()).collect();
+            members.sort();
+            members.dedup();
+            s.groups.push(SrcGroup { anchor, name, members, member_logins });
+        }
+        s
     }
-    s
 }
 
 /// Builds the org tree from a path in each user's entry (`Sales/East`): one unit per distinct

@@ -90,6 +90,9 @@ pub struct Report {
     pub mode: Option<ReadMode>,
     /// Entries the read returned.
     pub entries_read: usize,
+    /// Members compared field by field: those the read carried whose stored digest differed
+    /// from the source's (the others are unchanged and were not loaded).
+    pub compared: usize,
 }
 
 /// Runs sync sources; shared by the CLI and the scheduler.
@@ -165,6 +168,7 @@ impl SyncService {
             plan: Vec::new(),
             mode: None,
             entries_read: 0,
+            compared: 0,
         };
         match self.plan_and_apply(src, &opts, &mut report).await {
             Ok(()) => {}
@@ -212,23 +216,22 @@ impl SyncService {
         let units: Vec<_> =
             store.org_units_all().await?.into_iter().filter(|u| u.source.as_str() == source).collect();
         let groups = store.groups_by_source(&source).await?;
-        // An incremental run compares only the members it carried; the rest it needs by anchor.
-        let current = if mode == ReadMode::Incremental {
-            let carried: Vec<String> = snapshot.users.iter().map(|u| u.anchor.clone()).collect();
-            Current {
-                units,
-                members: store.members_by_anchors(&source, &carried).await?,
-                keys: store.member_keys_by_source(&source).await?,
-                groups,
-            }
-        } else {
-            Current::full(units, store.members_by_source(&source).await?, groups)
-        };
         let domain = store.enterprise().await?.map(|e| e.mail_domain).unwrap_or_default();
+        // Only the carried members whose digests differ are loaded whole and compared.
+        let keys = store.member_keys_by_source(&source).await?;
+        let compare = plan::to_compare(&snapshot, &units, &keys, &domain);
+        report.compared = compare.len();
+        let members = store.members_by_anchors(&source, &compare).await?;
+        let current = Current { units, keys, members, groups };
         let plan = plan::build(&src.name, &snapshot, &current, &domain);
+        let digests = plan::missing_digests(&current);
         // Only the plan is needed from here on.
         drop(snapshot);
         drop(current);
+        if !opts.dry_run && !digests.is_empty() {
+            let filled = store.member_digests_fill(&digests).await?;
+            tracing::info!(source = %src.name, members = filled, "stored the digests of members compared whole");
+        }
         release_freed_memory();
         report.plan = plan.steps().map(|s| s.what.clone()).collect();
         report.counts = json!(plan.tallies());
@@ -544,6 +547,14 @@ async fn read(src: &LdapSource, stored: Option<String>, full: bool) -> Result<Re
         "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup))"
     };
     let mut next = Cursor::default();
+    // Users are mapped as they arrive: a full read never holds 100,000 raw entries.
+    let units_read = units.len();
+    let mut mapper = map::Mapper::new(&attrs, src.org_units.as_ref().map(|o| o.base_dn.as_str()), units, ad)
+        .with_paths(dept_attr.clone());
+    let mut map_user = |e: ldap::RawEntry| {
+        mapper.user(e);
+        Ok(())
+    };
     let (users, users_delta, groups, groups_delta) = if content_sync {
         let cookie = |c: &Option<String>| if incremental { c.as_deref().and_then(unb64) } else { None };
         let u = ldap::sync_search(
@@ -553,6 +564,7 @@ async fn read(src: &LdapSource, stored: Option<String>, full: bool) -> Result<Re
             user_filter,
             &user_attrs,
             cookie(&cursor.users),
+            &mut map_user,
         )
         .await?;
         if u.refresh_required {
@@ -567,7 +579,13 @@ async fn read(src: &LdapSource, stored: Option<String>, full: bool) -> Result<Re
             Some(gs) => {
                 let filter = gs.filter.as_deref().unwrap_or(default_group_filter);
                 let cookie = if incremental { cursor.groups.as_deref().and_then(unb64) } else { None };
-                let g = ldap::sync_search(&mut conn, src, &gs.base_dn, filter, &group_attrs, cookie).await?;
+                let mut groups = Vec::new();
+                let g =
+                    ldap::sync_search(&mut conn, src, &gs.base_dn, filter, &group_attrs, cookie, &mut |e| {
+                        groups.push(e);
+                        Ok(())
+                    })
+                    .await?;
                 if g.refresh_required {
                     let _ = conn.unbind().await;
                     return Box::pin(read(src, None, true)).await;
@@ -578,16 +596,23 @@ async fn read(src: &LdapSource, stored: Option<String>, full: bool) -> Result<Re
                     .map(b64)
                     .or_else(|| incremental.then(|| cursor.groups.clone()).flatten());
                 let delta = map::Delta { deleted: g.deleted.into_iter().collect(), present: g.present };
-                (g.entries, incremental.then_some(delta))
+                (groups, incremental.then_some(delta))
             }
             None => (Vec::new(), None),
         };
         let ud = map::Delta { deleted: u.deleted.into_iter().collect(), present: u.present };
-        (u.entries, incremental.then_some(ud), g, gd)
+        let u = u.entries;
+        (u, incremental.then_some(ud), g, gd)
     } else {
-        let users =
-            ldap::search(&mut conn, src, &src.users.base_dn, &changed_since(user_filter), &user_attrs)
-                .await?;
+        let users = ldap::search_each(
+            &mut conn,
+            src,
+            &src.users.base_dn,
+            &changed_since(user_filter),
+            &user_attrs,
+            &mut map_user,
+        )
+        .await?;
         let groups = match &src.groups {
             Some(g) => {
                 let filter = g.filter.as_deref().unwrap_or(default_group_filter);
@@ -610,6 +635,7 @@ async fn read(src: &LdapSource, stored: Option<String>, full: bool) -> Result<Re
         }
     };
     let groups = flatten_nested(groups, &member_attr);
+    drop(map_user);
     let suspended: HashSet<String> = match &src.suspended_filter {
         Some(f) => {
             let both = changed_since(&format!("(&{user_filter}{f})"));
@@ -623,36 +649,13 @@ async fn read(src: &LdapSource, stored: Option<String>, full: bool) -> Result<Re
     // that changed entries name (managers, group members).
     let mut known = std::collections::HashMap::new();
     if incremental {
-        let carried: HashSet<String> = users.iter().map(|e| map::norm_dn(&e.dn)).collect();
-        let mut wanted: Vec<String> = users
-            .iter()
-            .filter_map(|e| e.first(attrs.get("manager")).map(map::norm_dn))
-            .chain(groups.iter().flat_map(|g| g.all(attrs.get("member")).iter().map(|d| map::norm_dn(d))))
-            .filter(|dn| !carried.contains(dn))
-            .collect();
-        wanted.sort();
-        wanted.dedup();
+        let wanted = mapper.unknown_dns(&groups);
         known = ldap::anchors_by_dn(&mut conn, src, &src.users.base_dn, &attrs.anchor, &wanted).await?;
     }
     let _ = conn.unbind().await;
-    let entries = units.len() + users.len() + groups.len();
-    let paths: std::collections::HashMap<String, String> = match &dept_attr {
-        Some(a) => users
-            .iter()
-            .filter_map(|e| Some((map::anchor_of(e, &attrs.anchor)?, e.first(a)?.to_owned())))
-            .collect(),
-        None => Default::default(),
-    };
-    let mut snapshot = map::snapshot(
-        &attrs,
-        src.org_units.as_ref().map(|o| o.base_dn.as_str()),
-        units,
-        users,
-        groups,
-        &suspended,
-        ad,
-        &known,
-    );
+    let entries = units_read + users + groups.len();
+    let paths = std::mem::take(&mut mapper.paths);
+    let mut snapshot = mapper.finish(groups, &suspended, &known);
     snapshot.users_delta = users_delta;
     snapshot.groups_delta = groups_delta;
     release_freed_memory();

@@ -7,8 +7,9 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::map::{Snapshot, SrcUser};
-use crate::directory::model::{Email, Group, Member, MemberState, OrgUnit};
+use crate::directory::model::{Email, Group, Member, MemberState, OrgUnit, SourcedFields};
 use crate::directory::{Change, MemberPatch, NewGroup, NewMember, NewOrgUnit, validate};
+use crate::store::MemberKey;
 
 /// One planned change, with a line for people.
 #[derive(Debug, Clone, Serialize)]
@@ -56,19 +57,81 @@ impl Plan {
 /// What Roster holds for the source.
 pub struct Current {
     pub units: Vec<OrgUnit>,
-    /// The members the read carried (all of them after a full read), whole, to compare.
+    /// Every member the source holds, by key and digest.
+    pub keys: Vec<MemberKey>,
+    /// The members [`to_compare`] named, whole: the only ones compared field by field. A held
+    /// member the read carried and that is not here is unchanged.
     pub members: Vec<Member>,
-    /// `(id, anchor, login name)` of every member the source holds.
-    pub keys: Vec<(Uuid, Option<String>, String)>,
     pub groups: Vec<(Group, Vec<Uuid>)>,
 }
 
-impl Current {
-    /// What a full read plans against: every member whole (the keys come from them).
-    pub fn full(units: Vec<OrgUnit>, members: Vec<Member>, groups: Vec<(Group, Vec<Uuid>)>) -> Current {
-        let keys = members.iter().map(|m| (m.id, m.anchor.clone(), m.login_name.clone())).collect();
-        Current { units, members, keys, groups }
-    }
+/// The anchors of the carried users that Roster holds and that must be compared whole: those
+/// whose stored digest differs from the digest of what the source says, or is unknown. A user
+/// whose unit or manager Roster does not hold yet, or whose values the directory would refuse,
+/// is compared too (the plan then says what is wrong).
+pub fn to_compare(snap: &Snapshot, units: &[OrgUnit], keys: &[MemberKey], mail_domain: &str) -> Vec<String> {
+    let unit_id: HashMap<&str, Uuid> =
+        units.iter().filter_map(|u| Some((u.anchor.as_deref()?, u.id))).collect();
+    let held: HashMap<&str, &MemberKey> =
+        keys.iter().filter_map(|k| Some((k.anchor.as_deref()?, k))).collect();
+    snap.users
+        .iter()
+        .filter(|u| {
+            let Some(key) = held.get(u.anchor.as_str()) else { return false };
+            let Some(stored) = key.digest else { return true };
+            let unit = match &u.unit {
+                Some(a) => match unit_id.get(a.as_str()) {
+                    Some(id) => Some(*id),
+                    None => return true,
+                },
+                None => None,
+            };
+            let manager = match &u.manager {
+                Some(a) => match held.get(a.as_str()) {
+                    Some(k) => Some(k.id),
+                    None => return true,
+                },
+                None => None,
+            };
+            sourced_digest(u, unit, manager, mail_domain) != Some(stored)
+        })
+        .map(|u| u.anchor.clone())
+        .collect()
+}
+
+/// The digest of the member the directory would store for `u` ([`Member::digest`]); `None`
+/// when it would refuse a value.
+fn sourced_digest(u: &SrcUser, unit: Option<Uuid>, manager: Option<Uuid>, mail_domain: &str) -> Option<i64> {
+    let login = validate::login_name(&u.login, mail_domain).ok()?;
+    let display = validate::text("display_name", &u.display, 128).ok()?;
+    let given = validate::optional_text("given_name", u.given.as_deref(), 64).ok()?;
+    let family = validate::optional_text("family_name", u.family.as_deref(), 64).ok()?;
+    let title = validate::optional_text("title", u.title.as_deref(), 128).ok()?;
+    let employee = validate::optional_text("employee_number", u.employee_number.as_deref(), 64).ok()?;
+    let mobile = validate::mobile(u.mobile.as_deref()).ok()?;
+    let emails = validate::emails(&emails_of(u)).ok()?;
+    let fields = SourcedFields {
+        login_name: &login,
+        display_name: &display,
+        given_name: given.as_deref(),
+        family_name: family.as_deref(),
+        mobile: mobile.as_deref(),
+        title: title.as_deref(),
+        employee_number: employee.as_deref(),
+        emails: emails.iter().map(|e| e.address.as_str()).collect(),
+        primary_org_unit_id: unit,
+        manager_id: manager,
+        state: if u.suspended { MemberState::Suspended } else { MemberState::Active },
+    };
+    Some(fields.digest())
+}
+
+/// Digests for the members [`Current::members`] holds whole whose stored digest is unknown
+/// (rows from before digests were kept): `(id, version, digest)`, for
+/// [`crate::store::Store::member_digests_fill`].
+pub fn missing_digests(cur: &Current) -> Vec<(Uuid, i64, i64)> {
+    let unknown: HashSet<Uuid> = cur.keys.iter().filter(|k| k.digest.is_none()).map(|k| k.id).collect();
+    cur.members.iter().filter(|m| unknown.contains(&m.id)).map(|m| (m.id, m.version, m.digest())).collect()
 }
 
 fn step(what: String, change: Change) -> Step {
@@ -159,7 +222,9 @@ pub fn build(source_name: &str, snap: &Snapshot, cur: &Current, mail_domain: &st
     let cur_members: HashMap<&str, &Member> =
         cur.members.iter().filter_map(|m| Some((m.anchor.as_deref()?, m))).collect();
     let mut member_id: HashMap<String, Uuid> =
-        cur.keys.iter().filter_map(|(id, a, _)| Some((a.clone()?, *id))).collect();
+        cur.keys.iter().filter_map(|k| Some((k.anchor.clone()?, k.id))).collect();
+
+    let existing: HashSet<&str> = cur.keys.iter().filter_map(|k| k.anchor.as_deref()).collect();
     for u in &snap.users {
         member_id.entry(u.anchor.clone()).or_insert_with(Uuid::now_v7);
     }
@@ -172,6 +237,8 @@ pub fn build(source_name: &str, snap: &Snapshot, cur: &Current, mail_domain: &st
         let manager = u.manager.as_ref().and_then(|a| member_id.get(a)).copied();
         let id = member_id[&u.anchor];
         match cur_members.get(u.anchor.as_str()) {
+            // Held, and its digest says nothing changed.
+            None if existing.contains(u.anchor.as_str()) => {}
             None => {
                 plan.members.created += 1;
                 if u.suspended {
@@ -279,8 +346,7 @@ pub fn build(source_name: &str, snap: &Snapshot, cur: &Current, mail_domain: &st
         cur.groups.iter().filter_map(|g| Some((g.0.anchor.as_deref()?, g))).collect();
     let mut groups_phase = Vec::new();
     // posixGroups name their members by login: the source's users (carried or held) by login.
-    let mut by_login: HashMap<String, Uuid> =
-        cur.keys.iter().map(|(id, _, login)| (login.clone(), *id)).collect();
+    let mut by_login: HashMap<String, Uuid> = cur.keys.iter().map(|k| (k.login_name.clone(), k.id)).collect();
     for u in &snap.users {
         if let Some(id) = member_id.get(&u.anchor) {
             by_login.insert(login_of(&u.login, mail_domain), *id);
@@ -353,9 +419,12 @@ pub fn build(source_name: &str, snap: &Snapshot, cur: &Current, mail_domain: &st
     let member_deletes: Vec<Step> = cur
         .keys
         .iter()
-        .filter(|(_, anchor, _)| anchor.as_deref().is_none_or(user_gone))
-        .map(|(id, _, login)| {
-            step(format!("delete member {login}"), Change::DeleteMember { id: *id, reason: reason.clone() })
+        .filter(|k| k.anchor.as_deref().is_none_or(user_gone))
+        .map(|k| {
+            step(
+                format!("delete member {}", k.login_name),
+                Change::DeleteMember { id: k.id, reason: reason.clone() },
+            )
         })
         .collect();
     plan.members.deleted = member_deletes.len();

@@ -170,6 +170,62 @@ async fn first_sync_then_every_kind_of_change() {
     }
 }
 
+/// A full sync loads whole only the members whose stored digest differs from what the source
+/// says; a member with no digest (a row from before digests were kept) is compared whole, and
+/// a difference the digest does not know about is still found and mended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digests_skip_unchanged_members_and_hide_no_change() {
+    let s = setup(Backend::Sqlite, 3, 20, 1, |_| {}).await;
+    let store = s.directory.store().clone();
+    let first = run(&s).await;
+    assert_eq!((first.outcome, first.compared), (Outcome::Applied, 0), "{first:?}");
+    let digests =
+        |keys: Vec<roster::store::MemberKey>| keys.into_iter().map(|k| (k.id, k.digest)).collect::<Vec<_>>();
+    let keys = digests(store.member_keys_by_source("ldap:corp").await.unwrap());
+    assert_eq!(keys.len(), 20);
+    for (id, digest) in &keys {
+        let m = store.member(*id).await.unwrap().unwrap();
+        assert_eq!(*digest, Some(m.digest()), "the store keeps the digest of what it wrote");
+    }
+    let unchanged = run(&s).await;
+    assert!(unchanged.plan.is_empty(), "{:?}", unchanged.plan);
+    assert_eq!(unchanged.compared, 0, "unchanged members are not loaded whole");
+
+    // Rows without digests, one of them changed underneath (as an older release left them).
+    let pool = sqlx::SqlitePool::connect(&s.db.cfg.database.url).await.unwrap();
+    sqlx::query("UPDATE members SET sync_digest = NULL").execute(&pool).await.unwrap();
+    sqlx::query(
+        "UPDATE members SET title = 'Changed underneath' WHERE login_name = 'user000004@example.com'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let audit = store.audit_count().await.unwrap();
+    let r = run(&s).await;
+    assert_eq!(r.compared, 20, "members without a digest are compared whole");
+    assert_eq!(r.plan.len(), 1, "{:?}", r.plan);
+    assert!(r.plan[0].starts_with("update member user000004"), "{:?}", r.plan);
+    assert_eq!(store.audit_count().await.unwrap(), audit + 1, "only the changed member is written");
+    assert_ne!(member(&s, "user000004").await.unwrap().title.as_deref(), Some("Changed underneath"));
+    let filled = digests(store.member_keys_by_source("ldap:corp").await.unwrap());
+    assert!(filled.iter().all(|(_, d)| d.is_some()), "the run stored the missing digests: {filled:?}");
+    assert_eq!(run(&s).await.compared, 0);
+
+    // A dry run stores nothing, digests included.
+    sqlx::query("UPDATE members SET sync_digest = NULL WHERE login_name = 'user000005@example.com'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let dry = s
+        .sync
+        .run("corp", RunOptions { full: true, dry_run: true, trigger: "test".into(), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!((dry.outcome, dry.compared), (Outcome::DryRun, 1));
+    assert_eq!(run(&s).await.compared, 1, "the dry run left the digest unknown");
+    assert_eq!(run(&s).await.compared, 0);
+}
+
 /// The DN of the first entry matching `filter`, read with ldapsearch as the sync account.
 fn dn_where(s: &Setup, filter: &str) -> String {
     let out = std::process::Command::new("ldapsearch")
