@@ -94,14 +94,14 @@ impl AttrMap {
 /// An entry's anchor as text: a string attribute as it is, a binary one (AD objectGUID) as a
 /// UUID in AD's byte order.
 pub fn anchor_of(e: &RawEntry, attr: &str) -> Option<String> {
-    let key = attr.to_lowercase();
     // objectGUID is 16 bytes; the LDAP client hands them over as text when they happen to be
     // valid UTF-8, so look in both places.
-    if key != "objectguid"
+    if !attr.eq_ignore_ascii_case("objectGUID")
         && let Some(v) = e.first(attr)
     {
         return Some(v.to_owned());
     }
+    let key = attr.to_ascii_lowercase();
     let bytes = match e.bin.get(&key).and_then(|v| v.first()) {
         Some(b) => b.as_slice(),
         None => e.attrs.get(&key)?.first()?.as_bytes(),
@@ -117,7 +117,19 @@ pub fn guid_text(bytes: &[u8]) -> Option<String> {
 
 /// A DN in a form that compares equal however the server spelled it.
 pub fn norm_dn(dn: &str) -> String {
-    dn.split(',').map(|rdn| rdn.trim().to_lowercase()).collect::<Vec<_>>().join(",")
+    let mut out = String::with_capacity(dn.len());
+    for (i, rdn) in dn.split(',').enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let rdn = rdn.trim();
+        if rdn.is_ascii() {
+            out.extend(rdn.bytes().map(|b| b.to_ascii_lowercase() as char));
+        } else {
+            out.push_str(&rdn.to_lowercase());
+        }
+    }
+    out
 }
 
 pub fn parent_dn(dn: &str) -> String {
@@ -198,8 +210,8 @@ pub struct Mapper<'a> {
     ad: bool,
     /// The attribute holding a department path, whose values are collected by anchor.
     dept_attr: Option<String>,
-    unit_by_dn: HashMap<String, String>,
-    user_by_dn: HashMap<String, String>,
+    unit_by_dn: foldhash::HashMap<String, String>,
+    user_by_dn: foldhash::HashMap<String, String>,
     manager_dns: Vec<Option<String>>,
     /// Department paths by user anchor (when `dept_attr` is set).
     pub paths: HashMap<String, String>,
@@ -211,7 +223,7 @@ impl<'a> Mapper<'a> {
     pub fn new(map: &'a AttrMap, unit_base: Option<&str>, units: Vec<RawEntry>, ad: bool) -> Mapper<'a> {
         let mut s = Snapshot::default();
         let base = unit_base.map(norm_dn);
-        let mut unit_by_dn: HashMap<String, String> = HashMap::new();
+        let mut unit_by_dn: foldhash::HashMap<String, String> = Default::default();
         let mut raw_units = Vec::new();
         for e in units {
             if base.as_deref() == Some(norm_dn(&e.dn).as_str()) {
@@ -240,7 +252,7 @@ impl<'a> Mapper<'a> {
             ad,
             dept_attr: None,
             unit_by_dn,
-            user_by_dn: HashMap::new(),
+            user_by_dn: Default::default(),
             manager_dns: Vec::new(),
             paths: HashMap::new(),
             s,
@@ -385,6 +397,7 @@ mod tests {
     #[test]
     fn dns_compare_however_spelled() {
         assert_eq!(norm_dn("uid=A, OU=People,dc=Example"), "uid=a,ou=people,dc=example");
+        assert_eq!(norm_dn("CN=Ärger , OU=STRASSE"), "cn=ärger,ou=strasse");
         assert_eq!(parent_dn("uid=a,ou=people,dc=example"), "ou=people,dc=example");
     }
 

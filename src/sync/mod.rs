@@ -207,23 +207,36 @@ impl SyncService {
             p.set_message(format!("reading {}", src.url));
         }
         let stored = store.sync_cursor(&src.name).await?;
-        let Read { snapshot, mode, cursor, entries } = read(src, stored.clone(), opts.full).await?;
+        let started = std::time::Instant::now();
+        // What Roster holds for the source is loaded while the source is read.
+        let held = tokio::spawn(held_by(store.clone(), source.clone()));
+        let read = read(src, stored.clone(), opts.full).await;
+        if read.is_err() {
+            held.abort();
+        }
+        let Read { snapshot, mode, cursor, entries } = read?;
+        tracing::info!(source = %src.name, entries, ?mode, secs = started.elapsed().as_secs_f64(), "read the source");
+        let started = std::time::Instant::now();
         // An unchanged source leaves the cursor as it was: such a run writes nothing.
         let cursor = cursor.filter(|c| Some(c) != stored.as_ref());
         report.mode = Some(mode);
         report.entries_read = entries;
         report.errors.extend(snapshot.skipped.iter().cloned());
-        let units: Vec<_> =
-            store.org_units_all().await?.into_iter().filter(|u| u.source.as_str() == source).collect();
-        let groups = store.groups_by_source(&source).await?;
-        let domain = store.enterprise().await?.map(|e| e.mail_domain).unwrap_or_default();
+        let Held { units, groups, keys, domain } =
+            held.await.map_err(|e| SyncError::Read(format!("loading what the source holds: {e}")))??;
         // Only the carried members whose digests differ are loaded whole and compared.
-        let keys = store.member_keys_by_source(&source).await?;
         let compare = plan::to_compare(&snapshot, &units, &keys, &domain);
         report.compared = compare.len();
         let members = store.members_by_anchors(&source, &compare).await?;
         let current = Current { units, keys, members, groups };
         let plan = plan::build(&src.name, &snapshot, &current, &domain);
+        tracing::info!(
+            source = %src.name,
+            compared = report.compared,
+            steps = plan.steps().count(),
+            secs = started.elapsed().as_secs_f64(),
+            "planned"
+        );
         let digests = plan::missing_digests(&current);
         // Only the plan is needed from here on.
         drop(snapshot);
@@ -260,7 +273,9 @@ impl SyncService {
             p.set_length(report.plan.len() as u64);
             p.set_message("applying");
         }
+        let started = std::time::Instant::now();
         let applied = self.apply(&actor, plan, cursor, &mut report.errors).await;
+        tracing::info!(source = %src.name, applied, secs = started.elapsed().as_secs_f64(), "applied the plan");
         report.errors.truncate(MAX_ERRORS);
         report.outcome = Outcome::Applied;
         report.message = if report.errors.is_empty() {
@@ -367,6 +382,22 @@ impl SyncService {
         }
         Ok(report)
     }
+}
+
+/// What Roster holds for a source before a run, except the members to compare whole.
+struct Held {
+    units: Vec<crate::directory::model::OrgUnit>,
+    groups: Vec<(crate::directory::model::Group, Vec<Uuid>)>,
+    keys: Vec<crate::store::MemberKey>,
+    domain: String,
+}
+
+async fn held_by(store: std::sync::Arc<dyn crate::store::Store>, source: String) -> Result<Held, SyncError> {
+    let units = store.org_units_all().await?.into_iter().filter(|u| u.source.as_str() == source).collect();
+    let groups = store.groups_by_source(&source).await?;
+    let keys = store.member_keys_by_source(&source).await?;
+    let domain = store.enterprise().await?.map(|e| e.mail_domain).unwrap_or_default();
+    Ok(Held { units, groups, keys, domain })
 }
 
 /// Group changes never name members whose creation failed in this run.

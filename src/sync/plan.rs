@@ -1,7 +1,10 @@
 //! A sync plan: what the source says compared with what Roster holds for that source, matched
 //! by anchor (never by name or DN), as directory changes in the order they can be applied.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+// foldhash: these maps hold 100,000 anchors, and SipHash took about 7% of an unchanged sync.
+use foldhash::{HashMap, HashSet};
 
 use serde::Serialize;
 use uuid::Uuid;
@@ -221,24 +224,23 @@ pub fn build(source_name: &str, snap: &Snapshot, cur: &Current, mail_domain: &st
     // --- members -------------------------------------------------------------------------
     let cur_members: HashMap<&str, &Member> =
         cur.members.iter().filter_map(|m| Some((m.anchor.as_deref()?, m))).collect();
-    let mut member_id: HashMap<String, Uuid> =
-        cur.keys.iter().filter_map(|k| Some((k.anchor.clone()?, k.id))).collect();
-
-    let existing: HashSet<&str> = cur.keys.iter().filter_map(|k| k.anchor.as_deref()).collect();
+    // Ids by anchor: the held members' (`true`), then fresh ones for the members to create.
+    let mut members_by_anchor: HashMap<&str, (Uuid, bool)> =
+        cur.keys.iter().filter_map(|k| Some((k.anchor.as_deref()?, (k.id, true)))).collect();
     for u in &snap.users {
-        member_id.entry(u.anchor.clone()).or_insert_with(Uuid::now_v7);
+        members_by_anchor.entry(&u.anchor).or_insert_with(|| (Uuid::now_v7(), false));
     }
+    let member_id = |anchor: &str| members_by_anchor.get(anchor).map(|(id, _)| *id);
     let mut members_phase = Vec::new();
     let mut managers_phase = Vec::new();
     for u in &snap.users {
         let unit = u.unit.as_ref().and_then(|a| unit_id.get(a)).copied();
         let state = if u.suspended { MemberState::Suspended } else { MemberState::Active };
-        let mobile = validate::mobile(u.mobile.as_deref()).unwrap_or_else(|_| u.mobile.clone());
-        let manager = u.manager.as_ref().and_then(|a| member_id.get(a)).copied();
-        let id = member_id[&u.anchor];
+        let manager = u.manager.as_deref().and_then(member_id);
+        let (id, held) = members_by_anchor[u.anchor.as_str()];
         match cur_members.get(u.anchor.as_str()) {
             // Held, and its digest says nothing changed.
-            None if existing.contains(u.anchor.as_str()) => {}
+            None if held => {}
             None => {
                 plan.members.created += 1;
                 if u.suspended {
@@ -273,6 +275,7 @@ pub fn build(source_name: &str, snap: &Snapshot, cur: &Current, mail_domain: &st
                 }
             }
             Some(m) => {
+                let mobile = validate::mobile(u.mobile.as_deref()).unwrap_or_else(|_| u.mobile.clone());
                 let mut p = MemberPatch::default();
                 let login = login_of(&u.login, mail_domain);
                 if m.login_name != login {
@@ -346,14 +349,17 @@ pub fn build(source_name: &str, snap: &Snapshot, cur: &Current, mail_domain: &st
         cur.groups.iter().filter_map(|g| Some((g.0.anchor.as_deref()?, g))).collect();
     let mut groups_phase = Vec::new();
     // posixGroups name their members by login: the source's users (carried or held) by login.
-    let mut by_login: HashMap<String, Uuid> = cur.keys.iter().map(|k| (k.login_name.clone(), k.id)).collect();
-    for u in &snap.users {
-        if let Some(id) = member_id.get(&u.anchor) {
-            by_login.insert(login_of(&u.login, mail_domain), *id);
+    let mut by_login: HashMap<String, Uuid> = HashMap::default();
+    if snap.groups.iter().any(|g| !g.member_logins.is_empty()) {
+        by_login.extend(cur.keys.iter().map(|k| (k.login_name.clone(), k.id)));
+        for u in &snap.users {
+            if let Some(id) = member_id(&u.anchor) {
+                by_login.insert(login_of(&u.login, mail_domain), id);
+            }
         }
     }
     for g in &snap.groups {
-        let mut want: Vec<Uuid> = g.members.iter().filter_map(|a| member_id.get(a)).copied().collect();
+        let mut want: Vec<Uuid> = g.members.iter().filter_map(|a| member_id(a)).collect();
         want.extend(g.member_logins.iter().filter_map(|l| by_login.get(&login_of(l, mail_domain))).copied());
         want.sort();
         want.dedup();
