@@ -47,6 +47,9 @@ struct Ctx<'a> {
     /// Org units this transaction has already seen exist (they cannot vanish within it
     /// without this transaction deleting them, which forgets them again).
     units_seen: std::collections::HashSet<Uuid>,
+    /// The next free position under a parent, once this transaction has asked for it (it
+    /// holds the write lock, so only its own creates move it).
+    next_position: std::collections::HashMap<Option<Uuid>, i64>,
     /// The index of the change being applied.
     index: usize,
     /// Members created and not yet written ([`Ctx::write_pending`]).
@@ -114,6 +117,7 @@ impl<'a> Ctx<'a> {
             numbers_clear_above: None,
             number_pool: Default::default(),
             units_seen: Default::default(),
+            next_position: Default::default(),
             index: 0,
             pending: Pending::default(),
         }
@@ -698,16 +702,29 @@ async fn create_org_unit(ctx: &mut Ctx<'_>, n: NewOrgUnit) -> R<Applied> {
         return Err(DirectoryError::Conflict { field: "id".into(), value: id.to_string() });
     }
     let name = validate::org_unit_name(&n.name)?;
-    if let Some(p) = n.parent_id {
+    if let Some(p) = n.parent_id
+        && !ctx.units_seen.contains(&p)
+    {
         org_unit_or_404(ctx, p).await?;
+        ctx.units_seen.insert(p);
     }
     check_sibling_name(ctx, n.parent_id, &name, None).await?;
     let anchor = validate::optional_text("anchor", n.anchor.as_deref(), 256)?;
     check_anchor(ctx, "org unit", anchor.as_deref(), id).await?;
     let position = match n.position {
         Some(p) => p,
-        None => ctx.tx.org_unit_next_position(n.parent_id).await?,
+        None => {
+            let next = match ctx.next_position.get(&n.parent_id) {
+                Some(p) => *p,
+                None => ctx.tx.org_unit_next_position(n.parent_id).await?,
+            };
+            ctx.next_position.insert(n.parent_id, next);
+            next
+        }
     };
+    if let Some(next) = ctx.next_position.get_mut(&n.parent_id) {
+        *next = (*next).max(position + 1);
+    }
     let u = OrgUnit {
         id,
         parent_id: n.parent_id,
@@ -720,6 +737,7 @@ async fn create_org_unit(ctx: &mut Ctx<'_>, n: NewOrgUnit) -> R<Applied> {
         updated_at: ctx.now,
     };
     ctx.tx.org_unit_insert(&u).await?;
+    ctx.units_seen.insert(id);
     ctx.audit("org_unit.create", "org_unit", Some(id.to_string()), None, Some(&u)).await?;
     Ok(Applied::OrgUnit(u))
 }
@@ -777,6 +795,8 @@ async fn move_org_unit(
     } else if let Some(p) = position {
         u.position = p;
     }
+    // The next free position there is asked for again.
+    ctx.next_position.remove(&parent_id);
     save_org_unit(ctx, "org_unit.move", before, u).await
 }
 

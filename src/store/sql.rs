@@ -1724,8 +1724,9 @@ macro_rules! shared_sql {
                             .push_bind(e.action.clone())
                             .push_bind(e.object_kind.clone())
                             .push_bind(e.object_id.clone())
-                            .push_bind(e.before.clone().map(Json))
-                            .push_bind(e.after.clone().map(Json));
+                            // Borrowed: serialised once, straight into the statement.
+                            .push_bind(e.before.as_ref().map(Json))
+                            .push_bind(e.after.as_ref().map(Json));
                     });
                     qb.build().persistent(false).execute(&mut *self.tx).await.map_err($err)?;
                 }
@@ -1742,7 +1743,7 @@ macro_rules! shared_sql {
                             .push_bind(o.created_at)
                             .push_bind(o.kind.clone())
                             .push_bind(o.idempotency_key.clone())
-                            .push_bind(Json(o.payload.clone()))
+                            .push_bind(Json(&o.payload))
                             .push_bind(o.state.clone())
                             .push_bind(o.attempts)
                             .push_bind(o.created_at);

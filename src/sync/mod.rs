@@ -298,47 +298,46 @@ impl SyncService {
     ) -> usize {
         let mut applied = 0;
         let mut failed_members: HashSet<Uuid> = HashSet::new();
-        // The plan's steps are moved into batches, never copied: a first sync's plan is 100,000
-        // creates.
-        let mut chunks: Vec<Vec<plan::Step>> = Vec::new();
-        for phase in plan.phases {
-            let mut steps = phase.into_iter().peekable();
-            while steps.peek().is_some() {
-                chunks.push(steps.by_ref().take(BATCH).collect());
+        // The plan's steps are moved into batches as they are applied, never copied: a first
+        // sync's plan is 100,000 creates.
+        let mut phases = plan.phases.into_iter().filter(|p| !p.is_empty()).peekable();
+        let mut cursor = cursor.map(|c| plan::Step { what: "store the sync cursor".into(), change: c });
+        let mut steps = Vec::new().into_iter().peekable();
+        loop {
+            if steps.peek().is_none() {
+                match phases.next() {
+                    Some(phase) => steps = phase.into_iter().peekable(),
+                    None if cursor.is_some() => steps = Vec::new().into_iter().peekable(),
+                    None => break,
+                }
             }
-        }
-        if let Some(c) = cursor {
-            match chunks.last_mut() {
-                Some(last) => last.push(plan::Step { what: "store the sync cursor".into(), change: c }),
-                None => chunks.push(vec![plan::Step { what: "store the sync cursor".into(), change: c }]),
+            let mut chunk: Vec<plan::Step> = steps.by_ref().take(BATCH).collect();
+            if steps.peek().is_none() && phases.peek().is_none() {
+                chunk.extend(cursor.take());
             }
-        }
-        {
-            for chunk in chunks {
-                let mut batch: Vec<(String, Change)> =
-                    chunk.into_iter().map(|s| (s.what, without_members(s.change, &failed_members))).collect();
-                while !batch.is_empty() {
-                    let changes: Vec<Change> = batch.iter().map(|(_, c)| c.clone()).collect();
-                    match self.directory.apply(actor, changes).await {
-                        Ok(out) => {
-                            applied += out
-                                .iter()
-                                .filter(|a| !matches!(a, crate::directory::Applied::SyncCursor))
-                                .count();
-                            break;
+            let mut batch: Vec<(String, Change)> =
+                chunk.into_iter().map(|s| (s.what, without_members(s.change, &failed_members))).collect();
+            while !batch.is_empty() {
+                let changes: Vec<Change> = batch.iter().map(|(_, c)| c.clone()).collect();
+                match self.directory.apply(actor, changes).await {
+                    Ok(out) => {
+                        applied += out
+                            .iter()
+                            .filter(|a| !matches!(a, crate::directory::Applied::SyncCursor))
+                            .count();
+                        break;
+                    }
+                    Err(e) => {
+                        if matches!(e.error, crate::directory::DirectoryError::Store(_)) {
+                            errors.push(format!("store error, batch abandoned: {}", e.error));
+                            return applied;
                         }
-                        Err(e) => {
-                            if matches!(e.error, crate::directory::DirectoryError::Store(_)) {
-                                errors.push(format!("store error, batch abandoned: {}", e.error));
-                                return applied;
-                            }
-                            let (what, change) = batch.remove(e.index);
-                            if let Change::CreateMember(n) = &change {
-                                failed_members.extend(n.id);
-                            }
-                            if errors.len() < MAX_ERRORS {
-                                errors.push(format!("{what}: {} [{}]", e.error, e.error.code()));
-                            }
+                        let (what, change) = batch.remove(e.index);
+                        if let Change::CreateMember(n) = &change {
+                            failed_members.extend(n.id);
+                        }
+                        if errors.len() < MAX_ERRORS {
+                            errors.push(format!("{what}: {} [{}]", e.error, e.error.code()));
                         }
                     }
                 }

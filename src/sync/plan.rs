@@ -231,7 +231,10 @@ pub fn build(source_name: &str, snap: &Snapshot, cur: &Current, mail_domain: &st
         members_by_anchor.entry(&u.anchor).or_insert_with(|| (Uuid::now_v7(), false));
     }
     let member_id = |anchor: &str| members_by_anchor.get(anchor).map(|(id, _)| *id);
-    let mut members_phase = Vec::new();
+    // Sized up front: a first sync's phase is 100,000 creates, and doubling would briefly hold
+    // two copies of it.
+    let creates = members_by_anchor.values().filter(|(_, held)| !held).count();
+    let mut members_phase = Vec::with_capacity(creates + cur.members.len());
     let mut managers_phase = Vec::new();
     for u in &snap.users {
         let unit = u.unit.as_ref().and_then(|a| unit_id.get(a)).copied();

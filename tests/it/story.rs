@@ -11,6 +11,7 @@ use crate::common::{Backend, TestDb, console, create_member, create_unit, member
 on_both_stores!(
     bootstrap_creates_the_enterprise_once,
     org_tree_keeps_its_shape,
+    units_created_together_take_the_next_positions,
     members_get_consecutive_numbers_and_unique_names,
     a_change_set_is_all_or_nothing,
     a_set_of_creates_is_checked_as_a_whole,
@@ -115,6 +116,58 @@ async fn org_tree_keeps_its_shape(b: Backend) {
     let rename = Change::UpdateOrgUnit { id: sales, name: Some("Sales & Marketing".into()), anchor: None };
     d.apply_one(&console(), rename).await.unwrap();
     assert_eq!(d.store().org_unit(sales).await.unwrap().unwrap().name, "Sales & Marketing");
+}
+
+/// Units created in one change set take the next free positions under each parent, with an
+/// explicit position and a unit moved in between taken into account.
+async fn units_created_together_take_the_next_positions(b: Backend) {
+    use roster::directory::NewOrgUnit;
+    let db = TestDb::new(b);
+    let d = db.open().await;
+    let hq = create_unit(&d, None, "HQ").await;
+    let old = create_unit(&d, Some(hq), "Old").await;
+    let elsewhere = create_unit(&d, None, "Elsewhere").await;
+    let unit = |name: &str, parent: Uuid, position: Option<i64>| {
+        Change::CreateOrgUnit(NewOrgUnit {
+            id: None,
+            parent_id: Some(parent),
+            name: name.into(),
+            position,
+            anchor: None,
+        })
+    };
+    let other = create_unit(&d, Some(elsewhere), "First there").await;
+    d.apply(
+        &console(),
+        vec![
+            unit("A", hq, None),
+            unit("B", hq, Some(10)),
+            unit("C", hq, None),
+            unit("In other", elsewhere, None),
+            Change::MoveOrgUnit { id: other, parent_id: Some(hq), position: None },
+            unit("D", hq, None),
+        ],
+    )
+    .await
+    .unwrap();
+    let positions = |units: Vec<roster::directory::model::OrgUnit>| {
+        units.into_iter().map(|u| (u.name, u.position)).collect::<Vec<_>>()
+    };
+    let under_hq = positions(d.store().org_unit_children(Some(hq)).await.unwrap());
+    assert_eq!(
+        under_hq,
+        [
+            ("Old".to_owned(), 0),
+            ("A".to_owned(), 1),
+            ("B".to_owned(), 10),
+            ("C".to_owned(), 11),
+            ("First there".to_owned(), 12),
+            ("D".to_owned(), 13)
+        ],
+        "{old}"
+    );
+    let under_elsewhere = positions(d.store().org_unit_children(Some(elsewhere)).await.unwrap());
+    assert_eq!(under_elsewhere, [("In other".to_owned(), 1)], "after the unit that moved away");
 }
 
 async fn members_get_consecutive_numbers_and_unique_names(b: Backend) {
