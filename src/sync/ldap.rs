@@ -12,25 +12,43 @@ use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope};
 use super::SyncError;
 use crate::config::LdapSource;
 
-/// An entry with lower-cased attribute names.
+/// An entry with lower-cased attribute names, in the server's order. An entry has a dozen
+/// attributes: a list searched in place is cheaper than a hash map built for each of 100,000.
 #[derive(Debug, Clone, Default)]
 pub struct RawEntry {
     pub dn: String,
-    pub attrs: HashMap<String, Vec<String>>,
-    pub bin: HashMap<String, Vec<Vec<u8>>>,
+    pub attrs: Vec<(String, Vec<String>)>,
+    /// Attributes with a value that is not UTF-8 (AD's objectGUID), all their values as bytes.
+    pub bin: Vec<(String, Vec<Vec<u8>>)>,
 }
 
 impl RawEntry {
     pub fn first(&self, name: &str) -> Option<&str> {
         self.all(name).first().map(String::as_str).filter(|s| !s.is_empty())
     }
+    /// The text values of an attribute (none when it is missing or binary); any case of `name`.
     pub fn all(&self, name: &str) -> &[String] {
-        let found = if name.bytes().any(|b| b.is_ascii_uppercase()) {
-            self.attrs.get(&name.to_ascii_lowercase())
-        } else {
-            self.attrs.get(name)
-        };
-        found.map(Vec::as_slice).unwrap_or(&[])
+        self.attrs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+            .unwrap_or(&[])
+    }
+    /// The values of a binary attribute.
+    pub fn binary(&self, name: &str) -> &[Vec<u8>] {
+        self.bin.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice()).unwrap_or(&[])
+    }
+    /// Removes a text attribute and returns its values.
+    pub fn take(&mut self, name: &str) -> Option<Vec<String>> {
+        let at = self.attrs.iter().position(|(k, _)| k.eq_ignore_ascii_case(name))?;
+        Some(self.attrs.swap_remove(at).1)
+    }
+    /// Sets a text attribute's values (`name` lower case).
+    pub fn set(&mut self, name: &str, values: Vec<String>) {
+        match self.attrs.iter_mut().find(|(k, _)| k == name) {
+            Some((_, v)) => *v = values,
+            None => self.attrs.push((name.to_owned(), values)),
+        }
     }
 }
 
@@ -88,7 +106,7 @@ fn decode_entry(entry: ldap3::asn1::StructureTag) -> Result<RawEntry, String> {
     let dn = String::from_utf8(dn).map_err(|_| bad("a DN that is not UTF-8"))?;
     let list =
         parts.next().and_then(StructureTag::expect_constructed).ok_or_else(|| bad("no attribute list"))?;
-    let mut out = RawEntry { dn, attrs: HashMap::with_capacity(list.len()), bin: HashMap::new() };
+    let mut out = RawEntry { dn, attrs: Vec::with_capacity(list.len()), bin: Vec::new() };
     for attr in list {
         let mut attr =
             attr.expect_constructed().ok_or_else(|| bad("an attribute that is not a sequence"))?.into_iter();
@@ -121,9 +139,9 @@ fn decode_entry(entry: ldap3::asn1::StructureTag) -> Result<RawEntry, String> {
             }
         }
         if bytes.is_empty() {
-            out.attrs.insert(name, text);
+            out.attrs.push((name, text));
         } else {
-            out.bin.insert(name, bytes);
+            out.bin.push((name, bytes));
         }
     }
     Ok(out)
@@ -374,14 +392,15 @@ pub async fn complete_ranges(
     let attr = attr.to_lowercase();
     let prefix = format!("{attr};range=");
     for e in entries.iter_mut() {
-        let ranged: Vec<String> = e.attrs.keys().filter(|k| k.starts_with(&prefix)).cloned().collect();
+        let ranged: Vec<String> =
+            e.attrs.iter().map(|(k, _)| k).filter(|k| k.starts_with(&prefix)).cloned().collect();
         if ranged.is_empty() {
             continue;
         }
-        let mut values = e.attrs.remove(&attr).unwrap_or_default();
+        let mut values = e.take(&attr).unwrap_or_default();
         let mut next = None;
         for key in ranged {
-            values.extend(e.attrs.remove(&key).unwrap_or_default());
+            values.extend(e.take(&key).unwrap_or_default());
             next = range_next(&key[prefix.len()..]);
         }
         while let Some(start) = next {
@@ -404,7 +423,7 @@ pub async fn complete_ranges(
                 }
             }
         }
-        e.attrs.insert(attr.clone(), values);
+        e.set(&attr, values);
     }
     Ok(())
 }
@@ -447,9 +466,8 @@ pub async fn ad_watermark(ldap: &mut Ldap, src: &LdapSource) -> Result<(String, 
     let ntds =
         entries.into_iter().next().and_then(|e| raw_entry(e).ok()).ok_or_else(|| bad("invocationId"))?;
     let invocation = ntds
-        .bin
-        .get("invocationid")
-        .and_then(|v| v.first())
+        .binary("invocationId")
+        .first()
         .map(|b| uuid_text(b))
         .or_else(|| ntds.first("invocationId").map(str::to_owned))
         .ok_or_else(|| bad("invocationId"))?;
@@ -551,7 +569,7 @@ mod tests {
         assert_eq!(e.dn, "uid=ada,ou=People,dc=example");
         assert_eq!(e.all("MAIL"), ["ada@example.com", "a@example.com"]);
         assert_eq!(e.first("mail"), Some("ada@example.com"));
-        assert_eq!(e.bin["objectguid"], vec![guid.to_vec()]);
+        assert_eq!(e.binary("objectGUID"), [guid.to_vec()]);
         assert!(e.all("objectGUID").is_empty(), "a binary attribute is not text");
     }
 

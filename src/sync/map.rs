@@ -101,10 +101,9 @@ pub fn anchor_of(e: &RawEntry, attr: &str) -> Option<String> {
     {
         return Some(v.to_owned());
     }
-    let key = attr.to_ascii_lowercase();
-    let bytes = match e.bin.get(&key).and_then(|v| v.first()) {
+    let bytes = match e.binary(attr).first() {
         Some(b) => b.as_slice(),
-        None => e.attrs.get(&key)?.first()?.as_bytes(),
+        None => e.all(attr).first()?.as_bytes(),
     };
     guid_text(bytes)
 }
@@ -404,7 +403,7 @@ mod tests {
     #[test]
     fn binary_guids_read_as_uuids() {
         let mut e = RawEntry::default();
-        e.bin.insert("objectguid".into(), vec![(0u8..16).collect()]);
+        e.bin.push(("objectguid".into(), vec![(0u8..16).collect()]));
         assert_eq!(anchor_of(&e, "objectGUID").unwrap(), "03020100-0504-0706-0809-0a0b0c0d0e0f");
     }
 }

@@ -478,7 +478,9 @@ fn unb64(text: &str) -> Option<Vec<u8>> {
 }
 
 /// Hands memory freed by a large step (100,000 mapped entries) back to the system: glibc keeps
-/// freed memory in per-thread arenas, and the next step allocates on other threads.
+/// freed memory in per-thread arenas, and the next step allocates on other threads. `rosterd`
+/// itself allocates with mimalloc (see `main.rs`), so there this trims SQLite's allocations,
+/// which go through glibc; the library's other users may run on glibc alone.
 fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free heap memory to the kernel; it has no preconditions.
@@ -491,11 +493,12 @@ fn release_freed_memory() {
 /// others is followed once): membership in Roster is flat.
 fn flatten_nested(mut groups: Vec<ldap::RawEntry>, member_attr: &str) -> Vec<ldap::RawEntry> {
     let key = member_attr.to_lowercase();
-    let by_dn: std::collections::HashMap<String, Vec<String>> =
-        groups.iter().map(|g| (map::norm_dn(&g.dn), g.all(&key).to_vec())).collect();
-    if !groups.iter().any(|g| g.all(&key).iter().any(|m| by_dn.contains_key(&map::norm_dn(m)))) {
+    let group_dns: HashSet<String> = groups.iter().map(|g| map::norm_dn(&g.dn)).collect();
+    if !groups.iter().any(|g| g.all(&key).iter().any(|m| group_dns.contains(&map::norm_dn(m)))) {
         return groups;
     }
+    let by_dn: std::collections::HashMap<String, Vec<String>> =
+        groups.iter().map(|g| (map::norm_dn(&g.dn), g.all(&key).to_vec())).collect();
     for g in &mut groups {
         let mut seen = HashSet::from([map::norm_dn(&g.dn)]);
         let mut out = Vec::new();
@@ -511,7 +514,7 @@ fn flatten_nested(mut groups: Vec<ldap::RawEntry>, member_attr: &str) -> Vec<lda
                 None => out.push(dn),
             }
         }
-        g.attrs.insert(key.clone(), out);
+        g.set(&key, out);
     }
     groups
 }
