@@ -214,8 +214,14 @@ pub struct Mapper<'a> {
     manager_dns: Vec<Option<String>>,
     /// Department paths by user anchor (when `dept_attr` is set).
     pub paths: HashMap<String, String>,
+    /// Roles whose values [`Mapper::user`] copies: their attribute serves another role too.
+    shared: Vec<&'static str>,
     s: Snapshot,
 }
+
+/// The roles whose values a user keeps.
+const KEPT: [&str; 7] =
+    ["display_name", "given_name", "family_name", "mobile", "title", "employee_number", "email"];
 
 impl<'a> Mapper<'a> {
     /// Starts with the org units. `unit_base` is the base DN of the OU tree (not itself a unit).
@@ -254,6 +260,10 @@ impl<'a> Mapper<'a> {
             user_by_dn: Default::default(),
             manager_dns: Vec::new(),
             paths: HashMap::new(),
+            shared: KEPT
+                .into_iter()
+                .filter(|r| KEPT.iter().filter(|o| map.get(o).eq_ignore_ascii_case(map.get(r))).count() > 1)
+                .collect(),
             s,
         }
     }
@@ -281,20 +291,38 @@ impl<'a> Mapper<'a> {
         if let Some(path) = self.dept_attr.as_deref().and_then(|a| e.first(a)) {
             self.paths.insert(anchor.clone(), path.to_owned());
         }
-        let text = |role: &str| e.first(map.get(role)).map(str::to_owned);
         let disabled_by_uac = self.ad
             && e.first("userAccountControl")
                 .and_then(|v| v.parse::<u32>().ok())
                 .is_some_and(|uac| uac & 0x2 != 0);
         self.manager_dns.push(e.first(map.get("manager")).map(norm_dn));
+        // The values the user keeps are moved out of the entry, not copied, unless another of
+        // these roles reads the same attribute.
+        let mut e = e;
+        let shared = &self.shared;
+        let mut values = |role: &'static str| -> Vec<String> {
+            let attr = map.get(role);
+            let mut v =
+                if shared.contains(&role) { e.all(attr).to_vec() } else { e.take(attr).unwrap_or_default() };
+            v.retain(|s| !s.is_empty());
+            v
+        };
+        let mut text = |role: &'static str| values(role).into_iter().next();
+        let display = text("display_name").unwrap_or_else(|| login.clone());
+        let given = text("given_name");
+        let family = text("family_name");
+        let mobile = text("mobile");
+        let title = text("title");
+        let employee_number = text("employee_number");
+        let emails = values("email");
         self.s.users.push(SrcUser {
-            display: text("display_name").unwrap_or_else(|| login.clone()),
-            given: text("given_name"),
-            family: text("family_name"),
-            emails: e.all(map.get("email")).iter().filter(|m| !m.is_empty()).cloned().collect(),
-            mobile: text("mobile"),
-            title: text("title"),
-            employee_number: text("employee_number"),
+            display,
+            given,
+            family,
+            emails,
+            mobile,
+            title,
+            employee_number,
             unit,
             manager: None,
             suspended: disabled_by_uac,
@@ -398,6 +426,62 @@ mod tests {
         assert_eq!(norm_dn("uid=A, OU=People,dc=Example"), "uid=a,ou=people,dc=example");
         assert_eq!(norm_dn("CN=Ärger , OU=STRASSE"), "cn=ärger,ou=strasse");
         assert_eq!(parent_dn("uid=a,ou=people,dc=example"), "ou=people,dc=example");
+    }
+
+    fn entry(dn: &str, attrs: &[(&str, &[&str])]) -> RawEntry {
+        RawEntry {
+            dn: dn.into(),
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| (k.to_lowercase(), v.iter().map(|s| s.to_string()).collect()))
+                .collect(),
+            bin: Vec::new(),
+        }
+    }
+
+    /// Values are moved out of an entry, except when two roles read one attribute: both get it.
+    #[test]
+    fn users_map_every_role_even_when_two_share_an_attribute() {
+        let mut map = AttrMap { anchor: "entryUUID".into(), map: BTreeMap::new() };
+        for (role, attr) in ROLES.iter().zip([
+            "uid",
+            "cn",
+            "givenName",
+            "sn",
+            "mail",
+            "mobile",
+            "cn",
+            "employeeNumber",
+            "manager",
+            "member",
+            "ou",
+        ]) {
+            map.map.insert(role, attr.to_owned());
+        }
+        let ou = entry("ou=Sales,dc=example", &[("entryUUID", &["u-1"]), ("ou", &["Sales"])]);
+        let mut m = Mapper::new(&map, Some("dc=example"), vec![ou], false);
+        m.user(entry(
+            "uid=ada,ou=Sales,dc=example",
+            &[
+                ("entryUUID", &["a-1"]),
+                ("uid", &["ada"]),
+                ("cn", &["Ada Lovelace"]),
+                ("sn", &[""]),
+                ("mail", &["ada@example.com", "", "a@example.com"]),
+                ("mobile", &["+1 555 0100"]),
+            ],
+        ));
+        m.user(entry("uid=nobody,ou=Sales,dc=example", &[("uid", &["nobody"])]));
+        let s = m.finish(Vec::new(), &std::collections::HashSet::from(["a-1".to_owned()]), &HashMap::new());
+        assert_eq!(s.users.len(), 1, "{:?}", s.skipped);
+        let u = &s.users[0];
+        assert_eq!((u.display.as_str(), u.title.as_deref()), ("Ada Lovelace", Some("Ada Lovelace")));
+        assert_eq!((u.login.as_str(), u.anchor.as_str(), u.unit.as_deref()), ("ada", "a-1", Some("u-1")));
+        assert_eq!(u.family, None, "an empty value is no value");
+        assert_eq!(u.emails, ["ada@example.com", "a@example.com"]);
+        assert_eq!(u.mobile.as_deref(), Some("+1 555 0100"));
+        assert!(u.suspended);
+        assert!(s.skipped[0].contains("no entryUUID"), "{:?}", s.skipped);
     }
 
     #[test]
