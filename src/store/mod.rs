@@ -52,14 +52,13 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// An API token as listed (the secret itself is never stored).
 /// A member of a source, as a sync plan needs it before it knows which members changed.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberKey {
     pub id: Uuid,
     pub anchor: Option<String>,
     pub login_name: String,
-    /// [`Member::digest`] as stored with the member's last write; `None` when unknown (compare
-    /// the member whole).
-    #[sqlx(rename = "sync_digest")]
+    /// [`Member::digest`] as stored with the member's last write (`members.sync_digest`);
+    /// `None` when unknown (compare the member whole).
     pub digest: Option<i64>,
 }
 

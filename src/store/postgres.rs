@@ -90,4 +90,12 @@ const MEMBER_CHILDREN: &str = "\
     COALESCE((SELECT json_agg(org_unit_id) \
      FROM member_org_units WHERE member_org_units.member_id = members.id)::text, '[]') AS units_json";
 
-shared_sql!(Postgres, PgStore, PgTx, err, MEMBER_CHILDREN);
+/// A source's member keys as JSON arrays `[id, anchor, login name, digest]` (see the SQLite store).
+const MEMBER_KEYS: &str = "SELECT json_agg(json_build_array(id, anchor, login_name, sync_digest))::text \
+    FROM members WHERE source = $1";
+
+/// A source's groups' member ids, one JSON array a group.
+const GROUP_MEMBERSHIPS: &str = "SELECT gm.group_id, json_agg(gm.member_id)::text \
+    FROM group_members gm JOIN groups g ON g.id = gm.group_id WHERE g.source = $1 GROUP BY gm.group_id";
+
+shared_sql!(Postgres, PgStore, PgTx, err, MEMBER_CHILDREN, MEMBER_KEYS, GROUP_MEMBERSHIPS);

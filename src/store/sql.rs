@@ -1,11 +1,13 @@
 //! The SQL both backends share, written once.
 //!
-//! `shared_sql!(Db, Store, Tx, err, MEMBER_CHILDREN)` expands to `impl Store for Store` and
+//! `shared_sql!(Db, Store, Tx, err, MEMBER_CHILDREN, MEMBER_KEYS, GROUP_MEMBERSHIPS)` expands to `impl Store for Store` and
 //! `impl StoreTx for Tx` for one sqlx database. The backend supplies a `Store` struct with `read`
 //! and `write` pools and the dialect-specific inherent methods `backend_name`, `run_migrations`
 //! and `schema_state_impl`, a `Tx` struct wrapping `sqlx::Transaction<'static, Db>`, `err`, which
-//! classifies its errors, and `MEMBER_CHILDREN`, its SQL for a member's e-mails and further org
-//! units as two JSON text columns (see [`MemberRow`]).
+//! classifies its errors, `MEMBER_CHILDREN`, its SQL for a member's e-mails and further org
+//! units as two JSON text columns (see [`MemberRow`]), and `MEMBER_KEYS` and `GROUP_MEMBERSHIPS`,
+//! its SQL for a source's member keys and group memberships as JSON text (a sync loads 100,000
+//! of each; a few rows are far cheaper than that many).
 //!
 //! Multi-row statements (`VALUES` lists, `IN` lists) are sent with `.persistent(false)`: their
 //! text changes with their length, and caching every prepared variant would keep hundreds of
@@ -79,7 +81,7 @@ impl MemberRow {
 }
 
 macro_rules! shared_sql {
-    ($db:ty, $Store:ident, $Tx:ident, $err:path, $children:expr) => {
+    ($db:ty, $Store:ident, $Tx:ident, $err:path, $children:expr, $keys:expr, $memberships:expr) => {
         use $crate::directory::model as m;
                 use $crate::store::sql::*;
         use $crate::store::{Result, SchemaState, Store, StoreTx, SyncRun, TokenInfo};
@@ -1045,8 +1047,21 @@ macro_rules! shared_sql {
             }
 
             async fn member_keys_by_source(&self, source: &str) -> Result<Vec<$crate::store::MemberKey>> {
-                sqlx::query_as("SELECT id, anchor, login_name, sync_digest FROM members WHERE source = $1")
-                    .bind(source.to_owned()).fetch_all(&self.read).await.map_err($err)
+                let parts: Vec<(Option<String>,)> = sqlx::query_as($keys)
+                    .bind(source.to_owned()).fetch_all(&self.read).await.map_err($err)?;
+                let mut keys = Vec::new();
+                for (part,) in parts {
+                    let Some(part) = part else { continue };
+                    let rows: Vec<(String, Option<String>, String, Option<i64>)> = serde_json::from_str(&part)
+                        .map_err(|e| $crate::store::StoreError::Corrupt(format!("member keys of {source}: {e}")))?;
+                    keys.reserve(rows.len());
+                    for (id, anchor, login_name, digest) in rows {
+                        let id = Uuid::parse_str(&id)
+                            .map_err(|e| $crate::store::StoreError::Corrupt(format!("member id {id:?}: {e}")))?;
+                        keys.push($crate::store::MemberKey { id, anchor, login_name, digest });
+                    }
+                }
+                Ok(keys)
             }
 
             async fn member_digests_fill(&self, members: &[(Uuid, i64, i64)]) -> Result<u64> {
@@ -1083,16 +1098,17 @@ macro_rules! shared_sql {
                     .fetch_all(&self.read)
                     .await
                     .map_err($err)?;
-                let pairs: Vec<(Uuid, Uuid)> = sqlx::query_as(
-                    "SELECT gm.group_id, gm.member_id FROM group_members gm JOIN groups g ON g.id = gm.group_id WHERE g.source = $1",
-                )
-                .bind(source.to_owned())
-                .fetch_all(&self.read)
-                .await
-                .map_err($err)?;
+                let lists: Vec<(Uuid, String)> = sqlx::query_as($memberships)
+                    .bind(source.to_owned())
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err($err)?;
                 let mut by_group: std::collections::HashMap<Uuid, Vec<Uuid>> = std::collections::HashMap::new();
-                for (g, member) in pairs {
-                    by_group.entry(g).or_default().push(member);
+                for (g, list) in lists {
+                    let bad = |e: &dyn std::fmt::Display| $crate::store::StoreError::Corrupt(format!("members of group {g}: {e}"));
+                    let ids: Vec<String> = serde_json::from_str(&list).map_err(|e| bad(&e))?;
+                    let ids = ids.iter().map(|id| Uuid::parse_str(id)).collect::<std::result::Result<Vec<_>, _>>().map_err(|e| bad(&e))?;
+                    by_group.insert(g, ids);
                 }
                 Ok(groups.into_iter().map(|g| { let ms = by_group.remove(&g.id).unwrap_or_default(); (g, ms) }).collect())
             }
