@@ -365,23 +365,23 @@ impl DirectoryService {
             id,
             account_number: 0,
             login_name: validate::login_name(&n.login_name, &ctx.mail_domain)?,
-            display_name: validate::text("display_name", &n.display_name, 128)?,
-            given_name: validate::optional_text("given_name", n.given_name.as_deref(), 64)?,
-            family_name: validate::optional_text("family_name", n.family_name.as_deref(), 64)?,
+            display_name: validate::display_name(&n.display_name)?,
+            given_name: validate::member_text("given_name", n.given_name.as_deref())?,
+            family_name: validate::member_text("family_name", n.family_name.as_deref())?,
             emails: validate::emails(&n.emails)?,
             mobile: validate::mobile(n.mobile.as_deref())?,
-            title: validate::optional_text("title", n.title.as_deref(), 128)?,
-            employee_number: validate::optional_text("employee_number", n.employee_number.as_deref(), 64)?,
-            department: validate::optional_text("department", n.department.as_deref(), 256)?,
-            organization: validate::optional_text("organization", n.organization.as_deref(), 128)?,
-            division: validate::optional_text("division", n.division.as_deref(), 128)?,
-            cost_center: validate::optional_text("cost_center", n.cost_center.as_deref(), 64)?,
+            title: validate::member_text("title", n.title.as_deref())?,
+            employee_number: validate::member_text("employee_number", n.employee_number.as_deref())?,
+            department: validate::member_text("department", n.department.as_deref())?,
+            organization: validate::member_text("organization", n.organization.as_deref())?,
+            division: validate::member_text("division", n.division.as_deref())?,
+            cost_center: validate::member_text("cost_center", n.cost_center.as_deref())?,
             primary_org_unit_id: n.primary_org_unit_id,
             org_unit_ids: n.org_unit_ids,
             manager_id: n.manager_id,
             state: n.state,
             source: ctx.actor.source.clone(),
-            anchor: validate::optional_text("anchor", n.anchor.as_deref(), 256)?,
+            anchor: validate::member_text("anchor", n.anchor.as_deref())?,
             version: 1,
             created_at: ctx.now,
             updated_at: ctx.now,
@@ -863,9 +863,9 @@ async fn update_member(ctx: &mut Ctx<'_>, id: Uuid, p: MemberPatch) -> R<Applied
     ctx.ensure_owner("member", id, &before.source)?;
     let mut m = before.clone();
     macro_rules! opt {
-        ($field:ident, $max:expr) => {
+        ($field:ident) => {
             if let Some(v) = p.$field {
-                m.$field = validate::optional_text(stringify!($field), v.as_deref(), $max)?;
+                m.$field = validate::member_text(stringify!($field), v.as_deref())?;
             }
         };
     }
@@ -873,17 +873,17 @@ async fn update_member(ctx: &mut Ctx<'_>, id: Uuid, p: MemberPatch) -> R<Applied
         m.login_name = validate::login_name(&v, &ctx.mail_domain)?;
     }
     if let Some(v) = p.display_name {
-        m.display_name = validate::text("display_name", &v, 128)?;
+        m.display_name = validate::display_name(&v)?;
     }
-    opt!(given_name, 64);
-    opt!(family_name, 64);
-    opt!(title, 128);
-    opt!(employee_number, 64);
-    opt!(department, 256);
-    opt!(organization, 128);
-    opt!(division, 128);
-    opt!(cost_center, 64);
-    opt!(anchor, 256);
+    opt!(given_name);
+    opt!(family_name);
+    opt!(title);
+    opt!(employee_number);
+    opt!(department);
+    opt!(organization);
+    opt!(division);
+    opt!(cost_center);
+    opt!(anchor);
     if let Some(v) = p.emails {
         m.emails = validate::emails(&v)?;
     }

@@ -27,6 +27,35 @@ pub fn text(field: &str, value: &str, max: usize) -> R<String> {
     optional_text(field, Some(v), max).map(|v| v.unwrap_or_default())
 }
 
+/// The most characters each text field of a member holds: one table for every path that writes
+/// members or compares them with a source.
+const MEMBER_TEXT_MAX: [(&str, usize); 10] = [
+    ("display_name", 128),
+    ("given_name", 64),
+    ("family_name", 64),
+    ("title", 128),
+    ("employee_number", 64),
+    ("department", 256),
+    ("organization", 128),
+    ("division", 128),
+    ("cost_center", 64),
+    ("anchor", 256),
+];
+
+fn member_max(field: &str) -> usize {
+    MEMBER_TEXT_MAX.iter().find(|(f, _)| *f == field).map(|(_, max)| *max).expect("a member text field")
+}
+
+/// A member's optional text field (`given_name`, `title`, ...), with its length limit.
+pub fn member_text(field: &'static str, value: Option<&str>) -> R<Option<String>> {
+    optional_text(field, value, member_max(field))
+}
+
+/// A member's display name: required, with its length limit.
+pub fn display_name(value: &str) -> R<String> {
+    text("display_name", value, member_max("display_name"))
+}
+
 /// An optional text: blank becomes `None`.
 pub fn optional_text(field: &str, value: Option<&str>, max: usize) -> R<Option<String>> {
     let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {

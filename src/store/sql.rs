@@ -34,6 +34,15 @@ pub(crate) const ROLE_COLS: &str = "id, name, permissions, version, created_at, 
 pub(crate) const GRANT_COLS: &str = "role_id, member_id, scope_unit_id, granted_at, granted_by";
 pub(crate) const AUDIT_COLS: &str = "id, at, actor, source, action, object_kind, object_id, before, after";
 
+/// A unit and its ancestors, nearest first. Bounded depth: a corrupt cycle in stored data cannot
+/// loop forever.
+pub(crate) const UNIT_PATH: &str = "WITH RECURSIVE path (id, parent_id, depth) AS ( \
+    SELECT id, parent_id, 0 FROM org_units WHERE id = $1 \
+    UNION ALL \
+    SELECT o.id, o.parent_id, p.depth + 1 FROM org_units o JOIN path p ON o.id = p.parent_id \
+    WHERE p.depth < 10000) \
+    SELECT id FROM path ORDER BY depth";
+
 /// SQL text built once from the column constants and kept for the life of the process (sqlx
 /// accepts only `&'static str` as SQL, which keeps values out of query text).
 macro_rules! sql {
@@ -909,12 +918,7 @@ macro_rules! shared_sql {
 
             async fn org_unit_ancestors(&self, id: Uuid) -> Result<Vec<Uuid>> {
                 let rows: Vec<(Uuid,)> = sqlx::query_as(
-                    "WITH RECURSIVE path (id, parent_id, depth) AS ( \
-                       SELECT id, parent_id, 0 FROM org_units WHERE id = $1 \
-                       UNION ALL \
-                       SELECT o.id, o.parent_id, p.depth + 1 FROM org_units o JOIN path p ON o.id = p.parent_id \
-                       WHERE p.depth < 10000) \
-                     SELECT id FROM path ORDER BY depth",
+                    UNIT_PATH,
                 )
                 .bind(id).fetch_all(&self.read).await.map_err($err)?;
                 Ok(rows.into_iter().map(|r| r.0).collect())
@@ -1302,14 +1306,8 @@ macro_rules! shared_sql {
             }
 
             async fn org_unit_path(&mut self, id: Uuid) -> Result<Vec<Uuid>> {
-                // Bounded depth: a corrupt cycle in stored data cannot loop forever.
                 let rows: Vec<(Uuid,)> = sqlx::query_as(
-                    "WITH RECURSIVE path (id, parent_id, depth) AS ( \
-                       SELECT id, parent_id, 0 FROM org_units WHERE id = $1 \
-                       UNION ALL \
-                       SELECT o.id, o.parent_id, p.depth + 1 FROM org_units o JOIN path p ON o.id = p.parent_id \
-                       WHERE p.depth < 10000) \
-                     SELECT id FROM path ORDER BY depth",
+                    UNIT_PATH,
                 )
                 .bind(id)
                 .fetch_all(&mut *self.tx)

@@ -298,52 +298,65 @@ impl SyncService {
     ) -> usize {
         let mut applied = 0;
         let mut failed_members: HashSet<Uuid> = HashSet::new();
+        let mut cursor = cursor.map(|c| plan::Step { what: "store the sync cursor".into(), change: c });
         // The plan's steps are moved into batches as they are applied, never copied: a first
         // sync's plan is 100,000 creates.
         let mut phases = plan.phases.into_iter().filter(|p| !p.is_empty()).peekable();
-        let mut cursor = cursor.map(|c| plan::Step { what: "store the sync cursor".into(), change: c });
-        let mut steps = Vec::new().into_iter().peekable();
-        loop {
-            if steps.peek().is_none() {
-                match phases.next() {
-                    Some(phase) => steps = phase.into_iter().peekable(),
-                    None if cursor.is_some() => steps = Vec::new().into_iter().peekable(),
-                    None => break,
+        if phases.peek().is_none() {
+            let only = Vec::from_iter(cursor.take());
+            return self.apply_batch(actor, only, &mut failed_members, errors).await.unwrap_or(0);
+        }
+        while let Some(phase) = phases.next() {
+            let mut steps = phase.into_iter().peekable();
+            while steps.peek().is_some() {
+                let mut chunk: Vec<plan::Step> = steps.by_ref().take(BATCH).collect();
+                if steps.peek().is_none() && phases.peek().is_none() {
+                    chunk.extend(cursor.take());
                 }
-            }
-            let mut chunk: Vec<plan::Step> = steps.by_ref().take(BATCH).collect();
-            if steps.peek().is_none() && phases.peek().is_none() {
-                chunk.extend(cursor.take());
-            }
-            let mut batch: Vec<(String, Change)> =
-                chunk.into_iter().map(|s| (s.what, without_members(s.change, &failed_members))).collect();
-            while !batch.is_empty() {
-                let changes: Vec<Change> = batch.iter().map(|(_, c)| c.clone()).collect();
-                match self.directory.apply(actor, changes).await {
-                    Ok(out) => {
-                        applied += out
-                            .iter()
-                            .filter(|a| !matches!(a, crate::directory::Applied::SyncCursor))
-                            .count();
-                        break;
-                    }
-                    Err(e) => {
-                        if matches!(e.error, crate::directory::DirectoryError::Store(_)) {
-                            errors.push(format!("store error, batch abandoned: {}", e.error));
-                            return applied;
-                        }
-                        let (what, change) = batch.remove(e.index);
-                        if let Change::CreateMember(n) = &change {
-                            failed_members.extend(n.id);
-                        }
-                        if errors.len() < MAX_ERRORS {
-                            errors.push(format!("{what}: {} [{}]", e.error, e.error.code()));
-                        }
-                    }
+                match self.apply_batch(actor, chunk, &mut failed_members, errors).await {
+                    Some(n) => applied += n,
+                    None => return applied,
                 }
             }
         }
         applied
+    }
+
+    /// Applies one batch in one transaction. A change the directory refuses is reported and
+    /// left out, and the rest is tried again; `None` when the store failed (the run stops).
+    async fn apply_batch(
+        &self,
+        actor: &Actor,
+        chunk: Vec<plan::Step>,
+        failed_members: &mut HashSet<Uuid>,
+        errors: &mut Vec<String>,
+    ) -> Option<usize> {
+        let mut batch: Vec<(String, Change)> =
+            chunk.into_iter().map(|s| (s.what, without_members(s.change, failed_members))).collect();
+        while !batch.is_empty() {
+            let changes: Vec<Change> = batch.iter().map(|(_, c)| c.clone()).collect();
+            match self.directory.apply(actor, changes).await {
+                Ok(out) => {
+                    return Some(
+                        out.iter().filter(|a| !matches!(a, crate::directory::Applied::SyncCursor)).count(),
+                    );
+                }
+                Err(e) => {
+                    if matches!(e.error, crate::directory::DirectoryError::Store(_)) {
+                        errors.push(format!("store error, batch abandoned: {}", e.error));
+                        return None;
+                    }
+                    let (what, change) = batch.remove(e.index);
+                    if let Change::CreateMember(n) = &change {
+                        failed_members.extend(n.id);
+                    }
+                    if errors.len() < MAX_ERRORS {
+                        errors.push(format!("{what}: {} [{}]", e.error, e.error.code()));
+                    }
+                }
+            }
+        }
+        Some(0)
     }
 
     /// Approves a held run: runs the source again, applying the plan if it deletes no more of
@@ -634,8 +647,7 @@ async fn read(src: &LdapSource, stored: Option<String>, full: bool) -> Result<Re
             None => (Vec::new(), None),
         };
         let ud = map::Delta { deleted: u.deleted.into_iter().collect(), present: u.present };
-        let u = u.entries;
-        (u, incremental.then_some(ud), g, gd)
+        (u.entries, incremental.then_some(ud), g, gd)
     } else {
         let users = ldap::search_each(
             &mut conn,

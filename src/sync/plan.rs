@@ -120,11 +120,11 @@ pub fn to_compare(snap: &Snapshot, units: &[OrgUnit], keys: &[MemberKey], mail_d
 /// when it would refuse a value.
 fn sourced_digest(u: &SrcUser, unit: Option<Uuid>, manager: Option<Uuid>, mail_domain: &str) -> Option<i64> {
     let login = validate::login_name(&u.login, mail_domain).ok()?;
-    let display = validate::text("display_name", &u.display, 128).ok()?;
-    let given = validate::optional_text("given_name", u.given.as_deref(), 64).ok()?;
-    let family = validate::optional_text("family_name", u.family.as_deref(), 64).ok()?;
-    let title = validate::optional_text("title", u.title.as_deref(), 128).ok()?;
-    let employee = validate::optional_text("employee_number", u.employee_number.as_deref(), 64).ok()?;
+    let display = validate::display_name(&u.display).ok()?;
+    let given = validate::member_text("given_name", u.given.as_deref()).ok()?;
+    let family = validate::member_text("family_name", u.family.as_deref()).ok()?;
+    let title = validate::member_text("title", u.title.as_deref()).ok()?;
+    let employee = validate::member_text("employee_number", u.employee_number.as_deref()).ok()?;
     let mobile = validate::mobile(u.mobile.as_deref()).ok()?;
     let emails = validate::emails(&emails_of(u)).ok()?;
     let fields = SourcedFields {

@@ -294,7 +294,7 @@ async fn check_row(
         Ok(l) => l,
         Err(e) => return fail(e),
     };
-    if let Err(e) = validate::text("display_name", &get("display_name"), 128) {
+    if let Err(e) = validate::display_name(&get("display_name")) {
         return fail(e);
     }
     let mobile = match validate::mobile(opt(&get("mobile")).as_deref()) {
