@@ -52,8 +52,41 @@ struct Ctx<'a> {
     next_position: std::collections::HashMap<Option<Uuid>, i64>,
     /// The index of the change being applied.
     index: usize,
-    /// Members created and not yet written ([`Ctx::write_pending`]).
+    /// Members, org units and groups created and not yet written ([`Ctx::write_pending`]).
     pending: Pending,
+    /// What the change set's creates of org units and groups need to know, read up front.
+    known: Known,
+}
+
+/// Facts about the store read at the start of a change set for its creates of org units and
+/// groups: a few queries for the whole set instead of several for each create. The creates
+/// keep them true as they go; any other change forgets them (later creates in the set ask the
+/// store again), so no change has to say how it would alter them.
+#[derive(Default)]
+struct Known {
+    /// Org unit ids asked about: each exists if and only if `units_seen` holds it.
+    unit_ids: std::collections::HashSet<Uuid>,
+    /// The names of all the children of each parent asked about (`None`: the root units).
+    unit_names: std::collections::HashMap<Option<Uuid>, std::collections::HashSet<String>>,
+    /// Anchors in the actor's source asked about, with the org unit or group holding each.
+    unit_anchors: std::collections::HashMap<String, Option<Uuid>>,
+    group_anchors: std::collections::HashMap<String, Option<Uuid>>,
+    /// Member ids asked about, and those of them that exist (or were created since).
+    member_ids: std::collections::HashSet<Uuid>,
+    members_seen: std::collections::HashSet<Uuid>,
+}
+
+impl Known {
+    /// Whether the change leaves the facts as its own bookkeeping keeps them.
+    fn kept_by(change: &Change) -> bool {
+        matches!(
+            change,
+            Change::CreateOrgUnit(_)
+                | Change::CreateMember(_)
+                | Change::CreateGroup(_)
+                | Change::SetSyncCursor { .. }
+        )
+    }
 }
 
 /// New members held back so that a change set's creates reach the store together: their
@@ -74,6 +107,12 @@ struct Pending {
     /// Org units the members refer to that this transaction has not seen yet, with the first
     /// member that does.
     units: std::collections::HashMap<Uuid, usize>,
+    /// New org units (checked when created), with the change index of the first.
+    org_units: Vec<OrgUnit>,
+    first_unit: usize,
+    /// New groups and their members (checked when created), with the change index of the first.
+    groups: Vec<(Group, Vec<Uuid>)>,
+    first_group: usize,
 }
 
 impl Pending {
@@ -120,16 +159,90 @@ impl<'a> Ctx<'a> {
             next_position: Default::default(),
             index: 0,
             pending: Pending::default(),
+            known: Known::default(),
         }
+    }
+
+    /// Reads what the creates of org units and groups in `changes` need to know ([`Known`]).
+    async fn learn(&mut self, changes: &[Change]) -> R<()> {
+        use std::collections::HashSet;
+        let (mut unit_ids, mut parents, mut unit_anchors) = (HashSet::new(), HashSet::new(), HashSet::new());
+        let (mut group_anchors, mut members) = (HashSet::new(), HashSet::new());
+        for change in changes {
+            match change {
+                Change::CreateOrgUnit(n) => {
+                    unit_ids.extend(n.id.iter().chain(n.parent_id.iter()).copied());
+                    parents.insert(n.parent_id);
+                    unit_anchors.extend(n.anchor.iter().cloned());
+                }
+                Change::CreateGroup(n) => {
+                    group_anchors.extend(n.anchor.iter().cloned());
+                    members.extend(n.members.iter().chain(n.owner_id.iter()).copied());
+                }
+                _ => {}
+            }
+        }
+        let source = self.actor.source.as_str().to_owned();
+        let k = &mut self.known;
+        if !unit_ids.is_empty() {
+            let ids: Vec<Uuid> = unit_ids.iter().copied().collect();
+            self.units_seen.extend(self.tx.org_units_existing(&ids).await?);
+            k.unit_ids.extend(unit_ids);
+        }
+        if !parents.is_empty() {
+            let asked: Vec<Option<Uuid>> = parents.into_iter().collect();
+            for p in &asked {
+                k.unit_names.entry(*p).or_default();
+            }
+            let mut next: std::collections::HashMap<Option<Uuid>, i64> =
+                asked.iter().map(|p| (*p, 0)).collect();
+            for (parent, name, position) in self.tx.org_units_children(&asked).await? {
+                let n = next.entry(parent).or_default();
+                *n = (*n).max(position + 1);
+                k.unit_names.entry(parent).or_default().insert(name);
+            }
+            for (parent, n) in next {
+                self.next_position.entry(parent).or_insert(n);
+            }
+        }
+        for (groups, asked, map) in
+            [(false, unit_anchors, &mut k.unit_anchors), (true, group_anchors, &mut k.group_anchors)]
+        {
+            if asked.is_empty() {
+                continue;
+            }
+            let list: Vec<String> = asked.into_iter().collect();
+            let held = self.tx.anchors_held(groups, &source, &list).await?;
+            map.extend(list.into_iter().map(|a| (a, None)));
+            map.extend(held.into_iter().map(|(a, id)| (a, Some(id))));
+        }
+        if !members.is_empty() {
+            let ids: Vec<Uuid> = members.iter().copied().collect();
+            k.members_seen.extend(self.tx.members_existing(&ids).await?);
+            k.member_ids.extend(members);
+        }
+        Ok(())
     }
 
     /// Checks the pending members against the store and writes them. An error names the
     /// earliest change at fault.
     async fn write_pending(&mut self) -> Result<(), (usize, DirectoryError)> {
-        if self.pending.members.is_empty() {
+        let mut p = std::mem::take(&mut self.pending);
+        if !p.org_units.is_empty() {
+            self.tx.org_units_insert(&p.org_units).await.map_err(|e| (p.first_unit, e.into()))?;
+        }
+        let (groups, first_group) = (std::mem::take(&mut p.groups), p.first_group);
+        self.write_pending_members(p).await?;
+        if !groups.is_empty() {
+            self.tx.groups_insert(&groups).await.map_err(|e| (first_group, e.into()))?;
+        }
+        Ok(())
+    }
+
+    async fn write_pending_members(&mut self, p: Pending) -> Result<(), (usize, DirectoryError)> {
+        if p.members.is_empty() {
             return Ok(());
         }
-        let p = std::mem::take(&mut self.pending);
         let first = p.index[0];
         if !p.units.is_empty() {
             let wanted: Vec<Uuid> = p.units.keys().copied().collect();
@@ -278,11 +391,18 @@ impl DirectoryService {
             DirectoryError::Store(s) => DirectoryError::from_store(s),
             e => e,
         };
+        ctx.learn(&changes).await.map_err(|e| at(0)(fix(e)))?;
         let mut out = Vec::with_capacity(changes.len());
         for (i, change) in changes.into_iter().enumerate() {
             ctx.index = i;
-            if !matches!(&change, Change::CreateMember(n) if n.account_number.is_none()) {
+            // Creates wait to be written together; any other change sees them written first.
+            let held_back = matches!(&change, Change::CreateMember(n) if n.account_number.is_none())
+                || matches!(&change, Change::CreateOrgUnit(_) | Change::CreateGroup(_));
+            if !held_back {
                 ctx.write_pending().await.map_err(|(j, e)| at(j)(fix(e)))?;
+            }
+            if !Known::kept_by(&change) {
+                ctx.known = Known::default();
             }
             match self.apply_one_in(&mut ctx, change).await {
                 Ok(applied) => out.push(applied),
@@ -409,6 +529,7 @@ impl DirectoryService {
         ctx.notify_member("member.created", &m).await?;
         // Written by `Ctx::write_pending`, before the next change that is not such a create.
         ctx.pending.push(ctx.index, m.clone(), hash, n.id.is_some());
+        ctx.known.members_seen.insert(id);
         Ok(Applied::Member(m))
     }
 
@@ -672,7 +793,11 @@ async fn check_sibling_name(
     name: &str,
     this: Option<Uuid>,
 ) -> R<()> {
-    match ctx.tx.org_unit_sibling_named(parent, name).await? {
+    let other = match ctx.known.unit_names.get(&parent) {
+        Some(names) if this.is_none() => names.contains(name).then_some(Uuid::nil()),
+        _ => ctx.tx.org_unit_sibling_named(parent, name).await?,
+    };
+    match other {
         Some(other) if Some(other) != this => {
             Err(DirectoryError::Conflict { field: "name".into(), value: name.to_owned() })
         }
@@ -682,6 +807,19 @@ async fn check_sibling_name(
 
 async fn check_anchor(ctx: &mut Ctx<'_>, kind: &'static str, anchor: Option<&str>, this: Uuid) -> R<()> {
     let Some(anchor) = anchor else { return Ok(()) };
+    let known = match kind {
+        "org unit" => ctx.known.unit_anchors.get(anchor),
+        "group" => ctx.known.group_anchors.get(anchor),
+        _ => None,
+    };
+    if let Some(holder) = known {
+        return match holder {
+            Some(o) if *o != this => {
+                Err(DirectoryError::Conflict { field: "anchor".into(), value: anchor.to_owned() })
+            }
+            _ => Ok(()),
+        };
+    }
     let source = ctx.actor.source.as_str().to_owned();
     let other = match kind {
         "org unit" => ctx.tx.org_unit_by_anchor(&source, anchor).await?,
@@ -696,17 +834,31 @@ async fn check_anchor(ctx: &mut Ctx<'_>, kind: &'static str, anchor: Option<&str
     }
 }
 
+/// Whether org unit `id` exists, from what this transaction knows or else the store.
+async fn org_unit_exists(ctx: &mut Ctx<'_>, id: Uuid) -> R<bool> {
+    if ctx.units_seen.contains(&id) {
+        return Ok(true);
+    }
+    if ctx.known.unit_ids.contains(&id) {
+        return Ok(false);
+    }
+    let exists = ctx.tx.org_unit(id).await?.is_some();
+    if exists {
+        ctx.units_seen.insert(id);
+    }
+    Ok(exists)
+}
+
 async fn create_org_unit(ctx: &mut Ctx<'_>, n: NewOrgUnit) -> R<Applied> {
     let id = n.id.unwrap_or_else(Uuid::now_v7);
-    if n.id.is_some() && ctx.tx.org_unit(id).await?.is_some() {
+    if n.id.is_some() && org_unit_exists(ctx, id).await? {
         return Err(DirectoryError::Conflict { field: "id".into(), value: id.to_string() });
     }
     let name = validate::org_unit_name(&n.name)?;
     if let Some(p) = n.parent_id
-        && !ctx.units_seen.contains(&p)
+        && !org_unit_exists(ctx, p).await?
     {
-        org_unit_or_404(ctx, p).await?;
-        ctx.units_seen.insert(p);
+        return Err(DirectoryError::NotFound { kind: "org unit", id: p.to_string() });
     }
     check_sibling_name(ctx, n.parent_id, &name, None).await?;
     let anchor = validate::optional_text("anchor", n.anchor.as_deref(), 256)?;
@@ -736,8 +888,19 @@ async fn create_org_unit(ctx: &mut Ctx<'_>, n: NewOrgUnit) -> R<Applied> {
         created_at: ctx.now,
         updated_at: ctx.now,
     };
-    ctx.tx.org_unit_insert(&u).await?;
+    if ctx.pending.org_units.is_empty() {
+        ctx.pending.first_unit = ctx.index;
+    }
+    ctx.pending.org_units.push(u.clone());
     ctx.units_seen.insert(id);
+    if let Some(names) = ctx.known.unit_names.get_mut(&u.parent_id) {
+        names.insert(u.name.clone());
+    }
+    ctx.known.unit_names.insert(Some(id), Default::default());
+    ctx.known.unit_ids.insert(id);
+    if let Some(a) = &u.anchor {
+        ctx.known.unit_anchors.insert(a.clone(), Some(id));
+    }
     ctx.audit("org_unit.create", "org_unit", Some(id.to_string()), None, Some(&u)).await?;
     Ok(Applied::OrgUnit(u))
 }
@@ -974,11 +1137,24 @@ async fn group_or_404(ctx: &mut Ctx<'_>, id: Uuid) -> R<Group> {
 }
 
 async fn check_members_exist(ctx: &mut Ctx<'_>, field: &str, ids: &[Uuid]) -> R<()> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let found: std::collections::HashSet<Uuid> = ctx.tx.members_existing(ids).await?.into_iter().collect();
-    match ids.iter().find(|id| !found.contains(id)) {
+    // Members this transaction created or knows about need no query.
+    let k = &ctx.known;
+    let unknown: Vec<Uuid> = ids
+        .iter()
+        .filter(|id| {
+            !ctx.pending.ids.contains(id) && !k.members_seen.contains(id) && !k.member_ids.contains(id)
+        })
+        .copied()
+        .collect();
+    let found: std::collections::HashSet<Uuid> = if unknown.is_empty() {
+        Default::default()
+    } else {
+        ctx.tx.members_existing(&unknown).await?.into_iter().collect()
+    };
+    let k = &ctx.known;
+    let exists =
+        |id: &Uuid| ctx.pending.ids.contains(id) || k.members_seen.contains(id) || found.contains(id);
+    match ids.iter().find(|id| !exists(id)) {
         Some(missing) => Err(DirectoryError::invalid(field, format!("member {missing} does not exist"))),
         None => Ok(()),
     }
@@ -1003,8 +1179,6 @@ async fn create_group(ctx: &mut Ctx<'_>, n: NewGroup) -> R<Applied> {
         created_at: ctx.now,
         updated_at: ctx.now,
     };
-    ctx.tx.group_insert(&g).await?;
-    ctx.tx.group_members_add(id, &n.members).await?;
     ctx.audit(
         "group.create",
         "group",
@@ -1013,6 +1187,13 @@ async fn create_group(ctx: &mut Ctx<'_>, n: NewGroup) -> R<Applied> {
         Some(&json!({ "group": g, "members": n.members })),
     )
     .await?;
+    if let Some(a) = &g.anchor {
+        ctx.known.group_anchors.insert(a.clone(), Some(id));
+    }
+    if ctx.pending.groups.is_empty() {
+        ctx.pending.first_group = ctx.index;
+    }
+    ctx.pending.groups.push((g.clone(), n.members));
     Ok(Applied::Group(g))
 }
 

@@ -475,7 +475,21 @@ pub trait StoreTx: Send {
     async fn org_unit_next_position(&mut self, parent: Option<Uuid>) -> Result<i64>;
     async fn org_unit_has_children(&mut self, id: Uuid) -> Result<bool>;
     async fn org_unit_has_members(&mut self, id: Uuid) -> Result<bool>;
-    async fn org_unit_insert(&mut self, u: &OrgUnit) -> Result<()>;
+    /// Inserts org units in multi-row statements; a parent comes before its children.
+    async fn org_units_insert(&mut self, us: &[OrgUnit]) -> Result<()>;
+    /// `(parent, name, position)` of every child of `parents` (`None`: the root units).
+    async fn org_units_children(
+        &mut self,
+        parents: &[Option<Uuid>],
+    ) -> Result<Vec<(Option<Uuid>, String, i64)>>;
+    /// `(anchor, id)` of the org units (`groups` false) or groups (`true`) of `source` that
+    /// hold one of `anchors`.
+    async fn anchors_held(
+        &mut self,
+        groups: bool,
+        source: &str,
+        anchors: &[String],
+    ) -> Result<Vec<(String, Uuid)>>;
     async fn org_unit_update(&mut self, u: &OrgUnit) -> Result<()>;
     async fn org_unit_delete(&mut self, id: Uuid) -> Result<()>;
 
@@ -539,7 +553,8 @@ pub trait StoreTx: Send {
 
     async fn group(&mut self, id: Uuid) -> Result<Option<Group>>;
     async fn group_id_by_anchor(&mut self, source: &str, anchor: &str) -> Result<Option<Uuid>>;
-    async fn group_insert(&mut self, g: &Group) -> Result<()>;
+    /// Inserts groups with their members in multi-row statements.
+    async fn groups_insert(&mut self, gs: &[(Group, Vec<Uuid>)]) -> Result<()>;
     async fn group_update(&mut self, g: &Group) -> Result<()>;
     /// Bumps a group's version after a membership change, without rewriting its members.
     async fn group_touch(&mut self, id: Uuid, at: DateTime<Utc>) -> Result<()>;

@@ -1346,12 +1346,50 @@ macro_rules! shared_sql {
                 Ok(r.is_some())
             }
 
-            async fn org_unit_insert(&mut self, u: &m::OrgUnit) -> Result<()> {
-                exec(&mut self.tx, q(sql!("INSERT INTO org_units ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)", ORG_UNIT_COLS))
-                    .bind(u.id).bind(u.parent_id).bind(u.name.clone()).bind(u.position)
-                    .bind(u.source.as_str().to_owned()).bind(u.anchor.clone()).bind(u.version)
-                    .bind(u.created_at).bind(u.updated_at)).await?;
+            async fn org_units_insert(&mut self, us: &[m::OrgUnit]) -> Result<()> {
+                // 9 values a row. Rows go in in order: a parent's row before its children's.
+                for chunk in us.chunks(1000) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(format!("INSERT INTO org_units ({ORG_UNIT_COLS}) "));
+                    qb.push_values(chunk, |mut row, u| {
+                        row.push_bind(u.id).push_bind(u.parent_id).push_bind(u.name.clone()).push_bind(u.position)
+                            .push_bind(u.source.as_str().to_owned()).push_bind(u.anchor.clone()).push_bind(u.version)
+                            .push_bind(u.created_at).push_bind(u.updated_at);
+                    });
+                    qb.build().persistent(false).execute(&mut *self.tx).await.map_err($err)?;
+                }
                 Ok(())
+            }
+
+            async fn org_units_children(&mut self, parents: &[Option<Uuid>]) -> Result<Vec<(Option<Uuid>, String, i64)>> {
+                let mut found: Vec<(Option<Uuid>, String, i64)> = Vec::new();
+                if parents.contains(&None) {
+                    found.extend(sqlx::query_as::<_, (Option<Uuid>, String, i64)>(
+                        "SELECT parent_id, name, position FROM org_units WHERE parent_id IS NULL")
+                        .fetch_all(&mut *self.tx).await.map_err($err)?);
+                }
+                let ids: Vec<Uuid> = parents.iter().flatten().copied().collect();
+                for chunk in ids.chunks(1000) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT parent_id, name, position FROM org_units WHERE parent_id IN (");
+                    let mut list = qb.separated(", ");
+                    chunk.iter().for_each(|id| { list.push_bind(*id); });
+                    qb.push(")");
+                    found.extend(qb.build_query_as::<(Option<Uuid>, String, i64)>().persistent(false).fetch_all(&mut *self.tx).await.map_err($err)?);
+                }
+                Ok(found)
+            }
+
+            async fn anchors_held(&mut self, groups: bool, source: &str, anchors: &[String]) -> Result<Vec<(String, Uuid)>> {
+                let table = if groups { "groups" } else { "org_units" };
+                let mut found = Vec::new();
+                for chunk in anchors.chunks(1000) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(format!("SELECT anchor, id FROM {table} WHERE source = "));
+                    qb.push_bind(source.to_owned()).push(" AND anchor IN (");
+                    let mut list = qb.separated(", ");
+                    chunk.iter().for_each(|a| { list.push_bind(a.clone()); });
+                    qb.push(")");
+                    found.extend(qb.build_query_as::<(String, Uuid)>().persistent(false).fetch_all(&mut *self.tx).await.map_err($err)?);
+                }
+                Ok(found)
             }
 
             async fn org_unit_update(&mut self, u: &m::OrgUnit) -> Result<()> {
@@ -1682,10 +1720,25 @@ macro_rules! shared_sql {
                 id_where(&mut self.tx, "SELECT id FROM groups WHERE source = $1 AND anchor = $2", source.to_owned(), Some(anchor.to_owned())).await
             }
 
-            async fn group_insert(&mut self, g: &m::Group) -> Result<()> {
-                exec(&mut self.tx, q(sql!("INSERT INTO groups ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", GROUP_COLS))
-                    .bind(g.id).bind(g.name.clone()).bind(g.owner_id).bind(g.source.as_str().to_owned())
-                    .bind(g.anchor.clone()).bind(g.version).bind(g.created_at).bind(g.updated_at)).await?;
+            async fn groups_insert(&mut self, gs: &[(m::Group, Vec<Uuid>)]) -> Result<()> {
+                // 8 values a row.
+                for chunk in gs.chunks(1000) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(format!("INSERT INTO groups ({GROUP_COLS}) "));
+                    qb.push_values(chunk, |mut row, (g, _)| {
+                        row.push_bind(g.id).push_bind(g.name.clone()).push_bind(g.owner_id).push_bind(g.source.as_str().to_owned())
+                            .push_bind(g.anchor.clone()).push_bind(g.version).push_bind(g.created_at).push_bind(g.updated_at);
+                    });
+                    qb.build().persistent(false).execute(&mut *self.tx).await.map_err($err)?;
+                }
+                let pairs: Vec<(Uuid, Uuid)> = gs.iter().flat_map(|(g, ms)| ms.iter().map(|mb| (g.id, *mb))).collect();
+                for chunk in pairs.chunks(5000) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO group_members (group_id, member_id) ");
+                    qb.push_values(chunk, |mut row, (g, mb)| {
+                        row.push_bind(*g).push_bind(*mb);
+                    });
+                    qb.push(" ON CONFLICT DO NOTHING");
+                    qb.build().persistent(false).execute(&mut *self.tx).await.map_err($err)?;
+                }
                 Ok(())
             }
 

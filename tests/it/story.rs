@@ -15,6 +15,7 @@ on_both_stores!(
     members_get_consecutive_numbers_and_unique_names,
     a_change_set_is_all_or_nothing,
     a_set_of_creates_is_checked_as_a_whole,
+    unit_and_group_creates_are_checked_as_a_set,
     a_search_page_tells_the_total,
     deleted_members_become_tombstones,
     numbers_are_reused_only_after_quarantine,
@@ -349,6 +350,158 @@ async fn a_set_of_creates_is_checked_as_a_whole(b: Backend) {
         },
     ];
     assert_eq!(refused(set).await.0, 2);
+}
+
+/// Creates of org units and groups are checked against what the set read up front and what it
+/// created itself; a change of any other kind in between makes later creates ask the store.
+async fn unit_and_group_creates_are_checked_as_a_set(b: Backend) {
+    use roster::directory::{NewGroup, NewOrgUnit};
+    let db = TestDb::new(b);
+    let d = db.open().await;
+    let hq = create_unit(&d, None, "HQ").await;
+    let x = create_unit(&d, Some(hq), "X").await;
+    let anchored = Change::CreateOrgUnit(NewOrgUnit {
+        parent_id: Some(hq),
+        name: "Anchored".into(),
+        anchor: Some("ou-1".into()),
+        ..Default::default()
+    });
+    let anchored = match d.apply_one(&console(), anchored).await.unwrap() {
+        Applied::OrgUnit(u) => u.id,
+        other => panic!("{other:?}"),
+    };
+    let old = create_member(&d, &console(), member("old")).await;
+    let unit = |id: Option<Uuid>, parent: Option<Uuid>, name: &str, anchor: Option<&str>| {
+        Change::CreateOrgUnit(NewOrgUnit {
+            id,
+            parent_id: parent,
+            name: name.into(),
+            position: None,
+            anchor: anchor.map(str::to_owned),
+        })
+    };
+    let group = |name: &str, members: Vec<Uuid>, anchor: Option<&str>| {
+        Change::CreateGroup(NewGroup {
+            name: name.into(),
+            members,
+            anchor: anchor.map(str::to_owned),
+            ..Default::default()
+        })
+    };
+    let refused = |set: Vec<Change>| async {
+        let counts = d.store().counts().await.unwrap();
+        let audit = d.store().audit_count().await.unwrap();
+        let err = d.apply(&console(), set).await.unwrap_err();
+        let after = d.store().counts().await.unwrap();
+        assert_eq!((after.org_units, after.groups), (counts.org_units, counts.groups), "{err:?} wrote");
+        assert_eq!(d.store().audit_count().await.unwrap(), audit, "{err:?} wrote audit rows");
+        (err.index, err.error.code())
+    };
+    let a = Uuid::now_v7();
+    // A sibling's name: one in the store, one created earlier in the set.
+    assert_eq!(
+        refused(vec![unit(None, Some(hq), "New", None), unit(None, Some(hq), "X", None)]).await,
+        (1, "conflict")
+    );
+    assert_eq!(
+        refused(vec![
+            unit(Some(a), Some(hq), "A", None),
+            unit(None, Some(a), "B", None),
+            unit(None, Some(a), "B", None)
+        ])
+        .await,
+        (2, "conflict")
+    );
+    // Anchors, in the store and in the set; chosen ids; parents that do not exist.
+    assert_eq!(refused(vec![unit(None, None, "Top", Some("ou-1"))]).await, (0, "conflict"));
+    assert_eq!(
+        refused(vec![unit(None, None, "T1", Some("ou-2")), unit(None, None, "T2", Some("ou-2"))]).await,
+        (1, "conflict")
+    );
+    assert_eq!(
+        refused(vec![unit(None, None, "T1", None), unit(Some(x), None, "T2", None)]).await,
+        (1, "conflict")
+    );
+    assert_eq!(
+        refused(vec![unit(Some(a), None, "T1", None), unit(Some(a), None, "T2", None)]).await,
+        (1, "conflict")
+    );
+    assert_eq!(refused(vec![unit(None, Some(Uuid::now_v7()), "Orphan", None)]).await, (0, "not_found"));
+    // Groups: members that do not exist, anchors taken.
+    assert_eq!(refused(vec![group("G", vec![old.id, Uuid::now_v7()], None)]).await, (0, "invalid"));
+    assert_eq!(
+        refused(vec![group("G1", vec![], Some("g-1")), group("G2", vec![], Some("g-1"))]).await,
+        (1, "conflict")
+    );
+
+    // A set that builds a tree, its members and a group, with a member written in between (an
+    // explicit number is not held back): everything lands, in order.
+    let (m1, m2) = (Uuid::now_v7(), Uuid::now_v7());
+    let out = d
+        .apply(
+            &console(),
+            vec![
+                unit(Some(a), Some(hq), "A", Some("ou-a")),
+                unit(None, Some(a), "A1", None),
+                Change::CreateMember(NewMember {
+                    id: Some(m1),
+                    primary_org_unit_id: Some(a),
+                    ..member("m1")
+                }),
+                Change::CreateMember(NewMember { id: Some(m2), account_number: Some(1900), ..member("m2") }),
+                unit(None, Some(a), "A2", None),
+                group("Team A", vec![m1, m2, old.id], Some("g-a")),
+            ],
+        )
+        .await
+        .unwrap();
+    let Applied::Group(team) = &out[5] else { panic!("{out:?}") };
+    let s = d.store();
+    let names = |units: Vec<roster::directory::model::OrgUnit>| {
+        units.into_iter().map(|u| (u.name, u.position)).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(s.org_unit_children(Some(a)).await.unwrap()),
+        [("A1".to_owned(), 0), ("A2".to_owned(), 1)]
+    );
+    assert_eq!(names(s.org_unit_children(Some(hq)).await.unwrap()).len(), 3, "X, Anchored, A");
+    let mut want = vec![m1, m2, old.id];
+    want.sort();
+    let mut got = s.group_member_ids(team.id).await.unwrap();
+    got.sort();
+    assert_eq!(got, want);
+    assert_eq!(s.member(m1).await.unwrap().unwrap().primary_org_unit_id, Some(a));
+    assert_eq!(s.audit_for("group", &team.id.to_string()).await.unwrap().len(), 1);
+    // The anchors and names it created are taken for the next set.
+    assert_eq!(refused(vec![unit(None, None, "T", Some("ou-a"))]).await, (0, "conflict"));
+    assert_eq!(refused(vec![group("G", vec![], Some("g-a"))]).await, (0, "conflict"));
+
+    // Another kind of change in between: later creates see what it did.
+    d.apply(
+        &console(),
+        vec![
+            unit(None, Some(hq), "Y", None),
+            Change::DeleteOrgUnit { id: x },
+            unit(None, Some(hq), "X", None),
+            Change::UpdateOrgUnit { id: anchored, name: Some("Renamed".into()), anchor: Some(None) },
+            unit(None, Some(hq), "Anchored", Some("ou-1")),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        refused(vec![
+            unit(None, Some(hq), "Z", None),
+            Change::DeleteGroup { id: team.id },
+            unit(None, Some(hq), "Renamed", None)
+        ])
+        .await,
+        (2, "conflict")
+    );
+    let mut under_hq: Vec<String> =
+        s.org_unit_children(Some(hq)).await.unwrap().into_iter().map(|u| u.name).collect();
+    under_hq.sort();
+    assert_eq!(under_hq, ["A", "Anchored", "Renamed", "X", "Y"]);
 }
 
 /// The total is counted when the page cannot tell it, and read off the page when it can.
