@@ -99,3 +99,197 @@ const GROUP_MEMBERSHIPS: &str = "SELECT gm.group_id, json_agg(gm.member_id)::tex
     FROM group_members gm JOIN groups g ON g.id = gm.group_id WHERE g.source = $1 GROUP BY gm.group_id";
 
 shared_sql!(Postgres, PgStore, PgTx, err, MEMBER_CHILDREN, MEMBER_KEYS, GROUP_MEMBERSHIPS);
+
+/// Bulk writes and checks of many rows: each column bound as one array and unnested, each list
+/// as one array compared with `= ANY`. The statement text never changes, so it is prepared once
+/// a connection; multi-row `VALUES` lists of thousands of parameters cost PostgreSQL more to
+/// parse and plan than to execute, and their `IN` lists were planned as sequential scans.
+mod bulk {
+    use chrono::{DateTime, Utc};
+    use sqlx::PgConnection;
+    use uuid::Uuid;
+
+    use super::err;
+    use crate::directory::model as m;
+    use crate::store::Result;
+
+    /// JSON as text, for a `jsonb[]` column bound as `text[]`.
+    fn json_text(v: &serde_json::Value) -> String {
+        v.to_string()
+    }
+
+    /// New members' rows.
+    pub async fn members_insert(c: &mut PgConnection, ms: &[m::Member], hashes: &[Option<String>]) -> Result<()> {
+        if ms.is_empty() {
+            return Ok(());
+        }
+        let text = |f: fn(&m::Member) -> &Option<String>| ms.iter().map(|mb| f(mb).clone()).collect::<Vec<_>>();
+        sqlx::query(
+            "INSERT INTO members (id, account_number, login_name, display_name, given_name, family_name, \
+             mobile, title, employee_number, primary_org_unit_id, manager_id, state, source, anchor, version, \
+             created_at, updated_at, department, organization, division, cost_center, password_hash, sync_digest) \
+             SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], \
+             $7::text[], $8::text[], $9::text[], $10::uuid[], $11::uuid[], $12::text[], $13::text[], $14::text[], \
+             $15::int8[], $16::timestamptz[], $17::timestamptz[], $18::text[], $19::text[], $20::text[], \
+             $21::text[], $22::text[], $23::int8[])",
+        )
+        .bind(ms.iter().map(|mb| mb.id).collect::<Vec<_>>())
+        .bind(ms.iter().map(|mb| mb.account_number).collect::<Vec<_>>())
+        .bind(ms.iter().map(|mb| mb.login_name.clone()).collect::<Vec<_>>())
+        .bind(ms.iter().map(|mb| mb.display_name.clone()).collect::<Vec<_>>())
+        .bind(text(|mb| &mb.given_name))
+        .bind(text(|mb| &mb.family_name))
+        .bind(text(|mb| &mb.mobile))
+        .bind(text(|mb| &mb.title))
+        .bind(text(|mb| &mb.employee_number))
+        .bind(ms.iter().map(|mb| mb.primary_org_unit_id).collect::<Vec<_>>())
+        .bind(ms.iter().map(|mb| mb.manager_id).collect::<Vec<_>>())
+        .bind(ms.iter().map(|mb| mb.state.as_str().to_owned()).collect::<Vec<_>>())
+        .bind(ms.iter().map(|mb| mb.source.as_str().to_owned()).collect::<Vec<_>>())
+        .bind(text(|mb| &mb.anchor))
+        .bind(ms.iter().map(|mb| mb.version).collect::<Vec<_>>())
+        .bind(ms.iter().map(|mb| mb.created_at).collect::<Vec<DateTime<Utc>>>())
+        .bind(ms.iter().map(|mb| mb.updated_at).collect::<Vec<DateTime<Utc>>>())
+        .bind(text(|mb| &mb.department))
+        .bind(text(|mb| &mb.organization))
+        .bind(text(|mb| &mb.division))
+        .bind(text(|mb| &mb.cost_center))
+        .bind(hashes.to_vec())
+        .bind(ms.iter().map(|mb| mb.digest()).collect::<Vec<_>>())
+        .execute(&mut *c)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    /// E-mails and further org units of members whose old ones (if any) are gone.
+    pub async fn members_children(c: &mut PgConnection, ms: &[&m::Member]) -> Result<()> {
+        let emails: Vec<(Uuid, i64, &m::Email)> = ms
+            .iter()
+            .flat_map(|mb| mb.emails.iter().enumerate().map(|(i, e)| (mb.id, i as i64, e)))
+            .collect();
+        if !emails.is_empty() {
+            sqlx::query(
+                "INSERT INTO member_emails (member_id, address, kind, is_primary, position) \
+                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::bool[], $5::int8[])",
+            )
+            .bind(emails.iter().map(|e| e.0).collect::<Vec<_>>())
+            .bind(emails.iter().map(|e| e.2.address.clone()).collect::<Vec<_>>())
+            .bind(emails.iter().map(|e| e.2.kind.clone()).collect::<Vec<_>>())
+            .bind(emails.iter().map(|e| e.2.primary).collect::<Vec<_>>())
+            .bind(emails.iter().map(|e| e.1).collect::<Vec<_>>())
+            .execute(&mut *c)
+            .await
+            .map_err(err)?;
+        }
+        let units: Vec<(Uuid, Uuid)> =
+            ms.iter().flat_map(|mb| mb.org_unit_ids.iter().map(|u| (mb.id, *u))).collect();
+        if !units.is_empty() {
+            sqlx::query(
+                "INSERT INTO member_org_units (member_id, org_unit_id) SELECT * FROM UNNEST($1::uuid[], $2::uuid[])",
+            )
+            .bind(units.iter().map(|u| u.0).collect::<Vec<_>>())
+            .bind(units.iter().map(|u| u.1).collect::<Vec<_>>())
+            .execute(&mut *c)
+            .await
+            .map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// See [`StoreTx::members_conflicts`](crate::store::StoreTx::members_conflicts).
+    pub async fn members_conflicts(
+        c: &mut PgConnection,
+        ms: &[m::Member],
+        ids: &[Uuid],
+    ) -> Result<Vec<(String, String)>> {
+        let with_anchor = || ms.iter().filter(|mb| mb.anchor.is_some());
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT 'id', id::text FROM members WHERE id = ANY($1) \
+             UNION ALL SELECT 'id', member_id::text FROM tombstones WHERE member_id = ANY($1) \
+             UNION ALL SELECT 'login_name', login_name FROM members WHERE login_name = ANY($2) \
+             UNION ALL SELECT 'email', address FROM member_emails WHERE address = ANY($3) \
+             UNION ALL SELECT 'mobile', mobile FROM members WHERE mobile = ANY($4) \
+             UNION ALL SELECT 'anchor', m.anchor FROM members m \
+               JOIN UNNEST($5::text[], $6::text[]) AS a (source, anchor) \
+               ON m.source = a.source AND m.anchor = a.anchor",
+        )
+        .bind(ids)
+        .bind(ms.iter().map(|mb| mb.login_name.clone()).collect::<Vec<_>>())
+        .bind(ms.iter().flat_map(|mb| mb.emails.iter().map(|e| e.address.clone())).collect::<Vec<_>>())
+        .bind(ms.iter().filter_map(|mb| mb.mobile.clone()).collect::<Vec<_>>())
+        .bind(with_anchor().map(|mb| mb.source.as_str().to_owned()).collect::<Vec<_>>())
+        .bind(with_anchor().filter_map(|mb| mb.anchor.clone()).collect::<Vec<_>>())
+        .fetch_all(&mut *c)
+        .await
+        .map_err(err)?;
+        Ok(rows)
+    }
+
+    /// Adds `(group, member)` pairs; returns how many were new.
+    pub async fn group_members_insert(c: &mut PgConnection, pairs: &[(Uuid, Uuid)]) -> Result<u64> {
+        if pairs.is_empty() {
+            return Ok(0);
+        }
+        let done = sqlx::query(
+            "INSERT INTO group_members (group_id, member_id) SELECT * FROM UNNEST($1::uuid[], $2::uuid[]) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(pairs.iter().map(|p| p.0).collect::<Vec<_>>())
+        .bind(pairs.iter().map(|p| p.1).collect::<Vec<_>>())
+        .execute(&mut *c)
+        .await
+        .map_err(err)?;
+        Ok(done.rows_affected())
+    }
+
+    /// Appends audit rows, in order (their ids follow it).
+    pub async fn audit_insert(c: &mut PgConnection, entries: &[m::AuditEntry]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO audit_log (at, actor, source, action, object_kind, object_id, before, after) \
+             SELECT at, actor, source, action, object_kind, object_id, before::jsonb, after::jsonb \
+             FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+             $7::text[], $8::text[]) WITH ORDINALITY \
+             AS r (at, actor, source, action, object_kind, object_id, before, after, n) ORDER BY n",
+        )
+        .bind(entries.iter().map(|e| e.at).collect::<Vec<DateTime<Utc>>>())
+        .bind(entries.iter().map(|e| e.actor.clone()).collect::<Vec<_>>())
+        .bind(entries.iter().map(|e| e.source.as_str().to_owned()).collect::<Vec<_>>())
+        .bind(entries.iter().map(|e| e.action.clone()).collect::<Vec<_>>())
+        .bind(entries.iter().map(|e| e.object_kind.clone()).collect::<Vec<_>>())
+        .bind(entries.iter().map(|e| e.object_id.clone()).collect::<Vec<_>>())
+        .bind(entries.iter().map(|e| e.before.as_ref().map(json_text)).collect::<Vec<_>>())
+        .bind(entries.iter().map(|e| e.after.as_ref().map(json_text)).collect::<Vec<_>>())
+        .execute(&mut *c)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    /// Queues outbox rows.
+    pub async fn outbox_insert(c: &mut PgConnection, messages: &[m::OutboxMessage]) -> Result<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO outbox (id, created_at, kind, idempotency_key, payload, state, attempts, next_attempt_at) \
+             SELECT id, created_at, kind, idempotency_key, payload::jsonb, state, attempts, created_at \
+             FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[]) \
+             AS r (id, created_at, kind, idempotency_key, payload, state, attempts)",
+        )
+        .bind(messages.iter().map(|o| o.id).collect::<Vec<_>>())
+        .bind(messages.iter().map(|o| o.created_at).collect::<Vec<DateTime<Utc>>>())
+        .bind(messages.iter().map(|o| o.kind.clone()).collect::<Vec<_>>())
+        .bind(messages.iter().map(|o| o.idempotency_key.clone()).collect::<Vec<_>>())
+        .bind(messages.iter().map(|o| json_text(&o.payload)).collect::<Vec<_>>())
+        .bind(messages.iter().map(|o| o.state.clone()).collect::<Vec<_>>())
+        .bind(messages.iter().map(|o| o.attempts).collect::<Vec<_>>())
+        .execute(&mut *c)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+}

@@ -7,7 +7,9 @@
 //! classifies its errors, `MEMBER_CHILDREN`, its SQL for a member's e-mails and further org
 //! units as two JSON text columns (see [`MemberRow`]), and `MEMBER_KEYS` and `GROUP_MEMBERSHIPS`,
 //! its SQL for a source's member keys and group memberships as JSON text (a sync loads 100,000
-//! of each; a few rows are far cheaper than that many).
+//! of each; a few rows are far cheaper than that many). It also supplies `mod bulk`: the writes
+//! and checks of many rows at once (new members with their e-mails, conflicts, group members,
+//! audit and outbox rows), which each database does best its own way.
 //!
 //! Multi-row statements (`VALUES` lists, `IN` lists) are sent with `.persistent(false)`: their
 //! text changes with their length, and caching every prepared variant would keep hundreds of
@@ -139,28 +141,6 @@ macro_rules! shared_sql {
                 .fetch_optional(&mut *c)
                 .await
                 .map_err($err)
-        }
-
-        /// E-mails and further org units of members whose old ones (if any) are gone.
-        async fn write_members_children(c: &mut Conn, ms: &[&m::Member]) -> Result<()> {
-            let emails: Vec<(Uuid, usize, &m::Email)> =
-                ms.iter().flat_map(|mb| mb.emails.iter().enumerate().map(|(i, e)| (mb.id, i, e))).collect();
-            for chunk in emails.chunks(1000) {
-                let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO member_emails (member_id, address, kind, is_primary, position) ");
-                qb.push_values(chunk, |mut row, (id, i, e)| {
-                    row.push_bind(*id).push_bind(e.address.clone()).push_bind(e.kind.clone()).push_bind(e.primary).push_bind(*i as i64);
-                });
-                qb.build().persistent(false).execute(&mut *c).await.map_err($err)?;
-            }
-            let units: Vec<(Uuid, Uuid)> = ms.iter().flat_map(|mb| mb.org_unit_ids.iter().map(|u| (mb.id, *u))).collect();
-            for chunk in units.chunks(1000) {
-                let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO member_org_units (member_id, org_unit_id) ");
-                qb.push_values(chunk, |mut row, (id, u)| {
-                    row.push_bind(*id).push_bind(*u);
-                });
-                qb.build().persistent(false).execute(&mut *c).await.map_err($err)?;
-            }
-            Ok(())
         }
 
         /// Queues messages, skipping idempotency keys already present; returns how many are new.
@@ -1468,87 +1448,13 @@ macro_rules! shared_sql {
             }
 
             async fn members_conflicts(&mut self, ms: &[m::Member], ids: &[Uuid]) -> Result<Vec<(String, String)>> {
-                let mut found = Vec::new();
-                // These are point lookups on unique indexes. For a few hundred values PostgreSQL's
-                // cost model prefers a sequential scan once a table holds tens of thousands of rows
-                // (its default random_page_cost assumes spinning disks), and it starts parallel
-                // workers for the four index scans: 15-25 ms a batch instead of 3, and 5.4 s of a
-                // first sync's 16 s of member creates. Both are turned off for these statements.
-                let postgres = <$db as sqlx::Database>::NAME == "PostgreSQL";
-                if postgres {
-                    exec(&mut self.tx, q("SET LOCAL enable_seqscan = off")).await?;
-                    exec(&mut self.tx, q("SET LOCAL max_parallel_workers_per_gather = 0")).await?;
-                }
-                for chunk in ids.chunks(1000) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT id FROM members WHERE id IN (");
-                    let mut list = qb.separated(", ");
-                    chunk.iter().for_each(|id| { list.push_bind(*id); });
-                    qb.push(") UNION ALL SELECT member_id FROM tombstones WHERE member_id IN (");
-                    let mut list = qb.separated(", ");
-                    chunk.iter().for_each(|id| { list.push_bind(*id); });
-                    qb.push(")");
-                    let rows: Vec<(Uuid,)> = qb.build_query_as().persistent(false).fetch_all(&mut *self.tx).await.map_err($err)?;
-                    found.extend(rows.into_iter().map(|(id,)| ("id".to_owned(), id.to_string())));
-                }
-                // Five or so values a member: well under either backend's bound-parameter limit.
-                for chunk in ms.chunks(1000) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT 'login_name', login_name FROM members WHERE login_name IN (");
-                    let mut list = qb.separated(", ");
-                    chunk.iter().for_each(|mb| { list.push_bind(mb.login_name.clone()); });
-                    qb.push(")");
-                    let emails: Vec<String> = chunk.iter().flat_map(|mb| mb.emails.iter().map(|e| e.address.clone())).collect();
-                    if !emails.is_empty() {
-                        qb.push(" UNION ALL SELECT 'email', address FROM member_emails WHERE address IN (");
-                        let mut list = qb.separated(", ");
-                        emails.into_iter().for_each(|e| { list.push_bind(e); });
-                        qb.push(")");
-                    }
-                    let mobiles: Vec<String> = chunk.iter().filter_map(|mb| mb.mobile.clone()).collect();
-                    if !mobiles.is_empty() {
-                        qb.push(" UNION ALL SELECT 'mobile', mobile FROM members WHERE mobile IN (");
-                        let mut list = qb.separated(", ");
-                        mobiles.into_iter().for_each(|v| { list.push_bind(v); });
-                        qb.push(")");
-                    }
-                    let mut sources: Vec<&str> = chunk.iter().filter(|mb| mb.anchor.is_some()).map(|mb| mb.source.as_str()).collect();
-                    sources.sort_unstable();
-                    sources.dedup();
-                    for source in sources {
-                        qb.push(" UNION ALL SELECT 'anchor', anchor FROM members WHERE source = ").push_bind(source.to_owned());
-                        qb.push(" AND anchor IN (");
-                        let mut list = qb.separated(", ");
-                        chunk.iter().filter(|mb| mb.source.as_str() == source).filter_map(|mb| mb.anchor.clone())
-                            .for_each(|a| { list.push_bind(a); });
-                        qb.push(")");
-                    }
-                    found.extend(qb.build_query_as::<(String, String)>().persistent(false).fetch_all(&mut *self.tx).await.map_err($err)?);
-                }
-                if postgres {
-                    exec(&mut self.tx, q("RESET enable_seqscan")).await?;
-                    exec(&mut self.tx, q("RESET max_parallel_workers_per_gather")).await?;
-                }
-                Ok(found)
+                bulk::members_conflicts(&mut self.tx, ms, ids).await
             }
 
             async fn members_insert(&mut self, ms: &[m::Member], password_hashes: &[Option<String>]) -> Result<()> {
-                // 23 values a row; SQLite allows 32,766 bound parameters a statement.
-                let rows: Vec<(&m::Member, &Option<String>)> = ms.iter().zip(password_hashes).collect();
-                for chunk in rows.chunks(500) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(format!("INSERT INTO members ({MEMBER_COLS}, password_hash, sync_digest) "));
-                    qb.push_values(chunk, |mut row, (mb, hash)| {
-                        row.push_bind(mb.id).push_bind(mb.account_number).push_bind(mb.login_name.clone())
-                            .push_bind(mb.display_name.clone()).push_bind(mb.given_name.clone()).push_bind(mb.family_name.clone())
-                            .push_bind(mb.mobile.clone()).push_bind(mb.title.clone()).push_bind(mb.employee_number.clone())
-                            .push_bind(mb.primary_org_unit_id).push_bind(mb.manager_id).push_bind(mb.state.as_str())
-                            .push_bind(mb.source.as_str().to_owned()).push_bind(mb.anchor.clone()).push_bind(mb.version)
-                            .push_bind(mb.created_at).push_bind(mb.updated_at).push_bind(mb.department.clone())
-                            .push_bind(mb.organization.clone()).push_bind(mb.division.clone()).push_bind(mb.cost_center.clone())
-                            .push_bind(hash.clone()).push_bind(mb.digest());
-                    });
-                    qb.build().persistent(false).execute(&mut *self.tx).await.map_err($err)?;
-                }
+                bulk::members_insert(&mut self.tx, ms, password_hashes).await?;
                 let members: Vec<&m::Member> = ms.iter().collect();
-                write_members_children(&mut self.tx, &members).await
+                bulk::members_children(&mut self.tx, &members).await
             }
 
             async fn member_set_password(&mut self, id: Uuid, password_hash: &str) -> Result<()> {
@@ -1585,7 +1491,7 @@ macro_rules! shared_sql {
                 .bind(mb.digest())).await?;
                 exec(&mut self.tx, q("DELETE FROM member_emails WHERE member_id = $1").bind(mb.id)).await?;
                 exec(&mut self.tx, q("DELETE FROM member_org_units WHERE member_id = $1").bind(mb.id)).await?;
-                write_members_children(&mut self.tx, &[mb]).await
+                bulk::members_children(&mut self.tx, &[mb]).await
             }
 
             async fn member_delete(&mut self, id: Uuid) -> Result<()> {
@@ -1731,14 +1637,7 @@ macro_rules! shared_sql {
                     qb.build().persistent(false).execute(&mut *self.tx).await.map_err($err)?;
                 }
                 let pairs: Vec<(Uuid, Uuid)> = gs.iter().flat_map(|(g, ms)| ms.iter().map(|mb| (g.id, *mb))).collect();
-                for chunk in pairs.chunks(5000) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO group_members (group_id, member_id) ");
-                    qb.push_values(chunk, |mut row, (g, mb)| {
-                        row.push_bind(*g).push_bind(*mb);
-                    });
-                    qb.push(" ON CONFLICT DO NOTHING");
-                    qb.build().persistent(false).execute(&mut *self.tx).await.map_err($err)?;
-                }
+                bulk::group_members_insert(&mut self.tx, &pairs).await?;
                 Ok(())
             }
 
@@ -1760,16 +1659,8 @@ macro_rules! shared_sql {
             }
 
             async fn group_members_add(&mut self, group: Uuid, members: &[Uuid]) -> Result<u64> {
-                let mut added = 0;
-                for chunk in members.chunks(1000) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO group_members (group_id, member_id) ");
-                    qb.push_values(chunk, |mut row, mb| {
-                        row.push_bind(group).push_bind(*mb);
-                    });
-                    qb.push(" ON CONFLICT DO NOTHING");
-                    added += qb.build().persistent(false).execute(&mut *self.tx).await.map_err($err)?.rows_affected();
-                }
-                Ok(added)
+                let pairs: Vec<(Uuid, Uuid)> = members.iter().map(|mb| (group, *mb)).collect();
+                bulk::group_members_insert(&mut self.tx, &pairs).await
             }
 
             async fn group_members_remove(&mut self, group: Uuid, members: &[Uuid]) -> Result<u64> {
@@ -1793,45 +1684,11 @@ macro_rules! shared_sql {
             }
 
             async fn audit_insert(&mut self, entries: &[m::AuditEntry]) -> Result<()> {
-                // 8 values a row: well under SQLite's limit of bound parameters per statement.
-                for chunk in entries.chunks(500) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO audit_log (at, actor, source, action, object_kind, object_id, before, after) ",
-                    );
-                    qb.push_values(chunk, |mut row, e| {
-                        row.push_bind(e.at)
-                            .push_bind(e.actor.clone())
-                            .push_bind(e.source.as_str().to_owned())
-                            .push_bind(e.action.clone())
-                            .push_bind(e.object_kind.clone())
-                            .push_bind(e.object_id.clone())
-                            // Borrowed: serialised once, straight into the statement.
-                            .push_bind(e.before.as_ref().map(Json))
-                            .push_bind(e.after.as_ref().map(Json));
-                    });
-                    qb.build().persistent(false).execute(&mut *self.tx).await.map_err($err)?;
-                }
-                Ok(())
+                bulk::audit_insert(&mut self.tx, entries).await
             }
 
             async fn outbox_insert(&mut self, messages: &[m::OutboxMessage]) -> Result<()> {
-                for chunk in messages.chunks(500) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO outbox (id, created_at, kind, idempotency_key, payload, state, attempts, next_attempt_at) ",
-                    );
-                    qb.push_values(chunk, |mut row, o| {
-                        row.push_bind(o.id)
-                            .push_bind(o.created_at)
-                            .push_bind(o.kind.clone())
-                            .push_bind(o.idempotency_key.clone())
-                            .push_bind(Json(&o.payload))
-                            .push_bind(o.state.clone())
-                            .push_bind(o.attempts)
-                            .push_bind(o.created_at);
-                    });
-                    qb.build().persistent(false).execute(&mut *self.tx).await.map_err($err)?;
-                }
-                Ok(())
+                bulk::outbox_insert(&mut self.tx, messages).await
             }
 
             async fn broadcast_recipients(&mut self, units: &[Uuid]) -> Result<Vec<$crate::store::Recipient>> {

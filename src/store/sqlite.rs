@@ -145,6 +145,212 @@ const GROUP_MEMBERSHIPS: &str = "SELECT gm.group_id, json_group_array(lower(hex(
 
 shared_sql!(Sqlite, SqliteStore, SqliteTx, err, MEMBER_CHILDREN, MEMBER_KEYS, GROUP_MEMBERSHIPS);
 
+/// Bulk writes and checks of many rows, as multi-row `VALUES` and `IN` lists (SQLite has no
+/// array parameters; these stay under its 32,766 bound parameters a statement).
+mod bulk {
+    use sqlx::types::Json;
+    use sqlx::{Sqlite, SqliteConnection};
+    use uuid::Uuid;
+
+    use super::err;
+    use crate::directory::model as m;
+    use crate::store::Result;
+
+    type Qb = sqlx::QueryBuilder<Sqlite>;
+
+    /// New members' rows (23 values a row).
+    pub async fn members_insert(c: &mut SqliteConnection, ms: &[m::Member], hashes: &[Option<String>]) -> Result<()> {
+        let rows: Vec<(&m::Member, &Option<String>)> = ms.iter().zip(hashes).collect();
+        for chunk in rows.chunks(500) {
+            let mut qb = Qb::new(format!(
+                "INSERT INTO members ({}, password_hash, sync_digest) ",
+                crate::store::sql::MEMBER_COLS
+            ));
+            qb.push_values(chunk, |mut row, (mb, hash)| {
+                row.push_bind(mb.id)
+                    .push_bind(mb.account_number)
+                    .push_bind(mb.login_name.clone())
+                    .push_bind(mb.display_name.clone())
+                    .push_bind(mb.given_name.clone())
+                    .push_bind(mb.family_name.clone())
+                    .push_bind(mb.mobile.clone())
+                    .push_bind(mb.title.clone())
+                    .push_bind(mb.employee_number.clone())
+                    .push_bind(mb.primary_org_unit_id)
+                    .push_bind(mb.manager_id)
+                    .push_bind(mb.state.as_str())
+                    .push_bind(mb.source.as_str().to_owned())
+                    .push_bind(mb.anchor.clone())
+                    .push_bind(mb.version)
+                    .push_bind(mb.created_at)
+                    .push_bind(mb.updated_at)
+                    .push_bind(mb.department.clone())
+                    .push_bind(mb.organization.clone())
+                    .push_bind(mb.division.clone())
+                    .push_bind(mb.cost_center.clone())
+                    .push_bind((*hash).clone())
+                    .push_bind(mb.digest());
+            });
+            qb.build().persistent(false).execute(&mut *c).await.map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// E-mails and further org units of members whose old ones (if any) are gone.
+    pub async fn members_children(c: &mut SqliteConnection, ms: &[&m::Member]) -> Result<()> {
+        let emails: Vec<(Uuid, usize, &m::Email)> =
+            ms.iter().flat_map(|mb| mb.emails.iter().enumerate().map(|(i, e)| (mb.id, i, e))).collect();
+        for chunk in emails.chunks(1000) {
+            let mut qb = Qb::new("INSERT INTO member_emails (member_id, address, kind, is_primary, position) ");
+            qb.push_values(chunk, |mut row, (id, i, e)| {
+                row.push_bind(*id)
+                    .push_bind(e.address.clone())
+                    .push_bind(e.kind.clone())
+                    .push_bind(e.primary)
+                    .push_bind(*i as i64);
+            });
+            qb.build().persistent(false).execute(&mut *c).await.map_err(err)?;
+        }
+        let units: Vec<(Uuid, Uuid)> =
+            ms.iter().flat_map(|mb| mb.org_unit_ids.iter().map(|u| (mb.id, *u))).collect();
+        for chunk in units.chunks(1000) {
+            let mut qb = Qb::new("INSERT INTO member_org_units (member_id, org_unit_id) ");
+            qb.push_values(chunk, |mut row, (id, u)| {
+                row.push_bind(*id).push_bind(*u);
+            });
+            qb.build().persistent(false).execute(&mut *c).await.map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// See [`StoreTx::members_conflicts`](crate::store::StoreTx::members_conflicts).
+    pub async fn members_conflicts(
+        c: &mut SqliteConnection,
+        ms: &[m::Member],
+        ids: &[Uuid],
+    ) -> Result<Vec<(String, String)>> {
+        let mut found = Vec::new();
+        for chunk in ids.chunks(1000) {
+            let mut qb = Qb::new("SELECT id FROM members WHERE id IN (");
+            let mut list = qb.separated(", ");
+            chunk.iter().for_each(|id| {
+                list.push_bind(*id);
+            });
+            qb.push(") UNION ALL SELECT member_id FROM tombstones WHERE member_id IN (");
+            let mut list = qb.separated(", ");
+            chunk.iter().for_each(|id| {
+                list.push_bind(*id);
+            });
+            qb.push(")");
+            let rows: Vec<(Uuid,)> = qb.build_query_as().persistent(false).fetch_all(&mut *c).await.map_err(err)?;
+            found.extend(rows.into_iter().map(|(id,)| ("id".to_owned(), id.to_string())));
+        }
+        // Five or so values a member.
+        for chunk in ms.chunks(1000) {
+            let mut qb = Qb::new("SELECT 'login_name', login_name FROM members WHERE login_name IN (");
+            let mut list = qb.separated(", ");
+            chunk.iter().for_each(|mb| {
+                list.push_bind(mb.login_name.clone());
+            });
+            qb.push(")");
+            let emails: Vec<String> =
+                chunk.iter().flat_map(|mb| mb.emails.iter().map(|e| e.address.clone())).collect();
+            if !emails.is_empty() {
+                qb.push(" UNION ALL SELECT 'email', address FROM member_emails WHERE address IN (");
+                let mut list = qb.separated(", ");
+                emails.into_iter().for_each(|e| {
+                    list.push_bind(e);
+                });
+                qb.push(")");
+            }
+            let mobiles: Vec<String> = chunk.iter().filter_map(|mb| mb.mobile.clone()).collect();
+            if !mobiles.is_empty() {
+                qb.push(" UNION ALL SELECT 'mobile', mobile FROM members WHERE mobile IN (");
+                let mut list = qb.separated(", ");
+                mobiles.into_iter().for_each(|v| {
+                    list.push_bind(v);
+                });
+                qb.push(")");
+            }
+            let mut sources: Vec<&str> =
+                chunk.iter().filter(|mb| mb.anchor.is_some()).map(|mb| mb.source.as_str()).collect();
+            sources.sort_unstable();
+            sources.dedup();
+            for source in sources {
+                qb.push(" UNION ALL SELECT 'anchor', anchor FROM members WHERE source = ").push_bind(source.to_owned());
+                qb.push(" AND anchor IN (");
+                let mut list = qb.separated(", ");
+                chunk.iter().filter(|mb| mb.source.as_str() == source).filter_map(|mb| mb.anchor.clone()).for_each(
+                    |a| {
+                        list.push_bind(a);
+                    },
+                );
+                qb.push(")");
+            }
+            found.extend(
+                qb.build_query_as::<(String, String)>().persistent(false).fetch_all(&mut *c).await.map_err(err)?,
+            );
+        }
+        Ok(found)
+    }
+
+    /// Adds `(group, member)` pairs; returns how many were new.
+    pub async fn group_members_insert(c: &mut SqliteConnection, pairs: &[(Uuid, Uuid)]) -> Result<u64> {
+        let mut added = 0;
+        for chunk in pairs.chunks(5000) {
+            let mut qb = Qb::new("INSERT INTO group_members (group_id, member_id) ");
+            qb.push_values(chunk, |mut row, (g, mb)| {
+                row.push_bind(*g).push_bind(*mb);
+            });
+            qb.push(" ON CONFLICT DO NOTHING");
+            added += qb.build().persistent(false).execute(&mut *c).await.map_err(err)?.rows_affected();
+        }
+        Ok(added)
+    }
+
+    /// Appends audit rows (8 values a row).
+    pub async fn audit_insert(c: &mut SqliteConnection, entries: &[m::AuditEntry]) -> Result<()> {
+        for chunk in entries.chunks(500) {
+            let mut qb =
+                Qb::new("INSERT INTO audit_log (at, actor, source, action, object_kind, object_id, before, after) ");
+            qb.push_values(chunk, |mut row, e| {
+                row.push_bind(e.at)
+                    .push_bind(e.actor.clone())
+                    .push_bind(e.source.as_str().to_owned())
+                    .push_bind(e.action.clone())
+                    .push_bind(e.object_kind.clone())
+                    .push_bind(e.object_id.clone())
+                    // Borrowed: serialised once, straight into the statement.
+                    .push_bind(e.before.as_ref().map(Json))
+                    .push_bind(e.after.as_ref().map(Json));
+            });
+            qb.build().persistent(false).execute(&mut *c).await.map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// Queues outbox rows (8 values a row).
+    pub async fn outbox_insert(c: &mut SqliteConnection, messages: &[m::OutboxMessage]) -> Result<()> {
+        for chunk in messages.chunks(500) {
+            let mut qb = Qb::new(
+                "INSERT INTO outbox (id, created_at, kind, idempotency_key, payload, state, attempts, next_attempt_at) ",
+            );
+            qb.push_values(chunk, |mut row, o| {
+                row.push_bind(o.id)
+                    .push_bind(o.created_at)
+                    .push_bind(o.kind.clone())
+                    .push_bind(o.idempotency_key.clone())
+                    .push_bind(Json(&o.payload))
+                    .push_bind(o.state.clone())
+                    .push_bind(o.attempts)
+                    .push_bind(o.created_at);
+            });
+            qb.build().persistent(false).execute(&mut *c).await.map_err(err)?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::unique_key;
