@@ -119,11 +119,16 @@ mod bulk {
     }
 
     /// New members' rows.
-    pub async fn members_insert(c: &mut PgConnection, ms: &[m::Member], hashes: &[Option<String>]) -> Result<()> {
+    pub async fn members_insert(
+        c: &mut PgConnection,
+        ms: &[m::Member],
+        hashes: &[Option<String>],
+    ) -> Result<()> {
         if ms.is_empty() {
             return Ok(());
         }
-        let text = |f: fn(&m::Member) -> &Option<String>| ms.iter().map(|mb| f(mb).clone()).collect::<Vec<_>>();
+        let text =
+            |f: fn(&m::Member) -> &Option<String>| ms.iter().map(|mb| f(mb).clone()).collect::<Vec<_>>();
         sqlx::query(
             "INSERT INTO members (id, account_number, login_name, display_name, given_name, family_name, \
              mobile, title, employee_number, primary_org_unit_id, manager_id, state, source, anchor, version, \

@@ -159,7 +159,11 @@ mod bulk {
     type Qb = sqlx::QueryBuilder<Sqlite>;
 
     /// New members' rows (23 values a row).
-    pub async fn members_insert(c: &mut SqliteConnection, ms: &[m::Member], hashes: &[Option<String>]) -> Result<()> {
+    pub async fn members_insert(
+        c: &mut SqliteConnection,
+        ms: &[m::Member],
+        hashes: &[Option<String>],
+    ) -> Result<()> {
         let rows: Vec<(&m::Member, &Option<String>)> = ms.iter().zip(hashes).collect();
         for chunk in rows.chunks(500) {
             let mut qb = Qb::new(format!(
@@ -201,7 +205,8 @@ mod bulk {
         let emails: Vec<(Uuid, usize, &m::Email)> =
             ms.iter().flat_map(|mb| mb.emails.iter().enumerate().map(|(i, e)| (mb.id, i, e))).collect();
         for chunk in emails.chunks(1000) {
-            let mut qb = Qb::new("INSERT INTO member_emails (member_id, address, kind, is_primary, position) ");
+            let mut qb =
+                Qb::new("INSERT INTO member_emails (member_id, address, kind, is_primary, position) ");
             qb.push_values(chunk, |mut row, (id, i, e)| {
                 row.push_bind(*id)
                     .push_bind(e.address.clone())
@@ -242,7 +247,8 @@ mod bulk {
                 list.push_bind(*id);
             });
             qb.push(")");
-            let rows: Vec<(Uuid,)> = qb.build_query_as().persistent(false).fetch_all(&mut *c).await.map_err(err)?;
+            let rows: Vec<(Uuid,)> =
+                qb.build_query_as().persistent(false).fetch_all(&mut *c).await.map_err(err)?;
             found.extend(rows.into_iter().map(|(id,)| ("id".to_owned(), id.to_string())));
         }
         // Five or so values a member.
@@ -277,18 +283,25 @@ mod bulk {
             sources.sort_unstable();
             sources.dedup();
             for source in sources {
-                qb.push(" UNION ALL SELECT 'anchor', anchor FROM members WHERE source = ").push_bind(source.to_owned());
+                qb.push(" UNION ALL SELECT 'anchor', anchor FROM members WHERE source = ")
+                    .push_bind(source.to_owned());
                 qb.push(" AND anchor IN (");
                 let mut list = qb.separated(", ");
-                chunk.iter().filter(|mb| mb.source.as_str() == source).filter_map(|mb| mb.anchor.clone()).for_each(
-                    |a| {
+                chunk
+                    .iter()
+                    .filter(|mb| mb.source.as_str() == source)
+                    .filter_map(|mb| mb.anchor.clone())
+                    .for_each(|a| {
                         list.push_bind(a);
-                    },
-                );
+                    });
                 qb.push(")");
             }
             found.extend(
-                qb.build_query_as::<(String, String)>().persistent(false).fetch_all(&mut *c).await.map_err(err)?,
+                qb.build_query_as::<(String, String)>()
+                    .persistent(false)
+                    .fetch_all(&mut *c)
+                    .await
+                    .map_err(err)?,
             );
         }
         Ok(found)
@@ -311,8 +324,9 @@ mod bulk {
     /// Appends audit rows (8 values a row).
     pub async fn audit_insert(c: &mut SqliteConnection, entries: &[m::AuditEntry]) -> Result<()> {
         for chunk in entries.chunks(500) {
-            let mut qb =
-                Qb::new("INSERT INTO audit_log (at, actor, source, action, object_kind, object_id, before, after) ");
+            let mut qb = Qb::new(
+                "INSERT INTO audit_log (at, actor, source, action, object_kind, object_id, before, after) ",
+            );
             qb.push_values(chunk, |mut row, e| {
                 row.push_bind(e.at)
                     .push_bind(e.actor.clone())

