@@ -329,6 +329,20 @@ pub struct AuditEntry {
     pub after: Option<serde_json::Value>,
 }
 
+/// An audit row to write: [`AuditEntry`] before it has an id, with the objects as JSON text,
+/// serialised once straight from them (a first sync writes 100,000).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub source: Source,
+    pub action: String,
+    pub object_kind: String,
+    pub object_id: Option<String>,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
 /// A notification to deliver later, written in the same transaction as its cause.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct OutboxMessage {

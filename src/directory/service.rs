@@ -38,7 +38,7 @@ struct Ctx<'a> {
     actor: &'a Actor,
     now: DateTime<Utc>,
     mail_domain: String,
-    audit: Vec<AuditEntry>,
+    audit: Vec<AuditRecord>,
     outbox: Vec<OutboxMessage>,
     /// See [`numbers::allocate`].
     numbers_clear_above: Option<bool>,
@@ -292,9 +292,9 @@ impl<'a> Ctx<'a> {
         before: Option<&T>,
         after: Option<&T>,
     ) -> R<()> {
-        let to_json = |v: Option<&T>| v.map(|v| serde_json::to_value(v).unwrap_or_default());
-        let entry = AuditEntry {
-            id: 0,
+        // (The objects serialise without fail: plain data, string keys.)
+        let to_json = |v: Option<&T>| v.map(|v| serde_json::to_string(v).unwrap_or_else(|_| "null".into()));
+        let entry = AuditRecord {
             at: self.now,
             actor: self.actor.who.clone(),
             source: self.actor.source.clone(),

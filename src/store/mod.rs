@@ -15,7 +15,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::directory::model::{
-    AuditEntry, Counts, Enterprise, Group, Member, OrgUnit, OutboxMessage, Reservation, Tombstone,
+    AuditEntry, AuditRecord, Counts, Enterprise, Group, Member, OrgUnit, OutboxMessage, Reservation, Tombstone,
 };
 use crate::directory::query::{Page, Query};
 
@@ -565,7 +565,7 @@ pub trait StoreTx: Send {
     async fn group_members_remove(&mut self, group: Uuid, members: &[Uuid]) -> Result<u64>;
 
     /// Appends audit rows (many rows per statement).
-    async fn audit_insert(&mut self, entries: &[AuditEntry]) -> Result<()>;
+    async fn audit_insert(&mut self, entries: &[AuditRecord]) -> Result<()>;
     async fn sync_cursor_set(&mut self, source: &str, cursor: &str) -> Result<()>;
     /// Queues outbox rows (many rows per statement).
     async fn outbox_insert(&mut self, messages: &[OutboxMessage]) -> Result<()>;

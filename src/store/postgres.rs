@@ -249,7 +249,7 @@ mod bulk {
     }
 
     /// Appends audit rows, in order (their ids follow it).
-    pub async fn audit_insert(c: &mut PgConnection, entries: &[m::AuditEntry]) -> Result<()> {
+    pub async fn audit_insert(c: &mut PgConnection, entries: &[m::AuditRecord]) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
         }
@@ -266,8 +266,8 @@ mod bulk {
         .bind(entries.iter().map(|e| e.action.clone()).collect::<Vec<_>>())
         .bind(entries.iter().map(|e| e.object_kind.clone()).collect::<Vec<_>>())
         .bind(entries.iter().map(|e| e.object_id.clone()).collect::<Vec<_>>())
-        .bind(entries.iter().map(|e| e.before.as_ref().map(json_text)).collect::<Vec<_>>())
-        .bind(entries.iter().map(|e| e.after.as_ref().map(json_text)).collect::<Vec<_>>())
+        .bind(entries.iter().map(|e| e.before.clone()).collect::<Vec<_>>())
+        .bind(entries.iter().map(|e| e.after.clone()).collect::<Vec<_>>())
         .execute(&mut *c)
         .await
         .map_err(err)?;

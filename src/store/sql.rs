@@ -1683,7 +1683,7 @@ macro_rules! shared_sql {
                 Ok(())
             }
 
-            async fn audit_insert(&mut self, entries: &[m::AuditEntry]) -> Result<()> {
+            async fn audit_insert(&mut self, entries: &[m::AuditRecord]) -> Result<()> {
                 bulk::audit_insert(&mut self.tx, entries).await
             }
 

@@ -322,7 +322,7 @@ mod bulk {
     }
 
     /// Appends audit rows (8 values a row).
-    pub async fn audit_insert(c: &mut SqliteConnection, entries: &[m::AuditEntry]) -> Result<()> {
+    pub async fn audit_insert(c: &mut SqliteConnection, entries: &[m::AuditRecord]) -> Result<()> {
         for chunk in entries.chunks(500) {
             let mut qb = Qb::new(
                 "INSERT INTO audit_log (at, actor, source, action, object_kind, object_id, before, after) ",
@@ -334,9 +334,8 @@ mod bulk {
                     .push_bind(e.action.clone())
                     .push_bind(e.object_kind.clone())
                     .push_bind(e.object_id.clone())
-                    // Borrowed: serialised once, straight into the statement.
-                    .push_bind(e.before.as_ref().map(Json))
-                    .push_bind(e.after.as_ref().map(Json));
+                    .push_bind(e.before.clone())
+                    .push_bind(e.after.clone());
             });
             qb.build().persistent(false).execute(&mut *c).await.map_err(err)?;
         }
