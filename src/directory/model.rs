@@ -358,6 +358,17 @@ pub struct OutboxMessage {
     pub attempts: i64,
 }
 
+/// An outbox row to write: [`OutboxMessage`] as queued (pending, no attempts yet), its payload
+/// as JSON text serialised straight from its fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRecord {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub kind: String,
+    pub idempotency_key: String,
+    pub payload: String,
+}
+
 /// A number held back by an admin: never handed out automatically.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Reservation {

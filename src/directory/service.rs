@@ -39,7 +39,7 @@ struct Ctx<'a> {
     now: DateTime<Utc>,
     mail_domain: String,
     audit: Vec<AuditRecord>,
-    outbox: Vec<OutboxMessage>,
+    outbox: Vec<OutboxRecord>,
     /// See [`numbers::allocate`].
     numbers_clear_above: Option<bool>,
     /// Numbers taken for this transaction's creates in one go ([`numbers::take_block`]).
@@ -310,22 +310,33 @@ impl<'a> Ctx<'a> {
 
     /// Queues a notification about a member; receivers de-duplicate on kind, id and version.
     async fn notify_member(&mut self, kind: &str, m: &Member) -> R<()> {
-        let msg = OutboxMessage {
+        /// What receivers learn about the member.
+        #[derive(Serialize)]
+        struct Payload<'m> {
+            member_id: Uuid,
+            account_number: i64,
+            login_name: &'m str,
+            display_name: &'m str,
+            emails: &'m [Email],
+            mobile: &'m Option<String>,
+            state: MemberState,
+        }
+        let payload = Payload {
+            member_id: m.id,
+            account_number: m.account_number,
+            login_name: &m.login_name,
+            display_name: &m.display_name,
+            emails: &m.emails,
+            mobile: &m.mobile,
+            state: m.state,
+        };
+        let msg = OutboxRecord {
             id: Uuid::now_v7(),
             created_at: self.now,
             kind: kind.to_owned(),
             idempotency_key: format!("{kind}:{}:{}", m.id, m.version),
-            payload: json!({
-                "member_id": m.id,
-                "account_number": m.account_number,
-                "login_name": m.login_name,
-                "display_name": m.display_name,
-                "emails": m.emails,
-                "mobile": m.mobile,
-                "state": m.state,
-            }),
-            state: "pending".into(),
-            attempts: 0,
+            // Plain data with string keys: serialising it cannot fail.
+            payload: serde_json::to_string(&payload).unwrap_or_else(|_| "{}".into()),
         };
         self.outbox.push(msg);
         Ok(())

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::directory::model::{
-    AuditEntry, AuditRecord, Counts, Enterprise, Group, Member, OrgUnit, OutboxMessage, Reservation, Tombstone,
+    AuditEntry, AuditRecord, Counts, Enterprise, Group, Member, OrgUnit, OutboxMessage, OutboxRecord,
+    Reservation, Tombstone,
 };
 use crate::directory::query::{Page, Query};
 
@@ -568,7 +569,7 @@ pub trait StoreTx: Send {
     async fn audit_insert(&mut self, entries: &[AuditRecord]) -> Result<()>;
     async fn sync_cursor_set(&mut self, source: &str, cursor: &str) -> Result<()>;
     /// Queues outbox rows (many rows per statement).
-    async fn outbox_insert(&mut self, messages: &[OutboxMessage]) -> Result<()>;
+    async fn outbox_insert(&mut self, messages: &[OutboxRecord]) -> Result<()>;
     /// Adds to the SMS balance with a ledger line; held SMS become pending again. Returns the
     /// new balance.
     async fn sms_top_up(

@@ -113,11 +113,6 @@ mod bulk {
     use crate::directory::model as m;
     use crate::store::Result;
 
-    /// JSON as text, for a `jsonb[]` column bound as `text[]`.
-    fn json_text(v: &serde_json::Value) -> String {
-        v.to_string()
-    }
-
     /// New members' rows.
     pub async fn members_insert(
         c: &mut PgConnection,
@@ -275,23 +270,21 @@ mod bulk {
     }
 
     /// Queues outbox rows.
-    pub async fn outbox_insert(c: &mut PgConnection, messages: &[m::OutboxMessage]) -> Result<()> {
+    pub async fn outbox_insert(c: &mut PgConnection, messages: &[m::OutboxRecord]) -> Result<()> {
         if messages.is_empty() {
             return Ok(());
         }
         sqlx::query(
             "INSERT INTO outbox (id, created_at, kind, idempotency_key, payload, state, attempts, next_attempt_at) \
-             SELECT id, created_at, kind, idempotency_key, payload::jsonb, state, attempts, created_at \
-             FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[]) \
-             AS r (id, created_at, kind, idempotency_key, payload, state, attempts)",
+             SELECT id, created_at, kind, idempotency_key, payload::jsonb, 'pending', 0, created_at \
+             FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[]) \
+             AS r (id, created_at, kind, idempotency_key, payload)",
         )
         .bind(messages.iter().map(|o| o.id).collect::<Vec<_>>())
         .bind(messages.iter().map(|o| o.created_at).collect::<Vec<DateTime<Utc>>>())
         .bind(messages.iter().map(|o| o.kind.clone()).collect::<Vec<_>>())
         .bind(messages.iter().map(|o| o.idempotency_key.clone()).collect::<Vec<_>>())
-        .bind(messages.iter().map(|o| json_text(&o.payload)).collect::<Vec<_>>())
-        .bind(messages.iter().map(|o| o.state.clone()).collect::<Vec<_>>())
-        .bind(messages.iter().map(|o| o.attempts).collect::<Vec<_>>())
+        .bind(messages.iter().map(|o| o.payload.clone()).collect::<Vec<_>>())
         .execute(&mut *c)
         .await
         .map_err(err)?;

@@ -1687,7 +1687,7 @@ macro_rules! shared_sql {
                 bulk::audit_insert(&mut self.tx, entries).await
             }
 
-            async fn outbox_insert(&mut self, messages: &[m::OutboxMessage]) -> Result<()> {
+            async fn outbox_insert(&mut self, messages: &[m::OutboxRecord]) -> Result<()> {
                 bulk::outbox_insert(&mut self.tx, messages).await
             }
 

@@ -148,7 +148,6 @@ shared_sql!(Sqlite, SqliteStore, SqliteTx, err, MEMBER_CHILDREN, MEMBER_KEYS, GR
 /// Bulk writes and checks of many rows, as multi-row `VALUES` and `IN` lists (SQLite has no
 /// array parameters; these stay under its 32,766 bound parameters a statement).
 mod bulk {
-    use sqlx::types::Json;
     use sqlx::{Sqlite, SqliteConnection};
     use uuid::Uuid;
 
@@ -334,8 +333,8 @@ mod bulk {
                     .push_bind(e.action.clone())
                     .push_bind(e.object_kind.clone())
                     .push_bind(e.object_id.clone())
-                    .push_bind(e.before.clone())
-                    .push_bind(e.after.clone());
+                    .push_bind(e.before.as_deref())
+                    .push_bind(e.after.as_deref());
             });
             qb.build().persistent(false).execute(&mut *c).await.map_err(err)?;
         }
@@ -343,7 +342,7 @@ mod bulk {
     }
 
     /// Queues outbox rows (8 values a row).
-    pub async fn outbox_insert(c: &mut SqliteConnection, messages: &[m::OutboxMessage]) -> Result<()> {
+    pub async fn outbox_insert(c: &mut SqliteConnection, messages: &[m::OutboxRecord]) -> Result<()> {
         for chunk in messages.chunks(500) {
             let mut qb = Qb::new(
                 "INSERT INTO outbox (id, created_at, kind, idempotency_key, payload, state, attempts, next_attempt_at) ",
@@ -353,9 +352,9 @@ mod bulk {
                     .push_bind(o.created_at)
                     .push_bind(o.kind.clone())
                     .push_bind(o.idempotency_key.clone())
-                    .push_bind(Json(&o.payload))
-                    .push_bind(o.state.clone())
-                    .push_bind(o.attempts)
+                    .push_bind(o.payload.as_str())
+                    .push_bind("pending")
+                    .push_bind(0_i64)
                     .push_bind(o.created_at);
             });
             qb.build().persistent(false).execute(&mut *c).await.map_err(err)?;

@@ -820,6 +820,15 @@ async fn updates_are_audited_and_queued(b: Backend) {
     assert_eq!(outbox.len(), 3);
     assert_eq!(keys.len(), 3, "each message has its own idempotency key");
     assert!(outbox.iter().all(|o| o.payload["member_id"] == m.id.to_string()));
+    // What receivers get: the member as it was after that change, queued and not yet tried.
+    let last =
+        outbox.iter().find(|o| o.idempotency_key.ends_with(":3")).expect("the third version's message");
+    assert_eq!((last.state.as_str(), last.attempts), ("pending", 0));
+    assert_eq!(last.payload["login_name"], stored.login_name.as_str());
+    assert_eq!(last.payload["account_number"], stored.account_number);
+    assert_eq!(last.payload["state"], "suspended");
+    assert_eq!(last.payload["emails"], serde_json::to_value(&stored.emails).unwrap());
+    assert_eq!(last.payload["mobile"], serde_json::to_value(&stored.mobile).unwrap());
     let missing = Change::UpdateMember { id: Uuid::now_v7(), patch: MemberPatch::default() };
     assert_eq!(code(d.apply_one(&console(), missing).await), "not_found");
     let bad_unit = MemberPatch { org_unit_ids: Some(vec![Uuid::now_v7()]), ..Default::default() };
