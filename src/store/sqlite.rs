@@ -65,7 +65,13 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_millis(cfg.busy_timeout_ms))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // New databases get 16 KiB pages (an existing file keeps the size it has: SQLite
+            // cannot change it in WAL mode). Each commit writes every page it dirtied to the
+            // log, and a new member dirties a page in each of several indexes: with fewer,
+            // larger pages a first sync of 100,000 members wrote and synced much less (commits
+            // 0.96 -> 0.55-0.6 s, the whole sync 6.4-6.9 -> 5.5-6.2 s on the bench machine).
+            .page_size(16384);
         if let Some(dir) = opts.get_filename().parent()
             && !dir.as_os_str().is_empty()
         {
@@ -79,7 +85,9 @@ impl SqliteStore {
             .max_connections(1)
             .test_before_acquire(false)
             .acquire_timeout(timeout)
-            .connect_with(opts.clone())
+            // The writer's page cache: 8 MiB instead of SQLite's 2, so a batch of creates does
+            // not spill pages to the log before it commits (readers keep the default).
+            .connect_with(opts.clone().pragma("cache_size", "-8192"))
             .await
             .map_err(err)?;
         let read = SqlitePoolOptions::new()

@@ -35,3 +35,34 @@ fn unique_constraints_have_the_same_names_in_both() {
     };
     assert_eq!(names("sqlite"), names("postgres"));
 }
+
+/// New SQLite databases get 16 KiB pages; a file made with SQLite's default 4 KiB (by an earlier
+/// rosterd) opens, migrates and works as it is.
+#[tokio::test]
+async fn sqlite_files_get_16_kib_pages_and_older_ones_keep_theirs() {
+    use sqlx::ConnectOptions;
+    use std::str::FromStr;
+    async fn page_size(url: &str) -> i64 {
+        let mut c = sqlx::sqlite::SqliteConnectOptions::from_str(url).unwrap().connect().await.unwrap();
+        let (size,): (i64,) = sqlx::query_as("PRAGMA page_size").fetch_one(&mut c).await.unwrap();
+        size
+    }
+    let fresh = crate::common::TestDb::new(crate::common::Backend::Sqlite);
+    fresh.open().await;
+    assert_eq!(page_size(&fresh.cfg.database.url).await, 16384);
+
+    let old = crate::common::TestDb::new(crate::common::Backend::Sqlite);
+    {
+        let opts = sqlx::sqlite::SqliteConnectOptions::from_str(&old.cfg.database.url)
+            .unwrap()
+            .create_if_missing(true)
+            .page_size(4096)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
+        let mut c = opts.connect().await.unwrap();
+        sqlx::query("CREATE TABLE made_before (x INTEGER)").execute(&mut c).await.unwrap();
+    }
+    let d = old.open().await;
+    crate::common::create_member(&d, &crate::common::console(), crate::common::member("after")).await;
+    assert_eq!(d.store().counts().await.unwrap().members, 1);
+    assert_eq!(page_size(&old.cfg.database.url).await, 4096);
+}
