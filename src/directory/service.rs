@@ -110,9 +110,12 @@ struct Pending {
     /// New org units (checked when created), with the change index of the first.
     org_units: Vec<OrgUnit>,
     first_unit: usize,
+    /// `(parent, name)` of the held-back org units.
+    unit_names: std::collections::HashSet<(Option<Uuid>, String)>,
     /// New groups and their members (checked when created), with the change index of the first.
     groups: Vec<(Group, Vec<Uuid>)>,
     first_group: usize,
+    group_ids: std::collections::HashSet<Uuid>,
 }
 
 impl Pending {
@@ -409,7 +412,10 @@ impl DirectoryService {
             // Creates wait to be written together; any other change sees them written first.
             let held_back = matches!(&change, Change::CreateMember(n) if n.account_number.is_none())
                 || matches!(&change, Change::CreateOrgUnit(_) | Change::CreateGroup(_));
-            if !held_back {
+            // Members created before a unit are checked without it: it did not exist for them.
+            let after_members =
+                matches!(&change, Change::CreateOrgUnit(_)) && !ctx.pending.members.is_empty();
+            if !held_back || after_members {
                 ctx.write_pending().await.map_err(|(j, e)| at(j)(fix(e)))?;
             }
             if !Known::kept_by(&change) {
@@ -804,6 +810,9 @@ async fn check_sibling_name(
     name: &str,
     this: Option<Uuid>,
 ) -> R<()> {
+    if this.is_none() && ctx.pending.unit_names.contains(&(parent, name.to_owned())) {
+        return Err(DirectoryError::Conflict { field: "name".into(), value: name.to_owned() });
+    }
     let other = match ctx.known.unit_names.get(&parent) {
         Some(names) if this.is_none() => names.contains(name).then_some(Uuid::nil()),
         _ => ctx.tx.org_unit_sibling_named(parent, name).await?,
@@ -874,20 +883,14 @@ async fn create_org_unit(ctx: &mut Ctx<'_>, n: NewOrgUnit) -> R<Applied> {
     check_sibling_name(ctx, n.parent_id, &name, None).await?;
     let anchor = validate::optional_text("anchor", n.anchor.as_deref(), 256)?;
     check_anchor(ctx, "org unit", anchor.as_deref(), id).await?;
-    let position = match n.position {
-        Some(p) => p,
-        None => {
-            let next = match ctx.next_position.get(&n.parent_id) {
-                Some(p) => *p,
-                None => ctx.tx.org_unit_next_position(n.parent_id).await?,
-            };
-            ctx.next_position.insert(n.parent_id, next);
-            next
-        }
+    // Known once asked for (also for an explicit position: the units held back under this
+    // parent are not in the store to ask about).
+    let next = match ctx.next_position.get(&n.parent_id) {
+        Some(p) => *p,
+        None => ctx.tx.org_unit_next_position(n.parent_id).await?,
     };
-    if let Some(next) = ctx.next_position.get_mut(&n.parent_id) {
-        *next = (*next).max(position + 1);
-    }
+    let position = n.position.unwrap_or(next);
+    ctx.next_position.insert(n.parent_id, next.max(position + 1));
     let u = OrgUnit {
         id,
         parent_id: n.parent_id,
@@ -903,6 +906,7 @@ async fn create_org_unit(ctx: &mut Ctx<'_>, n: NewOrgUnit) -> R<Applied> {
         ctx.pending.first_unit = ctx.index;
     }
     ctx.pending.org_units.push(u.clone());
+    ctx.pending.unit_names.insert((u.parent_id, u.name.clone()));
     ctx.units_seen.insert(id);
     if let Some(names) = ctx.known.unit_names.get_mut(&u.parent_id) {
         names.insert(u.name.clone());
@@ -1173,7 +1177,7 @@ async fn check_members_exist(ctx: &mut Ctx<'_>, field: &str, ids: &[Uuid]) -> R<
 
 async fn create_group(ctx: &mut Ctx<'_>, n: NewGroup) -> R<Applied> {
     let id = n.id.unwrap_or_else(Uuid::now_v7);
-    if n.id.is_some() && ctx.tx.group(id).await?.is_some() {
+    if n.id.is_some() && (ctx.pending.group_ids.contains(&id) || ctx.tx.group(id).await?.is_some()) {
         return Err(DirectoryError::Conflict { field: "id".into(), value: id.to_string() });
     }
     let anchor = validate::optional_text("anchor", n.anchor.as_deref(), 256)?;
@@ -1204,6 +1208,7 @@ async fn create_group(ctx: &mut Ctx<'_>, n: NewGroup) -> R<Applied> {
     if ctx.pending.groups.is_empty() {
         ctx.pending.first_group = ctx.index;
     }
+    ctx.pending.group_ids.insert(id);
     ctx.pending.groups.push((g.clone(), n.members));
     Ok(Applied::Group(g))
 }

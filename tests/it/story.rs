@@ -169,6 +169,24 @@ async fn units_created_together_take_the_next_positions(b: Backend) {
     );
     let under_elsewhere = positions(d.store().org_unit_children(Some(elsewhere)).await.unwrap());
     assert_eq!(under_elsewhere, [("In other".to_owned(), 1)], "after the unit that moved away");
+    // After a move, an explicit position still counts for the next unit.
+    let back =
+        d.store().org_unit_children(Some(hq)).await.unwrap().into_iter().find(|u| u.name == "D").unwrap().id;
+    d.apply(
+        &console(),
+        vec![
+            Change::MoveOrgUnit { id: back, parent_id: Some(elsewhere), position: None },
+            unit("E", elsewhere, Some(20)),
+            unit("F", elsewhere, None),
+        ],
+    )
+    .await
+    .unwrap();
+    let under_elsewhere = positions(d.store().org_unit_children(Some(elsewhere)).await.unwrap());
+    assert_eq!(
+        under_elsewhere,
+        [("In other".to_owned(), 1), ("D".to_owned(), 2), ("E".to_owned(), 20), ("F".to_owned(), 21)]
+    );
 }
 
 async fn members_get_consecutive_numbers_and_unique_names(b: Backend) {
@@ -427,7 +445,42 @@ async fn unit_and_group_creates_are_checked_as_a_set(b: Backend) {
         (1, "conflict")
     );
     assert_eq!(refused(vec![unit(None, Some(Uuid::now_v7()), "Orphan", None)]).await, (0, "not_found"));
-    // Groups: members that do not exist, anchors taken.
+    // After another kind of change the set's facts are gone: creates are checked against the
+    // store and against each other all the same.
+    let rename = Change::UpdateOrgUnit { id: x, name: Some("X".into()), anchor: None };
+    assert_eq!(
+        refused(vec![
+            rename.clone(),
+            unit(None, Some(hq), "Twice", None),
+            unit(None, Some(hq), "Twice", None)
+        ])
+        .await,
+        (2, "conflict")
+    );
+    assert_eq!(
+        refused(vec![
+            rename.clone(),
+            unit(None, None, "Top", Some("ou-3")),
+            unit(None, None, "Top2", Some("ou-3"))
+        ])
+        .await,
+        (2, "conflict")
+    );
+    // A member cannot be placed in a unit the set creates after it.
+    let later = Uuid::now_v7();
+    assert_eq!(
+        refused(vec![
+            Change::CreateMember(NewMember { primary_org_unit_id: Some(later), ..member("early") }),
+            unit(Some(later), Some(hq), "Later", None),
+        ])
+        .await,
+        (0, "invalid")
+    );
+    // Groups: members that do not exist, anchors and chosen ids taken.
+    let g = Uuid::now_v7();
+    let with_id =
+        |name: &str| Change::CreateGroup(NewGroup { id: Some(g), name: name.into(), ..Default::default() });
+    assert_eq!(refused(vec![with_id("G1"), with_id("G2")]).await, (1, "conflict"));
     assert_eq!(refused(vec![group("G", vec![old.id, Uuid::now_v7()], None)]).await, (0, "invalid"));
     assert_eq!(
         refused(vec![group("G1", vec![], Some("g-1")), group("G2", vec![], Some("g-1"))]).await,
