@@ -13,7 +13,8 @@
 //!
 //! Multi-row statements (`VALUES` lists, `IN` lists) are sent with `.persistent(false)`: their
 //! text changes with their length, and caching every prepared variant would keep hundreds of
-//! megabytes of statements per connection for nothing.
+//! megabytes of statements per connection for nothing. (SQLite's bulk inserts keep one variant
+//! each, the full chunk; see `store::sqlite::bulk`.)
 
 pub(crate) const MEMBER_COLS: &str = "id, account_number, login_name, display_name, given_name, \
     family_name, mobile, title, employee_number, primary_org_unit_id, manager_id, state, source, \

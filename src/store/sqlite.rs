@@ -87,7 +87,10 @@ impl SqliteStore {
             .acquire_timeout(timeout)
             // The writer's page cache: 8 MiB instead of SQLite's 2, so a batch of creates does
             // not spill pages to the log before it commits (readers keep the default).
-            .connect_with(opts.clone().pragma("cache_size", "-8192"))
+            // Temporary files in memory: a multi-row INSERT into a table with foreign keys keeps
+            // a statement journal (the index pages it changes, to undo it alone), and past 64 KiB
+            // SQLite wrote that journal to a temporary file on disk, for every chunk.
+            .connect_with(opts.clone().pragma("cache_size", "-8192").pragma("temp_store", "memory"))
             .await
             .map_err(err)?;
         let read = SqlitePoolOptions::new()
@@ -165,6 +168,14 @@ mod bulk {
 
     type Qb = sqlx::QueryBuilder<Sqlite>;
 
+    // Rows a multi-row insert. A full chunk always has the same text, so it is prepared once and
+    // kept in the connection's statement cache: parsing and compiling a statement of thousands
+    // of values every time cost more than running it. A shorter last chunk is not kept.
+    const MEMBER_ROWS: usize = 250; // 23 values a row
+    const CHILD_ROWS: usize = 1000; // 5 or 2
+    const PAIR_ROWS: usize = 2000; // 2
+    const LOG_ROWS: usize = 500; // 8
+
     /// New members' rows (23 values a row).
     pub async fn members_insert(
         c: &mut SqliteConnection,
@@ -172,7 +183,7 @@ mod bulk {
         hashes: &[Option<String>],
     ) -> Result<()> {
         let rows: Vec<(&m::Member, &Option<String>)> = ms.iter().zip(hashes).collect();
-        for chunk in rows.chunks(500) {
+        for chunk in rows.chunks(MEMBER_ROWS) {
             let mut qb = Qb::new(format!(
                 "INSERT INTO members ({}, password_hash, sync_digest) ",
                 crate::store::sql::MEMBER_COLS
@@ -202,7 +213,7 @@ mod bulk {
                     .push_bind((*hash).clone())
                     .push_bind(mb.digest());
             });
-            qb.build().persistent(false).execute(&mut *c).await.map_err(err)?;
+            qb.build().persistent(chunk.len() == MEMBER_ROWS).execute(&mut *c).await.map_err(err)?;
         }
         Ok(())
     }
@@ -211,7 +222,7 @@ mod bulk {
     pub async fn members_children(c: &mut SqliteConnection, ms: &[&m::Member]) -> Result<()> {
         let emails: Vec<(Uuid, usize, &m::Email)> =
             ms.iter().flat_map(|mb| mb.emails.iter().enumerate().map(|(i, e)| (mb.id, i, e))).collect();
-        for chunk in emails.chunks(1000) {
+        for chunk in emails.chunks(CHILD_ROWS) {
             let mut qb =
                 Qb::new("INSERT INTO member_emails (member_id, address, kind, is_primary, position) ");
             qb.push_values(chunk, |mut row, (id, i, e)| {
@@ -221,16 +232,16 @@ mod bulk {
                     .push_bind(e.primary)
                     .push_bind(*i as i64);
             });
-            qb.build().persistent(false).execute(&mut *c).await.map_err(err)?;
+            qb.build().persistent(chunk.len() == CHILD_ROWS).execute(&mut *c).await.map_err(err)?;
         }
         let units: Vec<(Uuid, Uuid)> =
             ms.iter().flat_map(|mb| mb.org_unit_ids.iter().map(|u| (mb.id, *u))).collect();
-        for chunk in units.chunks(1000) {
+        for chunk in units.chunks(CHILD_ROWS) {
             let mut qb = Qb::new("INSERT INTO member_org_units (member_id, org_unit_id) ");
             qb.push_values(chunk, |mut row, (id, u)| {
                 row.push_bind(*id).push_bind(*u);
             });
-            qb.build().persistent(false).execute(&mut *c).await.map_err(err)?;
+            qb.build().persistent(chunk.len() == CHILD_ROWS).execute(&mut *c).await.map_err(err)?;
         }
         Ok(())
     }
@@ -317,20 +328,26 @@ mod bulk {
     /// Adds `(group, member)` pairs; returns how many were new.
     pub async fn group_members_insert(c: &mut SqliteConnection, pairs: &[(Uuid, Uuid)]) -> Result<u64> {
         let mut added = 0;
-        for chunk in pairs.chunks(5000) {
+        for chunk in pairs.chunks(PAIR_ROWS) {
             let mut qb = Qb::new("INSERT INTO group_members (group_id, member_id) ");
             qb.push_values(chunk, |mut row, (g, mb)| {
                 row.push_bind(*g).push_bind(*mb);
             });
             qb.push(" ON CONFLICT DO NOTHING");
-            added += qb.build().persistent(false).execute(&mut *c).await.map_err(err)?.rows_affected();
+            added += qb
+                .build()
+                .persistent(chunk.len() == PAIR_ROWS)
+                .execute(&mut *c)
+                .await
+                .map_err(err)?
+                .rows_affected();
         }
         Ok(added)
     }
 
     /// Appends audit rows (8 values a row).
     pub async fn audit_insert(c: &mut SqliteConnection, entries: &[m::AuditRecord]) -> Result<()> {
-        for chunk in entries.chunks(500) {
+        for chunk in entries.chunks(LOG_ROWS) {
             let mut qb = Qb::new(
                 "INSERT INTO audit_log (at, actor, source, action, object_kind, object_id, before, after) ",
             );
@@ -344,14 +361,14 @@ mod bulk {
                     .push_bind(e.before.as_deref())
                     .push_bind(e.after.as_deref());
             });
-            qb.build().persistent(false).execute(&mut *c).await.map_err(err)?;
+            qb.build().persistent(chunk.len() == LOG_ROWS).execute(&mut *c).await.map_err(err)?;
         }
         Ok(())
     }
 
     /// Queues outbox rows (8 values a row).
     pub async fn outbox_insert(c: &mut SqliteConnection, messages: &[m::OutboxRecord]) -> Result<()> {
-        for chunk in messages.chunks(500) {
+        for chunk in messages.chunks(LOG_ROWS) {
             let mut qb = Qb::new(
                 "INSERT INTO outbox (id, created_at, kind, idempotency_key, payload, state, attempts, next_attempt_at) ",
             );
@@ -365,7 +382,7 @@ mod bulk {
                     .push_bind(0_i64)
                     .push_bind(o.created_at);
             });
-            qb.build().persistent(false).execute(&mut *c).await.map_err(err)?;
+            qb.build().persistent(chunk.len() == LOG_ROWS).execute(&mut *c).await.map_err(err)?;
         }
         Ok(())
     }
