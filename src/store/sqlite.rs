@@ -176,6 +176,34 @@ mod bulk {
     const PAIR_ROWS: usize = 2000; // 2
     const LOG_ROWS: usize = 500; // 8
 
+    /// Runs one multi-row statement for each chunk of `rows` items, in order, and returns the
+    /// rows they changed. SQLite runs a statement on the connection's own thread while this one
+    /// waits: the next chunk's statement (its text and thousands of bound values) is built
+    /// meanwhile, so binding and running overlap instead of taking turns.
+    async fn each_chunk<T>(
+        c: &mut SqliteConnection,
+        items: &[T],
+        rows: usize,
+        build: impl Fn(&[T]) -> Qb,
+    ) -> Result<u64> {
+        use std::task::Poll;
+        let mut chunks = items.chunks(rows);
+        let mut next = chunks.next().map(|chunk| (build(chunk), chunk.len() == rows));
+        let mut changed = 0;
+        while let Some((mut qb, full)) = next.take() {
+            let mut run = std::pin::pin!(qb.build().persistent(full).execute(&mut *c));
+            // The first poll hands the statement to the connection's thread.
+            let started = std::future::poll_fn(|cx| Poll::Ready(run.as_mut().poll(cx))).await;
+            next = chunks.next().map(|chunk| (build(chunk), chunk.len() == rows));
+            let done = match started {
+                Poll::Ready(done) => done,
+                Poll::Pending => run.await,
+            };
+            changed += done.map_err(err)?.rows_affected();
+        }
+        Ok(changed)
+    }
+
     /// New members' rows (23 values a row).
     pub async fn members_insert(
         c: &mut SqliteConnection,
@@ -183,7 +211,7 @@ mod bulk {
         hashes: &[Option<String>],
     ) -> Result<()> {
         let rows: Vec<(&m::Member, &Option<String>)> = ms.iter().zip(hashes).collect();
-        for chunk in rows.chunks(MEMBER_ROWS) {
+        each_chunk(c, &rows, MEMBER_ROWS, |chunk| {
             let mut qb = Qb::new(format!(
                 "INSERT INTO members ({}, password_hash, sync_digest) ",
                 crate::store::sql::MEMBER_COLS
@@ -213,8 +241,9 @@ mod bulk {
                     .push_bind((*hash).clone())
                     .push_bind(mb.digest());
             });
-            qb.build().persistent(chunk.len() == MEMBER_ROWS).execute(&mut *c).await.map_err(err)?;
-        }
+            qb
+        })
+        .await?;
         Ok(())
     }
 
@@ -222,7 +251,7 @@ mod bulk {
     pub async fn members_children(c: &mut SqliteConnection, ms: &[&m::Member]) -> Result<()> {
         let emails: Vec<(Uuid, usize, &m::Email)> =
             ms.iter().flat_map(|mb| mb.emails.iter().enumerate().map(|(i, e)| (mb.id, i, e))).collect();
-        for chunk in emails.chunks(CHILD_ROWS) {
+        each_chunk(c, &emails, CHILD_ROWS, |chunk| {
             let mut qb =
                 Qb::new("INSERT INTO member_emails (member_id, address, kind, is_primary, position) ");
             qb.push_values(chunk, |mut row, (id, i, e)| {
@@ -232,17 +261,19 @@ mod bulk {
                     .push_bind(e.primary)
                     .push_bind(*i as i64);
             });
-            qb.build().persistent(chunk.len() == CHILD_ROWS).execute(&mut *c).await.map_err(err)?;
-        }
+            qb
+        })
+        .await?;
         let units: Vec<(Uuid, Uuid)> =
             ms.iter().flat_map(|mb| mb.org_unit_ids.iter().map(|u| (mb.id, *u))).collect();
-        for chunk in units.chunks(CHILD_ROWS) {
+        each_chunk(c, &units, CHILD_ROWS, |chunk| {
             let mut qb = Qb::new("INSERT INTO member_org_units (member_id, org_unit_id) ");
             qb.push_values(chunk, |mut row, (id, u)| {
                 row.push_bind(*id).push_bind(*u);
             });
-            qb.build().persistent(chunk.len() == CHILD_ROWS).execute(&mut *c).await.map_err(err)?;
-        }
+            qb
+        })
+        .await?;
         Ok(())
     }
 
@@ -327,27 +358,20 @@ mod bulk {
 
     /// Adds `(group, member)` pairs; returns how many were new.
     pub async fn group_members_insert(c: &mut SqliteConnection, pairs: &[(Uuid, Uuid)]) -> Result<u64> {
-        let mut added = 0;
-        for chunk in pairs.chunks(PAIR_ROWS) {
+        each_chunk(c, pairs, PAIR_ROWS, |chunk| {
             let mut qb = Qb::new("INSERT INTO group_members (group_id, member_id) ");
             qb.push_values(chunk, |mut row, (g, mb)| {
                 row.push_bind(*g).push_bind(*mb);
             });
             qb.push(" ON CONFLICT DO NOTHING");
-            added += qb
-                .build()
-                .persistent(chunk.len() == PAIR_ROWS)
-                .execute(&mut *c)
-                .await
-                .map_err(err)?
-                .rows_affected();
-        }
-        Ok(added)
+            qb
+        })
+        .await
     }
 
     /// Appends audit rows (8 values a row).
     pub async fn audit_insert(c: &mut SqliteConnection, entries: &[m::AuditRecord]) -> Result<()> {
-        for chunk in entries.chunks(LOG_ROWS) {
+        each_chunk(c, entries, LOG_ROWS, |chunk| {
             let mut qb = Qb::new(
                 "INSERT INTO audit_log (at, actor, source, action, object_kind, object_id, before, after) ",
             );
@@ -361,14 +385,15 @@ mod bulk {
                     .push_bind(e.before.as_deref())
                     .push_bind(e.after.as_deref());
             });
-            qb.build().persistent(chunk.len() == LOG_ROWS).execute(&mut *c).await.map_err(err)?;
-        }
+            qb
+        })
+        .await?;
         Ok(())
     }
 
     /// Queues outbox rows (8 values a row).
     pub async fn outbox_insert(c: &mut SqliteConnection, messages: &[m::OutboxRecord]) -> Result<()> {
-        for chunk in messages.chunks(LOG_ROWS) {
+        each_chunk(c, messages, LOG_ROWS, |chunk| {
             let mut qb = Qb::new(
                 "INSERT INTO outbox (id, created_at, kind, idempotency_key, payload, state, attempts, next_attempt_at) ",
             );
@@ -382,8 +407,9 @@ mod bulk {
                     .push_bind(0_i64)
                     .push_bind(o.created_at);
             });
-            qb.build().persistent(chunk.len() == LOG_ROWS).execute(&mut *c).await.map_err(err)?;
-        }
+            qb
+        })
+        .await?;
         Ok(())
     }
 }
