@@ -250,7 +250,7 @@ mod bulk {
         }
         sqlx::query(
             "INSERT INTO audit_log (at, actor, source, action, object_kind, object_id, before, after) \
-             SELECT at, actor, source, action, object_kind, object_id, before::jsonb, after::jsonb \
+             SELECT at, actor, source, action, object_kind, object_id, before::json, after::json \
              FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
              $7::text[], $8::text[]) WITH ORDINALITY \
              AS r (at, actor, source, action, object_kind, object_id, before, after, n) ORDER BY n",
@@ -276,7 +276,7 @@ mod bulk {
         }
         sqlx::query(
             "INSERT INTO outbox (id, created_at, kind, idempotency_key, payload, state, attempts, next_attempt_at) \
-             SELECT id, created_at, kind, idempotency_key, payload::jsonb, 'pending', 0, created_at \
+             SELECT id, created_at, kind, idempotency_key, payload::json, 'pending', 0, created_at \
              FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[]) \
              AS r (id, created_at, kind, idempotency_key, payload)",
         )
