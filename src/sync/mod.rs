@@ -420,11 +420,17 @@ struct Held {
     domain: String,
 }
 
+/// The four reads go to the read pool at once: each is one statement on its own connection,
+/// and the largest (every member's keys) takes as long as the other three together.
 async fn held_by(store: std::sync::Arc<dyn crate::store::Store>, source: String) -> Result<Held, SyncError> {
-    let units = store.org_units_all().await?.into_iter().filter(|u| u.source.as_str() == source).collect();
-    let groups = store.groups_by_source(&source).await?;
-    let keys = store.member_keys_by_source(&source).await?;
-    let domain = store.enterprise().await?.map(|e| e.mail_domain).unwrap_or_default();
+    let (units, groups, keys, enterprise) = tokio::try_join!(
+        store.org_units_all(),
+        store.groups_by_source(&source),
+        store.member_keys_by_source(&source),
+        store.enterprise(),
+    )?;
+    let units = units.into_iter().filter(|u| u.source.as_str() == source).collect();
+    let domain = enterprise.map(|e| e.mail_domain).unwrap_or_default();
     Ok(Held { units, groups, keys, domain })
 }
 
