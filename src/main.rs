@@ -13,7 +13,7 @@ fn main() -> std::process::ExitCode {
 
 /// No transparent huge pages for this process. mimalloc asks the kernel for them on its memory
 /// (`madvise`), and a huge page is resident whole once any byte of it is touched: a first full
-/// sync of 100,000 members peaked at 264-278 MB resident with them and about 230 MB without, at
+/// sync of 100,000 members peaked at 269-292 MB resident with them and 235-246 MB without, at
 /// the same speed (BENCHMARKS.md, "LDAP sync"). The flag covers every mapping of the process,
 /// also those mimalloc made before `main`.
 fn no_transparent_huge_pages() {

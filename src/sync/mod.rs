@@ -420,8 +420,9 @@ struct Held {
     domain: String,
 }
 
-/// The four reads go to the read pool at once: each is one statement on its own connection,
-/// and the largest (every member's keys) takes as long as the other three together.
+/// The four reads go to the read pool at once, each on its own connection: an incremental run
+/// waits for them rather than for the source, and one after another they took as long as the
+/// longest plus the other three.
 async fn held_by(store: std::sync::Arc<dyn crate::store::Store>, source: String) -> Result<Held, SyncError> {
     let (units, groups, keys, enterprise) = tokio::try_join!(
         store.org_units_all(),
