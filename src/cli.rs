@@ -220,8 +220,11 @@ pub enum TokenCommand {
     },
     /// List tokens (names and dates; never the secrets).
     List,
-    /// Revoke the live token NAME.
+    /// Revoke the live token NAME. The name stays reserved: it is never created again.
     Revoke { name: String },
+    /// Replace the secret of token NAME (live or revoked); the client keeps its source and
+    /// everything it provisioned. The new token is printed once, as the last line of stdout.
+    Rotate { name: String },
 }
 
 /// Entry point of the binary.
@@ -534,17 +537,18 @@ async fn token(directory: &DirectoryService, console: &Actor, command: TokenComm
         }
         TokenCommand::List => {
             let mut out = std::io::stdout().lock();
-            writeln!(out, "{:<32} {:<25} {:<25} REVOKED", "NAME", "CREATED", "LAST USED")?;
+            writeln!(out, "{:<32} {:<25} {:<25} {:<25} REVOKED", "NAME", "CREATED", "LAST USED", "ROTATED")?;
             for t in directory.store().tokens().await? {
                 let when = |d: Option<chrono::DateTime<chrono::Utc>>| {
                     d.map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_else(|| "-".into())
                 };
                 writeln!(
                     out,
-                    "{:<32} {:<25} {:<25} {}",
+                    "{:<32} {:<25} {:<25} {:<25} {}",
                     t.name,
                     when(Some(t.created_at)),
                     when(t.last_used_at),
+                    when(t.rotated_at),
                     when(t.revoked_at)
                 )?;
             }
@@ -552,6 +556,13 @@ async fn token(directory: &DirectoryService, console: &Actor, command: TokenComm
         TokenCommand::Revoke { name } => {
             directory.revoke_token(console, &name).await?;
             eprintln!("revoked token {name:?}");
+        }
+        TokenCommand::Rotate { name } => {
+            let secret = directory.rotate_token(console, &name).await?;
+            eprintln!(
+                "rotated token {name:?}; the old secret no longer works; the new one is shown only this once:"
+            );
+            println!("{secret}");
         }
     }
     Ok(())

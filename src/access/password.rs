@@ -46,6 +46,41 @@ pub fn hash(password: &str) -> String {
         .to_string()
 }
 
+/// Argon2 at most one at a time per core: each hash or verification takes a core and 19 MiB
+/// for tens of milliseconds, and a burst of sign-ins or a SCIM Bulk of passwords must neither
+/// grow the blocking pool without bound nor starve everything else.
+fn slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    })
+}
+
+/// Too many password checks are waiting: the caller answers 429.
+#[derive(Debug, thiserror::Error)]
+#[error("too many password checks are waiting; try again in a moment")]
+pub struct Busy;
+
+/// Runs `work` on the blocking pool once a slot is free, waiting at most `wait` for one
+/// (`None`: as long as it takes).
+pub async fn bounded<T: Send + 'static>(
+    wait: Option<std::time::Duration>,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Busy> {
+    let permit = match wait {
+        None => slots().acquire().await.map_err(|_| Busy)?,
+        Some(d) => tokio::time::timeout(d, slots().acquire()).await.map_err(|_| Busy)?.map_err(|_| Busy)?,
+    };
+    let out = tokio::task::spawn_blocking(work).await;
+    drop(permit);
+    out.map_err(|_| Busy)
+}
+
+/// [`hash`] on the bounded blocking pool (waits for a slot).
+pub async fn hash_bounded(password: String) -> Result<String, Busy> {
+    bounded(None, move || hash(&password)).await
+}
+
 pub fn verify(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
         .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())

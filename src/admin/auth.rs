@@ -631,6 +631,11 @@ pub async fn logout(State(state): State<AppState>, p: Principal) -> Result<Respo
 }
 
 impl Principal {
+    /// The hash of the session this request came with.
+    pub fn session_hash(&self) -> &str {
+        &self.session_hash
+    }
+
     /// Ends the other sessions of the same person (after a password change).
     pub async fn end_other_sessions(&self, d: &DirectoryService) -> Result<(), Failure> {
         let member = match &self.who {

@@ -54,6 +54,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/sync/sources/{name}/run", post(pages::sync::run_now))
         .route("/scim", get(pages::scim::tokens).post(pages::scim::create_token))
         .route("/scim/{name}/revoke", post(pages::scim::revoke_token))
+        .route("/scim/{name}/rotate", post(pages::scim::rotate_token))
         .route("/delivery", get(pages::delivery::overview))
         .route("/delivery/{id}/retry", post(pages::delivery::retry))
         .route("/delivery/sms/top-up", post(pages::delivery::top_up))

@@ -245,6 +245,10 @@ pub struct MemberPatch {
     pub state: Option<MemberState>,
     pub anchor: Option<Option<String>>,
     pub password: Option<Secret>,
+    /// With `password`: the console session (its hash) that set it, which stays signed in;
+    /// every other session of the member ends. Never read from input.
+    #[serde(skip)]
+    pub keep_session: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -316,6 +320,10 @@ pub enum DirectoryError {
     NotEmpty { id: Uuid, what: &'static str },
     #[error("{kind} {id} is owned by source {owner}; {actor} may not change it")]
     NotOwner { kind: &'static str, id: Uuid, owner: String, actor: String },
+    /// A provisioning source reached for what only the console may do to a member who holds a
+    /// role (set the password, take the member over).
+    #[error("member {id} holds a console role: {what}")]
+    Protected { id: Uuid, what: &'static str },
     #[error("the account number block {first}-{last} is used up")]
     NumbersExhausted { first: i64, last: i64 },
     #[error("account number {number} is not available: {reason}")]
@@ -344,6 +352,7 @@ impl DirectoryError {
             DirectoryError::Cycle { .. } => "org_cycle",
             DirectoryError::NotEmpty { .. } => "org_not_empty",
             DirectoryError::NotOwner { .. } => "not_owner",
+            DirectoryError::Protected { .. } => "protected",
             DirectoryError::NumbersExhausted { .. } => "numbers_exhausted",
             DirectoryError::NumberUnavailable { .. } => "number_unavailable",
             DirectoryError::NoEnterprise => "no_enterprise",
@@ -370,7 +379,7 @@ impl DirectoryError {
                     "members_mobile" => "mobile",
                     "members_account_number" => "account_number",
                     "org_units_parent_id_name" | "org_units_root_name" => "name",
-                    "api_tokens_live_name" => "token name",
+                    "api_tokens_name" | "api_tokens_live_name" => "token name",
                     "roles_name" => "name",
                     k if k.ends_with("source_anchor") => "anchor",
                     _ => "value",

@@ -46,6 +46,11 @@ impl Source {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+    /// A provisioning source (SCIM, LDAP sync, import): it feeds the directory from outside
+    /// and never chooses the password of, or takes over, a member who holds a role.
+    pub fn provisions(&self) -> bool {
+        !matches!(self.0.as_str(), Self::CONSOLE | Self::SYSTEM)
+    }
 }
 
 /// A stored value that is not a valid [`Source`] or [`MemberState`].

@@ -56,6 +56,9 @@ struct Ctx<'a> {
     pending: Pending,
     /// What the change set's creates of org units and groups need to know, read up front.
     known: Known,
+    /// The argon2 hashes of the passwords in the set, by change index, made before the
+    /// transaction began ([`DirectoryService::hash_passwords`]): hashing holds no writer.
+    hashes: std::collections::HashMap<usize, String>,
 }
 
 /// Facts about the store read at the start of a change set for its creates of org units and
@@ -179,6 +182,7 @@ impl<'a> Ctx<'a> {
             index: 0,
             pending: Pending::default(),
             known: Known::default(),
+            hashes: Default::default(),
         }
     }
 
@@ -293,6 +297,15 @@ impl<'a> Ctx<'a> {
             return Err((p.index[at], DirectoryError::Conflict { field, value }));
         }
         self.tx.members_insert(&p.members, &p.password_hashes).await.map_err(|e| (first, e.into()))?;
+        let set_by = self.actor.source.as_str();
+        for (i, (m, hash)) in p.members.iter().zip(&p.password_hashes).enumerate() {
+            if let Some(hash) = hash {
+                self.tx
+                    .member_set_password(m.id, Some(hash), Some(set_by))
+                    .await
+                    .map_err(|e| (p.index[i], e.into()))?;
+            }
+        }
         Ok(())
     }
 
@@ -386,6 +399,7 @@ impl DirectoryService {
     /// Applies a change set in order, all or nothing.
     pub async fn apply(&self, actor: &Actor, changes: Vec<Change>) -> Result<Vec<Applied>, ChangeError> {
         let at = |index| move |error| ChangeError { index, error };
+        let hashes = hash_passwords(&changes).await?;
         let mut tx = self.store.begin().await.map_err(|e| at(0)(DirectoryError::from_store(e)))?;
         let enterprise = tx
             .enterprise()
@@ -393,6 +407,7 @@ impl DirectoryService {
             .map_err(|e| at(0)(e.into()))?
             .ok_or_else(|| at(0)(DirectoryError::NoEnterprise))?;
         let mut ctx = Ctx::new(tx.as_mut(), actor, now(), enterprise.mail_domain);
+        ctx.hashes = hashes;
         // A set that creates members and names no numbers takes its numbers as one block.
         let fresh = changes
             .iter()
@@ -546,7 +561,7 @@ impl DirectoryService {
                 .await?
             }
         };
-        let hash = n.password.as_ref().map(hash_member_password).transpose()?;
+        let hash = ctx.hashes.remove(&ctx.index);
         ctx.audit("member.create", "member", Some(m.id.to_string()), None, Some(&m)).await?;
         ctx.notify_member("member.created", &m).await?;
         // Written by `Ctx::write_pending`, before the next change that is not such a create.
@@ -634,7 +649,9 @@ impl DirectoryService {
         Ok(())
     }
 
-    /// Creates an API token; returns the secret (shown once, only its hash is stored).
+    /// Creates an API token; returns the secret (shown once, only its hash is stored). A name
+    /// is a source's identity (`scim:<name>`): once used it is never handed out again, revoked
+    /// or not, or a new client would inherit every member the old one provisioned.
     pub async fn create_token(&self, actor: &Actor, name: &str, adopt_existing: bool) -> R<String> {
         let name = crate::access::tokens::check_name(name)?;
         let (secret, hash) = crate::access::tokens::generate();
@@ -648,6 +665,24 @@ impl DirectoryService {
         ctx.audit("token.create", "token", Some(name.clone()), None, Some(&after)).await?;
         ctx.flush().await?;
         tx.commit().await?;
+        Ok(secret)
+    }
+
+    /// Replaces the secret of the token `name` and returns the new one (shown once). The name,
+    /// and so the source `scim:<name>` and everything it provisioned, stays with the client; a
+    /// revoked token is live again. Names are never handed out twice (see [`Self::create_token`]),
+    /// so this is the only way to give a source a new secret.
+    pub async fn rotate_token(&self, actor: &Actor, name: &str) -> R<String> {
+        let (secret, hash) = crate::access::tokens::generate();
+        let mut tx = self.store.begin().await?;
+        let mut ctx = Ctx::new(tx.as_mut(), actor, now(), String::new());
+        if !ctx.tx.token_rotate(name, &hash, ctx.now).await? {
+            return Err(DirectoryError::NotFound { kind: "token", id: name.to_owned() });
+        }
+        ctx.audit::<()>("token.rotate", "token", Some(name.to_owned()), None, None).await?;
+        ctx.flush().await?;
+        tx.commit().await?;
+        self.tokens.clear();
         Ok(secret)
     }
 
@@ -1043,7 +1078,16 @@ async fn check_member(ctx: &mut Ctx<'_>, m: &mut Member, new: bool) -> R<()> {
 
 async fn update_member(ctx: &mut Ctx<'_>, id: Uuid, p: MemberPatch) -> R<Applied> {
     let before = member_or_404(ctx, id).await?;
-    ctx.ensure_owner("member", id, &before.source)?;
+    // A console password is not a directory attribute: the console sets it for a member of any
+    // source (the only way a member who holds a role gets one when their source is not LDAP).
+    let password_only = MemberPatch {
+        password: p.password.clone(),
+        keep_session: p.keep_session.clone(),
+        ..MemberPatch::default()
+    } == p;
+    if !(password_only && ctx.actor.source.as_str() == Source::CONSOLE) {
+        ctx.ensure_owner("member", id, &before.source)?;
+    }
     let mut m = before.clone();
     macro_rules! opt {
         ($field:ident) => {
@@ -1086,9 +1130,23 @@ async fn update_member(ctx: &mut Ctx<'_>, id: Uuid, p: MemberPatch) -> R<Applied
         m.state = v;
     }
     check_member(ctx, &mut m, false).await?;
-    if let Some(password) = &p.password {
-        ctx.tx.member_set_password(id, &hash_member_password(password)?).await?;
-        ctx.audit::<()>("member.password_set", "member", Some(id.to_string()), None, None).await?;
+    if p.password.is_some() {
+        // A provisioning source never chooses the password someone administers with: it would
+        // sign in to the console as them (SECURITY.md).
+        if ctx.actor.source.provisions() && ctx.tx.member_holds_role(id).await? {
+            return Err(DirectoryError::Protected {
+                id,
+                what: "its password is set in the console only, never by a provisioning source",
+            });
+        }
+        let hash = ctx.hashes.remove(&ctx.index).ok_or_else(|| {
+            DirectoryError::invalid("password", "was not hashed before the change set began")
+        })?;
+        ctx.tx.member_set_password(id, Some(&hash), Some(ctx.actor.source.as_str())).await?;
+        // Sessions signed in with the old password end with it, in the same transaction.
+        let ended = ctx.tx.member_sessions_end(id, p.keep_session.as_deref()).await?;
+        let detail = json!({ "sessions_ended": ended });
+        ctx.audit("member.password_set", "member", Some(id.to_string()), None, Some(&detail)).await?;
     }
     if m == before {
         return Ok(Applied::Member(m));
@@ -1106,16 +1164,48 @@ async fn update_member(ctx: &mut Ctx<'_>, id: Uuid, p: MemberPatch) -> R<Applied
     Ok(Applied::Member(m))
 }
 
-/// A member's console password: at least 8 characters, stored as an argon2 hash.
-fn hash_member_password(p: &crate::access::password::Secret) -> R<String> {
-    if p.0.chars().count() < 8 {
-        return Err(DirectoryError::invalid("password", "must be at least 8 characters"));
+/// The argon2 hashes of a change set's member passwords, by change index, made before its
+/// transaction and on the bounded blocking pool (a Bulk of a thousand passwords would
+/// otherwise hold the writer for seconds). A member's console password is at least 8
+/// characters.
+async fn hash_passwords(changes: &[Change]) -> Result<std::collections::HashMap<usize, String>, ChangeError> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, change) in changes.iter().enumerate() {
+        let password = match change {
+            Change::CreateMember(n) => n.password.as_ref(),
+            Change::UpdateMember { patch, .. } => patch.password.as_ref(),
+            _ => None,
+        };
+        let Some(password) = password else { continue };
+        if password.0.chars().count() < 8 {
+            let error = DirectoryError::invalid("password", "must be at least 8 characters");
+            return Err(ChangeError { index, error });
+        }
+        let password = password.0.clone();
+        tasks.spawn(async move { (index, crate::access::password::hash_bounded(password).await) });
     }
-    Ok(crate::access::password::hash(&p.0))
+    let mut out = std::collections::HashMap::with_capacity(tasks.len());
+    while let Some(done) = tasks.join_next().await {
+        let failed = |index| ChangeError {
+            index,
+            error: DirectoryError::Store(StoreError::Other("a password could not be hashed".into())),
+        };
+        match done {
+            Ok((index, Ok(hash))) => {
+                out.insert(index, hash);
+            }
+            Ok((index, Err(_))) => return Err(failed(index)),
+            Err(_) => return Err(failed(0)),
+        }
+    }
+    Ok(out)
 }
 
 async fn adopt_member(ctx: &mut Ctx<'_>, id: Uuid, anchor: Option<String>) -> R<Applied> {
     let before = member_or_404(ctx, id).await?;
+    if ctx.tx.member_holds_role(id).await? {
+        return Err(DirectoryError::Protected { id, what: "no source takes over a member who holds a role" });
+    }
     let mut m = before.clone();
     m.source = ctx.actor.source.clone();
     m.anchor = validate::optional_text("anchor", anchor.as_deref(), 256)?;
@@ -1350,6 +1440,18 @@ async fn grant_role(ctx: &mut Ctx<'_>, role_id: Uuid, member_id: Uuid, scope: Op
         org_unit_or_404(ctx, unit).await?;
     }
     let before = ctx.tx.grant(role_id, member_id).await?;
+    // Whoever chose this member's password must not gain their role with it: a password a
+    // provisioning source set is cleared (the super admin sets a new one, or the member signs
+    // in through their LDAP directory).
+    if let Some(set_by) = ctx.tx.member_password_set_by(member_id).await?
+        && Source::parse(&set_by).is_none_or(|s| s.provisions())
+    {
+        ctx.tx.member_set_password(member_id, None, None).await?;
+        ctx.tx.member_sessions_end(member_id, None).await?;
+        let detail = json!({ "set_by": set_by, "reason": "a role was granted" });
+        ctx.audit("member.password_cleared", "member", Some(member_id.to_string()), None, Some(&detail))
+            .await?;
+    }
     let g = RoleGrant {
         role_id,
         member_id,

@@ -248,7 +248,7 @@ impl From<DirectoryError> for ApiError {
             | DirectoryError::NotEmpty { .. }
             | DirectoryError::NumberUnavailable { .. } => StatusCode::CONFLICT,
             DirectoryError::Stale { .. } => StatusCode::PRECONDITION_FAILED,
-            DirectoryError::NotOwner { .. } => StatusCode::FORBIDDEN,
+            DirectoryError::NotOwner { .. } | DirectoryError::Protected { .. } => StatusCode::FORBIDDEN,
             DirectoryError::NumbersExhausted { .. } | DirectoryError::NoEnterprise => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }

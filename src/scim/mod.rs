@@ -232,7 +232,9 @@ impl From<DirectoryError> for ScimError {
             DirectoryError::NumberUnavailable { .. } | DirectoryError::NumbersExhausted { .. } => {
                 ScimError::new(StatusCode::CONFLICT, None, detail)
             }
-            DirectoryError::NotOwner { .. } => ScimError::new(StatusCode::FORBIDDEN, None, detail),
+            DirectoryError::NotOwner { .. } | DirectoryError::Protected { .. } => {
+                ScimError::new(StatusCode::FORBIDDEN, None, detail)
+            }
             DirectoryError::Stale { .. } => ScimError::new(StatusCode::PRECONDITION_FAILED, None, detail),
             DirectoryError::NoEnterprise => ScimError::new(StatusCode::SERVICE_UNAVAILABLE, None, detail),
             DirectoryError::Store(inner) => {

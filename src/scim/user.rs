@@ -460,6 +460,7 @@ fn replace_patch(u: &UserInput, units: Option<(Option<Uuid>, Vec<Uuid>)>) -> Mem
         state: u.active.map(|a| if a { MemberState::Active } else { MemberState::Suspended }),
         anchor: Some(u.external_id.clone()),
         password: u.password.clone(),
+        keep_session: None,
     }
 }
 

@@ -71,6 +71,8 @@ pub struct TokenInfo {
     pub revoked_at: Option<DateTime<Utc>>,
     /// The client may take over members that another source created, matching by userName.
     pub adopt_existing: bool,
+    /// When its secret was last replaced ([`StoreTx::token_rotate`]).
+    pub rotated_at: Option<DateTime<Utc>>,
 }
 
 /// A console session (the cookie carries a secret; only its hash is stored).
@@ -517,7 +519,19 @@ pub trait StoreTx: Send {
     /// Inserts new members with their e-mails and further org units, each with its password
     /// hash, in multi-row statements.
     async fn members_insert(&mut self, ms: &[Member], password_hashes: &[Option<String>]) -> Result<()>;
-    async fn member_set_password(&mut self, id: Uuid, password_hash: &str) -> Result<()>;
+    /// Sets (or with `None` clears) a member's console password hash, with the source that set it.
+    async fn member_set_password(
+        &mut self,
+        id: Uuid,
+        password_hash: Option<&str>,
+        set_by: Option<&str>,
+    ) -> Result<()>;
+    /// When the member has a console password: the source that set it last (`""`: unknown).
+    async fn member_password_set_by(&mut self, id: Uuid) -> Result<Option<String>>;
+    /// Whether the member holds any role.
+    async fn member_holds_role(&mut self, id: Uuid) -> Result<bool>;
+    /// Ends every console session of the member (a new password was set) but `keep`.
+    async fn member_sessions_end(&mut self, id: Uuid, keep: Option<&str>) -> Result<u64>;
     /// Hands a member to another source (explicit adoption).
     async fn member_set_source(&mut self, id: Uuid, source: &str, anchor: Option<&str>) -> Result<()>;
     /// Which of `ids` are org units (one query a thousand).
@@ -587,6 +601,9 @@ pub trait StoreTx: Send {
         adopt_existing: bool,
         at: DateTime<Utc>,
     ) -> Result<()>;
+    /// Replaces the secret of the token `name` (live or revoked; a revoked one is live again);
+    /// false when there is no token of that name.
+    async fn token_rotate(&mut self, name: &str, hash: &str, at: DateTime<Utc>) -> Result<bool>;
     /// Marks the live token `name` revoked; false when there is none.
     async fn token_revoke(&mut self, name: &str, at: DateTime<Utc>) -> Result<bool>;
 

@@ -1024,7 +1024,7 @@ macro_rules! shared_sql {
 
             async fn tokens(&self) -> Result<Vec<TokenInfo>> {
                 sqlx::query_as::<_, TokenInfo>(
-                    "SELECT name, created_at, last_used_at, revoked_at, adopt_existing FROM api_tokens ORDER BY name, id",
+                    "SELECT name, created_at, last_used_at, revoked_at, adopt_existing, rotated_at FROM api_tokens ORDER BY name, id",
                 )
                 .fetch_all(&self.read)
                 .await
@@ -1204,7 +1204,7 @@ macro_rules! shared_sql {
 
             async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenInfo>> {
                 let token = sqlx::query_as::<_, TokenInfo>(
-                    "SELECT name, created_at, last_used_at, revoked_at, adopt_existing FROM api_tokens \
+                    "SELECT name, created_at, last_used_at, revoked_at, adopt_existing, rotated_at FROM api_tokens \
                      WHERE token_hash = $1 AND revoked_at IS NULL",
                 )
                 .bind(hash.to_owned())
@@ -1458,9 +1458,28 @@ macro_rules! shared_sql {
                 bulk::members_children(&mut self.tx, &members).await
             }
 
-            async fn member_set_password(&mut self, id: Uuid, password_hash: &str) -> Result<()> {
-                exec(&mut self.tx, q("UPDATE members SET password_hash = $2 WHERE id = $1").bind(id).bind(password_hash.to_owned())).await?;
+            async fn member_set_password(&mut self, id: Uuid, password_hash: Option<&str>, set_by: Option<&str>) -> Result<()> {
+                exec(&mut self.tx, q("UPDATE members SET password_hash = $2, password_set_by = $3 WHERE id = $1")
+                    .bind(id).bind(password_hash.map(str::to_owned)).bind(set_by.map(str::to_owned))).await?;
                 Ok(())
+            }
+
+            async fn member_password_set_by(&mut self, id: Uuid) -> Result<Option<String>> {
+                let row: Option<(Option<String>,)> = sqlx::query_as(
+                    "SELECT password_set_by FROM members WHERE id = $1 AND password_hash IS NOT NULL")
+                    .bind(id).fetch_optional(&mut *self.tx).await.map_err($err)?;
+                Ok(row.map(|(by,)| by.unwrap_or_default()))
+            }
+
+            async fn member_holds_role(&mut self, id: Uuid) -> Result<bool> {
+                let (held,): (bool,) = sqlx::query_as("SELECT EXISTS (SELECT 1 FROM role_grants WHERE member_id = $1)")
+                    .bind(id).fetch_one(&mut *self.tx).await.map_err($err)?;
+                Ok(held)
+            }
+
+            async fn member_sessions_end(&mut self, id: Uuid, keep: Option<&str>) -> Result<u64> {
+                exec(&mut self.tx, q("DELETE FROM admin_sessions WHERE member_id = $1 AND id_hash <> $2")
+                    .bind(id).bind(keep.unwrap_or("").to_owned())).await
             }
 
             async fn member_set_source(&mut self, id: Uuid, source: &str, anchor: Option<&str>) -> Result<()> {
@@ -1735,6 +1754,11 @@ macro_rules! shared_sql {
                 exec(&mut self.tx, q("INSERT INTO api_tokens (name, token_hash, created_at, adopt_existing) VALUES ($1, $2, $3, $4)")
                     .bind(name.to_owned()).bind(hash.to_owned()).bind(at).bind(adopt_existing)).await?;
                 Ok(())
+            }
+
+            async fn token_rotate(&mut self, name: &str, hash: &str, at: DateTime<Utc>) -> Result<bool> {
+                Ok(exec(&mut self.tx, q("UPDATE api_tokens SET token_hash = $1, rotated_at = $2, revoked_at = NULL WHERE name = $3")
+                    .bind(hash.to_owned()).bind(at).bind(name.to_owned())).await? > 0)
             }
 
             async fn token_revoke(&mut self, name: &str, at: DateTime<Utc>) -> Result<bool> {

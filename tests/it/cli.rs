@@ -134,6 +134,21 @@ fn tokens_from_the_command_line() {
     let again = run(rosterd(dir.path()).args(["token", "revoke", "entra"]));
     assert_eq!(again.status.code(), Some(1));
     assert!(text(&again.stderr).contains("not found"));
+    // The name stays reserved after revocation: a new client cannot become `scim:entra`.
+    let reuse = run(rosterd(dir.path()).args(["token", "create", "--name", "entra"]));
+    assert_eq!(reuse.status.code(), Some(1), "{}", text(&reuse.stdout));
+    assert!(text(&reuse.stderr).contains("already in use"), "{}", text(&reuse.stderr));
+    // Rotation is the way to give the source a new secret (a revoked token is live again).
+    let rotate = run(rosterd(dir.path()).args(["token", "rotate", "entra"]));
+    assert!(rotate.status.success(), "{}", text(&rotate.stderr));
+    let rotated = text(&rotate.stdout).lines().last().unwrap().trim().to_owned();
+    assert!(rotated.starts_with("rst_") && rotated != token, "{rotated}");
+    let list = text(&run(rosterd(dir.path()).args(["token", "list"])).stdout);
+    let row = list.lines().find(|l| l.starts_with("entra")).unwrap();
+    assert!(row.trim_end().ends_with('-'), "live again, with a rotation time: {list}");
+    assert_eq!(list.lines().filter(|l| l.starts_with("entra")).count(), 1, "{list}");
+    let missing = run(rosterd(dir.path()).args(["token", "rotate", "nobody"]));
+    assert_eq!(missing.status.code(), Some(1));
     // The database holds the hash, never the token.
     let db = std::fs::read(dir.path().join("data/roster.db")).unwrap();
     let wal = std::fs::read(dir.path().join("data/roster.db-wal")).unwrap_or_default();

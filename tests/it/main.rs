@@ -16,6 +16,7 @@ mod migrations;
 mod pg;
 mod samba;
 mod scim;
+mod security;
 mod slapd;
 mod story;
 mod sync;

@@ -920,9 +920,13 @@ async fn tokens_are_stored_hashed(b: Backend) {
     assert_eq!(d.authenticate_token(&secret).await.unwrap(), None, "revoked at once");
     assert_eq!(s.token_by_hash(&roster::access::tokens::hash(&secret)).await.unwrap(), None);
     assert_eq!(code(d.revoke_token(&console(), "okta").await), "not_found");
-    // The name is free again after revocation.
-    d.create_token(&console(), "okta", false).await.unwrap();
-    assert_eq!(s.tokens().await.unwrap().len(), 2);
+    // The name stays reserved after revocation (it is the source's identity); rotation gives
+    // the same source a new secret.
+    assert_eq!(code(d.create_token(&console(), "okta", false).await), "conflict");
+    let rotated = d.rotate_token(&console(), "okta").await.unwrap();
+    assert_eq!(d.authenticate_token(&rotated).await.unwrap().map(|t| t.name).as_deref(), Some("okta"));
+    assert_eq!(d.authenticate_token(&secret).await.unwrap(), None, "the old secret stays dead");
+    assert_eq!(s.tokens().await.unwrap().len(), 1);
 }
 
 async fn enterprise_profile_and_password(b: Backend) {

@@ -195,6 +195,7 @@ pub async fn password(State(state): State<AppState>, p: Principal, Form(f): Form
             }
             let patch = crate::directory::MemberPatch {
                 password: Some(crate::access::password::Secret(f.new.clone())),
+                keep_session: Some(p.session_hash().to_owned()),
                 ..Default::default()
             };
             d.apply_one(&p.actor(), Change::UpdateMember { id: m.id, patch }).await.map(|_| ())

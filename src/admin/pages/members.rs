@@ -180,7 +180,7 @@ pub async fn detail(
 }
 
 /// The member form's fields, as typed.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
 pub struct MemberForm {
     #[serde(default)]
     pub login_name: String,
@@ -320,16 +320,28 @@ pub async fn update(
         // Moving a member needs the permission where it goes, too.
         p.require(d, p.has_at_unit(d, Permission::ManageMembers, unit).await?, "member.move").await?;
     }
-    let patch = MemberPatch {
-        login_name: Some(f.login_name.clone()),
-        display_name: Some(f.display_name.clone()),
-        mobile: Some(opt(&f.mobile)),
-        emails: Some(f.emails()),
-        title: Some(opt(&f.title)),
-        employee_number: Some(opt(&f.employee_number)),
-        primary_org_unit_id: Some(unit),
-        password: opt(&f.password).map(Secret),
-        ..Default::default()
+    // A member of another source keeps its directory fields there; the console sets only the
+    // password (when those fields come back unchanged).
+    let unchanged = MemberForm {
+        password: f.password.clone(),
+        version: f.version,
+        ..MemberForm::of(&m, f.unit_path.clone())
+    };
+    let foreign = m.source.as_str() != crate::directory::model::Source::CONSOLE;
+    let patch = if foreign && !f.password.is_empty() && unchanged == f && unit == m.primary_org_unit_id {
+        MemberPatch { password: Some(Secret(f.password.clone())), ..Default::default() }
+    } else {
+        MemberPatch {
+            login_name: Some(f.login_name.clone()),
+            display_name: Some(f.display_name.clone()),
+            mobile: Some(opt(&f.mobile)),
+            emails: Some(f.emails()),
+            title: Some(opt(&f.title)),
+            employee_number: Some(opt(&f.employee_number)),
+            primary_org_unit_id: Some(unit),
+            password: opt(&f.password).map(Secret),
+            ..Default::default()
+        }
     };
     if let Some(pw) = &patch.password
         && let Err(e) = crate::access::password::check_strength(&pw.0)
@@ -340,15 +352,9 @@ pub async fn update(
         Change::ExpectVersion { kind: "member".into(), id: m.id, version: f.version },
         Change::UpdateMember { id: m.id, patch },
     ];
-    let new_password = !f.password.is_empty();
+    // A new password ends the member's sessions, in the change's own transaction.
     match d.apply(&p.actor(), changes).await {
-        Ok(_) => {
-            if new_password {
-                // A new password ends the sessions signed in with the old one.
-                d.store().sessions_end(Some(m.id), None).await?;
-            }
-            Ok(see_other(&format!("/admin/members/{}?done=member.saved", m.id)))
-        }
+        Ok(_) => Ok(see_other(&format!("/admin/members/{}?done=member.saved", m.id))),
         Err(e) => form_refused(&p, Some(m.id), f, Errors::from_change(e)?),
     }
 }

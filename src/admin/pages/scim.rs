@@ -1,4 +1,5 @@
-//! SCIM clients: their API tokens, created (the secret shown once) and revoked.
+//! SCIM clients: their API tokens, created (the secret shown once), revoked, and rotated (the
+//! super admin only: a rotation hands a source and everything it provisioned a new secret).
 
 use askama::Template;
 use axum::Form;
@@ -23,6 +24,8 @@ pub struct TokensPage {
     pub errors: Errors,
     /// The refused token name.
     pub typed: String,
+    /// The super admin may rotate.
+    pub can_rotate: bool,
 }
 
 impl TokensPage {
@@ -34,6 +37,9 @@ impl TokensPage {
     }
     pub fn revoked(&self, t: &TokenInfo) -> String {
         when_opt(&t.revoked_at)
+    }
+    pub fn rotated(&self, t: &TokenInfo) -> String {
+        when_opt(&t.rotated_at)
     }
 }
 
@@ -52,7 +58,8 @@ async fn page(
         axum::http::StatusCode::UNPROCESSABLE_ENTITY
     };
     let c = p.chrome(p.lang.t("menu.scim")).at("/admin/scim").flash(done);
-    let page = TokensPage { c, tokens: d.store().tokens().await?, secret, errors, typed };
+    let page =
+        TokensPage { c, tokens: d.store().tokens().await?, secret, errors, typed, can_rotate: p.is_super() };
     let mut res = (status, html(&page)).into_response();
     res.headers_mut().insert(axum::http::header::CACHE_CONTROL, "no-store".parse().expect("valid"));
     Ok(res)
@@ -91,4 +98,15 @@ pub async fn revoke_token(State(state): State<AppState>, p: Principal, Path(name
     p.require(d, p.has(Permission::ManageScim), "token.revoke").await?;
     d.revoke_token(&p.actor(), &name).await.map_err(|e| Failure::from_directory(&e))?;
     Ok(see_other("/admin/scim?done=scim.revoked"))
+}
+
+/// Gives the token `name` a new secret, shown once. The super admin only: whoever holds the new
+/// secret acts as the source and changes every member it provisioned.
+pub async fn rotate_token(State(state): State<AppState>, p: Principal, Path(name): Path<String>) -> Page {
+    let d = directory(&state)?;
+    p.require(d, p.is_super(), "token.rotate").await?;
+    match d.rotate_token(&p.actor(), &name).await {
+        Ok(secret) => page(&state, &p, Some((name, secret)), Errors::default(), String::new(), None).await,
+        Err(e) => Err(Failure::from_directory(&e)),
+    }
 }
