@@ -99,6 +99,10 @@ pub struct LdapSource {
     pub url: String,
     #[serde(default)]
     pub starttls: bool,
+    /// Console sign-in by pass-through sends the member's password to this server: over a
+    /// cleartext `ldap://` URL without `starttls` it is refused unless this is set explicitly.
+    #[serde(default)]
+    pub allow_insecure: bool,
     /// PEM file of the CA that signed the server's certificate (default: the system's roots).
     pub ca_file: Option<PathBuf>,
     pub bind_dn: Option<String>,
@@ -638,6 +642,13 @@ impl Config {
             }
             if src.users.base_dn.trim().is_empty() {
                 return Err(ConfigError::new(&key("users.base_dn"), "must be set"));
+            }
+            if src.bind_dn.is_some() && src.bind_password.as_deref().is_none_or(str::is_empty) {
+                return Err(ConfigError::new(
+                    &key("bind_password"),
+                    "bind_dn is set without a password (bind_password or bind_password_file): \
+                     that would be an anonymous bind",
+                ));
             }
             for (k, expr) in
                 [("schedule.incremental", &src.schedule.incremental), ("schedule.full", &src.schedule.full)]

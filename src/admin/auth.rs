@@ -456,47 +456,69 @@ pub async fn login(
     let who = resolve(d, &account).await?;
     let keys = [who.key(&account), format!("ip:{ip}")];
     let actor = Actor::new(Source::console(), account.clone());
+    let locked_answer = || retry("login.locked", axum::http::StatusCode::TOO_MANY_REQUESTS);
     for key in &keys {
         if let Some(f) = d.store().sign_in_failures(key).await?
             && f.locked_until.is_some_and(|t| t > now)
         {
-            let _ = d.record(&actor, "console.sign_in_locked", "console", None, json!({ "ip": ip })).await;
-            return Ok(retry("login.locked", axum::http::StatusCode::TOO_MANY_REQUESTS));
+            audit_or_log(d, &actor, "console.sign_in_locked", json!({ "ip": ip })).await;
+            return Ok(locked_answer());
         }
     }
-    let verified = match verify(&state, d, &who, &f.password).await? {
+    // The attempt is counted before anything is verified, in one statement per key: parallel
+    // attempts each see their own count, and no more than the limit are ever evaluated.
+    let counts = count_attempt(&state, d, &keys, now).await?;
+    if counts.over {
+        audit_or_log(d, &actor, "console.sign_in_locked", json!({ "ip": ip })).await;
+        return Ok(locked_answer());
+    }
+    // Whatever goes wrong short of a session looks the same to the client (status, text, one
+    // argon2 verification of time): a wrong password, an unknown, suspended or role-less
+    // account. Only the audit log says which. The console is for those who administer: a
+    // member without a role is not even checked against their directory (no LDAP bind, so no
+    // AD lockout to trip by spraying).
+    let eligible = match &who {
+        Account::Member(m) => {
+            m.state == MemberState::Active && !d.store().member_grants(m.id).await?.is_empty()
+        }
+        Account::Super => true,
+        Account::Unknown => false,
+    };
+    let verified = match verify(&state, d, if eligible { &who } else { &Account::Unknown }, &f.password).await
+    {
+        Ok(v) => v,
+        Err(Failure::Busy) => {
+            // Not evaluated: give the attempt back.
+            undo_attempt(d, &keys).await;
+            return Ok(retry("login.busy", axum::http::StatusCode::TOO_MANY_REQUESTS));
+        }
+        Err(e) => return Err(e),
+    };
+    let member_id = match verified {
         Verified::DirectoryDown => {
             // The member's LDAP directory, not our store, could not be asked.
+            undo_attempt(d, &keys).await;
             return Ok(retry("login.directory_down", axum::http::StatusCode::SERVICE_UNAVAILABLE));
         }
-        Verified::No => None,
-        Verified::Yes => Some(match &who {
+        Verified::No => {
+            let reason = if !eligible && matches!(who, Account::Member(_)) {
+                "inactive or no role"
+            } else {
+                "wrong account or password"
+            };
+            let locked = lock_if_spent(&state, d, &keys, &counts, now).await?;
+            let detail = json!({ "ip": ip, "locked": locked, "reason": reason });
+            audit_or_log(d, &actor, "console.sign_in_failed", detail).await;
+            let error = if locked { "login.locked" } else { "login.failed" };
+            return Ok(retry(error, axum::http::StatusCode::UNAUTHORIZED));
+        }
+        Verified::Yes => match &who {
             Account::Member(m) => Some(m.id),
             _ => None,
-        }),
+        },
     };
-    let Some(member_id) = verified else {
-        let locked = count_failure(&state, d, &keys, now).await?;
-        let detail = json!({ "ip": ip, "locked": locked });
-        let _ = d.record(&actor, "console.sign_in_failed", "console", None, detail).await;
-        let error = if locked { "login.locked" } else { "login.failed" };
-        return Ok(retry(error, axum::http::StatusCode::UNAUTHORIZED));
-    };
-    // The console is for those who administer: a member without a role has nothing to do here.
-    if let Some(id) = member_id
-        && d.store().member_grants(id).await?.is_empty()
-    {
-        let _ = d
-            .record(
-                &actor,
-                "console.sign_in_refused",
-                "console",
-                None,
-                json!({ "ip": ip, "reason": "no role" }),
-            )
-            .await;
-        return Ok(retry("login.no_role", axum::http::StatusCode::FORBIDDEN));
-    }
+    // The address's count was for this attempt, which succeeded: give it back.
+    d.store().sign_in_failure_undo(&keys[1]).await?;
     d.store().sign_in_failures_clear(&keys[0]).await?;
     let secret = random_token();
     let session = AdminSession {
@@ -571,7 +593,7 @@ async fn verify(
         }
         _ => String::new(),
     };
-    let ok = check_hash(password, hash).await;
+    let ok = check_hash(password, hash).await?;
     Ok(if ok { Verified::Yes } else { Verified::No })
 }
 
@@ -583,9 +605,12 @@ fn dummy_hash() -> &'static str {
 
 /// Verifies `password` against `hash`, or against a dummy hash (always failing) when there is
 /// none, so both take the same time.
-pub(crate) async fn check_hash(password: &str, hash: String) -> bool {
+///
+/// Runs on the bounded password pool ([`crate::access::password::bounded`]): waits up to
+/// [`PASSWORD_WAIT`] for a slot, then answers [`Failure::Busy`] (429).
+pub(crate) async fn check_hash(password: &str, hash: String) -> Result<bool, Failure> {
     let password = password.to_owned();
-    tokio::task::spawn_blocking(move || {
+    crate::access::password::bounded(Some(PASSWORD_WAIT), move || {
         if hash.is_empty() {
             crate::access::password::verify(&password, dummy_hash());
             false
@@ -594,29 +619,87 @@ pub(crate) async fn check_hash(password: &str, hash: String) -> bool {
         }
     })
     .await
-    .unwrap_or(false)
+    .map_err(|_| Failure::Busy)
 }
 
-/// Counts a failure under the account's key and the address's (one statement each, so parallel
-/// attempts all count); true when this one locked sign-in.
-async fn count_failure(
+/// How long a sign-in waits for a free password slot before it is told to try again.
+const PASSWORD_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What [`count_attempt`] counted: the attempts under each key in the window, this one included.
+struct Counts {
+    account: i64,
+    address: i64,
+    /// Past a limit already: this attempt is not evaluated.
+    over: bool,
+}
+
+/// Counts an attempt under the account's key and the address's, one atomic statement each,
+/// before it is verified.
+async fn count_attempt(
     state: &AppState,
     d: &DirectoryService,
-    keys: &[String],
+    keys: &[String; 2],
+    now: DateTime<Utc>,
+) -> Result<Counts, Failure> {
+    let cfg = &state.admin;
+    let window_from = now - Duration::minutes(cfg.failure_window_minutes);
+    let account = d.store().sign_in_failure_add(&keys[0], now, window_from).await?;
+    let address = d.store().sign_in_failure_add(&keys[1], now, window_from).await?;
+    let over = account > cfg.max_failures || address > cfg.max_failures_per_address;
+    if over {
+        // Attempts raced past the limit: lock now, so the next ones stop at the first check.
+        lock_if_spent(state, d, keys, &Counts { account, address, over }, now).await?;
+    }
+    Ok(Counts { account, address, over })
+}
+
+/// After a failed attempt: locks each key whose count reached its limit; true when one did.
+async fn lock_if_spent(
+    state: &AppState,
+    d: &DirectoryService,
+    keys: &[String; 2],
+    counts: &Counts,
     now: DateTime<Utc>,
 ) -> Result<bool, Failure> {
     let cfg = &state.admin;
+    let until = now + Duration::minutes(cfg.lockout_minutes);
     let mut locked = false;
-    for (i, key) in keys.iter().enumerate() {
-        let window_from = now - Duration::minutes(cfg.failure_window_minutes);
-        let failures = d.store().sign_in_failure_add(key, now, window_from).await?;
-        let max = if i == 0 { cfg.max_failures } else { cfg.max_failures_per_address };
-        if failures >= max {
-            d.store().sign_in_lock(key, now + Duration::minutes(cfg.lockout_minutes)).await?;
+    for (key, n, max) in [
+        (&keys[0], counts.account, cfg.max_failures),
+        (&keys[1], counts.address, cfg.max_failures_per_address),
+    ] {
+        if n >= max {
+            d.store().sign_in_lock(key, until).await?;
             locked = true;
         }
     }
     Ok(locked)
+}
+
+/// Gives back an attempt that was counted but not evaluated (the server was busy, or the
+/// member's directory could not be asked).
+async fn undo_attempt(d: &DirectoryService, keys: &[String; 2]) {
+    for key in keys {
+        if let Err(e) = d.store().sign_in_failure_undo(key).await {
+            tracing::warn!(error = %e, "console: a sign-in attempt could not be given back");
+        }
+    }
+}
+
+/// Audits a sign-in event; when the audit log cannot be written the sign-in goes on (an
+/// attacker must not be able to turn a full disk into a way past the lockout), with an error in
+/// the log and a metric for the operator.
+async fn audit_or_log(d: &DirectoryService, actor: &Actor, action: &str, detail: serde_json::Value) {
+    if let Err(e) = d.record(actor, action, "console", None, detail).await {
+        audit_failed(action, &e);
+    }
+}
+
+/// An audit row that could not be written, where the action had to go on: an error log line and
+/// `roster_audit_write_failures_total`.
+pub fn audit_failed(action: &str, e: &crate::directory::DirectoryError) {
+    tracing::error!(action, error = %e, "audit: the audit row could not be written");
+    metrics::counter!("roster_audit_write_failures_total").increment(1);
 }
 
 /// Ends the session.

@@ -179,23 +179,27 @@ pub static TEXTS: &[(&str, &str, &str)] = &[
     ("import.title", "Import and export", "导入与导出"),
     ("login.account", "Enterprise id, account number or login name", "企业号、帐号或登录名"),
     (
+        "login.busy",
+        "Too many sign-ins are being checked right now; try again in a moment.",
+        "当前登录请求过多，请稍后再试。",
+    ),
+    (
         "login.directory_down",
         "Your directory cannot be reached to check the password right now; try again shortly.",
         "暂时无法连接目录服务器验证密码，请稍后再试。",
     ),
     ("login.expired", "The sign-in form expired; please try again.", "登录表单已过期，请重试。"),
-    ("login.failed", "Wrong account or password.", "帐号或密码错误。"),
+    (
+        "login.failed",
+        "Wrong account or password, or the account holds no role in the account center.",
+        "帐号或密码错误，或该帐号在帐号中心没有角色。",
+    ),
     (
         "login.locked",
         "Too many failed sign-ins. Sign-in is locked for a while; try again later.",
         "登录失败次数过多，已暂时锁定，请稍后再试。",
     ),
     ("login.missing", "Enter your account and password.", "请输入帐号和密码。"),
-    (
-        "login.no_role",
-        "You hold no role in the account center. Ask the enterprise admin for one.",
-        "您在帐号中心没有任何角色，请联系企业管理员。",
-    ),
     ("login.password", "Password", "密码"),
     ("login.submit", "Sign in", "登录"),
     ("login.title", "Sign in to the account center", "登录帐号中心"),

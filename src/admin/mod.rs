@@ -125,6 +125,8 @@ pub enum Failure {
     Conflict(String),
     /// Somewhere else first (the super admin's one-time password must be changed).
     Redirect(String),
+    /// Too many password checks waiting (see `crate::access::password::bounded`).
+    Busy,
 }
 
 impl Failure {
@@ -137,6 +139,7 @@ impl Failure {
             Failure::Bad(_) => StatusCode::BAD_REQUEST,
             Failure::Conflict(_) => StatusCode::CONFLICT,
             Failure::Redirect(_) => StatusCode::SEE_OTHER,
+            Failure::Busy => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 }
@@ -192,6 +195,10 @@ impl IntoResponse for Failure {
             ),
             Failure::Bad(_) => ("The request could not be understood.", "无法理解该请求。"),
             Failure::Conflict(_) => ("The change was refused.", "更改被拒绝。"),
+            Failure::Busy => (
+                "Too many passwords are being checked right now; try again in a moment.",
+                "当前正在校验的密码过多，请稍后再试。",
+            ),
             Failure::SignIn { .. } | Failure::Redirect(_) => unreachable!(),
         };
         let detail = match &self {

@@ -454,6 +454,8 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
         window_from: DateTime<Utc>,
     ) -> Result<i64>;
+    /// Takes back one attempt counted under `key` (it succeeded, or was never evaluated).
+    async fn sign_in_failure_undo(&self, key: &str) -> Result<()>;
     async fn sign_in_lock(&self, key: &str, until: DateTime<Utc>) -> Result<()>;
     async fn sign_in_failures_clear(&self, key: &str) -> Result<()>;
     /// Forgets failures whose window began before `before` and that lock nothing.

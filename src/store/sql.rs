@@ -994,6 +994,12 @@ macro_rules! shared_sql {
                 Ok(n)
             }
 
+            async fn sign_in_failure_undo(&self, key: &str) -> Result<()> {
+                q("UPDATE sign_in_failures SET failures = failures - 1 WHERE key = $1 AND failures > 0")
+                    .bind(key.to_owned()).execute(&self.write).await.map_err($err)?;
+                Ok(())
+            }
+
             async fn sign_in_lock(&self, key: &str, until: DateTime<Utc>) -> Result<()> {
                 q("UPDATE sign_in_failures SET locked_until = $1 WHERE key = $2").bind(until).bind(key.to_owned())
                     .execute(&self.write).await.map_err($err)?;

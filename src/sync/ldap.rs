@@ -502,6 +502,12 @@ pub async fn ad_deleted(
     Ok(out)
 }
 
+/// Whether a member's password may go to this source: over TLS (`ldaps://` or StartTLS), or
+/// over cleartext only when the admin said so (`allow_insecure`).
+pub fn cleartext_allowed(src: &LdapSource) -> bool {
+    src.url.starts_with("ldaps://") || src.starttls || src.allow_insecure
+}
+
 /// Checks a member's password against their directory (console sign-in by pass-through): the
 /// sync account finds the entry by its anchor, then a second connection binds as that entry.
 /// `Ok(false)` for wrong credentials (or no such entry); `Err` when the directory cannot be
@@ -509,6 +515,13 @@ pub async fn ad_deleted(
 pub async fn verify_password(src: &LdapSource, anchor: &str, password: &str) -> Result<bool, SyncError> {
     if password.is_empty() {
         return Ok(false);
+    }
+    if !cleartext_allowed(src) {
+        return Err(SyncError::Config(format!(
+            "sync.ldap {:?}: refusing to send a password over cleartext {}; set starttls = true, use ldaps://, \
+             or set allow_insecure = true",
+            src.name, src.url
+        )));
     }
     let map = super::map::AttrMap::for_source(src).map_err(SyncError::Config)?;
     let value = if map.anchor.eq_ignore_ascii_case("objectGUID") {

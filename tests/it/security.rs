@@ -216,3 +216,169 @@ async fn token_names_are_never_reused(b: Backend) {
 }
 
 on_both_stores!(scim_never_sets_an_admins_password, token_names_are_never_reused);
+
+/// Item 4: many parallel wrong passwords for one account; no more than `max_failures` of them
+/// are ever evaluated, and the account is locked after.
+async fn lockout_holds_under_parallel_attempts(b: Backend) {
+    let c = Console::start(b, |cfg| {
+        cfg.admin.max_failures = 5;
+        cfg.admin.max_failures_per_address = 10_000;
+    })
+    .await;
+    c.member_with("carl", None, &[(&[Permission::ViewAudit], None)]).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..60 {
+        let mut s = c.session();
+        tasks.spawn(async move { s.sign_in("carl", &format!("wrong-password-{i}")).await.status });
+    }
+    let mut statuses = Vec::new();
+    while let Some(st) = tasks.join_next().await {
+        statuses.push(st.unwrap());
+    }
+    assert!(statuses.iter().all(|s| *s == StatusCode::UNAUTHORIZED || *s == StatusCode::TOO_MANY_REQUESTS));
+    let evaluated = c.audit_count("console.sign_in_failed").await;
+    assert!((1..=5).contains(&evaluated), "{evaluated} of 60 parallel guesses were evaluated; {statuses:?}");
+    assert_eq!(c.audit_count("console.sign_in_locked").await, 60 - evaluated, "the rest were turned away");
+    let mut s = c.session();
+    assert_eq!(s.sign_in("carl", MEMBER_PW).await.status, StatusCode::TOO_MANY_REQUESTS, "carl is locked");
+}
+
+/// The page a failed sign-in answers with, with what differs by request taken out (the form's
+/// token and the account as typed).
+fn failure_shape(p: &crate::admin::Page, typed: &str) -> String {
+    let mut body = p.body.replace(typed, "ACCOUNT");
+    while let Some(i) = body.find("rst_") {
+        body.replace_range(i..i + 68, "TOKEN");
+    }
+    format!("{} {body}", p.status)
+}
+
+/// Item 5: a wrong password, a right password without a role, a suspended member and an unknown
+/// account all get the same answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_failed_sign_in_looks_the_same() {
+    let c = Console::start(Backend::Sqlite, |cfg| cfg.admin.max_failures = 100).await;
+    c.member_with("admin1", None, &[(&[Permission::ViewAudit], None)]).await;
+    c.member_with("norole", None, &[]).await;
+    let gone = c.member_with("gone", None, &[(&[Permission::ViewAudit], None)]).await;
+    let patch =
+        MemberPatch { state: Some(roster::directory::model::MemberState::Suspended), ..Default::default() };
+    c.directory.apply_one(&console(), Change::UpdateMember { id: gone.id, patch }).await.unwrap();
+    let mut shapes = Vec::new();
+    for (account, password) in
+        [("admin1", "wrong-password-1"), ("norole", MEMBER_PW), ("gone", MEMBER_PW), ("nobody", MEMBER_PW)]
+    {
+        let mut s = c.session();
+        let p = s.sign_in(account, password).await;
+        assert!(p.set_cookies.iter().all(|c| !c.starts_with("roster_session=")), "{account}: no session");
+        shapes.push((account, failure_shape(&p, account)));
+    }
+    for (account, shape) in &shapes[1..] {
+        assert_eq!(shape, &shapes[0].1, "{account} answers differently from a wrong password");
+    }
+    assert!(shapes[0].1.starts_with("401 "));
+    // The audit log, for the admins, says why.
+    let f = roster::store::AuditFilter {
+        action: Some("console.sign_in_failed".into()),
+        limit: 10,
+        ..Default::default()
+    };
+    let rows = c.directory.store().audit_search(&f).await.unwrap();
+    let reasons: Vec<String> = rows.iter().map(|r| r.after.as_ref().unwrap()["reason"].to_string()).collect();
+    assert_eq!(reasons.iter().filter(|r| r.contains("no role")).count(), 2, "{reasons:?}");
+}
+
+/// Counts the TCP connections made to a loopback port (where an LDAP server would be): which
+/// sign-ins reached for the directory at all. Each connection is closed at once.
+async fn connection_counter() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ldap://{}", listener.local_addr().unwrap());
+    let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = n.clone();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(sock);
+        }
+    });
+    (url, n)
+}
+
+async fn ldap_member(c: &Console, login: &str, anchor: &str, role: bool) {
+    let actor = roster::directory::model::Actor::new(
+        roster::directory::model::Source::parse("ldap:corp").unwrap(),
+        "sync",
+    );
+    let n = roster::directory::NewMember {
+        login_name: login.into(),
+        display_name: login.into(),
+        anchor: Some(anchor.into()),
+        ..Default::default()
+    };
+    let Applied::Member(m) = c.directory.apply_one(&actor, Change::CreateMember(n)).await.unwrap() else {
+        panic!()
+    };
+    if role {
+        grant(c, m.id, &[Permission::ViewAudit]).await;
+    }
+}
+
+/// Items 5 and 12: pass-through sign-in never sends a password over cleartext ldap:// unless
+/// the admin allowed it; members without a role and addresses over their limit never reach the
+/// directory at all (no AD lockouts to trip by spraying).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pass_through_is_guarded() {
+    let (url, connections) = connection_counter().await;
+    let count = || connections.load(std::sync::atomic::Ordering::SeqCst);
+    let src = crate::sync::source(url.clone());
+    let c = Console::start(Backend::Sqlite, |cfg| cfg.sync.ldap = vec![src.clone()]).await;
+    ldap_member(&c, "dave", "a1", true).await;
+    ldap_member(&c, "erin", "a2", false).await;
+    let mut s = c.session();
+    let p = s.sign_in("dave", "dave-password").await;
+    assert_eq!(p.status, StatusCode::SERVICE_UNAVAILABLE, "cleartext refused: {}", p.body);
+    assert_eq!(count(), 0, "nothing was sent to the directory");
+    let p = s.sign_in("erin", "erin-password").await;
+    assert_eq!(p.status, StatusCode::UNAUTHORIZED, "no role: {}", p.body);
+    assert_eq!(count(), 0);
+    drop(c);
+
+    // Allowed explicitly: dave's sign-in reaches for the directory (which hangs up: 503).
+    let src = roster::config::LdapSource { allow_insecure: true, ..src };
+    let c = Console::start(Backend::Sqlite, |cfg| {
+        cfg.sync.ldap = vec![src];
+        cfg.admin.max_failures_per_address = 2;
+    })
+    .await;
+    ldap_member(&c, "dave", "a1", true).await;
+    ldap_member(&c, "erin", "a2", false).await;
+    let mut s = c.session();
+    assert_eq!(s.sign_in("dave", "dave-password").await.status, StatusCode::SERVICE_UNAVAILABLE);
+    let reached = count();
+    assert!(reached >= 1, "the directory was asked");
+    assert_eq!(s.sign_in("erin", "erin-password").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(count(), reached, "a member without a role is never checked against the directory");
+    // The address spends its two failures; then dave's sign-in stops before any bind.
+    assert_eq!(s.sign_in("nobody", "x-password-1").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(s.sign_in("dave", "dave-password").await.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(count(), reached, "the per-address limit applies before any LDAP bind");
+}
+
+/// Item 12: a bind DN without a password is a configuration error, not an anonymous bind.
+#[test]
+fn bind_dn_without_password_is_a_configuration_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("r.toml"),
+        "[[sync.ldap]]\nname = \"corp\"\nurl = \"ldaps://dc.example.com\"\nbind_dn = \"cn=sync,dc=example,dc=com\"\n\
+         [sync.ldap.users]\nbase_dn = \"dc=example,dc=com\"\n",
+    )
+    .unwrap();
+    let out =
+        crate::daemon::run(crate::daemon::rosterd(dir.path()).args(["check-config", "--config", "r.toml"]));
+    assert_eq!(out.status.code(), Some(2), "{}", crate::daemon::text(&out.stdout));
+    let err = crate::daemon::text(&out.stderr);
+    assert!(err.contains("bind_password") && err.contains("anonymous bind"), "{err}");
+}
+
+on_both_stores!(lockout_holds_under_parallel_attempts);

@@ -13,6 +13,7 @@ pub(crate) fn source(url: String) -> LdapSource {
         preset: Default::default(),
         url,
         starttls: false,
+        allow_insecure: false,
         ca_file: None,
         bind_dn: Some(SYNC_DN.into()),
         bind_password: Some(SYNC_PW.into()),

@@ -16,6 +16,7 @@ fn source(url: String) -> LdapSource {
         preset: Preset::ActiveDirectory,
         url,
         starttls: false,
+        allow_insecure: false,
         ca_file: None,
         bind_dn: Some(SYNC_DN.into()),
         bind_password: Some(SYNC_PW.into()),

@@ -174,7 +174,7 @@ pub async fn password(State(state): State<AppState>, p: Principal, Form(f): Form
         None => d.store().super_password_hash().await?.unwrap_or_default(),
         Some(m) => d.store().member_password_hash(m.id).await?.unwrap_or_default(),
     };
-    if !crate::admin::auth::check_hash(&f.current, hash).await {
+    if !crate::admin::auth::check_hash(&f.current, hash).await? {
         return refuse(Errors::field("current", p.lang.t("password.wrong")));
     }
     if f.new != f.confirm {
