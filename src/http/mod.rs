@@ -40,6 +40,8 @@ pub struct AppState {
     /// The whole configuration, for the console's overview pages.
     pub config: Arc<Config>,
     pub max_body_bytes: usize,
+    /// When `/metrics` last counted the directory's objects.
+    pub counts_at: Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
 impl AppState {
@@ -52,6 +54,7 @@ impl AppState {
             admin: Arc::new(cfg.admin.clone()),
             config: Arc::new(cfg.clone()),
             max_body_bytes: cfg.http.max_body_bytes,
+            counts_at: Default::default(),
         }
     }
 
@@ -61,17 +64,52 @@ impl AppState {
 }
 
 /// The process-wide Prometheus recorder (installed once; every app in the process shares it).
+/// Its upkeep (draining histogram samples into their buckets) runs every [`UPKEEP`] on a thread
+/// of its own and before each scrape, so recorded samples never pile up between scrapes.
 fn prometheus() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            PrometheusBuilder::new()
+            let handle = PrometheusBuilder::new()
                 .set_buckets(&[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
                 .expect("bucket list is not empty")
                 .install_recorder()
-                .expect("no other metrics recorder is installed")
+                .expect("no other metrics recorder is installed");
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(UPKEEP);
+                        upkeep.run_upkeep();
+                    }
+                })
+                .expect("a thread for the metrics upkeep");
+            handle
         })
         .clone()
+}
+
+const UPKEEP: Duration = Duration::from_secs(5);
+
+/// How old the directory's object counts on `/metrics` may be: they are counted at most this
+/// often, in the background, never once per scrape.
+const COUNTS_MAX_AGE: Duration = Duration::from_secs(60);
+
+/// The method as a metric label: one of a fixed set, so a client inventing methods cannot grow
+/// the label space.
+fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 /// The whole HTTP surface with its middleware.
@@ -155,10 +193,11 @@ async fn track_metrics(req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let start = Instant::now();
     let response = next.run(req).await;
-    let labels = [("method", method), ("route", route), ("status", response.status().as_u16().to_string())];
+    let labels =
+        [("method", method.to_owned()), ("route", route), ("status", response.status().as_u16().to_string())];
     metrics::counter!("roster_http_requests_total", &labels).increment(1);
     metrics::histogram!("roster_http_request_duration_seconds", &labels)
         .record(start.elapsed().as_secs_f64());
@@ -194,6 +233,26 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     if let Some(store) = state.store() {
+        refresh_counts(&state.counts_at, store.clone()).await;
+    }
+    state.metrics.run_upkeep();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+}
+
+/// Counts the directory's objects for the gauges when the last count is older than
+/// [`COUNTS_MAX_AGE`]: in the background (the scrape shows the previous count), except for the
+/// first scrape, which waits for it. However often `/metrics` is scraped, `COUNT(*)` over the
+/// big tables runs at most once in that time.
+async fn refresh_counts(counted_at: &std::sync::Mutex<Option<Instant>>, store: Arc<dyn Store>) {
+    let first = {
+        let mut last = counted_at.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| t.elapsed() < COUNTS_MAX_AGE) {
+            return;
+        }
+        last.replace(Instant::now()).is_none()
+    };
+    let count = async move {
+        metrics::counter!("roster_metrics_counts_total").increment(1);
         match store.counts().await {
             Ok(c) => {
                 metrics::gauge!("roster_members").set(c.members as f64);
@@ -203,8 +262,12 @@ async fn metrics(State(state): State<AppState>) -> Response {
             }
             Err(e) => tracing::warn!(error = %e, "metrics: cannot count directory objects"),
         }
+    };
+    if first {
+        count.await;
+    } else {
+        tokio::spawn(count);
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
 }
 
 /// A message left on `channel`.

@@ -382,3 +382,38 @@ fn bind_dn_without_password_is_a_configuration_error() {
 }
 
 on_both_stores!(lockout_holds_under_parallel_attempts);
+
+/// Item 3: invented methods and paths do not grow the metrics; the directory is not counted once
+/// per scrape. (A rosterd process of its own: the recorder is process-wide.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_stay_bounded() {
+    use crate::daemon::Daemon;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path(), &[]);
+    d.wait_for("/readyz", 200, std::time::Duration::from_secs(30)).await;
+    let http = crate::common::http();
+    let scrape = || async { http.get(d.url("/metrics")).send().await.unwrap().text().await.unwrap() };
+    let series = |text: &str| text.lines().filter(|l| l.starts_with("roster_http_requests_total{")).count();
+    let before = series(&scrape().await);
+    for i in 0..200 {
+        let method = Method::from_bytes(format!("XFOO{i}").as_bytes()).unwrap();
+        let r = http.request(method, d.url(&format!("/made-up/{i}"))).send().await.unwrap();
+        assert!(r.status().is_client_error());
+        http.get(d.url(&format!("/scim/v2/Users/{i}?x={i}"))).send().await.unwrap();
+    }
+    let mut text = String::new();
+    for _ in 0..20 {
+        text = scrape().await;
+    }
+    assert!(!text.contains("XFOO") && !text.contains("made-up"), "raw methods or paths in labels:\n{text}");
+    assert!(text.contains("method=\"other\""), "{text}");
+    assert!(text.contains("route=\"unmatched\""), "{text}");
+    assert!(text.contains("route=\"/scim/v2/Users/{id}\""), "routes are labelled as matched: {text}");
+    assert!(series(&text) <= before + 6, "{} series after 400 odd requests, {before} before", series(&text));
+    let counted: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("roster_metrics_counts_total "))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0.0);
+    assert_eq!(counted, 1.0, "21 scrapes counted the directory {counted} times");
+}
