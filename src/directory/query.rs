@@ -77,6 +77,9 @@ pub enum Expr {
     AnyGroupMember(Box<Expr>),
     /// Always true or always false (e.g. `id eq "not-a-uuid"`).
     Const(bool),
+    /// The member's primary org unit is one of these units or below one of them: the subtree
+    /// is walked in the store (one recursive query), however many units it holds.
+    PrimaryUnitUnder(Vec<Uuid>),
 }
 
 impl Expr {

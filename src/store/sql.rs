@@ -202,6 +202,19 @@ macro_rules! shared_sql {
                 Expr::Const(b) => {
                     qb.push(if *b { "(1 = 1)" } else { "(1 = 0)" });
                 }
+                Expr::PrimaryUnitUnder(roots) if roots.is_empty() => {
+                    qb.push("(1 = 0)");
+                }
+                Expr::PrimaryUnitUnder(roots) => {
+                    qb.push("(primary_org_unit_id IN (WITH RECURSIVE sub (id, depth) AS (SELECT id, 0 FROM org_units WHERE id IN (");
+                    let mut list = qb.separated(", ");
+                    for r in roots {
+                        list.push_bind(*r);
+                    }
+                    // Bounded depth: a corrupt cycle in stored data cannot loop forever.
+                    qb.push(") UNION ALL SELECT o.id, sub.depth + 1 FROM org_units o JOIN sub ON o.parent_id = sub.id \
+                             WHERE sub.depth < 10000) SELECT id FROM sub))");
+                }
                 Expr::AnyEmail(inner) => {
                     qb.push("EXISTS (SELECT 1 FROM member_emails e WHERE e.member_id = members.id AND ");
                     push_expr(qb, inner);

@@ -417,3 +417,49 @@ async fn metrics_stay_bounded() {
         .unwrap_or(0.0);
     assert_eq!(counted, 1.0, "21 scrapes counted the directory {counted} times");
 }
+
+/// Item 6: a manager scoped to a subtree of 5,000 units (a chain 2,000 deep, the rest wide)
+/// lists its members; members outside stay out.
+async fn scoped_lists_over_a_deep_subtree(b: Backend) {
+    use roster::directory::NewOrgUnit;
+    let c = Console::start(b, |_| {}).await;
+    let root = crate::common::create_unit(&c.directory, None, "Scope").await;
+    let outside = crate::common::create_unit(&c.directory, None, "Elsewhere").await;
+    let mut changes = Vec::new();
+    let mut parent = root;
+    let mut deepest = root;
+    for i in 0..4_999 {
+        let id = uuid::Uuid::now_v7();
+        // The first 2,000 form a chain; the rest hang off units along it.
+        let under = if i < 2_000 { parent } else { deepest };
+        changes.push(Change::CreateOrgUnit(NewOrgUnit {
+            id: Some(id),
+            parent_id: Some(under),
+            name: format!("u{i}"),
+            ..Default::default()
+        }));
+        if i < 2_000 {
+            parent = id;
+            deepest = id;
+        }
+    }
+    c.directory.apply(&console(), changes).await.unwrap();
+    let mut n = crate::common::member("deep");
+    n.primary_org_unit_id = Some(deepest);
+    crate::common::create_member(&c.directory, &console(), n).await;
+    let mut n = crate::common::member("away");
+    n.primary_org_unit_id = Some(outside);
+    crate::common::create_member(&c.directory, &console(), n).await;
+    c.member_with("scoped", Some(root), &[(&[Permission::ManageMembers], Some(root))]).await;
+    let mut s = c.session();
+    assert_eq!(s.sign_in("scoped", MEMBER_PW).await.status, StatusCode::SEE_OTHER);
+    let p = s.get("/admin/members").await;
+    assert_eq!(p.status, StatusCode::OK, "{}", p.body);
+    assert!(p.has("deep@example.com"), "the member 2,000 levels down is listed");
+    assert!(p.has("scoped@example.com"));
+    assert!(!p.has("away@example.com"), "a member outside the subtree is not");
+    let p = s.get("/admin/members?q=deep").await;
+    assert!(p.has("deep@example.com"));
+}
+
+on_both_stores!(scoped_lists_over_a_deep_subtree);

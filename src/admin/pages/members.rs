@@ -16,7 +16,7 @@ use crate::admin::views::{Chrome, html, when};
 use crate::admin::{Failure, Principal, directory, see_other};
 use crate::directory::DirectoryService;
 use crate::directory::model::{AuditEntry, Email, Member, MemberState, Permission, Role};
-use crate::directory::query::{Expr, Field, Op, Query as Q, Val};
+use crate::directory::query::{Expr, Field, Query as Q};
 use crate::directory::{Applied, Change, MemberPatch, NewMember};
 use crate::http::AppState;
 
@@ -44,13 +44,9 @@ pub async fn list(State(state): State<AppState>, p: Principal, Query(q): Query<L
     let page = q.page.unwrap_or(1).max(1);
     let mut filter = Expr::search_box(&q.q);
     if let Some(scopes) = p.scopes(Permission::ManageMembers) {
-        // A scoped manager: members whose primary unit is in one of the subtrees.
-        let units = subtrees(d, &scopes).await?;
-        let in_scope = units
-            .into_iter()
-            .map(|u| Expr::Cmp(Field::PrimaryOrgUnitId, Op::Eq, Val::Uuid(u)))
-            .reduce(|a, b| Expr::Or(Box::new(a), Box::new(b)))
-            .unwrap_or(Expr::Const(false));
+        // A scoped manager: members whose primary unit is in one of the subtrees (walked in the
+        // store: a subtree of thousands of units is one recursive query, not one term each).
+        let in_scope = Expr::PrimaryUnitUnder(scopes);
         filter = Some(match filter {
             Some(f) => Expr::And(Box::new(in_scope), Box::new(f)),
             None => in_scope,
@@ -96,27 +92,6 @@ impl DetailPage {
     pub fn when(&self, e: &AuditEntry) -> String {
         when(&e.at)
     }
-}
-
-/// Every unit in the subtrees under `roots` (the roots included).
-async fn subtrees(d: &DirectoryService, roots: &[Uuid]) -> Result<Vec<Uuid>, Failure> {
-    let all = d.store().org_units_all().await?;
-    let mut children: std::collections::HashMap<Uuid, Vec<Uuid>> = Default::default();
-    for u in &all {
-        if let Some(parent) = u.parent_id {
-            children.entry(parent).or_default().push(u.id);
-        }
-    }
-    let mut out: Vec<Uuid> = Vec::new();
-    let mut stack: Vec<Uuid> = roots.to_vec();
-    let mut seen = std::collections::HashSet::new();
-    while let Some(u) = stack.pop() {
-        if seen.insert(u) {
-            out.push(u);
-            stack.extend(children.get(&u).into_iter().flatten().copied());
-        }
-    }
-    Ok(out)
 }
 
 /// A member the principal may see, or 404/403.
