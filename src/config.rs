@@ -5,6 +5,7 @@
 //! be given as `<key>_file` (a path whose contents are the value), for systemd credentials.
 //! `config/rosterd.toml` documents every key.
 
+use crate::access::password::Secret;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -107,7 +108,7 @@ pub struct LdapSource {
     pub ca_file: Option<PathBuf>,
     pub bind_dn: Option<String>,
     /// A secret.
-    pub bind_password: Option<String>,
+    pub bind_password: Option<Secret>,
     pub bind_password_file: Option<PathBuf>,
     pub users: LdapSearch,
     pub groups: Option<LdapSearch>,
@@ -243,7 +244,7 @@ pub struct SmtpConfig {
     #[serde(default)]
     pub user: Option<String>,
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     #[serde(default)]
     pub password_file: Option<PathBuf>,
     /// PEM file of extra CAs to trust (besides the system's).
@@ -300,9 +301,10 @@ pub struct HttpSmsConfig {
     #[serde(default = "default_method")]
     pub method: String,
     #[serde(default)]
-    pub headers: std::collections::BTreeMap<String, String>,
+    pub headers: std::collections::BTreeMap<String, Secret>,
     /// The request body; `{to}`, `{text}`, `{key}` (the idempotency key) are filled in,
-    /// JSON-escaped when `content_type` is JSON.
+    /// encoded for `content_type`: JSON-escaped for JSON, percent-encoded for
+    /// `application/x-www-form-urlencoded`, XML-escaped for XML, as they are otherwise.
     #[serde(default = "default_sms_body")]
     pub body: String,
     #[serde(default = "default_content_type")]
@@ -358,7 +360,7 @@ pub struct MailboxScimConfig {
     /// The service's SCIM base URL (`https://mail.example.com/scim/v2`).
     pub url: String,
     #[serde(default)]
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     #[serde(default)]
     pub token_file: Option<PathBuf>,
 }
@@ -369,7 +371,7 @@ pub struct MailboxHttpConfig {
     /// Receives `POST {"member_id", "address", "display_name", "active"}` per binding.
     pub url: String,
     #[serde(default)]
-    pub headers: std::collections::BTreeMap<String, String>,
+    pub headers: std::collections::BTreeMap<String, Secret>,
 }
 
 /// Twilio's Programmable Messaging API (`POST /2010-04-01/Accounts/{sid}/Messages.json`).
@@ -378,7 +380,7 @@ pub struct MailboxHttpConfig {
 pub struct TwilioConfig {
     pub account_sid: String,
     #[serde(default)]
-    pub auth_token: Option<String>,
+    pub auth_token: Option<Secret>,
     #[serde(default)]
     pub auth_token_file: Option<PathBuf>,
     /// The sending number (`+1...`) or messaging service.
@@ -558,7 +560,7 @@ impl Config {
                         format!("cannot read {}: {e}", path.display()),
                     )
                 })?;
-                src.bind_password = Some(value.trim_end_matches(['\n', '\r']).to_owned());
+                src.bind_password = Some(Secret(value.trim_end_matches(['\n', '\r']).to_owned()));
             }
         }
         let read = |key: &str, path: &Path| {
@@ -569,17 +571,17 @@ impl Config {
         if let Some(smtp) = &mut self.delivery.smtp
             && let Some(path) = &smtp.password_file
         {
-            smtp.password = Some(read("delivery.smtp.password_file", path)?);
+            smtp.password = Some(Secret(read("delivery.smtp.password_file", path)?));
         }
         if let Some(t) = self.delivery.sms.as_mut().and_then(|s| s.twilio.as_mut())
             && let Some(path) = &t.auth_token_file
         {
-            t.auth_token = Some(read("delivery.sms.twilio.auth_token_file", path)?);
+            t.auth_token = Some(Secret(read("delivery.sms.twilio.auth_token_file", path)?));
         }
         if let Some(scim) = &mut self.mailbox.scim
             && let Some(path) = &scim.token_file
         {
-            scim.token = Some(read("mailbox.scim.token_file", path)?);
+            scim.token = Some(Secret(read("mailbox.scim.token_file", path)?));
         }
         if let Some(path) = &self.database.url_file {
             let value = std::fs::read_to_string(path).map_err(|e| {
@@ -643,7 +645,7 @@ impl Config {
             if src.users.base_dn.trim().is_empty() {
                 return Err(ConfigError::new(&key("users.base_dn"), "must be set"));
             }
-            if src.bind_dn.is_some() && src.bind_password.as_deref().is_none_or(str::is_empty) {
+            if src.bind_dn.is_some() && src.bind_password.as_ref().is_none_or(|p| p.expose().is_empty()) {
                 return Err(ConfigError::new(
                     &key("bind_password"),
                     "bind_dn is set without a password (bind_password or bind_password_file): \
@@ -767,30 +769,26 @@ impl Config {
         Ok(())
     }
 
-    /// The configuration with every secret replaced, for printing.
+    /// The configuration with every secret replaced, for printing. Passwords, tokens and header
+    /// values are [`Secret`]s (they print as `***` themselves); URLs lose their user info and
+    /// every query value but a few known harmless ones.
     pub fn redacted(&self) -> Config {
         let mut c = self.clone();
         c.database.url = redact_url(&c.database.url);
         for src in &mut c.sync.ldap {
-            if src.bind_password.is_some() {
-                src.bind_password = Some("***".into());
-            }
+            src.url = redact_url(&src.url);
         }
         if let Some(smtp) = &mut c.delivery.smtp {
-            if smtp.password.is_some() {
-                smtp.password = Some("***".into());
-            }
             smtp.url = redact_url(&smtp.url);
         }
-        if let Some(scim) = &mut c.mailbox.scim
-            && scim.token.is_some()
-        {
-            scim.token = Some("***".into());
+        if let Some(http) = c.delivery.sms.as_mut().and_then(|s| s.http.as_mut()) {
+            http.url = redact_url(&http.url);
         }
-        if let Some(t) = c.delivery.sms.as_mut().and_then(|s| s.twilio.as_mut())
-            && t.auth_token.is_some()
-        {
-            t.auth_token = Some("***".into());
+        if let Some(scim) = &mut c.mailbox.scim {
+            scim.url = redact_url(&scim.url);
+        }
+        if let Some(http) = &mut c.mailbox.http {
+            http.url = redact_url(&http.url);
         }
         c
     }
@@ -814,7 +812,45 @@ fn from_figment(e: figment::Error) -> ConfigError {
     ConfigError { key, message, origin }
 }
 
-/// Hides the password of a database URL (`postgres://u:secret@h/db` -> `postgres://u:***@h/db`).
+/// An error text from outside (an HTTP client, an SMTP server) with every URL in it cut to its
+/// scheme, host and path: no user info, no query string. Such texts are logged, stored with
+/// the message and shown on the console's delivery page.
+pub fn scrub_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        // The URL starts after the last character that cannot be in a scheme.
+        let start =
+            rest[..i].rfind(|c: char| !(c.is_ascii_alphanumeric() || "+-.".contains(c))).map_or(0, |j| j + 1);
+        let end = rest[i..]
+            .find(|c: char| c.is_whitespace() || "()<>\"'`,".contains(c))
+            .map_or(rest.len(), |j| i + j);
+        out.push_str(&rest[..start]);
+        let (scheme, tail) = rest[start..end].split_at(i - start + 3);
+        let tail = tail.split(['?', '#']).next().unwrap_or("");
+        let tail = match tail.find('/') {
+            Some(slash) => {
+                let (authority, path) = tail.split_at(slash);
+                format!("{}{path}", authority.rsplit_once('@').map_or(authority, |(_, host)| host))
+            }
+            None => tail.rsplit_once('@').map_or(tail, |(_, host)| host).to_owned(),
+        };
+        out.push_str(scheme);
+        out.push_str(&tail);
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Query parameters whose values are shown as they are; every other value is `***` (an API key
+/// in a gateway's URL is as secret as a password).
+const HARMLESS_QUERY_KEYS: &[&str] =
+    &["sslmode", "tls", "mode", "cache", "application_name", "connect_timeout", "options", "schema"];
+
+/// Hides the credentials of a URL: the password of its user info
+/// (`postgres://u:secret@h/db` -> `postgres://u:***@h/db`) and its query values but
+/// [`HARMLESS_QUERY_KEYS`] (`?api_key=k` -> `?api_key=***`).
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
@@ -832,7 +868,9 @@ pub fn redact_url(url: &str) -> String {
             let query: Vec<String> = query
                 .split('&')
                 .map(|kv| match kv.split_once('=') {
-                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    Some((k, _)) if !HARMLESS_QUERY_KEYS.iter().any(|h| k.eq_ignore_ascii_case(h)) => {
+                        format!("{k}=***")
+                    }
                     _ => kv.to_owned(),
                 })
                 .collect();
@@ -846,6 +884,19 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scrubs_urls_in_error_texts() {
+        assert_eq!(
+            scrub_urls(
+                "error sending request for url (https://user:pw@sms.example.com/send?key=s3cret&to=1): refused"
+            ),
+            "error sending request for url (https://sms.example.com/send): refused"
+        );
+        assert_eq!(scrub_urls("at http://h:8080?token=x, then"), "at http://h:8080, then");
+        assert_eq!(scrub_urls("no url here"), "no url here");
+        assert_eq!(scrub_urls("smtp://a:b@mail/ and ldap://x/?q"), "smtp://mail/ and ldap://x/");
+    }
 
     #[test]
     fn redacts_passwords_in_urls() {

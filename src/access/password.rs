@@ -8,14 +8,42 @@ use rand::distr::Alphanumeric;
 
 use crate::directory::DirectoryError;
 
-/// A password on its way to being hashed: never printed by `Debug`, never serialised back out.
-#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+/// A secret: a password on its way to being hashed, or a credential from the configuration
+/// (an LDAP bind password, an SMTP password, an API token, a header value). `Debug`, `Display`
+/// and `Serialize` all show `***`, so it cannot reach a log line, an error text or the output
+/// of `rosterd check-config` by accident; [`Secret::expose`] is the one way to the value.
+#[derive(Clone, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(transparent)]
 pub struct Secret(pub String);
+
+impl Secret {
+    /// The value itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Secret {
+        Secret(s.to_owned())
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Secret {
+        Secret(s)
+    }
+}
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Secret(***)")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
     }
 }
 

@@ -35,7 +35,7 @@ impl Mailer {
         if let (Some(user), Some(password)) = (&cfg.user, &cfg.password) {
             builder = builder.credentials(lettre::transport::smtp::authentication::Credentials::new(
                 user.clone(),
-                password.clone(),
+                password.expose().to_owned(),
             ));
         }
         if let Some(ca) = &cfg.ca_file {
@@ -156,7 +156,45 @@ fn transport_error(e: reqwest::Error) -> SendError {
     } else {
         "failed"
     };
-    SendError::Retry(format!("the gateway {what}: {e}"))
+    // The URL may carry an API key in its query: the text is stored and shown, so leave it out.
+    SendError::Retry(format!("the gateway {what}: {}", e.without_url()))
+}
+
+/// Adds configured headers (often credentials) to a request, each marked sensitive so that no
+/// HTTP layer logs or prints it.
+pub(super) fn with_headers(
+    mut req: reqwest::RequestBuilder,
+    headers: &std::collections::BTreeMap<String, crate::access::password::Secret>,
+) -> Result<reqwest::RequestBuilder, SendError> {
+    for (k, v) in headers {
+        let mut value = reqwest::header::HeaderValue::from_str(v.expose()).map_err(|_| {
+            SendError::Permanent(format!("header {k}: the configured value is not a valid header value"))
+        })?;
+        value.set_sensitive(true);
+        req = req.header(k, value);
+    }
+    Ok(req)
+}
+
+/// A value for the gateway's body template, encoded for the body's content type: a JSON string's
+/// inside, a form value (percent-encoded), XML text (entities), or as it is for anything else. A
+/// member's name or a broadcast's text can hold `"`, `&`, `=` or `<` and must stay one value.
+fn encode_field(content_type: &str, v: &str) -> String {
+    let ct = content_type.to_ascii_lowercase();
+    if ct.contains("json") {
+        let quoted = serde_json::to_string(v).unwrap_or_default();
+        quoted[1..quoted.len() - 1].to_owned()
+    } else if ct.contains("x-www-form-urlencoded") {
+        form_urlencoded::byte_serialize(v.as_bytes()).collect()
+    } else if ct.contains("xml") {
+        v.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+            .replace('\'', "&apos;")
+    } else {
+        v.to_owned()
+    }
 }
 
 /// A generic HTTP gateway: URL, method, headers, a body template, and where the message id is.
@@ -168,29 +206,19 @@ struct HttpSms {
 #[async_trait::async_trait]
 impl SmsProvider for HttpSms {
     async fn send(&self, to: &str, text: &str, key: &str) -> Result<Option<String>, SendError> {
-        let json = self.cfg.content_type.contains("json");
-        let field = |v: &str| {
-            if json {
-                let quoted = serde_json::to_string(v).unwrap_or_default();
-                quoted[1..quoted.len() - 1].to_owned()
-            } else {
-                v.to_owned()
-            }
-        };
+        let field = |v: &str| encode_field(&self.cfg.content_type, v);
         let body = templates::render(
             &self.cfg.body,
             &serde_json::json!({"to": field(to), "text": field(text), "key": field(key)}),
         );
         let method = reqwest::Method::from_bytes(self.cfg.method.as_bytes()).unwrap_or(reqwest::Method::POST);
-        let mut req = self
+        let req = self
             .client
             .request(method, &self.cfg.url)
             .header("content-type", &self.cfg.content_type)
             .header("idempotency-key", key)
             .body(body);
-        for (k, v) in &self.cfg.headers {
-            req = req.header(k, v);
-        }
+        let req = with_headers(req, &self.cfg.headers)?;
         let resp = req.send().await.map_err(transport_error)?;
         let status = resp.status();
         let body = resp.text().await.unwrap_or_default();
@@ -220,7 +248,7 @@ impl SmsProvider for Twilio {
         let resp = self
             .client
             .post(url)
-            .basic_auth(&self.cfg.account_sid, self.cfg.auth_token.as_deref())
+            .basic_auth(&self.cfg.account_sid, self.cfg.auth_token.as_ref().map(|t| t.expose()))
             .header("I-Twilio-Idempotency-Token", key)
             .form(&[("To", to), ("From", self.cfg.from.as_str()), ("Body", text)])
             .send()
@@ -231,5 +259,22 @@ impl SmsProvider for Twilio {
         classify(status, &body)?;
         let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
         Ok(v["sid"].as_str().map(str::to_owned))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encode_field;
+
+    #[test]
+    fn fields_are_encoded_for_the_body_type() {
+        let v = "a&b=c+d \"q\" <x> 你好";
+        assert_eq!(encode_field("application/json", v), r#"a&b=c+d \"q\" <x> 你好"#);
+        assert_eq!(
+            encode_field("application/x-www-form-urlencoded; charset=utf-8", v),
+            "a%26b%3Dc%2Bd+%22q%22+%3Cx%3E+%E4%BD%A0%E5%A5%BD"
+        );
+        assert_eq!(encode_field("text/xml", v), "a&amp;b=c+d &quot;q&quot; &lt;x&gt; 你好");
+        assert_eq!(encode_field("text/plain", v), v);
     }
 }

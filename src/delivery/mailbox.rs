@@ -51,7 +51,7 @@ fn status_error(what: &str, status: reqwest::StatusCode, body: &str) -> SendErro
 }
 
 fn transport_error(e: reqwest::Error) -> SendError {
-    SendError::Retry(format!("the mail system cannot be reached: {e}"))
+    SendError::Retry(format!("the mail system cannot be reached: {}", e.without_url()))
 }
 
 /// An outbound SCIM 2.0 client: a binding is a User (`userName` = the address, `externalId` =
@@ -85,7 +85,7 @@ impl Scim {
         req: reqwest::RequestBuilder,
     ) -> Result<(reqwest::StatusCode, serde_json::Value, String), SendError> {
         let resp = req
-            .bearer_auth(self.cfg.token.as_deref().unwrap_or_default())
+            .bearer_auth(self.cfg.token.as_ref().map_or("", |t| t.expose()))
             .header("content-type", SCIM_JSON)
             .header("accept", SCIM_JSON)
             .send()
@@ -154,15 +154,13 @@ struct Http {
 #[async_trait::async_trait]
 impl MailboxProvider for Http {
     async fn push(&self, b: &MailboxBinding) -> Result<Option<String>, SendError> {
-        let mut req = self.client.post(&self.cfg.url).json(&json!({
+        let req = self.client.post(&self.cfg.url).json(&json!({
             "member_id": b.member_id,
             "address": b.address,
             "display_name": b.display_name,
             "active": b.active,
         }));
-        for (k, v) in &self.cfg.headers {
-            req = req.header(k, v);
-        }
+        let req = super::channels::with_headers(req, &self.cfg.headers)?;
         let resp = req.send().await.map_err(transport_error)?;
         let status = resp.status();
         if status.is_success() {

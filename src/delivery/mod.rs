@@ -138,6 +138,7 @@ impl Dispatcher {
                         round.pushed += 1;
                     }
                     Err(SendError::Retry(e) | SendError::Permanent(e)) => {
+                        let e = crate::config::scrub_urls(&e);
                         tracing::warn!(member = %b.member_id, address = %b.address, error = %e, "mailbox push failed");
                         let next = Utc::now() + backoff(&self.parts.cfg, b.attempts + 1);
                         self.parts.store.mailbox_failed(b.member_id, &self.parts.holder, &e, next).await?;
@@ -425,6 +426,8 @@ impl Sender {
                     SendError::Retry(t) => (t, false),
                     SendError::Permanent(t) => (t, true),
                 };
+                // Logged, stored and shown on the console: no credentials in URLs.
+                let text = crate::config::scrub_urls(&text);
                 let attempts = d.attempts + 1;
                 let next = (!permanent && attempts < self.cfg.max_attempts)
                     .then(|| Utc::now() + backoff(&self.cfg, attempts));

@@ -77,7 +77,7 @@ pub async fn connect(src: &LdapSource) -> Result<Ldap, SyncError> {
         .map_err(|e| SyncError::Read(format!("cannot connect to {}: {e}", src.url)))?;
     ldap3::drive!(conn);
     if let Some(dn) = &src.bind_dn {
-        let password = src.bind_password.as_deref().unwrap_or("");
+        let password = src.bind_password.as_ref().map_or("", |p| p.expose());
         ldap.with_timeout(timeout)
             .simple_bind(dn, password)
             .await

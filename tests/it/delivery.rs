@@ -651,7 +651,7 @@ async fn mailbox_bindings_follow_members_into_the_mail_system() {
     let d = db.open().await;
     let mailbox = MailboxConfig {
         provider: "scim".into(),
-        scim: Some(MailboxScimConfig { url: base.clone(), token: Some(token), token_file: None }),
+        scim: Some(MailboxScimConfig { url: base.clone(), token: Some(token.into()), token_file: None }),
         ..Default::default()
     };
     let cfg = DeliveryConfig { backoff_secs: 1, ..Default::default() };

@@ -463,3 +463,170 @@ async fn scoped_lists_over_a_deep_subtree(b: Backend) {
 }
 
 on_both_stores!(scoped_lists_over_a_deep_subtree);
+
+fn sms_config(url: String, content_type: &str, body: &str) -> roster::config::DeliveryConfig {
+    roster::config::DeliveryConfig {
+        backoff_secs: 1,
+        backoff_max_secs: 2,
+        max_attempts: 3,
+        lease_secs: 30,
+        sms: Some(roster::config::SmsConfig {
+            provider: "http".into(),
+            http: Some(roster::config::HttpSmsConfig {
+                url,
+                method: "POST".into(),
+                headers: [("Authorization".to_owned(), "Bearer HEADERSECRET".into())].into_iter().collect(),
+                body: body.into(),
+                content_type: content_type.into(),
+                id_pointer: None,
+            }),
+            twilio: None,
+            low_balance: 0,
+            quiet_hours: None,
+            utc_offset: "+00:00".into(),
+            timeout_secs: 2,
+            rate_per_sec: None,
+        }),
+        ..Default::default()
+    }
+}
+
+async fn broadcast_sms(c: &Console, text: &str) {
+    let mut n = crate::common::member("ann");
+    n.mobile = Some("+8613800000501".into());
+    crate::common::create_member(&c.directory, &console(), n).await;
+    c.directory.apply_one(&console(), Change::SmsTopUp { amount: 10, note: None }).await.unwrap();
+    let b = roster::directory::change::NewBroadcast {
+        title: "Notice".into(),
+        text: text.into(),
+        units: vec![],
+        email: false,
+        sms: true,
+        language: "en".into(),
+    };
+    c.directory.apply_one(&console(), Change::Broadcast(b)).await.unwrap();
+}
+
+/// Item 10: a form-encoded SMS gateway gets each value whole, whatever characters it holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn form_gateways_get_form_encoded_values() {
+    use axum::Form;
+    use std::collections::HashMap;
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<HashMap<String, String>>>>;
+    let seen: Seen = Default::default();
+    let record = seen.clone();
+    let app = axum::Router::new().route(
+        "/send",
+        axum::routing::post(move |Form(form): Form<HashMap<String, String>>| {
+            let record = record.clone();
+            async move {
+                record.lock().unwrap().push(form);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/send", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let c = Console::start(Backend::Sqlite, |_| {}).await;
+    const TEXT: &str = "Q&A at 3pm: a=b+c, 100% \"sure\" 你好";
+    broadcast_sms(&c, TEXT).await;
+    let cfg = sms_config(url, "application/x-www-form-urlencoded", "to={to}&text={text}&ref={key}");
+    let round = roster::delivery::Dispatcher::new(c.directory.store().clone(), &cfg)
+        .unwrap()
+        .run_once()
+        .await
+        .unwrap();
+    assert_eq!(round.sent, 2, "the welcome SMS and the broadcast: {round:?}");
+    let got = seen.lock().unwrap().clone();
+    let broadcast =
+        got.iter().find(|f| f["text"].contains(TEXT)).unwrap_or_else(|| panic!("arrived whole? {got:?}"));
+    assert_eq!(broadcast["to"], "+8613800000501");
+    assert!(got.iter().all(|f| f.len() == 3), "no value spilled into fields of its own: {got:?}");
+}
+
+/// Item 7: credentials in a gateway's URL and headers never reach the stored error, the console's
+/// delivery page, `check-config`, or `Debug`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_stay_out_of_errors_and_output() {
+    let c = Console::start(Backend::Sqlite, |_| {}).await;
+    broadcast_sms(&c, "hello").await;
+    let url = format!("http://user:URLPASS@127.0.0.1:{}/send?api_key=TOPSECRET", crate::daemon::free_port());
+    let cfg = sms_config(url.clone(), "application/json", r#"{"to": "{to}", "text": "{text}"}"#);
+    assert!(!format!("{cfg:?}").contains("HEADERSECRET"), "Debug shows no header value");
+    let round = roster::delivery::Dispatcher::new(c.directory.store().clone(), &cfg)
+        .unwrap()
+        .run_once()
+        .await
+        .unwrap();
+    assert_eq!(round.sent, 0);
+    let list = c.directory.store().deliveries_list(None, 10).await.unwrap();
+    let error = list[0].last_error.clone().unwrap_or_default();
+    assert!(error.contains("cannot connect"), "{error}");
+    for secret in ["TOPSECRET", "URLPASS", "HEADERSECRET"] {
+        assert!(!error.contains(secret), "stored error: {error}");
+    }
+    let mut s = c.super_admin().await;
+    let page = s.get("/admin/delivery?state=pending").await;
+    assert!(page.has("cannot connect"), "{}", page.body);
+    assert!(!page.has("TOPSECRET") && !page.has("URLPASS"));
+
+    // check-config: header values, URL credentials and query values are all redacted.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("r.toml"),
+        format!(
+            "[delivery.sms]\nprovider = \"http\"\n[delivery.sms.http]\nurl = \"{url}\"\n\
+             headers = {{ Authorization = \"Bearer HEADERSECRET\" }}\n\
+             [mailbox]\nprovider = \"http\"\n[mailbox.http]\nurl = \"https://mail.example.com/push?token=MAILSECRET\"\n\
+             headers = {{ X-Api-Key = \"MAILHEADER\" }}\n"
+        ),
+    )
+    .unwrap();
+    let out =
+        crate::daemon::run(crate::daemon::rosterd(dir.path()).args(["check-config", "--config", "r.toml"]));
+    let printed = crate::daemon::text(&out.stdout);
+    assert!(out.status.success(), "{}", crate::daemon::text(&out.stderr));
+    assert!(printed.contains("api_key=***") && printed.contains("Authorization = \"***\""), "{printed}");
+    for secret in ["TOPSECRET", "URLPASS", "HEADERSECRET", "MAILSECRET", "MAILHEADER"] {
+        assert!(!printed.contains(secret), "check-config printed {secret}:\n{printed}");
+    }
+}
+
+/// Item 7: at the most verbose log level, the SMTP conversation (where `AUTH PLAIN` carries the
+/// credentials) is not logged by the daemon's dispatcher.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_conversations_are_not_logged() {
+    use crate::daemon::{Daemon, rosterd, run, text};
+    let smtp = crate::delivery::Smtp::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(
+        dir.path(),
+        &[
+            ("ROSTER_LOG__LEVEL", "trace".into()),
+            ("ROSTER_DELIVERY__SCHEDULE", "* * * * * *".into()),
+            ("ROSTER_DELIVERY__SMTP__URL", format!("smtp://127.0.0.1:{}", smtp.port)),
+            ("ROSTER_DELIVERY__SMTP__FROM", "Roster <roster@example.com>".into()),
+        ],
+    );
+    d.wait_for("/readyz", 200, std::time::Duration::from_secs(30)).await;
+    let changes = dir.path().join("changes.jsonl");
+    std::fs::write(
+        &changes,
+        r#"{"op":"create_member","login_name":"ann","display_name":"Ann","emails":[{"address":"ann@home.example.org","kind":"work","primary":true}]}"#,
+    )
+    .unwrap();
+    let imported = run(rosterd(dir.path()).arg("import").arg(&changes));
+    assert!(imported.status.success(), "{}", text(&imported.stderr));
+    let start = std::time::Instant::now();
+    while smtp.messages().is_empty() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(20), "no mail sent:\n{}", d.log());
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let log = d.log();
+    assert!(log.contains("TRACE") || log.contains("DEBUG"), "the log level took: {log}");
+    assert!(
+        !log.contains("MAIL FROM") && !log.contains("Wrote:"),
+        "the SMTP conversation was logged:\n{log}"
+    );
+}
