@@ -93,6 +93,74 @@ async fn bootstrap(directory: &DirectoryService, cfg: &Config) -> Result<(), Sto
     Ok(())
 }
 
+/// The HTTP server loop: accepts at most `http.max_connections` connections at once (the rest
+/// wait in the listen backlog), gives each client `http.header_read_timeout_secs` to send a
+/// request's headers (slowloris), serves HTTP/1.1 and HTTP/2, and on `shutdown` stops accepting
+/// and waits for the connections to finish their requests. Each request carries the peer's
+/// address as axum's `ConnectInfo`.
+async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    cfg: &crate::config::HttpConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use tower::ServiceExt;
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(cfg.header_read_timeout_secs));
+    builder.http2().timer(TokioTimer::new());
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p.context("connection slots")?,
+            _ = shutdown.cancelled() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, then go on accepting.
+                    tracing::warn!(error = %e, "http: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let header_wait = Duration::from_secs(cfg.header_read_timeout_secs);
+        let app = app.clone().map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            req.map(axum::body::Body::new)
+        });
+        let service = hyper_util::service::TowerToHyperService::new(app);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            // hyper's header timer starts once it reads a request's head; a client that connects
+            // and sends nothing would wait in HTTP version detection before that, holding a slot.
+            // (`peek`, not `readable`: readiness can be reported for a socket with nothing in it.)
+            let mut first = [0u8; 1];
+            if !matches!(tokio::time::timeout(header_wait, stream.peek(&mut first)).await, Ok(Ok(1..))) {
+                drop(permit);
+                return;
+            }
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%peer, error = %e, "http: connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
 /// Serves until `shutdown` is cancelled, then stops accepting, lets in-flight requests finish
 /// (at most `http.shutdown_grace_secs`) and returns. Fails if the store can never be used
 /// (read-only file, schema from a newer rosterd); an unreachable database is retried.
@@ -109,12 +177,11 @@ pub async fn run(listener: TcpListener, cfg: Config, shutdown: CancellationToken
     }
 
     let app = http::router(state.clone(), &cfg.http);
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let server = serve(listener, app, &cfg.http, shutdown.clone());
     let grace = Duration::from_secs(cfg.http.shutdown_grace_secs);
-    let mut server = std::pin::pin!(server.into_future());
+    let mut server = std::pin::pin!(server);
     let result = tokio::select! {
-        r = &mut server => r.context("http server"),
+        r = &mut server => r,
         Some(e) = fatal_rx.recv() => {
             shutdown.cancel();
             let _ = tokio::time::timeout(grace, &mut server).await;

@@ -421,6 +421,11 @@ pub struct HttpConfig {
     pub request_timeout_secs: u64,
     /// How long SIGTERM waits for in-flight requests.
     pub shutdown_grace_secs: u64,
+    /// A client must send a request's headers within this many seconds of connecting (or of its
+    /// previous request), or the connection is closed (slowloris).
+    pub header_read_timeout_secs: u64,
+    /// At most this many connections at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
@@ -430,6 +435,8 @@ impl Default for HttpConfig {
             max_body_bytes: 1024 * 1024,
             request_timeout_secs: 30,
             shutdown_grace_secs: 10,
+            header_read_timeout_secs: 10,
+            max_connections: 1024,
         }
     }
 }
@@ -623,6 +630,12 @@ impl Config {
         }
         if self.scim.max_results < 1 {
             return Err(ConfigError::new("scim.max_results", "must be at least 1"));
+        }
+        if self.http.header_read_timeout_secs < 1 {
+            return Err(ConfigError::new("http.header_read_timeout_secs", "must be at least 1"));
+        }
+        if self.http.max_connections < 1 {
+            return Err(ConfigError::new("http.max_connections", "must be at least 1"));
         }
         if self.scim.max_operations < 1 {
             return Err(ConfigError::new("scim.max_operations", "must be at least 1"));

@@ -630,3 +630,63 @@ async fn smtp_conversations_are_not_logged() {
         "the SMTP conversation was logged:\n{log}"
     );
 }
+
+/// Item 8: a client dribbling its headers is cut off after `header_read_timeout_secs`, and no
+/// more than `max_connections` connections are served at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_and_connections_capped() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let c = Console::start(Backend::Sqlite, |cfg| {
+        cfg.http.header_read_timeout_secs = 2;
+        cfg.http.max_connections = 2;
+    })
+    .await;
+    let addr = c.base.trim_start_matches("http://").to_owned();
+    // Slowloris: a header line every half second, never finished.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let start = Instant::now();
+    let mut closed = false;
+    for i in 0..20 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if slow.write_all(format!("X-Slow-{i}: y\r\n").as_bytes()).await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 256];
+        match tokio::time::timeout(Duration::from_millis(10), slow.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            Ok(Ok(_)) => {
+                // A 408 answer, then the close.
+                closed = true;
+                break;
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(closed, "the slow client is still connected after {:?}", start.elapsed());
+    assert!(start.elapsed() < Duration::from_secs(5), "cut off after {:?}", start.elapsed());
+    drop(slow);
+
+    // Two idle connections take both slots: a third client waits...
+    let idle1 = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let idle2 = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut third = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    third.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    let waited = tokio::time::timeout(Duration::from_millis(800), third.read_to_end(&mut answer)).await;
+    assert!(waited.is_err(), "a third connection was served while two held the slots: {answer:?}");
+    // ...until the idle ones are cut off for sending nothing, and then it is served.
+    tokio::time::timeout(Duration::from_secs(6), third.read_to_end(&mut answer))
+        .await
+        .expect("served once the idle connections were closed")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    drop((idle1, idle2));
+}
