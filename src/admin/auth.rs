@@ -143,7 +143,8 @@ impl Principal {
         if allowed {
             return Ok(());
         }
-        let _ = d.record(&self.actor(), "console.denied", "console", None, json!({ "action": what })).await;
+        // The refusal stands whether or not its audit row can be written.
+        audit_or_log(d, &self.actor(), "console.denied", json!({ "action": what })).await;
         tracing::info!(who = %self.actor().who, action = what, "console: permission denied");
         Err(Failure::Forbidden)
     }
@@ -706,7 +707,8 @@ pub fn audit_failed(action: &str, e: &crate::directory::DirectoryError) {
 pub async fn logout(State(state): State<AppState>, p: Principal) -> Result<Response, Failure> {
     let d = directory(&state)?;
     d.store().session_delete(&p.session_hash).await?;
-    let _ = d.record(&p.actor(), "console.sign_out", "console", None, json!({})).await;
+    // The session is gone already: signing out goes on if its audit row cannot be written.
+    audit_or_log(d, &p.actor(), "console.sign_out", json!({})).await;
     let mut res = super::see_other("/admin/login");
     let clear = set_cookie(SESSION_COOKIE, "", Some(0), state.admin.secure_cookie);
     res.headers_mut().append(header::SET_COOKIE, clear.parse().expect("a valid header value"));

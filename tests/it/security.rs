@@ -690,3 +690,54 @@ async fn slow_clients_are_cut_off_and_connections_capped() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     drop((idle1, idle2));
 }
+
+/// Item 11: absurd dates in the audit filter are a 400 naming the field, not a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_dates_out_of_range_are_refused() {
+    let c = Console::start(Backend::Sqlite, |_| {}).await;
+    let mut s = c.super_admin().await;
+    for (q, field) in
+        [("until=%2B262143-12-31", "until"), ("since=-262143-01-01", "since"), ("until=0999-01-01", "until")]
+    {
+        let p = s.get(&format!("/admin/audit?{q}")).await;
+        assert_eq!(p.status, StatusCode::BAD_REQUEST, "{q}: {}", p.body);
+        assert!(p.has("YYYY-MM-DD, 1970-9999"), "{q} names {field}: {}", p.body);
+    }
+    let p = s.get("/admin/audit?since=2026-01-01&until=9999-12-31").await;
+    assert_eq!(p.status, StatusCode::OK, "{}", p.body);
+    assert!(p.has("console.sign_in"), "the filter still finds rows");
+}
+
+/// Item 14: an audit row that cannot be written is never silence: an export fails with an error
+/// the admin sees; a refusal stands and is logged and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_failures_are_never_silent() {
+    let c = Console::start(Backend::Sqlite, |_| {}).await;
+    c.member_with("viewer", None, &[(&[Permission::ViewAudit], None)]).await;
+    let mut admin = c.super_admin().await;
+    let mut viewer = c.session();
+    assert_eq!(viewer.sign_in("viewer", MEMBER_PW).await.status, StatusCode::SEE_OTHER);
+    // From here on the audit log refuses every row.
+    let url = c._db.cfg.database.url.clone();
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query(
+        "CREATE TRIGGER no_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'audit refused'); END",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let p = admin.get("/admin/export/members.csv").await;
+    assert_eq!(p.status, StatusCode::SERVICE_UNAVAILABLE, "no unaudited export: {}", p.body);
+    assert!(!p.has("login_name,"), "no CSV went out");
+    let p = viewer.get("/admin/members").await;
+    assert_eq!(p.status, StatusCode::FORBIDDEN, "the refusal stands");
+    let metrics =
+        crate::common::http().get(format!("{}/metrics", c.base)).send().await.unwrap().text().await.unwrap();
+    let failures: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("roster_audit_write_failures_total "))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0.0);
+    assert!(failures >= 1.0, "counted: {metrics}");
+    pool.close().await;
+}

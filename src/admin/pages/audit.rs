@@ -3,7 +3,7 @@
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::IntoResponse;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::Deserialize;
 
 use super::{Errors, Page, opt};
@@ -49,13 +49,16 @@ impl AuditPage {
     }
 }
 
-/// `YYYY-MM-DD` as the start of that day (UTC).
+/// `YYYY-MM-DD` as the start of that day (UTC), for years 1970-9999 (chrono parses years up to
+/// ±262143, where adding the `until` day overflows, and the stores keep four-digit years).
 fn day(s: &str) -> Result<Option<DateTime<Utc>>, ()> {
     match opt(s) {
         None => Ok(None),
         Some(s) => NaiveDate::parse_from_str(&s, "%Y-%m-%d")
+            .ok()
+            .filter(|d| (1970..=9999).contains(&d.year()))
             .map(|d| Some(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()))
-            .map_err(|_| ()),
+            .ok_or(()),
     }
 }
 
@@ -64,11 +67,11 @@ pub async fn audit(State(state): State<AppState>, p: Principal, Query(q): Query<
     p.require(d, p.has(Permission::ViewAudit), "audit.view").await?;
     let mut errors = Errors::default();
     let since = day(&q.since).unwrap_or_else(|_| {
-        errors.fields.push(("since".into(), "YYYY-MM-DD".into()));
+        errors.fields.push(("since".into(), "YYYY-MM-DD, 1970-9999".into()));
         None
     });
     let until = day(&q.until).unwrap_or_else(|_| {
-        errors.fields.push(("until".into(), "YYYY-MM-DD".into()));
+        errors.fields.push(("until".into(), "YYYY-MM-DD, 1970-9999".into()));
         None
     });
     let rows = if errors.is_empty() {
@@ -77,8 +80,9 @@ pub async fn audit(State(state): State<AppState>, p: Principal, Query(q): Query<
             action: opt(&q.action),
             object_id: None,
             since,
-            // The whole `until` day is included.
-            until: until.map(|u| u + chrono::Duration::days(1)),
+            // The whole `until` day is included; the last day there is bounds nothing (its next
+            // day would have five digits, which the stores do not order as times).
+            until: until.filter(|u| u.year() < 9999).map(|u| u + chrono::Duration::days(1)),
             before_id: q.before.as_deref().and_then(|b| b.parse().ok()),
             limit: PAGE,
         };
@@ -88,10 +92,7 @@ pub async fn audit(State(state): State<AppState>, p: Principal, Query(q): Query<
     };
     let next = (rows.len() as i64 == PAGE).then(|| rows.last().map(|r| r.id)).flatten();
     let c = p.chrome(p.lang.t("menu.audit")).at("/admin/audit");
-    let status = if errors.is_empty() {
-        axum::http::StatusCode::OK
-    } else {
-        axum::http::StatusCode::UNPROCESSABLE_ENTITY
-    };
+    let status =
+        if errors.is_empty() { axum::http::StatusCode::OK } else { axum::http::StatusCode::BAD_REQUEST };
     Ok((status, html(&AuditPage { c, q, rows, next, errors })).into_response())
 }

@@ -152,8 +152,9 @@ pub async fn retry(State(state): State<AppState>, p: Principal, Path(id): Path<S
     if !d.store().delivery_retry(id, chrono::Utc::now()).await? {
         return Err(Failure::NotFound);
     }
-    let _ =
-        d.record(&p.actor(), "delivery.retry", "delivery", Some(id.to_string()), serde_json::json!({})).await;
+    d.record(&p.actor(), "delivery.retry", "delivery", Some(id.to_string()), serde_json::json!({}))
+        .await
+        .map_err(|e| Failure::from_directory(&e))?;
     Ok(see_other("/admin/delivery?done=delivery.retry"))
 }
 

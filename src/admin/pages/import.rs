@@ -518,7 +518,10 @@ pub async fn export_members(State(state): State<AppState>, p: Principal) -> Page
             out.push('\n');
         }
     }
-    let _ = d.record(&p.actor(), "export.members", "export", None, serde_json::json!({})).await;
+    // No unaudited export: the file goes out only once its audit row is written.
+    d.record(&p.actor(), "export.members", "export", None, serde_json::json!({}))
+        .await
+        .map_err(|e| Failure::from_directory(&e))?;
     Ok(csv_response("members.csv", out))
 }
 
