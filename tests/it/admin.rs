@@ -303,7 +303,10 @@ async fn session_cookie_csrf_and_sign_out(b: Backend) {
     // The headers that keep the console out of frames and scripts out of pages.
     let r = crate::common::http().get(format!("{}/admin/login", c.base)).send().await.unwrap();
     assert_eq!(r.headers()["x-frame-options"], "DENY");
-    assert!(r.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("base-uri 'none'"), "{csp}");
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(r.headers()["strict-transport-security"], "max-age=31536000", "HSTS with Secure cookies");
 
     // A form without the CSRF token, or with a wrong one, changes nothing.
     let before = c.directory.store().counts().await.unwrap().org_units;

@@ -250,6 +250,8 @@ impl Browser {
                 ],
             },
             "timeouts": {"implicit": 0, "pageLoad": 30_000, "script": 30_000},
+            // The page's console (CSP violations land there), read with `console_log`.
+            "goog:loggingPrefs": {"browser": "ALL"},
         }}});
         let root = format!("http://127.0.0.1:{port}");
         let mut browser = Browser {
@@ -340,6 +342,17 @@ impl Browser {
             }
             tokio::time::sleep(POLL).await;
         }
+    }
+
+    /// The page's console messages since the last call (chromedriver's log of type `browser`):
+    /// errors, warnings, CSP violations.
+    pub async fn console_log(&self) -> Vec<String> {
+        let v = self.session.post("/se/log", json!({"type": "browser"})).await;
+        v.as_array()
+            .map(|a| {
+                a.iter().map(|e| format!("{} {}", e["level"], e["message"].as_str().unwrap_or(""))).collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Runs `script` (a function body: `return …`, arguments in `arguments[i]`) in the page.
