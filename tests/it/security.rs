@@ -741,3 +741,41 @@ async fn audit_failures_are_never_silent() {
     assert!(failures >= 1.0, "counted: {metrics}");
     pool.close().await;
 }
+
+/// Item 9: a change set of many passwords (an import batch) hashes them before its transaction:
+/// another client's write goes through while the hashing runs, instead of waiting for the set
+/// to commit.
+async fn password_hashing_holds_no_writer(b: Backend) {
+    let c = Console::start(b, |_| {}).await;
+    let token = c.directory.create_token(&console(), "entra", false).await.unwrap();
+    let changes: Vec<Change> = (0..150)
+        .map(|i| {
+            let mut n = crate::common::member(&format!("batch{i}"));
+            n.password = Some(roster::access::password::Secret(format!("batch-password-{i}")));
+            Change::CreateMember(n)
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let actor = roster::directory::model::Actor::new(roster::directory::model::Source::import(), "import");
+    let (batch_done, single_done) = tokio::join!(
+        async {
+            c.directory.apply(&actor, changes).await.unwrap();
+            started.elapsed()
+        },
+        async {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let body =
+                json!({ "schemas": [USER], "userName": "single@example.com", "displayName": "Single" });
+            let (st, body) = scim(&c, &token, Method::POST, "/Users", Some(body)).await;
+            assert_eq!(st, StatusCode::CREATED, "{body}");
+            started.elapsed()
+        }
+    );
+    assert!(
+        single_done < batch_done,
+        "the single create ({single_done:?}) waited for the batch's transaction ({batch_done:?})"
+    );
+    assert_eq!(c.directory.store().counts().await.unwrap().members, 151);
+}
+
+on_both_stores!(password_hashing_holds_no_writer);
