@@ -858,8 +858,20 @@ pub fn scrub_urls(text: &str) -> String {
 
 /// Query parameters whose values are shown as they are; every other value is `***` (an API key
 /// in a gateway's URL is as secret as a password).
-const HARMLESS_QUERY_KEYS: &[&str] =
-    &["sslmode", "tls", "mode", "cache", "application_name", "connect_timeout", "options", "schema"];
+const HARMLESS_QUERY_KEYS: &[&str] = &[
+    "sslmode",
+    "tls",
+    "mode",
+    "cache",
+    "application_name",
+    "connect_timeout",
+    "options",
+    "schema",
+    "user",
+    "host",
+    "port",
+    "dbname",
+];
 
 /// Hides the credentials of a URL: the password of its user info
 /// (`postgres://u:secret@h/db` -> `postgres://u:***@h/db`) and its query values but
