@@ -297,11 +297,11 @@ impl<'a> Ctx<'a> {
             return Err((p.index[at], DirectoryError::Conflict { field, value }));
         }
         self.tx.members_insert(&p.members, &p.password_hashes).await.map_err(|e| (first, e.into()))?;
-        let set_by = self.actor.source.as_str();
+        let set_by = password_setter(self.actor);
         for (i, (m, hash)) in p.members.iter().zip(&p.password_hashes).enumerate() {
             if let Some(hash) = hash {
                 self.tx
-                    .member_set_password(m.id, Some(hash), Some(set_by))
+                    .member_set_password(m.id, Some(hash), Some(&set_by))
                     .await
                     .map_err(|e| (p.index[i], e.into()))?;
             }
@@ -1142,7 +1142,7 @@ async fn update_member(ctx: &mut Ctx<'_>, id: Uuid, p: MemberPatch) -> R<Applied
         let hash = ctx.hashes.remove(&ctx.index).ok_or_else(|| {
             DirectoryError::invalid("password", "was not hashed before the change set began")
         })?;
-        ctx.tx.member_set_password(id, Some(&hash), Some(ctx.actor.source.as_str())).await?;
+        ctx.tx.member_set_password(id, Some(&hash), Some(&password_setter(ctx.actor))).await?;
         // Sessions signed in with the old password end with it, in the same transaction.
         let ended = ctx.tx.member_sessions_end(id, p.keep_session.as_deref()).await?;
         let detail = json!({ "sessions_ended": ended });
@@ -1162,6 +1162,26 @@ async fn update_member(ctx: &mut Ctx<'_>, id: Uuid, p: MemberPatch) -> R<Applied
     ctx.audit(action, "member", Some(id.to_string()), Some(&before), Some(&m)).await?;
     ctx.notify_member(&action.replace("member.", "member.updated."), &m).await?;
     Ok(Applied::Member(m))
+}
+
+/// Who set a password, as `members.password_set_by` keeps it: the source for a provisioning
+/// source (`scim:entra`, `import`), `console:<who>` for a person in the console.
+fn password_setter(actor: &Actor) -> String {
+    if actor.source.provisions() {
+        actor.source.as_str().to_owned()
+    } else {
+        format!("console:{}", actor.who)
+    }
+}
+
+/// Whether a member's password stays when `granter` grants them a role: only when the granter
+/// set it, or the member did. `console` alone (passwords set before the setter was recorded
+/// this precisely) stays, as it did before.
+fn password_survives_grant(set_by: &str, granter: &str, member_login: &str) -> bool {
+    match set_by.strip_prefix("console:") {
+        Some(who) => who == granter || who == member_login,
+        None => set_by == Source::CONSOLE || set_by == Source::SYSTEM,
+    }
 }
 
 /// The argon2 hashes of a change set's member passwords, by change index, made before its
@@ -1435,16 +1455,17 @@ async fn delete_role(ctx: &mut Ctx<'_>, id: Uuid) -> R<Applied> {
 
 async fn grant_role(ctx: &mut Ctx<'_>, role_id: Uuid, member_id: Uuid, scope: Option<Uuid>) -> R<Applied> {
     role_or_404(ctx, role_id).await?;
-    member_or_404(ctx, member_id).await?;
     if let Some(unit) = scope {
         org_unit_or_404(ctx, unit).await?;
     }
+    let member = member_or_404(ctx, member_id).await?;
     let before = ctx.tx.grant(role_id, member_id).await?;
-    // Whoever chose this member's password must not gain their role with it: a password a
-    // provisioning source set is cleared (the super admin sets a new one, or the member signs
-    // in through their LDAP directory).
+    // Whoever chose this member's password must not gain their role with it: a password that
+    // neither the one granting (the super admin) nor the member set is cleared, so one set by a
+    // provisioning source or by a manager goes (the super admin sets a new one, or the member
+    // signs in through their LDAP directory).
     if let Some(set_by) = ctx.tx.member_password_set_by(member_id).await?
-        && Source::parse(&set_by).is_none_or(|s| s.provisions())
+        && !password_survives_grant(&set_by, &ctx.actor.who, &member.login_name)
     {
         ctx.tx.member_set_password(member_id, None, None).await?;
         ctx.tx.member_sessions_end(member_id, None).await?;

@@ -14,6 +14,11 @@ use uuid::Uuid;
 use crate::common::{Backend, TestDb, console, create_unit, on_both_stores};
 
 pub const SUPER_PW: &str = "super-secret-password";
+
+/// The super admin as the console names them in the audit log (and as `password_set_by`).
+pub fn super_admin() -> roster::directory::model::Actor {
+    roster::directory::model::Actor::new(roster::directory::model::Source::console(), "super-admin")
+}
 pub const MEMBER_PW: &str = "member-password-1";
 
 /// A running rosterd with the console, its super-admin password set.
@@ -107,19 +112,20 @@ impl Console {
             password: Some(Secret(MEMBER_PW.into())),
             ..Default::default()
         };
-        let m = match self.directory.apply_one(&console(), Change::CreateMember(n)).await.unwrap() {
+        // As the super admin does it in the console: a password they set survives their grants.
+        let m = match self.directory.apply_one(&super_admin(), Change::CreateMember(n)).await.unwrap() {
             Applied::Member(m) => m,
             other => panic!("{other:?}"),
         };
         for (i, (perms, scope)) in roles.iter().enumerate() {
             let role = NewRole { id: None, name: format!("{login}-role-{i}"), permissions: perms.to_vec() };
             let Applied::Role(r) =
-                self.directory.apply_one(&console(), Change::CreateRole(role)).await.unwrap()
+                self.directory.apply_one(&super_admin(), Change::CreateRole(role)).await.unwrap()
             else {
                 panic!()
             };
             let grant = Change::GrantRole { role_id: r.id, member_id: m.id, scope_unit_id: *scope };
-            self.directory.apply_one(&console(), grant).await.unwrap();
+            self.directory.apply_one(&super_admin(), grant).await.unwrap();
         }
         m
     }

@@ -779,3 +779,87 @@ async fn password_hashing_holds_no_writer(b: Backend) {
 }
 
 on_both_stores!(password_hashing_holds_no_writer);
+
+/// Item 1, in the console and from import: a password a manager chose does not survive a role
+/// granted by the super admin; one the super admin chose does; `rosterd import`'s source may not
+/// set an admin's password.
+async fn only_the_granter_or_the_member_keeps_a_password(b: Backend) {
+    let c = Console::start(b, |_| {}).await;
+    let sales = crate::common::create_unit(&c.directory, None, "Sales").await;
+    c.member_with("mgr", Some(sales), &[(&[Permission::ManageMembers], Some(sales))]).await;
+    let mut mgr = c.session();
+    assert_eq!(mgr.sign_in("mgr", MEMBER_PW).await.status, StatusCode::SEE_OTHER);
+    mgr.get(&format!("/admin/members/new?unit={sales}")).await;
+    let fields = [
+        ("login_name", "pat"),
+        ("display_name", "Pat"),
+        ("unit_path", "Sales"),
+        ("password", "chosen-by-the-manager"),
+    ];
+    let p = mgr.post("/admin/members/new", &fields).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let pat = crate::admin::id_in(p.location.as_deref().unwrap(), "/admin/members/");
+    let mut admin = c.super_admin().await;
+    admin.get("/admin/members/new").await;
+    let fields = [("login_name", "sam"), ("display_name", "Sam"), ("password", "chosen-by-the-super-admin")];
+    let p = admin.post("/admin/members/new", &fields).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let sam = crate::admin::id_in(p.location.as_deref().unwrap(), "/admin/members/");
+
+    let super_admin =
+        roster::directory::model::Actor::new(roster::directory::model::Source::console(), "super-admin");
+    for (member, name) in [(pat, "pat"), (sam, "sam")] {
+        let role = roster::directory::NewRole {
+            id: None,
+            name: format!("auditor-{name}"),
+            permissions: vec![Permission::ViewAudit],
+        };
+        let Applied::Role(r) = c.directory.apply_one(&super_admin, Change::CreateRole(role)).await.unwrap()
+        else {
+            panic!()
+        };
+        let g = Change::GrantRole { role_id: r.id, member_id: member, scope_unit_id: None };
+        c.directory.apply_one(&super_admin, g).await.unwrap();
+    }
+    let mut s = c.session();
+    assert_eq!(
+        s.sign_in("pat", "chosen-by-the-manager").await.status,
+        StatusCode::UNAUTHORIZED,
+        "the manager's password went"
+    );
+    assert_eq!(
+        s.sign_in("sam", "chosen-by-the-super-admin").await.status,
+        StatusCode::SEE_OTHER,
+        "the super admin's stays"
+    );
+    assert_eq!(c.audit_count("member.password_cleared").await, 1);
+
+    // `rosterd import` is a provisioning source: a password it chose goes at the grant, and it may
+    // not set one for a member who holds a role.
+    let import = roster::directory::model::Actor::new(roster::directory::model::Source::import(), "import");
+    let mut n = crate::common::member("ivy");
+    n.password = Some(roster::access::password::Secret("from-an-import-file".into()));
+    let ivy = crate::common::create_member(&c.directory, &import, n).await.id;
+    let role = roster::directory::NewRole {
+        id: None,
+        name: "auditor-ivy".into(),
+        permissions: vec![Permission::ViewAudit],
+    };
+    let Applied::Role(r) = c.directory.apply_one(&super_admin, Change::CreateRole(role)).await.unwrap()
+    else {
+        panic!()
+    };
+    c.directory
+        .apply_one(&super_admin, Change::GrantRole { role_id: r.id, member_id: ivy, scope_unit_id: None })
+        .await
+        .unwrap();
+    assert_eq!(c.audit_count("member.password_cleared").await, 2);
+    let patch = MemberPatch {
+        password: Some(roster::access::password::Secret("from-an-import-file".into())),
+        ..Default::default()
+    };
+    let err = c.directory.apply_one(&import, Change::UpdateMember { id: ivy, patch }).await.unwrap_err();
+    assert_eq!(err.code(), "protected", "{err}");
+}
+
+on_both_stores!(only_the_granter_or_the_member_keeps_a_password);
