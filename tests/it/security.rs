@@ -55,6 +55,26 @@ async fn grant(c: &Console, member: uuid::Uuid, perms: &[Permission]) {
     c.directory.apply_one(&console(), g).await.unwrap();
 }
 
+/// The super admin sets boss's password on the member's form, the other fields as they are.
+async fn set_password_on_form(
+    admin: &mut crate::admin::Session,
+    id: uuid::Uuid,
+    display_name: &str,
+    password: &str,
+) {
+    let form = admin.get(&format!("/admin/members/{id}/edit")).await;
+    let i = form.body.find("name=\"version\" value=\"").unwrap() + 22;
+    let version = form.body[i..i + form.body[i..].find('"').unwrap()].to_owned();
+    let fields = [
+        ("login_name", "boss@example.com"),
+        ("display_name", display_name),
+        ("password", password),
+        ("version", &version),
+    ];
+    let p = admin.post(&format!("/admin/members/{id}"), &fields).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+}
+
 /// Item 1: a SCIM client cannot choose the console password of anyone who holds a role, cannot
 /// adopt them, and a password it chose before a role was granted does not survive the grant.
 async fn scim_never_sets_an_admins_password(b: Backend) {
@@ -79,23 +99,7 @@ async fn scim_never_sets_an_admins_password(b: Backend) {
 
     // The super admin sets one in the console; boss signs in with it.
     let mut admin = c.super_admin().await;
-    let form = admin.get(&format!("/admin/members/{id}/edit")).await;
-    let version = {
-        let i = form.body.find("name=\"version\" value=\"").unwrap() + 22;
-        form.body[i..i + form.body[i..].find('"').unwrap()].to_owned()
-    };
-    let p = admin
-        .post(
-            &format!("/admin/members/{id}"),
-            &[
-                ("login_name", "boss@example.com"),
-                ("display_name", "boss Example"),
-                ("password", "set-by-the-super-admin"),
-                ("version", &version),
-            ],
-        )
-        .await;
-    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    set_password_on_form(&mut admin, id, "boss Example", "set-by-the-super-admin").await;
     let mut boss = c.session();
     assert_eq!(boss.sign_in("boss", "set-by-the-super-admin").await.status, StatusCode::SEE_OTHER);
     assert_eq!(boss.get("/admin").await.status, StatusCode::OK);
@@ -140,23 +144,7 @@ async fn scim_never_sets_an_admins_password(b: Backend) {
     assert_eq!(a2.sign_in("admin2", MEMBER_PW).await.status, StatusCode::SEE_OTHER);
 
     // A password set by any source ends the member's sessions: the super admin resets boss's.
-    let form = admin.get(&format!("/admin/members/{id}/edit")).await;
-    let version = {
-        let i = form.body.find("name=\"version\" value=\"").unwrap() + 22;
-        form.body[i..i + form.body[i..].find('"').unwrap()].to_owned()
-    };
-    let p = admin
-        .post(
-            &format!("/admin/members/{id}"),
-            &[
-                ("login_name", "boss@example.com"),
-                ("display_name", "Boss Renamed"),
-                ("password", "another-new-password"),
-                ("version", &version),
-            ],
-        )
-        .await;
-    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    set_password_on_form(&mut admin, id, "Boss Renamed", "another-new-password").await;
     assert_eq!(boss.get("/admin").await.status, StatusCode::SEE_OTHER, "boss's old session ended");
 
     // A member without a role: the IdP may set the password, and that ends their sessions too
