@@ -111,7 +111,12 @@ async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(cfg.header_read_timeout_secs));
-    builder.http2().timer(TokioTimer::new());
+    // An idle HTTP/2 connection is pinged, and closed when the pings go unanswered.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(cfg.header_read_timeout_secs.max(10))))
+        .keep_alive_timeout(Duration::from_secs(cfg.header_read_timeout_secs));
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
@@ -141,11 +146,11 @@ async fn serve(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            // hyper's header timer starts once it reads a request's head; a client that connects
-            // and sends nothing would wait in HTTP version detection before that, holding a slot.
-            // (`peek`, not `readable`: readiness can be reported for a socket with nothing in it.)
-            let mut first = [0u8; 1];
-            if !matches!(tokio::time::timeout(header_wait, stream.peek(&mut first)).await, Ok(Ok(1..))) {
+            // hyper's header timer starts once it reads a request's head; before that the HTTP
+            // version is told from the first bytes (HTTP/2's 24-byte preface or not), with no
+            // timer: a client that connects and sends nothing, or a preface's first bytes, would
+            // hold a slot. It gets the header timeout for that too.
+            if !matches!(tokio::time::timeout(header_wait, version_known(&stream)).await, Ok(true)) {
                 drop(permit);
                 return;
             }
@@ -159,6 +164,26 @@ async fn serve(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// Waits until the connection's first bytes tell its HTTP version: they differ from HTTP/2's
+/// preface (HTTP/1), or are the whole preface. False when the client closed first. Peeks, so
+/// hyper reads the bytes again.
+async fn version_known(stream: &tokio::net::TcpStream) -> bool {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut buf = [0u8; 24];
+    loop {
+        // (`peek`, not `readable`: readiness can be reported for a socket with nothing in it.)
+        let n = match stream.peek(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => n,
+        };
+        if n == PREFACE.len() || buf[..n] != PREFACE[..n] {
+            return true;
+        }
+        // Part of the preface: wait for more.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Serves until `shutdown` is cancelled, then stops accepting, lets in-flight requests finish

@@ -835,22 +835,30 @@ pub fn scrub_urls(text: &str) -> String {
         // The URL starts after the last character that cannot be in a scheme.
         let start =
             rest[..i].rfind(|c: char| !(c.is_ascii_alphanumeric() || "+-.".contains(c))).map_or(0, |j| j + 1);
-        let end = rest[i..]
-            .find(|c: char| c.is_whitespace() || "()<>\"'`,".contains(c))
-            .map_or(rest.len(), |j| i + j);
-        out.push_str(&rest[..start]);
-        let (scheme, tail) = rest[start..end].split_at(i - start + 3);
-        let tail = tail.split(['?', '#']).next().unwrap_or("");
-        let tail = match tail.find('/') {
-            Some(slash) => {
-                let (authority, path) = tail.split_at(slash);
-                format!("{}{path}", authority.rsplit_once('@').map_or(authority, |(_, host)| host))
+        // The authority runs to the path, query or fragment (user info may hold `,` `(` `'`);
+        // the rest of the URL to a space or a quote.
+        let after = &rest[i + 3..];
+        let auth_end = after.find(|c: char| "/?#".contains(c) || c.is_whitespace()).unwrap_or(after.len());
+        let tail = &after[auth_end..];
+        let mut tail_end =
+            tail.find(|c: char| c.is_whitespace() || "\"'<>`".contains(c)).unwrap_or(tail.len());
+        // Sentence punctuation after a URL, and the closing parenthesis of a URL in parentheses
+        // (as error texts put them), are not the URL's.
+        loop {
+            let t = &tail[..tail_end];
+            if t.ends_with(['.', ',', ':', ';']) || (t.ends_with(')') && !t.contains('(')) {
+                tail_end -= 1;
+            } else {
+                break;
             }
-            None => tail.rsplit_once('@').map_or(tail, |(_, host)| host).to_owned(),
-        };
-        out.push_str(scheme);
-        out.push_str(&tail);
-        rest = &rest[end..];
+        }
+        let host = after[..auth_end].rsplit_once('@').map_or(&after[..auth_end], |(_, host)| host);
+        let path = tail[..tail_end].split(['?', '#']).next().unwrap_or("");
+        out.push_str(&rest[..start]);
+        out.push_str(&rest[start..i + 3]);
+        out.push_str(host);
+        out.push_str(path);
+        rest = &tail[tail_end..];
     }
     out.push_str(rest);
     out
@@ -921,6 +929,8 @@ mod tests {
         assert_eq!(scrub_urls("at http://h:8080?token=x, then"), "at http://h:8080, then");
         assert_eq!(scrub_urls("no url here"), "no url here");
         assert_eq!(scrub_urls("smtp://a:b@mail/ and ldap://x/?q"), "smtp://mail/ and ldap://x/");
+        assert_eq!(scrub_urls("(https://u:p,w(x)@h/a?k=1,2)."), "(https://h/a).");
+        assert_eq!(scrub_urls("url: http://h/p?a=b,c=d then"), "url: http://h/p then");
     }
 
     #[test]

@@ -1,10 +1,15 @@
 -- Security fixes (issue 13).
--- Who last set a member's console password: the source (`console`, `scim:<name>`, `import`...).
--- A role is never granted on top of a password a provisioning source chose (see README,
--- "Passwords and provisioning"). Existing passwords are credited to the member's source, the
--- careful guess: a password set in the console on a SCIM member is cleared, not kept, at its
--- next grant.
+-- Who last set a member's console password: a provisioning source (`scim:<name>`, `import`),
+-- `console:<who>`, or `self` (see README, "Passwords and provisioning").
 ALTER TABLE members ADD COLUMN password_set_by TEXT;
+-- Until now a member's own source could set their password, role or not: an admin whose password
+-- a SCIM client or an import chose loses it (the super admin sets a new one; LDAP members sign in
+-- through their directory and keep no password here).
+UPDATE members SET password_hash = NULL
+WHERE password_hash IS NOT NULL AND source <> 'console'
+  AND id IN (SELECT member_id FROM role_grants);
+-- The others are credited to the member's source; `console` alone means "someone in the
+-- console": such a password does not survive the member's first role.
 UPDATE members SET password_set_by = source WHERE password_hash IS NOT NULL;
 -- A token's secret replaced in place (`rosterd token rotate`): the name, and so the source, stays.
 ALTER TABLE api_tokens ADD COLUMN rotated_at TIMESTAMPTZ;

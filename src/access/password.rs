@@ -77,11 +77,14 @@ pub fn hash(password: &str) -> String {
 /// Argon2 at most one at a time per core: each hash or verification takes a core and 19 MiB
 /// for tens of milliseconds, and a burst of sign-ins or a SCIM Bulk of passwords must neither
 /// grow the blocking pool without bound nor starve everything else.
-fn slots() -> &'static tokio::sync::Semaphore {
-    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    SLOTS.get_or_init(|| {
-        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
-    })
+fn slots() -> std::sync::Arc<tokio::sync::Semaphore> {
+    static SLOTS: std::sync::OnceLock<std::sync::Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    SLOTS
+        .get_or_init(|| {
+            let n = std::thread::available_parallelism().map_or(2, |n| n.get());
+            std::sync::Arc::new(tokio::sync::Semaphore::new(n))
+        })
+        .clone()
 }
 
 /// Too many password checks are waiting: the caller answers 429.
@@ -96,12 +99,19 @@ pub async fn bounded<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, Busy> {
     let permit = match wait {
-        None => slots().acquire().await.map_err(|_| Busy)?,
-        Some(d) => tokio::time::timeout(d, slots().acquire()).await.map_err(|_| Busy)?.map_err(|_| Busy)?,
+        None => slots().acquire_owned().await.map_err(|_| Busy)?,
+        Some(d) => {
+            tokio::time::timeout(d, slots().acquire_owned()).await.map_err(|_| Busy)?.map_err(|_| Busy)?
+        }
     };
-    let out = tokio::task::spawn_blocking(work).await;
-    drop(permit);
-    out.map_err(|_| Busy)
+    // The permit goes with the work: a caller that gives up (a client hanging up, a timeout)
+    // does not free the slot while argon2 still runs.
+    tokio::task::spawn_blocking(move || {
+        let _slot = permit;
+        work()
+    })
+    .await
+    .map_err(|_| Busy)
 }
 
 /// [`hash`] on the bounded blocking pool (waits for a slot).

@@ -497,8 +497,9 @@ pub async fn login(
     };
     let member_id = match verified {
         Verified::DirectoryDown => {
-            // The member's LDAP directory, not our store, could not be asked.
-            undo_attempt(d, &keys).await;
+            // The member's LDAP directory, not our store, could not be asked. The attempt stays
+            // counted: otherwise probing which accounts sign in through a directory would cost
+            // nothing.
             return Ok(retry("login.directory_down", axum::http::StatusCode::SERVICE_UNAVAILABLE));
         }
         Verified::No => {
@@ -644,9 +645,16 @@ async fn count_attempt(
 ) -> Result<Counts, Failure> {
     let cfg = &state.admin;
     let window_from = now - Duration::minutes(cfg.failure_window_minutes);
-    let account = d.store().sign_in_failure_add(&keys[0], now, window_from).await?;
+    // The address first: one over its limit is turned away before it can count against (and
+    // lock) the account it names.
     let address = d.store().sign_in_failure_add(&keys[1], now, window_from).await?;
-    let over = account > cfg.max_failures || address > cfg.max_failures_per_address;
+    if address > cfg.max_failures_per_address {
+        let counts = Counts { account: 0, address, over: true };
+        lock_if_spent(state, d, keys, &counts, now).await?;
+        return Ok(counts);
+    }
+    let account = d.store().sign_in_failure_add(&keys[0], now, window_from).await?;
+    let over = account > cfg.max_failures;
     if over {
         // Attempts raced past the limit: lock now, so the next ones stop at the first check.
         lock_if_spent(state, d, keys, &Counts { account, address, over }, now).await?;

@@ -46,6 +46,13 @@ impl Source {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+    /// A source mirroring an identity system whose data Roster cannot make it fix (SCIM, LDAP
+    /// sync): a mobile number or e-mail address of its member that another member already holds
+    /// is kept aside ([`crate::store::Quarantined`]) instead of refusing the member. People (the
+    /// console, an import file) get the conflict as an error to act on.
+    pub fn quarantines(&self) -> bool {
+        self.0.starts_with("scim:") || self.0.starts_with("ldap:")
+    }
     /// A provisioning source (SCIM, LDAP sync, import): it feeds the directory from outside
     /// and never chooses the password of, or takes over, a member who holds a role.
     pub fn provisions(&self) -> bool {

@@ -59,6 +59,38 @@ struct Ctx<'a> {
     /// The argon2 hashes of the passwords in the set, by change index, made before the
     /// transaction began ([`DirectoryService::hash_passwords`]): hashing holds no writer.
     hashes: std::collections::HashMap<usize, String>,
+    /// For a quarantining source ([`Source::quarantines`]): the mobile numbers and e-mail
+    /// addresses of the set's creates that members in the store hold, read up front, kept true
+    /// as members are written, updated and deleted in the set.
+    held: std::collections::HashSet<(&'static str, String)>,
+}
+
+/// The unique values a quarantining source's member may go without: `(field, value)` pairs
+/// with field `mobile` or `email`.
+type KeptAside = Vec<(String, String)>;
+
+/// Takes `value` out of the member's `field` (`mobile` or `email`); the first remaining e-mail
+/// becomes the primary one when the primary went.
+fn set_aside(m: &mut Member, field: &str, value: &str) {
+    match field {
+        "mobile" => m.mobile = None,
+        _ => {
+            let was_primary = m.emails.iter().any(|e| e.address == value && e.primary);
+            m.emails.retain(|e| e.address != value);
+            if was_primary && let Some(first) = m.emails.first_mut() {
+                first.primary = true;
+            }
+        }
+    }
+}
+
+/// The field name as the store's conflicts name it, for the fields that can be kept aside.
+fn quarantinable(field: &str) -> Option<&'static str> {
+    match field {
+        "mobile" => Some("mobile"),
+        "email" => Some("email"),
+        _ => None,
+    }
 }
 
 /// Facts about the store read at the start of a change set for its creates of org units and
@@ -106,6 +138,8 @@ struct Pending {
     chosen_ids: Vec<Uuid>,
     /// Every pending member's id, to the member.
     ids: foldhash::HashMap<Uuid, usize>,
+    /// Values kept aside for pending members (by their index), written with them.
+    kept_aside: std::collections::HashMap<usize, KeptAside>,
     /// Every unique value but the id, by field (see [`Pending::FIELDS`]), to its member. Looked
     /// up by `&str`, so a check allocates nothing (100,000 creates ask four or five times each).
     values: [foldhash::HashMap<String, usize>; 4],
@@ -151,8 +185,18 @@ impl Pending {
         }
     }
 
-    fn push(&mut self, index: usize, m: Member, password_hash: Option<String>, chosen_id: bool) {
+    fn push(
+        &mut self,
+        index: usize,
+        m: Member,
+        password_hash: Option<String>,
+        chosen_id: bool,
+        kept_aside: KeptAside,
+    ) {
         let at = self.members.len();
+        if !kept_aside.is_empty() {
+            self.kept_aside.insert(at, kept_aside);
+        }
         for (field, value) in Pending::unique_values(&m) {
             self.values[field].insert(value.to_owned(), at);
         }
@@ -183,6 +227,7 @@ impl<'a> Ctx<'a> {
             pending: Pending::default(),
             known: Known::default(),
             hashes: Default::default(),
+            held: Default::default(),
         }
     }
 
@@ -204,6 +249,9 @@ impl<'a> Ctx<'a> {
                 }
                 _ => {}
             }
+        }
+        if self.actor.source.quarantines() {
+            self.learn_held(changes).await?;
         }
         let source = self.actor.source.as_str().to_owned();
         let k = &mut self.known;
@@ -243,6 +291,146 @@ impl<'a> Ctx<'a> {
             let ids: Vec<Uuid> = members.iter().copied().collect();
             k.members_seen.extend(self.tx.members_existing(&ids).await?);
             k.member_ids.extend(members);
+        }
+        Ok(())
+    }
+
+    /// Which mobile numbers and e-mail addresses of the set's creates members in the store
+    /// already hold ([`Ctx::held`]): one query for the set, so that each create keeps its
+    /// conflicting values aside before it is audited and announced.
+    async fn learn_held(&mut self, changes: &[Change]) -> R<()> {
+        let probes: Vec<Member> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::CreateMember(n) => Some(n),
+                _ => None,
+            })
+            .map(|n| Member {
+                id: Uuid::nil(),
+                account_number: 0,
+                login_name: String::new(),
+                display_name: String::new(),
+                given_name: None,
+                family_name: None,
+                emails: n
+                    .emails
+                    .iter()
+                    .filter_map(|e| validate::email_address(&e.address).ok())
+                    .map(|address| Email { address, kind: String::new(), primary: false })
+                    .collect(),
+                mobile: validate::mobile(n.mobile.as_deref()).ok().flatten(),
+                title: None,
+                employee_number: None,
+                department: None,
+                organization: None,
+                division: None,
+                cost_center: None,
+                primary_org_unit_id: None,
+                org_unit_ids: Vec::new(),
+                manager_id: None,
+                state: MemberState::Active,
+                source: self.actor.source.clone(),
+                anchor: None,
+                version: 0,
+                created_at: self.now,
+                updated_at: self.now,
+            })
+            .filter(|m| m.mobile.is_some() || !m.emails.is_empty())
+            .collect();
+        if probes.is_empty() {
+            return Ok(());
+        }
+        for (field, value) in self.tx.members_conflicts(&probes, &[]).await? {
+            if let Some(field) = quarantinable(&field) {
+                self.held.insert((field, value));
+            }
+        }
+        Ok(())
+    }
+
+    /// After a member let go of values (`before` to `after`: changed or deleted), each one that
+    /// another member has been waiting for (kept aside) goes to the one that waited longest, in
+    /// this transaction: a conflict resolves the moment it is gone, whoever's change resolved it.
+    async fn hand_over_released(&mut self, before: &Member, after: Option<&Member>) -> R<()> {
+        let mut released: Vec<(&'static str, String)> = Vec::new();
+        if let Some(v) = &before.mobile
+            && after.is_none_or(|a| a.mobile.as_ref() != Some(v))
+        {
+            released.push(("mobile", v.clone()));
+        }
+        for e in &before.emails {
+            if after.is_none_or(|a| !a.emails.iter().any(|x| x.address == e.address)) {
+                released.push(("email", e.address.clone()));
+            }
+        }
+        for (field, value) in released {
+            let Some(waiting) = self.tx.quarantine_waiting(field, &value).await? else { continue };
+            let Some(was) = self.tx.member(waiting).await? else { continue };
+            let mut m = was.clone();
+            match field {
+                "mobile" if m.mobile.is_none() => m.mobile = Some(value.clone()),
+                "email" if !m.emails.iter().any(|e| e.address == value) => {
+                    let primary = m.emails.is_empty();
+                    m.emails.push(Email { address: value.clone(), kind: "work".into(), primary });
+                }
+                // The member has another value there now: this one no longer waits.
+                _ => {
+                    self.tx.quarantine_release(waiting, field, &value).await?;
+                    continue;
+                }
+            }
+            m.version += 1;
+            m.updated_at = self.now;
+            self.tx.member_update(&m).await?;
+            self.tx.quarantine_release(waiting, field, &value).await?;
+            self.track_held(Some(&was), Some(&m));
+            self.audit(
+                "member.quarantine_released",
+                "member",
+                Some(waiting.to_string()),
+                Some(&was),
+                Some(&m),
+            )
+            .await?;
+            self.notify_member("member.updated.update", &m).await?;
+        }
+        Ok(())
+    }
+
+    /// Keeps the held values true after a member's values changed in this set.
+    fn track_held(&mut self, before: Option<&Member>, after: Option<&Member>) {
+        if !self.actor.source.quarantines() {
+            return;
+        }
+        for m in before.into_iter() {
+            self.held.remove(&("mobile", m.mobile.clone().unwrap_or_default()));
+            for e in &m.emails {
+                self.held.remove(&("email", e.address.clone()));
+            }
+        }
+        for m in after.into_iter() {
+            if let Some(v) = &m.mobile {
+                self.held.insert(("mobile", v.clone()));
+            }
+            for e in &m.emails {
+                self.held.insert(("email", e.address.clone()));
+            }
+        }
+    }
+
+    /// Records the values a write kept aside for a member: the member's quarantine in the
+    /// `fields` the write carried is replaced by `kept`, and audited when anything is kept.
+    async fn keep_aside(&mut self, id: Uuid, fields: &[&str], kept: &KeptAside) -> R<()> {
+        if fields.is_empty() {
+            return Ok(());
+        }
+        let source = self.actor.source.as_str().to_owned();
+        self.tx.quarantine_set(id, fields, kept, &source, self.now).await?;
+        if !kept.is_empty() {
+            let detail: Vec<serde_json::Value> =
+                kept.iter().map(|(f, v)| json!({ "field": f, "value": v })).collect();
+            let detail = json!({ "kept_aside": detail, "reason": "held by another member" });
+            self.audit("member.quarantine", "member", Some(id.to_string()), None, Some(&detail)).await?;
         }
         Ok(())
     }
@@ -297,9 +485,15 @@ impl<'a> Ctx<'a> {
             return Err((p.index[at], DirectoryError::Conflict { field, value }));
         }
         self.tx.members_insert(&p.members, &p.password_hashes).await.map_err(|e| (first, e.into()))?;
-        let set_by = password_setter(self.actor);
+        for (i, m) in p.members.iter().enumerate() {
+            self.track_held(None, Some(m));
+            if let Some(kept) = p.kept_aside.get(&i) {
+                self.keep_aside(m.id, &["mobile", "email"], kept).await.map_err(|e| (p.index[i], e))?;
+            }
+        }
         for (i, (m, hash)) in p.members.iter().zip(&p.password_hashes).enumerate() {
             if let Some(hash) = hash {
+                let set_by = password_setter(self.actor, m);
                 self.tx
                     .member_set_password(m.id, Some(hash), Some(&set_by))
                     .await
@@ -543,8 +737,28 @@ impl DirectoryService {
             created_at: ctx.now,
             updated_at: ctx.now,
         };
-        if let Some((field, value)) = ctx.pending.conflict(&m) {
-            return Err(DirectoryError::Conflict { field: field.into(), value });
+        // A quarantining source's member goes without a mobile or e-mail another member holds
+        // (in the store or earlier in this set); anything else that collides refuses it.
+        let quarantining = ctx.actor.source.quarantines();
+        let mut kept: KeptAside = Vec::new();
+        if quarantining {
+            let held: Vec<(&'static str, String)> = Pending::unique_values(&m)
+                .filter_map(|(f, v)| quarantinable(Pending::FIELDS[f]).map(|f| (f, v.to_owned())))
+                .filter(|key| ctx.held.contains(key))
+                .collect();
+            for (field, value) in held {
+                set_aside(&mut m, field, &value);
+                kept.push((field.to_owned(), value));
+            }
+        }
+        while let Some((field, value)) = ctx.pending.conflict(&m) {
+            match quarantinable(field) {
+                Some(field) if quarantining => {
+                    set_aside(&mut m, field, &value);
+                    kept.push((field.to_owned(), value));
+                }
+                _ => return Err(DirectoryError::Conflict { field: field.into(), value }),
+            }
         }
         check_member(ctx, &mut m, true).await?;
         let pooled = if n.account_number.is_none() { ctx.number_pool.pop_front() } else { None };
@@ -565,7 +779,7 @@ impl DirectoryService {
         ctx.audit("member.create", "member", Some(m.id.to_string()), None, Some(&m)).await?;
         ctx.notify_member("member.created", &m).await?;
         // Written by `Ctx::write_pending`, before the next change that is not such a create.
-        ctx.pending.push(ctx.index, m.clone(), hash, n.id.is_some());
+        ctx.pending.push(ctx.index, m.clone(), hash, n.id.is_some(), kept);
         ctx.known.members_seen.insert(id);
         Ok(Applied::Member(m))
     }
@@ -1043,10 +1257,9 @@ async fn member_or_404(ctx: &mut Ctx<'_>, id: Uuid) -> R<Member> {
 /// Uniqueness within the enterprise (the member's own values never conflict with themselves)
 /// and references to other objects. A `new` member's uniqueness is checked when it is written
 /// ([`Ctx::write_pending`]).
+/// Checks a member's org units and manager (its unique values are checked by the caller: a
+/// create against the set and the store in bulk, an update against the store).
 async fn check_member(ctx: &mut Ctx<'_>, m: &mut Member, new: bool) -> R<()> {
-    if !new && let Some((field, value)) = ctx.tx.member_conflict(m).await? {
-        return Err(DirectoryError::Conflict { field, value });
-    }
     // The primary unit is not repeated among the further ones.
     m.org_unit_ids.sort();
     m.org_unit_ids.dedup();
@@ -1089,6 +1302,7 @@ async fn update_member(ctx: &mut Ctx<'_>, id: Uuid, p: MemberPatch) -> R<Applied
         ctx.ensure_owner("member", id, &before.source)?;
     }
     let mut m = before.clone();
+    let (mobile_sent, emails_sent) = (p.mobile.is_some(), p.emails.is_some());
     macro_rules! opt {
         ($field:ident) => {
             if let Some(v) = p.$field {
@@ -1129,20 +1343,60 @@ async fn update_member(ctx: &mut Ctx<'_>, id: Uuid, p: MemberPatch) -> R<Applied
     if let Some(v) = p.state {
         m.state = v;
     }
-    check_member(ctx, &mut m, false).await?;
-    if p.password.is_some() {
-        // A provisioning source never chooses the password someone administers with: it would
-        // sign in to the console as them (SECURITY.md).
-        if ctx.actor.source.provisions() && ctx.tx.member_holds_role(id).await? {
-            return Err(DirectoryError::Protected {
-                id,
-                what: "its password is set in the console only, never by a provisioning source",
-            });
+    // A quarantining source's update goes without a mobile or e-mail another member holds (in
+    // the fields it sent; what it did not send stays as it was).
+    let mut kept: KeptAside = Vec::new();
+    let quarantining = ctx.actor.source.quarantines();
+    let (sent_mobile, sent_emails) = (mobile_sent, emails_sent);
+    loop {
+        match ctx.tx.member_conflict(&m).await? {
+            Some((field, value)) => match quarantinable(&field) {
+                Some(field)
+                    if quarantining
+                        && (field != "mobile" || sent_mobile)
+                        && (field != "email" || sent_emails) =>
+                {
+                    set_aside(&mut m, field, &value);
+                    kept.push((field.to_owned(), value));
+                }
+                _ => return Err(DirectoryError::Conflict { field, value }),
+            },
+            None => break,
         }
+    }
+    check_member(ctx, &mut m, false).await?;
+    let fields: Vec<&str> = [("mobile", sent_mobile), ("email", sent_emails)]
+        .into_iter()
+        .filter(|(_, sent)| *sent && quarantining)
+        .map(|(f, _)| f)
+        .collect();
+    ctx.keep_aside(id, &fields, &kept).await?;
+    // A provisioning source never chooses the password someone administers with: it would sign
+    // in to the console as them (SECURITY.md). A write that only sets it is refused; one that
+    // carries it with other changes (an IdP's full-profile PUT, a deprovisioning) goes through
+    // without it, and the refusal is audited.
+    let mut password = p.password.is_some();
+    if password && ctx.actor.source.provisions() {
+        ctx.tx.member_lock(id).await?;
+        if ctx.tx.member_holds_role(id).await? {
+            // (A SCIM PATCH of the password alone arrives as a whole profile, unchanged.)
+            if password_only || m == before {
+                return Err(DirectoryError::Protected {
+                    id,
+                    what: "its password is set in the console only, never by a provisioning source",
+                });
+            }
+            let detail =
+                json!({ "reason": "the member holds a role: its password is set in the console only" });
+            ctx.audit("member.password_refused", "member", Some(id.to_string()), None, Some(&detail)).await?;
+            password = false;
+        }
+    }
+    if password {
         let hash = ctx.hashes.remove(&ctx.index).ok_or_else(|| {
             DirectoryError::invalid("password", "was not hashed before the change set began")
         })?;
-        ctx.tx.member_set_password(id, Some(&hash), Some(&password_setter(ctx.actor))).await?;
+        ctx.tx.member_set_password(id, Some(&hash), Some(&password_setter(ctx.actor, &before))).await?;
         // Sessions signed in with the old password end with it, in the same transaction.
         let ended = ctx.tx.member_sessions_end(id, p.keep_session.as_deref()).await?;
         let detail = json!({ "sessions_ended": ended });
@@ -1154,6 +1408,8 @@ async fn update_member(ctx: &mut Ctx<'_>, id: Uuid, p: MemberPatch) -> R<Applied
     m.version += 1;
     m.updated_at = ctx.now;
     ctx.tx.member_update(&m).await?;
+    ctx.track_held(Some(&before), Some(&m));
+    ctx.hand_over_released(&before, Some(&m)).await?;
     let action = match (before.state, m.state) {
         (MemberState::Active, MemberState::Suspended) => "member.suspend",
         (MemberState::Suspended, MemberState::Active) => "member.activate",
@@ -1164,24 +1420,24 @@ async fn update_member(ctx: &mut Ctx<'_>, id: Uuid, p: MemberPatch) -> R<Applied
     Ok(Applied::Member(m))
 }
 
-/// Who set a password, as `members.password_set_by` keeps it: the source for a provisioning
-/// source (`scim:entra`, `import`), `console:<who>` for a person in the console.
-fn password_setter(actor: &Actor) -> String {
+/// Who set a member's password, as `members.password_set_by` keeps it: the source for a
+/// provisioning source (`scim:entra`, `import`), `self` for the member themselves, and
+/// `console:<who>` for another person in the console.
+fn password_setter(actor: &Actor, member: &Member) -> String {
     if actor.source.provisions() {
         actor.source.as_str().to_owned()
+    } else if actor.who == member.login_name {
+        "self".to_owned()
     } else {
         format!("console:{}", actor.who)
     }
 }
 
-/// Whether a member's password stays when `granter` grants them a role: only when the granter
-/// set it, or the member did. `console` alone (passwords set before the setter was recorded
-/// this precisely) stays, as it did before.
-fn password_survives_grant(set_by: &str, granter: &str, member_login: &str) -> bool {
-    match set_by.strip_prefix("console:") {
-        Some(who) => who == granter || who == member_login,
-        None => set_by == Source::CONSOLE || set_by == Source::SYSTEM,
-    }
+/// Whether a member's password stays when `granter` grants them their first role: only when the
+/// granter or the member set it. (`console` alone, from before the setter was recorded, does
+/// not: it could have been anyone in the console.)
+fn password_survives_grant(set_by: &str, granter: &str) -> bool {
+    set_by == "self" || set_by.strip_prefix("console:") == Some(granter)
 }
 
 /// The argon2 hashes of a change set's member passwords, by change index, made before its
@@ -1223,6 +1479,7 @@ async fn hash_passwords(changes: &[Change]) -> Result<std::collections::HashMap<
 
 async fn adopt_member(ctx: &mut Ctx<'_>, id: Uuid, anchor: Option<String>) -> R<Applied> {
     let before = member_or_404(ctx, id).await?;
+    ctx.tx.member_lock(id).await?;
     if ctx.tx.member_holds_role(id).await? {
         return Err(DirectoryError::Protected { id, what: "no source takes over a member who holds a role" });
     }
@@ -1252,6 +1509,8 @@ async fn delete_member(ctx: &mut Ctx<'_>, id: Uuid, reason: String) -> R<Applied
         deleted_by: ctx.actor.who.clone(),
     };
     ctx.tx.member_delete(id).await?;
+    ctx.track_held(Some(&before), None);
+    ctx.hand_over_released(&before, None).await?;
     ctx.tx.tombstone_insert(&t).await?;
     ctx.tx.number_release(before.account_number, ctx.now).await?;
     ctx.numbers_clear_above = None;
@@ -1458,14 +1717,17 @@ async fn grant_role(ctx: &mut Ctx<'_>, role_id: Uuid, member_id: Uuid, scope: Op
     if let Some(unit) = scope {
         org_unit_or_404(ctx, unit).await?;
     }
-    let member = member_or_404(ctx, member_id).await?;
+    member_or_404(ctx, member_id).await?;
+    ctx.tx.member_lock(member_id).await?;
     let before = ctx.tx.grant(role_id, member_id).await?;
-    // Whoever chose this member's password must not gain their role with it: a password that
-    // neither the one granting (the super admin) nor the member set is cleared, so one set by a
-    // provisioning source or by a manager goes (the super admin sets a new one, or the member
-    // signs in through their LDAP directory).
-    if let Some(set_by) = ctx.tx.member_password_set_by(member_id).await?
-        && !password_survives_grant(&set_by, &ctx.actor.who, &member.login_name)
+    // Whoever chose this member's password must not gain their first role with it: a password
+    // that neither the one granting (the super admin) nor the member set is cleared, so one set
+    // by a provisioning source or by a manager goes (the super admin sets a new one, or the
+    // member signs in through their LDAP directory). A member who holds a role already has
+    // only such a password (nobody else can set it since).
+    if !ctx.tx.member_holds_role(member_id).await?
+        && let Some(set_by) = ctx.tx.member_password_set_by(member_id).await?
+        && !password_survives_grant(&set_by, &ctx.actor.who)
     {
         ctx.tx.member_set_password(member_id, None, None).await?;
         ctx.tx.member_sessions_end(member_id, None).await?;

@@ -262,6 +262,15 @@ async fn refresh_counts(counted_at: &std::sync::Mutex<Option<Instant>>, store: A
             }
             Err(e) => tracing::warn!(error = %e, "metrics: cannot count directory objects"),
         }
+        match store.quarantine_counts().await {
+            Ok(counts) => {
+                for field in ["mobile", "email"] {
+                    let n = counts.iter().find(|(f, _)| f == field).map_or(0, |(_, n)| *n);
+                    metrics::gauge!("roster_quarantined_values", "field" => field).set(n as f64);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "metrics: cannot count the values kept aside"),
+        }
     };
     if first {
         count.await;

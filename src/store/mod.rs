@@ -88,6 +88,20 @@ pub struct AdminSession {
     pub ip: String,
 }
 
+/// A member's value kept aside because another member holds it (duplicate-attribute
+/// resiliency): the member exists without it until the conflict is gone.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
+pub struct Quarantined {
+    pub member_id: Uuid,
+    pub login_name: String,
+    /// `mobile` or `email`.
+    pub field: String,
+    pub value: String,
+    /// The source that sent the value.
+    pub source: String,
+    pub since: DateTime<Utc>,
+}
+
 /// Failed sign-ins under one key (`login:<name>`, `ip:<address>`) in the current window.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SignInFailures {
@@ -425,6 +439,21 @@ pub trait Store: Send + Sync + 'static {
     /// A broadcast's messages by `(channel, state, count)`.
     async fn broadcast_progress(&self, id: Uuid) -> Result<Vec<(String, String, i64)>>;
 
+    /// The values kept aside for a member ([`Quarantined`]).
+    async fn member_quarantine(&self, member_id: Uuid) -> Result<Vec<Quarantined>>;
+    /// The values kept aside for members of `source` (every source when `None`) since `since`,
+    /// oldest first.
+    async fn quarantined(
+        &self,
+        source: Option<&str>,
+        since: Option<DateTime<Utc>>,
+        limit: i64,
+    ) -> Result<Vec<Quarantined>>;
+    /// `(field, count)` of the values kept aside.
+    async fn quarantine_counts(&self) -> Result<Vec<(String, i64)>>;
+    /// How many values are kept aside for members of `source`.
+    async fn quarantine_counts_for(&self, source: &str) -> Result<i64>;
+
     /// The most recently deleted members.
     async fn tombstones_recent(&self, limit: i64) -> Result<Vec<Tombstone>>;
     /// The highest account number ever handed out (0: none yet).
@@ -545,6 +574,25 @@ pub trait StoreTx: Send {
     /// Removes the member and its group memberships; clears it as manager and group owner.
     async fn member_delete(&mut self, id: Uuid) -> Result<()>;
     async fn tombstone_insert(&mut self, t: &Tombstone) -> Result<()>;
+    /// The member that has waited longest for `value` in `field` (kept aside), if any.
+    async fn quarantine_waiting(&mut self, field: &str, value: &str) -> Result<Option<Uuid>>;
+    /// Forgets one value kept aside for a member (it was stored).
+    async fn quarantine_release(&mut self, member_id: Uuid, field: &str, value: &str) -> Result<()>;
+    /// Locks the member's row until the transaction ends (PostgreSQL; SQLite's single writer
+    /// already serialises), so that checks and writes about it in two transactions cannot
+    /// interleave.
+    async fn member_lock(&mut self, id: Uuid) -> Result<()>;
+    /// Sets the values kept aside for a member in the `fields` a write carried: those in
+    /// `entries` (`(field, value)`) are kept (their `since` unchanged when already there), every
+    /// other one of those fields is released.
+    async fn quarantine_set(
+        &mut self,
+        member_id: Uuid,
+        fields: &[&str],
+        entries: &[(String, String)],
+        source: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()>;
 
     /// The next number after the highest ever issued, within `first..=last`; `None` when the
     /// block is used up. Serialises concurrent allocators (a row lock / the single writer).

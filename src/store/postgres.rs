@@ -197,6 +197,16 @@ mod bulk {
         Ok(())
     }
 
+    /// See [`StoreTx::member_lock`](crate::store::StoreTx::member_lock): a row lock.
+    pub async fn member_lock(c: &mut PgConnection, id: Uuid) -> Result<()> {
+        sqlx::query("SELECT 1 FROM members WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .execute(&mut *c)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
     /// See [`StoreTx::members_conflicts`](crate::store::StoreTx::members_conflicts).
     pub async fn members_conflicts(
         c: &mut PgConnection,

@@ -905,6 +905,35 @@ macro_rules! shared_sql {
                     .bind(role_id).fetch_all(&self.read).await.map_err($err)
             }
 
+            async fn member_quarantine(&self, member_id: Uuid) -> Result<Vec<$crate::store::Quarantined>> {
+                sqlx::query_as(
+                    "SELECT q.member_id, m.login_name, q.field, q.value, q.source, q.since \
+                     FROM member_quarantine q JOIN members m ON m.id = q.member_id \
+                     WHERE q.member_id = $1 ORDER BY q.field, q.value")
+                    .bind(member_id).fetch_all(&self.read).await.map_err($err)
+            }
+
+            async fn quarantined(&self, source: Option<&str>, since: Option<DateTime<Utc>>, limit: i64) -> Result<Vec<$crate::store::Quarantined>> {
+                sqlx::query_as(
+                    "SELECT q.member_id, m.login_name, q.field, q.value, q.source, q.since \
+                     FROM member_quarantine q JOIN members m ON m.id = q.member_id \
+                     WHERE ($1 IS NULL OR q.source = $1) AND ($2 IS NULL OR q.since >= $2) \
+                     ORDER BY q.since, m.login_name, q.field, q.value LIMIT $3")
+                    .bind(source.map(str::to_owned)).bind(since).bind(limit)
+                    .fetch_all(&self.read).await.map_err($err)
+            }
+
+            async fn quarantine_counts(&self) -> Result<Vec<(String, i64)>> {
+                sqlx::query_as("SELECT field, COUNT(*) FROM member_quarantine GROUP BY field ORDER BY field")
+                    .fetch_all(&self.read).await.map_err($err)
+            }
+
+            async fn quarantine_counts_for(&self, source: &str) -> Result<i64> {
+                let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM member_quarantine WHERE source = $1")
+                    .bind(source.to_owned()).fetch_one(&self.read).await.map_err($err)?;
+                Ok(n)
+            }
+
             async fn member_grants(&self, member_id: Uuid) -> Result<Vec<m::RoleGrant>> {
                 sqlx::query_as(sql!("SELECT {} FROM role_grants WHERE member_id = $1 ORDER BY granted_at", GRANT_COLS))
                     .bind(member_id).fetch_all(&self.read).await.map_err($err)
@@ -1499,6 +1528,42 @@ macro_rules! shared_sql {
             async fn member_sessions_end(&mut self, id: Uuid, keep: Option<&str>) -> Result<u64> {
                 exec(&mut self.tx, q("DELETE FROM admin_sessions WHERE member_id = $1 AND id_hash <> $2")
                     .bind(id).bind(keep.unwrap_or("").to_owned())).await
+            }
+
+            async fn quarantine_waiting(&mut self, field: &str, value: &str) -> Result<Option<Uuid>> {
+                let row: Option<(Uuid,)> = sqlx::query_as(
+                    "SELECT member_id FROM member_quarantine WHERE field = $1 AND value = $2 ORDER BY since, member_id LIMIT 1")
+                    .bind(field.to_owned()).bind(value.to_owned()).fetch_optional(&mut *self.tx).await.map_err($err)?;
+                Ok(row.map(|(id,)| id))
+            }
+
+            async fn quarantine_release(&mut self, member_id: Uuid, field: &str, value: &str) -> Result<()> {
+                exec(&mut self.tx, q("DELETE FROM member_quarantine WHERE member_id = $1 AND field = $2 AND value = $3")
+                    .bind(member_id).bind(field.to_owned()).bind(value.to_owned())).await?;
+                Ok(())
+            }
+
+            async fn member_lock(&mut self, id: Uuid) -> Result<()> {
+                bulk::member_lock(&mut self.tx, id).await
+            }
+
+            async fn quarantine_set(&mut self, member_id: Uuid, fields: &[&str], entries: &[(String, String)], source: &str, at: DateTime<Utc>) -> Result<()> {
+                for field in fields {
+                    let held: Vec<(String,)> = sqlx::query_as("SELECT value FROM member_quarantine WHERE member_id = $1 AND field = $2")
+                        .bind(member_id).bind(field.to_string()).fetch_all(&mut *self.tx).await.map_err($err)?;
+                    for (value,) in held {
+                        if !entries.iter().any(|(f, v)| f == field && *v == value) {
+                            exec(&mut self.tx, q("DELETE FROM member_quarantine WHERE member_id = $1 AND field = $2 AND value = $3")
+                                .bind(member_id).bind(field.to_string()).bind(value)).await?;
+                        }
+                    }
+                }
+                for (field, value) in entries {
+                    exec(&mut self.tx, q("INSERT INTO member_quarantine (member_id, field, value, source, since) VALUES ($1, $2, $3, $4, $5) \
+                                          ON CONFLICT (member_id, field, value) DO NOTHING")
+                        .bind(member_id).bind(field.clone()).bind(value.clone()).bind(source.to_owned()).bind(at)).await?;
+                }
+                Ok(())
             }
 
             async fn member_set_source(&mut self, id: Uuid, source: &str, anchor: Option<&str>) -> Result<()> {

@@ -112,6 +112,8 @@ pub struct SyncService {
 /// batches save less and hold more in memory.
 const BATCH: usize = 5000;
 const MAX_ERRORS: usize = 1000;
+/// How many values kept aside a run's report lists (it counts them all).
+const QUARANTINE_LISTED: usize = 100;
 /// How many steps of a run's plan are kept with the run (for the console).
 const PLAN_KEPT: usize = 2000;
 
@@ -287,6 +289,22 @@ impl SyncService {
         } else {
             format!("applied {applied} changes; {} entries skipped (see errors)", report.errors.len())
         };
+        // Values kept aside because other members hold them: every run says how many there are
+        // (each run tries them again), and lists them.
+        let kept = store.quarantined(Some(&source), None, QUARANTINE_LISTED as i64 + 1).await?;
+        if !kept.is_empty() {
+            let listed: Vec<String> = kept
+                .iter()
+                .take(QUARANTINE_LISTED)
+                .map(|q| format!("{}: {} {} is held by another member", q.login_name, q.field, q.value))
+                .collect();
+            let total: i64 = store.quarantine_counts_for(&source).await?;
+            report.counts["quarantined"] = json!(total);
+            report.counts["quarantined_values"] = json!(listed);
+            report.message.push_str(&format!(
+                "; {total} values kept aside (held by other members; tried again on every run)"
+            ));
+        }
         Ok(())
     }
 

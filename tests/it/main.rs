@@ -12,6 +12,7 @@ mod console_e2e;
 mod daemon;
 mod delivery;
 mod faults;
+mod messy;
 mod migrations;
 mod pg;
 mod samba;

@@ -66,3 +66,79 @@ async fn sqlite_files_get_16_kib_pages_and_older_ones_keep_theirs() {
     assert_eq!(d.store().counts().await.unwrap().members, 1);
     assert_eq!(page_size(&old.cfg.database.url).await, 4096);
 }
+
+/// Migration 9 on a store from before it: an admin whose password a SCIM client chose loses it,
+/// an admin from the console and a member without a role keep theirs, and a token name revoked
+/// and created again keeps only its newest row under the name. On both stores.
+async fn upgrade_clears_provisioned_admin_passwords(b: crate::common::Backend) {
+    use sqlx::Connection;
+    let db = crate::common::TestDb::new(b);
+    let url = db.cfg.database.url.clone();
+    let (scim_admin, console_admin, scim_plain, role) =
+        (uuid::Uuid::now_v7(), uuid::Uuid::now_v7(), uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let now = chrono::Utc::now();
+    macro_rules! seed {
+        ($conn:expr, $migrator:expr) => {{
+            let conn = &mut $conn;
+            $migrator.run_to(20261202000008, &mut *conn).await.unwrap();
+            for (i, (id, login, source)) in [
+                (scim_admin, "idp-admin", "scim:entra"),
+                (console_admin, "console-admin", "console"),
+                (scim_plain, "idp-plain", "scim:entra"),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                sqlx::query(
+                    "INSERT INTO members (id, account_number, login_name, display_name, state, source, version, \
+                     created_at, updated_at, password_hash) VALUES ($1, $2, $3, $3, 'active', $4, 1, $5, $5, 'hash')",
+                )
+                .bind(id)
+                .bind(1000 + i as i64)
+                .bind(format!("{login}@example.com"))
+                .bind(source)
+                .bind(now)
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+            }
+            sqlx::query("INSERT INTO roles (id, name, permissions, version, created_at, updated_at) VALUES ($1, 'r', 'view_audit', 1, $2, $2)")
+                .bind(role).bind(now).execute(&mut *conn).await.unwrap();
+            for m in [scim_admin, console_admin] {
+                sqlx::query("INSERT INTO role_grants (role_id, member_id, granted_at, granted_by) VALUES ($1, $2, $3, 'super-admin')")
+                    .bind(role).bind(m).bind(now).execute(&mut *conn).await.unwrap();
+            }
+            for (revoked, hash) in [(true, "h1"), (false, "h2")] {
+                sqlx::query("INSERT INTO api_tokens (name, token_hash, created_at, revoked_at) VALUES ('entra', $1, $2, $3)")
+                    .bind(hash).bind(now).bind(revoked.then_some(now)).execute(&mut *conn).await.unwrap();
+            }
+        }};
+    }
+    match b {
+        crate::common::Backend::Sqlite => {
+            let opts: sqlx::sqlite::SqliteConnectOptions = url.parse().unwrap();
+            let mut conn = sqlx::SqliteConnection::connect_with(&opts.create_if_missing(true)).await.unwrap();
+            seed!(conn, sqlx::migrate!("migrations/sqlite"));
+            conn.close().await.unwrap();
+        }
+        crate::common::Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            seed!(conn, sqlx::migrate!("migrations/postgres"));
+            conn.close().await.unwrap();
+        }
+    }
+    let d = db.open().await;
+    let store = d.store();
+    let hash = |id| async move { store.member_password_hash(id).await.unwrap() };
+    assert_eq!(hash(scim_admin).await, None, "the IdP-chosen admin password is gone");
+    assert_eq!(hash(console_admin).await.as_deref(), Some("hash"));
+    assert_eq!(hash(scim_plain).await.as_deref(), Some("hash"));
+    let tokens = store.tokens().await.unwrap();
+    let names: Vec<&str> = tokens.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names.iter().filter(|n| **n == "entra").count(), 1, "{names:?}");
+    assert!(names.iter().any(|n| n.starts_with("entra~")), "{names:?}");
+    let live = tokens.iter().find(|t| t.name == "entra").unwrap();
+    assert!(live.revoked_at.is_none(), "the newest row keeps the name");
+}
+
+crate::common::on_both_stores!(upgrade_clears_provisioned_admin_passwords);

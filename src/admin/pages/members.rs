@@ -86,11 +86,16 @@ pub struct DetailPage {
     pub owned: bool,
     pub grants: Vec<GrantView>,
     pub history: Vec<AuditEntry>,
+    /// Values the member's source sent that another member holds (kept aside).
+    pub quarantined: Vec<crate::store::Quarantined>,
 }
 
 impl DetailPage {
     pub fn when(&self, e: &AuditEntry) -> String {
         when(&e.at)
+    }
+    pub fn since(&self, q: &crate::store::Quarantined) -> String {
+        when(&q.since)
     }
 }
 
@@ -147,6 +152,7 @@ pub async fn detail(
         c,
         unit_path: unit_path(d, m.primary_org_unit_id).await?,
         owned: m.source.as_str() == "console",
+        quarantined: d.store().member_quarantine(m.id).await?,
         m,
         grants,
         history,
