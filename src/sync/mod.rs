@@ -93,6 +93,9 @@ pub struct Report {
     /// Members compared field by field: those the read carried whose stored digest differed
     /// from the source's (the others are unchanged and were not loaded).
     pub compared: usize,
+    /// The source's query (base DNs, filters, attribute map, preset) changed since the stored
+    /// cursor was taken, so this run read everything.
+    pub query_changed: bool,
 }
 
 /// Runs sync sources; shared by the CLI and the scheduler.
@@ -175,6 +178,7 @@ impl SyncService {
             mode: None,
             entries_read: 0,
             compared: 0,
+            query_changed: false,
         };
         match self.plan_and_apply(src, &opts, &mut report).await {
             Ok(()) => {}
@@ -182,6 +186,13 @@ impl SyncService {
                 report.outcome = Outcome::Failed;
                 report.message = format!("{e}; nothing was deleted");
             }
+        }
+        if report.query_changed {
+            report.message = format!(
+                "the source's query (base DNs, filters, attribute map or preset) changed since the last \
+                 run, so it was read in full; {}",
+                report.message
+            );
         }
         metrics::counter!("roster_sync_runs_total", "source" => src.name.clone(), "status" => report.outcome.as_str())
             .increment(1);
@@ -220,13 +231,14 @@ impl SyncService {
         if read.is_err() {
             held.abort();
         }
-        let Read { snapshot, mode, cursor, entries } = read?;
+        let Read { snapshot, mode, cursor, entries, query_changed } = read?;
         tracing::info!(source = %src.name, entries, ?mode, secs = started.elapsed().as_secs_f64(), "read the source");
         let started = std::time::Instant::now();
         // An unchanged source leaves the cursor as it was: such a run writes nothing.
         let cursor = cursor.filter(|c| Some(c) != stored.as_ref());
         report.mode = Some(mode);
         report.entries_read = entries;
+        report.query_changed = query_changed;
         report.errors.extend(snapshot.skipped.iter().cloned());
         let Held { units, groups, keys, domain } =
             held.await.map_err(|e| SyncError::Read(format!("loading what the source holds: {e}")))??;
@@ -513,6 +525,9 @@ struct Cursor {
     /// `invocation_id` stays the same).
     #[serde(default)]
     ad: Option<AdCursor>,
+    /// The query the cursor was taken with ([`query_fingerprint`]).
+    #[serde(default)]
+    query: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
@@ -580,6 +595,29 @@ struct Read {
     mode: ReadMode,
     cursor: Option<String>,
     entries: usize,
+    /// The stored cursor was taken with another query: this read was full for that reason.
+    query_changed: bool,
+}
+
+/// What a cursor belongs to: the searches (base DNs, filters), the preset, the anchor and the
+/// attribute map. A cursor taken with another query says nothing about this one's results (a
+/// narrowed filter's leavers, a widened one's newcomers), so a change means a full read.
+fn query_fingerprint(src: &LdapSource) -> String {
+    use sha2::{Digest, Sha256};
+    let search = |s: Option<&crate::config::LdapSearch>| {
+        s.map(|s| json!([s.base_dn.trim().to_lowercase(), s.filter])).unwrap_or(serde_json::Value::Null)
+    };
+    let query = json!({
+        "preset": format!("{:?}", src.preset),
+        "users": [src.users.base_dn.trim().to_lowercase(), user_filter(src)],
+        "groups": search(src.groups.as_ref()),
+        "org_units": search(src.org_units.as_ref()),
+        "department_path": src.department_path.as_ref().map(|d| json!([d.attribute, d.separator])),
+        "anchor": src.anchor,
+        "attributes": src.attributes,
+        "suspended_filter": src.suspended_filter,
+    });
+    hex::encode(&Sha256::digest(query.to_string().as_bytes())[..16])
 }
 
 /// Reads the source: org units (always whole), users, suspended users, groups; incrementally
@@ -590,6 +628,10 @@ async fn read(src: &LdapSource, stored: Option<String>, full: bool) -> Result<Re
     let mut conn = ldap::connect(src).await?;
     let content_sync = !ad && ldap::supports_content_sync(&mut conn, src).await?;
     let cursor: Cursor = stored.as_deref().and_then(|c| serde_json::from_str(c).ok()).unwrap_or_default();
+    let fingerprint = query_fingerprint(src);
+    // A cursor from another query (or from before cursors said which) is no place to resume.
+    let query_changed = !full && stored.is_some() && cursor.query.as_deref() != Some(fingerprint.as_str());
+    let full = full || query_changed;
     // AD: the watermark is read before anything else, so a change made during the read is
     // read again next time rather than missed.
     let ad_mark = if ad { Some(ldap::ad_watermark(&mut conn, src).await?) } else { None };
@@ -758,6 +800,7 @@ async fn read(src: &LdapSource, stored: Option<String>, full: bool) -> Result<Re
     if let Some((invocation_id, usn, _)) = ad_mark {
         next.ad = Some(AdCursor { invocation_id, usn });
     }
+    next.query = Some(fingerprint);
     let cursor = (content_sync || ad).then(|| serde_json::to_string(&next).expect("a cursor serialises"));
-    Ok(Read { snapshot, mode, cursor, entries })
+    Ok(Read { snapshot, mode, cursor, entries, query_changed })
 }

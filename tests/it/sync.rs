@@ -554,3 +554,48 @@ async fn department_paths_unique_members_and_member_uids() {
     let staff = groups.iter().find(|(g, _)| g.name == "staff").unwrap();
     assert_eq!(staff.1.len(), 3, "ann and ben (not carried) resolved by login, cat added");
 }
+
+/// A source's query changed (here its users filter, narrowed, then widened again): the next run
+/// reads in full, whatever the stored cursor says, and its report says why; the users now outside
+/// the filter leave (within the deletion limits) and those inside it again come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_query_means_a_full_read() {
+    let s = setup(Backend::Sqlite, 2, 20, 0, |_| {}).await;
+    assert_eq!(run(&s).await.outcome, Outcome::Applied);
+    let again = incremental(&s).await;
+    assert_eq!(again.mode, Some(ReadMode::Incremental));
+    assert!(!again.query_changed);
+
+    let narrowed = |filter: Option<&str>| {
+        let mut src = s.db.cfg.sync.ldap[0].clone();
+        src.users.filter = filter.map(str::to_owned);
+        SyncService::new(s.directory.clone(), vec![src])
+    };
+    let sync = narrowed(Some("(&(objectClass=inetOrgPerson)(!(uid=user000001)))"));
+    let r = sync
+        .run("corp", RunOptions { full: false, trigger: "test".into(), ..Default::default() })
+        .await
+        .unwrap();
+    assert!(r.query_changed, "{r:?}");
+    assert_eq!(r.mode, Some(ReadMode::FullSync), "read in full despite the stored cursor");
+    assert!(r.message.contains("query") && r.message.contains("read in full"), "{}", r.message);
+    assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
+    assert!(member(&s, "user000001").await.is_none(), "outside the narrowed filter: gone");
+    assert_eq!(s.directory.store().counts().await.unwrap().members, 19);
+    // The same query again: incremental, as before.
+    let r = sync
+        .run("corp", RunOptions { full: false, trigger: "test".into(), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!((r.mode, r.query_changed), (Some(ReadMode::Incremental), false), "{r:?}");
+
+    // Widened back: the user arrives again (a new member: the old one was deleted).
+    let sync = narrowed(None);
+    let r = sync
+        .run("corp", RunOptions { full: false, trigger: "test".into(), ..Default::default() })
+        .await
+        .unwrap();
+    assert!(r.query_changed && r.mode == Some(ReadMode::FullSync), "{r:?}");
+    assert!(member(&s, "user000001").await.is_some(), "inside the widened filter: back");
+    assert_eq!(s.directory.store().counts().await.unwrap().members, 20);
+}
