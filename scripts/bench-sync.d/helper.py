@@ -55,18 +55,26 @@ def user_dn(units, i):
     return f"uid=user{i + 1:06},{parent}"
 
 
-def person(dn, uid, n, i, mail):
+def person(dn, uid, n, i, mail, phone_n=None):
     given = GIVEN[i % len(GIVEN)]
     sn = SURNAMES[(i // len(GIVEN) + i) % len(SURNAMES)]
+    p = n if phone_n is None else phone_n
     return (
         f"dn: {dn}\nobjectClass: top\nobjectClass: person\nobjectClass: organizationalPerson\n"
         f"objectClass: inetOrgPerson\nuid: {uid}\ncn: {given} {sn}\nsn: {sn}\ngivenName: {given}\n"
-        f"mail: {mail}\nmobile: +1 555 {n // 10000 % 1000:03} {n % 10000:04}\n"
+        f"mail: {mail}\nmobile: +1 555 {p // 10000 % 1000:03} {p % 10000:04}\n"
         f"title: {TITLES[i * 7 % len(TITLES)]}\nemployeeNumber: {n}\n\n"
     )
 
 
-def ldif(units_n, users, groups, out):
+def conflicting(i, conflicts_pct):
+    """Whether user i shares its mobile and e-mail with user i-1 (conflicts_pct of the users)."""
+    if conflicts_pct <= 0 or i == 0:
+        return False
+    return i % max(1, round(100 / conflicts_pct)) == 0
+
+
+def ldif(units_n, users, groups, out, conflicts_pct=0.0):
     out.write(base_ldif())
     units = unit_dns(units_n)
     for dn in units:
@@ -74,7 +82,11 @@ def ldif(units_n, users, groups, out):
         out.write(f"dn: {dn}\nobjectClass: organizationalUnit\nou: {ou}\n\n")
     for i in range(users):
         n = i + 1
-        out.write(person(user_dn(units, i), f"user{n:06}", n, i, f"user{n:06}@example.com"))
+        if conflicting(i, conflicts_pct):
+            # A shared office phone and a reused address: the previous user's mobile and mail.
+            out.write(person(user_dn(units, i), f"user{n:06}", n, i, f"user{n - 1:06}@example.com", n - 1))
+        else:
+            out.write(person(user_dn(units, i), f"user{n:06}", n, i, f"user{n:06}@example.com"))
     if groups > 0:
         members = [[] for _ in range(groups)]
         for i in range(users):
@@ -139,7 +151,8 @@ def report(path):
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "ldif":
-        ldif(*map(int, args), sys.stdout)
+        units_n, users, groups = map(int, args[:3])
+        ldif(units_n, users, groups, sys.stdout, float(args[3]) if len(args) > 3 else 0.0)
     elif cmd == "changes":
         changes(*map(int, args), sys.stdout)
     elif cmd == "report":

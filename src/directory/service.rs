@@ -425,8 +425,8 @@ impl<'a> Ctx<'a> {
             return Ok(());
         }
         let source = self.actor.source.as_str().to_owned();
-        self.tx.quarantine_set(id, fields, kept, &source, self.now).await?;
-        if !kept.is_empty() {
+        // Audited when something is newly kept aside (not when a write finds it still held).
+        if self.tx.quarantine_set(id, fields, kept, &source, self.now).await? > 0 {
             let detail: Vec<serde_json::Value> =
                 kept.iter().map(|(f, v)| json!({ "field": f, "value": v })).collect();
             let detail = json!({ "kept_aside": detail, "reason": "held by another member" });

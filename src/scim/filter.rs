@@ -246,13 +246,30 @@ impl<'a> Parser<'a> {
         if self.peek() == Some(b'[') {
             let inner = self.parse_value_filter(&path)?;
             if self.peek() == Some(b'.') {
-                return Err(ParseError::at(
-                    self.pos,
-                    "a sub-attribute after ']' is only allowed in PATCH paths",
-                ));
+                // `emails[type eq "work"].value eq "a@example.com"`, as Entra ID sends it: the
+                // value whose type is work is that address. The same as
+                // `emails[type eq "work" and value eq "a@example.com"]`, and parsed as that.
+                self.pos += 1;
+                let at = self.pos;
+                let end = self.word_end(at);
+                let sub = &self.input[at..end];
+                if sub.is_empty() || !sub.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                {
+                    return Err(ParseError::at(at, "expected a sub-attribute name after '].'"));
+                }
+                self.pos = end;
+                let sub = AttrPath { schema: None, attr: sub.to_owned(), sub_attr: None };
+                self.skip_ws();
+                let last = self.parse_comparison(sub)?;
+                return Ok(Filter::ValuePath(path, Box::new(Filter::And(Box::new(inner), Box::new(last)))));
             }
             return Ok(Filter::ValuePath(path, Box::new(inner)));
         }
+        self.parse_comparison(path)
+    }
+
+    /// `"pr"` or `compareOp compValue` after the attribute path `path`.
+    fn parse_comparison(&mut self, path: AttrPath) -> Result<Filter, ParseError> {
         let op_start = self.pos;
         let op_end = self.word_end(op_start);
         let word = &self.input[op_start..op_end];
@@ -840,10 +857,11 @@ mod tests {
             (r#"a eq "\ud800\u0041""#, r"unpaired surrogate in \u escape", 6),
             (r#"a eq "\udc00""#, r"unpaired surrogate in \u escape", 6),
             ("a eq \"tab\there\"", "control character in string (must be escaped)", 9),
+            (r#"emails[type eq "work"]. eq "x""#, "expected a sub-attribute name after '].'", 23),
             (
-                r#"emails[type eq "work"].value eq "x""#,
-                "a sub-attribute after ']' is only allowed in PATCH paths",
-                22,
+                r#"emails[type eq "work"].value"#,
+                "expected a comparison operator (eq, ne, co, sw, ew, gt, ge, lt, le, pr)",
+                28,
             ),
             (r#"emails[type eq "work" and ims[value pr]]"#, "value filters cannot be nested", 29),
             (r#"emails[not (x[y pr])]"#, "value filters cannot be nested", 13),
@@ -852,6 +870,16 @@ mod tests {
         for &(input, message, position) in cases {
             assert_eq!(error(input), (message.to_owned(), position), "{input}");
         }
+        // A value path followed by a sub-attribute, in a filter as Entra ID sends it, means the
+        // same as the sub-attribute's comparison inside the brackets.
+        assert_eq!(
+            parse(r#"emails[type eq "work"].value eq "a@example.com""#).unwrap(),
+            parse(r#"emails[type eq "work" and value eq "a@example.com"]"#).unwrap()
+        );
+        assert_eq!(
+            parse(r#"phoneNumbers[type eq "mobile"].value pr and userName sw "a""#).unwrap(),
+            parse(r#"phoneNumbers[type eq "mobile" and value pr] and userName sw "a""#).unwrap()
+        );
     }
 
     #[test]

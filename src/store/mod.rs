@@ -592,7 +592,7 @@ pub trait StoreTx: Send {
         entries: &[(String, String)],
         source: &str,
         at: DateTime<Utc>,
-    ) -> Result<()>;
+    ) -> Result<u64>;
 
     /// The next number after the highest ever issued, within `first..=last`; `None` when the
     /// block is used up. Serialises concurrent allocators (a row lock / the single writer).

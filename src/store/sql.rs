@@ -1547,7 +1547,8 @@ macro_rules! shared_sql {
                 bulk::member_lock(&mut self.tx, id).await
             }
 
-            async fn quarantine_set(&mut self, member_id: Uuid, fields: &[&str], entries: &[(String, String)], source: &str, at: DateTime<Utc>) -> Result<()> {
+            async fn quarantine_set(&mut self, member_id: Uuid, fields: &[&str], entries: &[(String, String)], source: &str, at: DateTime<Utc>) -> Result<u64> {
+                let mut new = 0;
                 for field in fields {
                     let held: Vec<(String,)> = sqlx::query_as("SELECT value FROM member_quarantine WHERE member_id = $1 AND field = $2")
                         .bind(member_id).bind(field.to_string()).fetch_all(&mut *self.tx).await.map_err($err)?;
@@ -1559,11 +1560,11 @@ macro_rules! shared_sql {
                     }
                 }
                 for (field, value) in entries {
-                    exec(&mut self.tx, q("INSERT INTO member_quarantine (member_id, field, value, source, since) VALUES ($1, $2, $3, $4, $5) \
+                    new += exec(&mut self.tx, q("INSERT INTO member_quarantine (member_id, field, value, source, since) VALUES ($1, $2, $3, $4, $5) \
                                           ON CONFLICT (member_id, field, value) DO NOTHING")
                         .bind(member_id).bind(field.clone()).bind(value.clone()).bind(source.to_owned()).bind(at)).await?;
                 }
-                Ok(())
+                Ok(new)
             }
 
             async fn member_set_source(&mut self, id: Uuid, source: &str, anchor: Option<&str>) -> Result<()> {

@@ -246,7 +246,11 @@ impl SyncService {
         let compare = plan::to_compare(&snapshot, &units, &keys, &domain);
         report.compared = compare.len();
         let members = store.members_by_anchors(&source, &compare).await?;
-        let current = Current { units, keys, members, groups };
+        let mut kept_aside: foldhash::HashMap<Uuid, Vec<(String, String)>> = Default::default();
+        for q in store.quarantined(Some(&source), None, i64::MAX).await? {
+            kept_aside.entry(q.member_id).or_default().push((q.field, q.value));
+        }
+        let current = Current { units, keys, members, groups, kept_aside };
         let plan = plan::build(&src.name, &snapshot, &current, &domain);
         tracing::info!(
             source = %src.name,
@@ -301,8 +305,8 @@ impl SyncService {
         } else {
             format!("applied {applied} changes; {} entries skipped (see errors)", report.errors.len())
         };
-        // Values kept aside because other members hold them: every run says how many there are
-        // (each run tries them again), and lists them.
+        // Values kept aside because other members hold them: every run says how many there are,
+        // and lists them.
         let kept = store.quarantined(Some(&source), None, QUARANTINE_LISTED as i64 + 1).await?;
         if !kept.is_empty() {
             let listed: Vec<String> = kept
@@ -314,7 +318,7 @@ impl SyncService {
             report.counts["quarantined"] = json!(total);
             report.counts["quarantined_values"] = json!(listed);
             report.message.push_str(&format!(
-                "; {total} values kept aside (held by other members; tried again on every run)"
+                "; {total} values kept aside (held by other members; each goes to its member when the holder lets go)"
             ));
         }
         Ok(())

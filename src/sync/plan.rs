@@ -66,6 +66,10 @@ pub struct Current {
     /// member the read carried and that is not here is unchanged.
     pub members: Vec<Member>,
     pub groups: Vec<(Group, Vec<Uuid>)>,
+    /// Values kept aside for the source's members (another member holds them), by member:
+    /// `(field, value)`. The source's value counts as what Roster holds: the member gets it the
+    /// moment its holder lets go, so there is nothing to plan for it.
+    pub kept_aside: HashMap<Uuid, Vec<(String, String)>>,
 }
 
 /// The anchors of the carried users that Roster holds and that must be compared whole: those
@@ -317,10 +321,18 @@ pub fn build(source_name: &str, snap: &Snapshot, cur: &Current, mail_domain: &st
                 if differs(&m.employee_number, &u.employee_number) {
                     p.employee_number = Some(u.employee_number.clone());
                 }
-                if m.mobile != mobile {
+                let kept = |field: &str, value: &str| {
+                    cur.kept_aside.get(&m.id).is_some_and(|k| k.iter().any(|(f, v)| f == field && v == value))
+                };
+                let mobile_kept = m.mobile.is_none() && mobile.as_deref().is_some_and(|v| kept("mobile", v));
+                if m.mobile != mobile && !mobile_kept {
                     p.mobile = Some(u.mobile.clone());
                 }
-                let want: Vec<String> = emails_of(u).into_iter().map(|e| e.address).collect();
+                let want: Vec<String> = emails_of(u)
+                    .into_iter()
+                    .map(|e| e.address.trim().to_lowercase())
+                    .filter(|a| !kept("email", a))
+                    .collect();
                 let have: Vec<String> = m.emails.iter().map(|e| e.address.clone()).collect();
                 if want != have {
                     p.emails = Some(emails_of(u));

@@ -85,10 +85,13 @@ async fn colliding_values_are_kept_aside(b: Backend) {
     assert!(metrics.contains("roster_quarantined_values{field=\"mobile\"} 2"), "{metrics}");
     assert!(metrics.contains("roster_quarantined_values{field=\"email\"} 1"), "{metrics}");
 
-    // Nothing changed: the next run tries again, keeps them aside, and writes nothing else.
+    // Nothing changed: the next run still counts them, plans nothing and writes nothing.
+    let audit = c.directory.store().audit_count().await.unwrap();
     let again = full(&sync).await;
     assert_eq!(again.counts["quarantined"], 3, "{again:?}");
     assert!(again.errors.is_empty(), "{:?}", again.errors);
+    assert!(again.plan.is_empty(), "a value kept aside is not planned again: {:?}", again.plan);
+    assert_eq!(c.directory.store().audit_count().await.unwrap(), audit);
 
     // The mobile's holder gets a number of their own, and the e-mail's holder leaves.
     let (mobile_holder, _) = holders(&c, "mobile", mobile).await;
@@ -158,6 +161,27 @@ async fn scim_keeps_conflicting_values_aside(b: Backend) {
     assert_eq!(body["scimType"], "uniqueness");
     let (st, body) = post(user("cat", "e1", "cat@example.com", "+8613800000004")).await;
     assert_eq!(st, StatusCode::CONFLICT, "so is an externalId: {body}");
+
+    // Entra ID's matching filter: a value path followed by a sub-attribute, run in the store.
+    let find = |filter: &str| {
+        let req = http
+            .get(format!(
+                "{}/scim/v2/Users?filter={}",
+                c.base,
+                form_urlencoded::byte_serialize(filter.as_bytes()).collect::<String>()
+            ))
+            .bearer_auth(&token);
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (st, body) = find(r#"emails[type eq "work"].value eq "shared@example.com""#).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(body["totalResults"], 1, "only ann holds it: {body}");
+    assert_eq!(body["Resources"][0]["userName"], "ann@example.com");
+    let (st, body) = find(r#"emails[type eq "home"].value eq "shared@example.com""#).await;
+    assert_eq!((st, body["totalResults"].clone()), (StatusCode::OK, json!(0)), "{body}");
 
     // The console's own forms still refuse a value another member holds: an admin can act.
     let mut s = c.super_admin().await;
