@@ -216,11 +216,6 @@ pub static TEXTS: &[(&str, &str, &str)] = &[
     ("member.org_unit", "Department", "部门"),
     ("member.password", "Password (optional)", "密码（可选）"),
     (
-        "member.read_only",
-        "This member is owned by another source; change it there.",
-        "该成员由其他来源管理，请在来源处修改。",
-    ),
-    (
         "member.quarantined",
         "Kept aside: these values from the member's source are held by another member. Each sync or provisioning write tries them again.",
         "暂存：以下来自该成员来源的值已被其他成员占用。每次同步或开通写入都会重试。",
@@ -228,6 +223,11 @@ pub static TEXTS: &[(&str, &str, &str)] = &[
     ("member.quarantined_field", "Field", "字段"),
     ("member.quarantined_since", "Since", "起始时间"),
     ("member.quarantined_value", "Value", "值"),
+    (
+        "member.read_only",
+        "This member is owned by another source; change it there.",
+        "该成员由其他来源管理，请在来源处修改。",
+    ),
     ("member.resume", "Resume", "恢复"),
     ("member.saved", "Member saved", "成员已保存"),
     ("member.suspend", "Suspend", "停用"),

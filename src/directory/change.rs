@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::model::{
-    Email, Enterprise, Group, Member, MemberState, OrgUnit, Permission, Reservation, Role, RoleGrant,
+    Email, Enterprise, Group, Member, MemberState, OrgUnit, Permission, Phone, Reservation, Role, RoleGrant,
     Tombstone,
 };
 use crate::access::password::Secret;
@@ -181,6 +181,8 @@ pub struct NewMember {
     pub family_name: Option<String>,
     pub emails: Vec<Email>,
     pub mobile: Option<String>,
+    /// Phone numbers besides the mobile.
+    pub phones: Vec<Phone>,
     pub title: Option<String>,
     pub employee_number: Option<String>,
     pub department: Option<String>,
@@ -207,6 +209,7 @@ impl Default for NewMember {
             family_name: None,
             emails: Vec::new(),
             mobile: None,
+            phones: Vec::new(),
             title: None,
             employee_number: None,
             department: None,
@@ -233,6 +236,7 @@ pub struct MemberPatch {
     pub family_name: Option<Option<String>>,
     pub emails: Option<Vec<Email>>,
     pub mobile: Option<Option<String>>,
+    pub phones: Option<Vec<Phone>>,
     pub title: Option<Option<String>>,
     pub employee_number: Option<Option<String>>,
     pub department: Option<Option<String>>,

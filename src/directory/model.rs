@@ -169,6 +169,17 @@ pub struct Email {
     pub primary: bool,
 }
 
+/// A phone number besides the mobile (work, home, fax...), kept as the source sent it. The
+/// mobile, which SMS go to, is [`Member::mobile`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Phone {
+    pub number: String,
+    /// `work`, `home`, `fax`, `other`, or the source's own label.
+    pub kind: String,
+    #[serde(default)]
+    pub primary: bool,
+}
+
 /// An employee (internal contact). A deleted member is a [`Tombstone`], not a member.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Member {
@@ -183,6 +194,10 @@ pub struct Member {
     #[sqlx(skip)]
     pub emails: Vec<Email>,
     pub mobile: Option<String>,
+    /// Further phone numbers, in order (their own table; the store fills them in).
+    #[sqlx(skip)]
+    #[serde(default)]
+    pub phones: Vec<Phone>,
     pub title: Option<String>,
     pub employee_number: Option<String>,
     /// Department as the identity provider wrote it (the org tree is `primary_org_unit_id`).
@@ -222,6 +237,8 @@ pub struct SourcedFields<'a> {
     pub employee_number: Option<&'a str>,
     /// E-mail addresses, in order.
     pub emails: Vec<&'a str>,
+    /// Further phone numbers, in order.
+    pub phones: Vec<&'a str>,
     pub primary_org_unit_id: Option<Uuid>,
     pub manager_id: Option<Uuid>,
     pub state: MemberState,
@@ -253,6 +270,15 @@ impl SourcedFields<'_> {
             text(Some(e));
         }
         text(None);
+        // Only when there are some: the digests of members without (every stored one from
+        // before phones were kept) stay what they were.
+        if !self.phones.is_empty() {
+            text(Some("phones"));
+            for p in &self.phones {
+                text(Some(p));
+            }
+            text(None);
+        }
         let mut id = |v: Option<Uuid>| match v {
             Some(v) => {
                 h.update([1]);
@@ -279,6 +305,7 @@ impl Member {
             title: self.title.as_deref(),
             employee_number: self.employee_number.as_deref(),
             emails: self.emails.iter().map(|e| e.address.as_str()).collect(),
+            phones: self.phones.iter().map(|p| p.number.as_str()).collect(),
             primary_org_unit_id: self.primary_org_unit_id,
             manager_id: self.manager_id,
             state: self.state,
@@ -514,6 +541,7 @@ mod tests {
             title: Some("Engineer"),
             employee_number: None,
             emails: vec!["ada@example.com", "a.l@example.com"],
+            phones: vec![],
             primary_org_unit_id: Some(Uuid::from_u128(7)),
             manager_id: None,
             state: MemberState::Active,

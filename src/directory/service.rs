@@ -319,6 +319,7 @@ impl<'a> Ctx<'a> {
                     .map(|address| Email { address, kind: String::new(), primary: false })
                     .collect(),
                 mobile: validate::mobile(n.mobile.as_deref()).ok().flatten(),
+                phones: Vec::new(),
                 title: None,
                 employee_number: None,
                 department: None,
@@ -721,6 +722,7 @@ impl DirectoryService {
             family_name: validate::member_text("family_name", n.family_name.as_deref())?,
             emails: validate::emails(&n.emails)?,
             mobile: validate::mobile(n.mobile.as_deref())?,
+            phones: validate::phones(&n.phones)?,
             title: validate::member_text("title", n.title.as_deref())?,
             employee_number: validate::member_text("employee_number", n.employee_number.as_deref())?,
             department: validate::member_text("department", n.department.as_deref())?,
@@ -1330,6 +1332,9 @@ async fn update_member(ctx: &mut Ctx<'_>, id: Uuid, p: MemberPatch) -> R<Applied
     }
     if let Some(v) = p.mobile {
         m.mobile = validate::mobile(v.as_deref())?;
+    }
+    if let Some(v) = p.phones {
+        m.phones = validate::phones(&v)?;
     }
     if let Some(v) = p.primary_org_unit_id {
         m.primary_org_unit_id = v;

@@ -1,7 +1,7 @@
 //! Normalisation and validation of single values (no store access).
 
 use super::change::DirectoryError;
-use super::model::Email;
+use super::model::{Email, Phone};
 
 type R<T> = Result<T, DirectoryError>;
 
@@ -141,6 +141,35 @@ pub fn emails(list: &[Email]) -> R<Vec<Email>> {
         _ => {
             return Err(DirectoryError::invalid("emails", "only one e-mail can be primary"));
         }
+    }
+    Ok(out)
+}
+
+/// Phone numbers besides the mobile: each as written (trimmed, at most 64 characters, no control
+/// characters; not reformatted: extensions and national forms stay readable), with a short kind
+/// label (`work` when none), at most one primary.
+pub fn phones(list: &[Phone]) -> R<Vec<Phone>> {
+    let mut out: Vec<Phone> = Vec::with_capacity(list.len());
+    for p in list {
+        let number = p.number.trim();
+        if number.is_empty() {
+            return Err(DirectoryError::invalid("phones", "a phone number is empty"));
+        }
+        if number.chars().count() > 64 || number.chars().any(char::is_control) {
+            return Err(DirectoryError::invalid("phones", format!("{number:?} is not a phone number")));
+        }
+        let kind = match p.kind.trim().to_lowercase() {
+            k if k.is_empty() => "work".to_owned(),
+            k if k.len() <= 64 && !k.chars().any(char::is_control) => k,
+            k => return Err(DirectoryError::invalid("phones", format!("kind {k:?} is not a short label"))),
+        };
+        out.push(Phone { number: number.to_owned(), kind, primary: p.primary });
+    }
+    if out.iter().filter(|p| p.primary).count() > 1 {
+        return Err(DirectoryError::invalid("phones", "only one phone number can be primary"));
+    }
+    if out.len() > 20 {
+        return Err(DirectoryError::invalid("phones", "at most 20 phone numbers"));
     }
     Ok(out)
 }

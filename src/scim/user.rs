@@ -20,7 +20,7 @@ use super::{
     list_response, lower_keys, project, resource,
 };
 use crate::access::password::Secret;
-use crate::directory::model::{Email, Member, MemberState};
+use crate::directory::model::{Email, Member, MemberState, Phone};
 use crate::directory::{Applied, Change, MemberPatch, NewMember, NewOrgUnit};
 
 /// What a client sent for a user, read from a body whose keys are lower-cased.
@@ -35,6 +35,8 @@ pub struct UserInput {
     pub active: Option<bool>,
     pub emails: Vec<Email>,
     pub mobile: Option<String>,
+    /// Phone numbers besides the mobile, as sent.
+    pub phones: Vec<Phone>,
     pub password: Option<Secret>,
     pub employee_number: Option<String>,
     pub department: Option<String>,
@@ -117,18 +119,32 @@ pub fn parse_user(v: &Value) -> Result<UserInput, ScimError> {
             .collect::<Result<_, ScimError>>()?,
         _ => return Err(invalid("emails must be a list")),
     };
-    let mobile = match &v["phonenumbers"] {
-        Value::Null => None,
+    // Every number is kept: the mobile (the first of type `mobile`, else the first without a
+    // type), which SMS go to, and the others as sent (value, type, primary).
+    let (mobile, phones) = match &v["phonenumbers"] {
+        Value::Null => (None, Vec::new()),
         Value::Array(items) => {
+            let kind =
+                |p: &Value| p["type"].as_str().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned);
             let pick = items
                 .iter()
-                .find(|p| p["type"].as_str().is_some_and(|t| t.eq_ignore_ascii_case("mobile")))
-                .or_else(|| items.iter().find(|p| as_bool(&p["primary"]) == Some(true)))
-                .or_else(|| items.first());
-            match pick {
-                Some(p) => opt_str(&p["value"], "phoneNumbers.value")?,
-                None => None,
+                .position(|p| kind(p).is_some_and(|t| t.eq_ignore_ascii_case("mobile")))
+                .or_else(|| items.iter().position(|p| kind(p).is_none()));
+            let mut mobile = None;
+            let mut phones = Vec::new();
+            for (i, p) in items.iter().enumerate() {
+                if !p.is_object() {
+                    return Err(invalid("phoneNumbers must be a list of objects"));
+                }
+                let Some(number) = opt_str(&p["value"], "phoneNumbers.value")? else { continue };
+                if Some(i) == pick {
+                    mobile = Some(number);
+                } else {
+                    let primary = as_bool(&p["primary"]).unwrap_or(false);
+                    phones.push(Phone { number, kind: kind(p).unwrap_or_else(|| "other".into()), primary });
+                }
             }
+            (mobile, phones)
         }
         _ => return Err(invalid("phoneNumbers must be a list")),
     };
@@ -175,6 +191,7 @@ pub fn parse_user(v: &Value) -> Result<UserInput, ScimError> {
         active,
         emails,
         mobile,
+        phones,
         password: opt_str(&v["password"], "password")?.map(Secret),
         employee_number: opt_str(&ext["employeenumber"], "employeeNumber")?,
         department: opt_str(&ext["department"], "department")?,
@@ -277,8 +294,16 @@ pub async fn to_scim(
             .collect();
         r.insert("emails".into(), json!(emails));
     }
+    // The mobile first (primary unless another number is), then the others as they were sent.
+    let mut phones: Vec<Value> = Vec::new();
     if let Some(p) = &m.mobile {
-        r.insert("phoneNumbers".into(), json!([{ "value": p, "type": "mobile", "primary": true }]));
+        let primary = !m.phones.iter().any(|p| p.primary);
+        phones.push(json!({ "value": p, "type": "mobile", "primary": primary }));
+    }
+    phones
+        .extend(m.phones.iter().map(|p| json!({ "value": p.number, "type": p.kind, "primary": p.primary })));
+    if !phones.is_empty() {
+        r.insert("phoneNumbers".into(), json!(phones));
     }
     let mut ent = Map::new();
     if let Some(e) = &m.employee_number {
@@ -417,6 +442,7 @@ pub async fn create_user(ctx: &Ctx, body: Value) -> Result<(StatusCode, Value), 
         family_name: u.family_name,
         emails: u.emails,
         mobile: u.mobile,
+        phones: u.phones,
         title: u.title,
         employee_number: u.employee_number,
         department: u.department,
@@ -448,6 +474,7 @@ fn replace_patch(u: &UserInput, units: Option<(Option<Uuid>, Vec<Uuid>)>) -> Mem
         family_name: Some(u.family_name.clone()),
         emails: Some(u.emails.clone()),
         mobile: Some(u.mobile.clone()),
+        phones: Some(u.phones.clone()),
         title: Some(u.title.clone()),
         employee_number: Some(u.employee_number.clone()),
         department: Some(u.department.clone()),

@@ -88,7 +88,9 @@ const MEMBER_CHILDREN: &str = "\
     COALESCE((SELECT json_agg(json_build_array(address, kind, is_primary) ORDER BY position) \
      FROM member_emails WHERE member_emails.member_id = members.id)::text, '[]') AS emails_json, \
     COALESCE((SELECT json_agg(org_unit_id) \
-     FROM member_org_units WHERE member_org_units.member_id = members.id)::text, '[]') AS units_json";
+     FROM member_org_units WHERE member_org_units.member_id = members.id)::text, '[]') AS units_json, \
+    COALESCE((SELECT json_agg(json_build_array(number, kind, is_primary) ORDER BY position) \
+     FROM member_phones WHERE member_phones.member_id = members.id)::text, '[]') AS phones_json";
 
 /// A source's member keys as JSON arrays `[id, anchor, login name, digest]` (see the SQLite store).
 const MEMBER_KEYS: &str = "SELECT json_agg(json_build_array(id, anchor, login_name, sync_digest))::text \
@@ -178,6 +180,24 @@ mod bulk {
             .bind(emails.iter().map(|e| e.2.kind.clone()).collect::<Vec<_>>())
             .bind(emails.iter().map(|e| e.2.primary).collect::<Vec<_>>())
             .bind(emails.iter().map(|e| e.1).collect::<Vec<_>>())
+            .execute(&mut *c)
+            .await
+            .map_err(err)?;
+        }
+        let phones: Vec<(Uuid, i64, &m::Phone)> = ms
+            .iter()
+            .flat_map(|mb| mb.phones.iter().enumerate().map(|(i, p)| (mb.id, i as i64, p)))
+            .collect();
+        if !phones.is_empty() {
+            sqlx::query(
+                "INSERT INTO member_phones (member_id, number, kind, is_primary, position) \
+                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::bool[], $5::int8[])",
+            )
+            .bind(phones.iter().map(|p| p.0).collect::<Vec<_>>())
+            .bind(phones.iter().map(|p| p.2.number.clone()).collect::<Vec<_>>())
+            .bind(phones.iter().map(|p| p.2.kind.clone()).collect::<Vec<_>>())
+            .bind(phones.iter().map(|p| p.2.primary).collect::<Vec<_>>())
+            .bind(phones.iter().map(|p| p.1).collect::<Vec<_>>())
             .execute(&mut *c)
             .await
             .map_err(err)?;

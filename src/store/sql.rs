@@ -63,6 +63,8 @@ pub(crate) struct MemberRow {
     member: crate::directory::model::Member,
     emails_json: String,
     units_json: String,
+    /// `[[number, kind, primary], ...]` in order.
+    phones_json: String,
 }
 
 impl MemberRow {
@@ -77,10 +79,20 @@ impl MemberRow {
         let emails: Vec<(String, String, serde_json::Value)> =
             serde_json::from_str(&self.emails_json).map_err(|e| bad("e-mails", &e))?;
         let units: Vec<String> = serde_json::from_str(&self.units_json).map_err(|e| bad("org units", &e))?;
+        let phones: Vec<(String, String, serde_json::Value)> =
+            serde_json::from_str(&self.phones_json).map_err(|e| bad("phones", &e))?;
         let mut m = self.member;
         m.emails = emails
             .into_iter()
             .map(|(address, kind, p)| Email { address, kind, primary: p == true || p == 1 })
+            .collect();
+        m.phones = phones
+            .into_iter()
+            .map(|(number, kind, p)| crate::directory::model::Phone {
+                number,
+                kind,
+                primary: p == true || p == 1,
+            })
             .collect();
         m.org_unit_ids = units
             .iter()
@@ -1595,6 +1607,7 @@ macro_rules! shared_sql {
                 .bind(mb.department.clone()).bind(mb.organization.clone()).bind(mb.division.clone()).bind(mb.cost_center.clone())
                 .bind(mb.digest())).await?;
                 exec(&mut self.tx, q("DELETE FROM member_emails WHERE member_id = $1").bind(mb.id)).await?;
+                exec(&mut self.tx, q("DELETE FROM member_phones WHERE member_id = $1").bind(mb.id)).await?;
                 exec(&mut self.tx, q("DELETE FROM member_org_units WHERE member_id = $1").bind(mb.id)).await?;
                 bulk::members_children(&mut self.tx, &[mb]).await
             }

@@ -142,7 +142,9 @@ const MEMBER_CHILDREN: &str = "\
     (SELECT json_group_array(json_array(address, kind, is_primary) ORDER BY position) \
      FROM member_emails WHERE member_emails.member_id = members.id) AS emails_json, \
     (SELECT json_group_array(lower(hex(org_unit_id))) \
-     FROM member_org_units WHERE member_org_units.member_id = members.id) AS units_json";
+     FROM member_org_units WHERE member_org_units.member_id = members.id) AS units_json, \
+    (SELECT json_group_array(json_array(number, kind, is_primary) ORDER BY position) \
+     FROM member_phones WHERE member_phones.member_id = members.id) AS phones_json";
 
 /// A source's member keys as JSON arrays `[id, anchor, login name, digest]`, a few thousand to a
 /// row: sqlx hands SQLite's rows to the async side one at a time, and 100,000 hand-offs took
@@ -259,6 +261,21 @@ mod bulk {
                     .push_bind(e.address.clone())
                     .push_bind(e.kind.clone())
                     .push_bind(e.primary)
+                    .push_bind(*i as i64);
+            });
+            qb
+        })
+        .await?;
+        let phones: Vec<(Uuid, usize, &m::Phone)> =
+            ms.iter().flat_map(|mb| mb.phones.iter().enumerate().map(|(i, p)| (mb.id, i, p))).collect();
+        each_chunk(c, &phones, CHILD_ROWS, |chunk| {
+            let mut qb =
+                Qb::new("INSERT INTO member_phones (member_id, number, kind, is_primary, position) ");
+            qb.push_values(chunk, |mut row, (id, i, p)| {
+                row.push_bind(*id)
+                    .push_bind(p.number.clone())
+                    .push_bind(p.kind.clone())
+                    .push_bind(p.primary)
                     .push_bind(*i as i64);
             });
             qb

@@ -14,13 +14,14 @@ pub struct AttrMap {
     map: BTreeMap<&'static str, String>,
 }
 
-const ROLES: [&str; 11] = [
+const ROLES: [&str; 12] = [
     "login_name",
     "display_name",
     "given_name",
     "family_name",
     "email",
     "mobile",
+    "phone",
     "title",
     "employee_number",
     "manager",
@@ -30,7 +31,7 @@ const ROLES: [&str; 11] = [
 
 impl AttrMap {
     pub fn for_source(src: &LdapSource) -> Result<AttrMap, String> {
-        let (anchor, defaults): (&str, [&str; 11]) = match src.preset {
+        let (anchor, defaults): (&str, [&str; 12]) = match src.preset {
             Preset::Openldap => (
                 "entryUUID",
                 [
@@ -40,6 +41,7 @@ impl AttrMap {
                     "sn",
                     "mail",
                     "mobile",
+                    "telephoneNumber",
                     "title",
                     "employeeNumber",
                     "manager",
@@ -56,6 +58,7 @@ impl AttrMap {
                     "sn",
                     "mail",
                     "mobile",
+                    "telephoneNumber",
                     "title",
                     "employeeID",
                     "manager",
@@ -153,6 +156,8 @@ pub struct SrcUser {
     pub family: Option<String>,
     pub emails: Vec<String>,
     pub mobile: Option<String>,
+    /// Further phone numbers (`telephoneNumber`), in order.
+    pub phones: Vec<String>,
     pub title: Option<String>,
     pub employee_number: Option<String>,
     pub unit: Option<String>,
@@ -220,8 +225,8 @@ pub struct Mapper<'a> {
 }
 
 /// The roles whose values a user keeps.
-const KEPT: [&str; 7] =
-    ["display_name", "given_name", "family_name", "mobile", "title", "employee_number", "email"];
+const KEPT: [&str; 8] =
+    ["display_name", "given_name", "family_name", "mobile", "phone", "title", "employee_number", "email"];
 
 impl<'a> Mapper<'a> {
     /// Starts with the org units. `unit_base` is the base DN of the OU tree (not itself a unit).
@@ -315,12 +320,14 @@ impl<'a> Mapper<'a> {
         let title = text("title");
         let employee_number = text("employee_number");
         let emails = values("email");
+        let phones = values("phone");
         self.s.users.push(SrcUser {
             display,
             given,
             family,
             emails,
             mobile,
+            phones,
             title,
             employee_number,
             unit,
@@ -450,6 +457,7 @@ mod tests {
             "sn",
             "mail",
             "mobile",
+            "telephoneNumber",
             "cn",
             "employeeNumber",
             "manager",

@@ -10,7 +10,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::map::{Snapshot, SrcUser};
-use crate::directory::model::{Email, Group, Member, MemberState, OrgUnit, SourcedFields};
+use crate::directory::model::{Email, Group, Member, MemberState, OrgUnit, Phone, SourcedFields};
 use crate::directory::{Change, MemberPatch, NewGroup, NewMember, NewOrgUnit, validate};
 use crate::store::MemberKey;
 
@@ -131,6 +131,7 @@ fn sourced_digest(u: &SrcUser, unit: Option<Uuid>, manager: Option<Uuid>, mail_d
     let employee = validate::member_text("employee_number", u.employee_number.as_deref()).ok()?;
     let mobile = validate::mobile(u.mobile.as_deref()).ok()?;
     let emails = validate::emails(&emails_of(u)).ok()?;
+    let phones = validate::phones(&phones_of(u)).ok()?;
     let fields = SourcedFields {
         login_name: &login,
         display_name: &display,
@@ -140,6 +141,7 @@ fn sourced_digest(u: &SrcUser, unit: Option<Uuid>, manager: Option<Uuid>, mail_d
         title: title.as_deref(),
         employee_number: employee.as_deref(),
         emails: emails.iter().map(|e| e.address.as_str()).collect(),
+        phones: phones.iter().map(|p| p.number.as_str()).collect(),
         primary_org_unit_id: unit,
         manager_id: manager,
         state: if u.suspended { MemberState::Suspended } else { MemberState::Active },
@@ -170,6 +172,14 @@ fn emails_of(u: &SrcUser) -> Vec<Email> {
         .iter()
         .enumerate()
         .map(|(i, a)| Email { address: a.trim().to_lowercase(), kind: "work".into(), primary: i == 0 })
+        .collect()
+}
+
+/// A user's further phone numbers as the directory keeps them (`telephoneNumber`: work).
+fn phones_of(u: &SrcUser) -> Vec<Phone> {
+    u.phones
+        .iter()
+        .map(|n| Phone { number: n.trim().to_owned(), kind: "work".into(), primary: false })
         .collect()
 }
 
@@ -277,6 +287,7 @@ pub fn build(source_name: &str, snap: &Snapshot, cur: &Current, mail_domain: &st
                         family_name: u.family.clone(),
                         emails: emails_of(u),
                         mobile: u.mobile.clone(),
+                        phones: phones_of(u),
                         title: u.title.clone(),
                         employee_number: u.employee_number.clone(),
                         primary_org_unit_id: unit,
@@ -334,6 +345,10 @@ pub fn build(source_name: &str, snap: &Snapshot, cur: &Current, mail_domain: &st
                     .filter(|a| !kept("email", a))
                     .collect();
                 let have: Vec<String> = m.emails.iter().map(|e| e.address.clone()).collect();
+                let phones = phones_of(u);
+                if phones.iter().map(|p| &p.number).ne(m.phones.iter().map(|p| &p.number)) {
+                    p.phones = Some(phones);
+                }
                 if want != have {
                     p.emails = Some(emails_of(u));
                 }
@@ -533,6 +548,7 @@ mod tests {
             family: Some("Family".into()),
             emails: vec![format!("u{n}@example.com")],
             mobile: None,
+            phones: vec![],
             title: (n % 2 == 0).then(|| "Engineer".to_owned()),
             employee_number: None,
             unit: None,

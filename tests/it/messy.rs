@@ -56,6 +56,9 @@ async fn colliding_values_are_kept_aside(b: Backend) {
         user("dup1", shared_mobile, "user000004@example.com"),
         user("dup2", shared_mobile, "dup2@example.com"),
     );
+    // dup2 also has a desk phone (telephoneNumber): kept as a work number.
+    let ldif = ldif
+        .replace("mail: dup2@example.com\n", "mail: dup2@example.com\ntelephoneNumber: +1 555 0100 x42\n");
     let ldap = Slapd::start(&ldif);
     let src = crate::sync::source(ldap.url());
     let c = Console::start(b, |cfg| cfg.sync.ldap = vec![src.clone()]).await;
@@ -66,6 +69,9 @@ async fn colliding_values_are_kept_aside(b: Backend) {
     assert!(report.errors.is_empty(), "nobody is skipped: {:?}", report.errors);
     assert_eq!(c.directory.store().counts().await.unwrap().members, 22, "all 22 users exist");
     assert_eq!(report.counts["quarantined"], 3, "{report:?}");
+    let dup2 = c.directory.store().member_by_login("dup2@example.com").await.unwrap().unwrap();
+    let desk: Vec<(&str, &str)> = dup2.phones.iter().map(|p| (p.number.as_str(), p.kind.as_str())).collect();
+    assert_eq!(desk, vec![("+1 555 0100 x42", "work")]);
     assert!(report.message.contains("3 values kept aside"), "{}", report.message);
     let mobile = "+15550000003";
     let (holding, kept) = holders(&c, "mobile", mobile).await;
@@ -197,3 +203,75 @@ async fn scim_keeps_conflicting_values_aside(b: Backend) {
 }
 
 on_both_stores!(scim_keeps_conflicting_values_aside);
+
+/// SCIM keeps every phone number as sent (value, type, primary), the mobile still the one SMS go
+/// to; a PATCH that adds or changes one reads back as sent.
+async fn scim_keeps_every_phone_number(b: Backend) {
+    let c = Console::start(b, |_| {}).await;
+    let token = c.directory.create_token(&console(), "okta", false).await.unwrap();
+    let http = crate::common::http();
+    let call = |method: Method, path: String, body: Option<Value>| {
+        let mut req = http.request(method, format!("{}/scim/v2{path}", c.base)).bearer_auth(&token);
+        if let Some(b) = body {
+            req = req.header("content-type", "application/scim+json").body(b.to_string());
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status(), r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let body = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "pat@example.com", "displayName": "Pat",
+        "phoneNumbers": [
+            { "value": "+86 21 5555 0100 ext. 12", "type": "work", "primary": true },
+            { "value": "+86 138 0013 8000", "type": "mobile" },
+            { "value": "+86 21 5555 0199", "type": "fax" },
+        ],
+    });
+    let (st, created) = call(Method::POST, "/Users".into(), Some(body)).await;
+    assert_eq!(st, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let phones = |v: &Value| -> Vec<(String, String, bool)> {
+        v["phoneNumbers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["value"].as_str().unwrap().into(),
+                    p["type"].as_str().unwrap().into(),
+                    p["primary"] == true,
+                )
+            })
+            .collect()
+    };
+    let (_, got) = call(Method::GET, format!("/Users/{id}"), None).await;
+    assert_eq!(
+        phones(&got),
+        vec![
+            ("+8613800138000".to_owned(), "mobile".to_owned(), false),
+            ("+86 21 5555 0100 ext. 12".to_owned(), "work".to_owned(), true),
+            ("+86 21 5555 0199".to_owned(), "fax".to_owned(), false),
+        ],
+        "{got}"
+    );
+    let m = c.directory.store().member(id.parse().unwrap()).await.unwrap().unwrap();
+    assert_eq!(m.mobile.as_deref(), Some("+8613800138000"), "SMS still go to the mobile");
+
+    // PATCH: add a home number, change the fax; both read back as sent.
+    let ops = json!({ "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [
+        { "op": "add", "path": "phoneNumbers", "value": [{ "value": "+86 21 6666 0001", "type": "home" }] },
+        { "op": "replace", "path": "phoneNumbers[type eq \"fax\"].value", "value": "+86 21 5555 0198" },
+    ]});
+    let (st, patched) = call(Method::PATCH, format!("/Users/{id}"), Some(ops)).await;
+    assert!(st == StatusCode::OK || st == StatusCode::NO_CONTENT, "{st} {patched}");
+    let (_, got) = call(Method::GET, format!("/Users/{id}"), None).await;
+    let got = phones(&got);
+    assert!(got.contains(&("+86 21 6666 0001".into(), "home".into(), false)), "{got:?}");
+    assert!(got.contains(&("+86 21 5555 0198".into(), "fax".into(), false)), "{got:?}");
+    assert!(got.contains(&("+86 21 5555 0100 ext. 12".into(), "work".into(), true)), "{got:?}");
+    assert_eq!(got.len(), 4, "{got:?}");
+}
+
+on_both_stores!(scim_keeps_every_phone_number);
