@@ -138,11 +138,14 @@ def report(path):
     with open(path) as f:
         r = json.load(f)
     counts = r.get("counts") or {}
+    tallies = {k: t for k, t in counts.items() if isinstance(t, dict)}
     c = "; ".join(
         f"{kind}: " + ", ".join(f"{k} {v}" for k, v in sorted(t.items()) if v and k != "held_before")
-        for kind, t in sorted(counts.items())
+        for kind, t in sorted(tallies.items())
         if any(v for k, v in t.items() if k != "held_before")
     ) or "no changes"
+    if counts.get("quarantined"):
+        c += f"; {counts['quarantined']} values kept aside"
     print(f"outcome={r.get('outcome')} mode={r.get('mode')} entries_read={r.get('entries_read')} "
           f"plan={len(r.get('plan') or [])} errors={len(r.get('errors') or [])} "
           f"message={r.get('message')!r} counts=[{c}]")
