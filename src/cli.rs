@@ -489,7 +489,7 @@ async fn outbox(
             }
         }
         OutboxCommand::Retry { id } => {
-            if !store.delivery_retry(id, chrono::Utc::now()).await? {
+            if !directory.retry_delivery(&Actor::new(Source::console(), "cli"), id).await? {
                 eprintln!("error: no dead or held message {id}");
                 return Ok(ExitCode::FAILURE);
             }
@@ -497,7 +497,8 @@ async fn outbox(
         }
         OutboxCommand::Purge { older_than_days } => {
             let before = chrono::Utc::now() - chrono::Duration::days(older_than_days.max(0));
-            println!("deleted {} sent or dead messages", store.deliveries_purge(before).await?);
+            let deleted = directory.purge_deliveries(&Actor::new(Source::console(), "cli"), before).await?;
+            println!("deleted {deleted} sent or dead messages");
         }
         OutboxCommand::Dispatch { json } => {
             let d = crate::delivery::Dispatcher::new(store.clone(), &cfg.delivery)

@@ -902,6 +902,32 @@ impl DirectoryService {
         Ok(secret)
     }
 
+    /// Sends a dead or held message again (pending, attempts reset), audited in the same
+    /// transaction. False when there is no such message.
+    pub async fn retry_delivery(&self, actor: &Actor, id: Uuid) -> R<bool> {
+        let mut tx = self.store.begin().await?;
+        let mut ctx = Ctx::new(tx.as_mut(), actor, now(), String::new());
+        if !ctx.tx.delivery_retry(id, ctx.now).await? {
+            return Ok(false);
+        }
+        ctx.audit::<()>("delivery.retry", "delivery", Some(id.to_string()), None, None).await?;
+        ctx.flush().await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Deletes sent and dead messages finished before `before`, audited in the same transaction.
+    pub async fn purge_deliveries(&self, actor: &Actor, before: DateTime<Utc>) -> R<u64> {
+        let mut tx = self.store.begin().await?;
+        let mut ctx = Ctx::new(tx.as_mut(), actor, now(), String::new());
+        let deleted = ctx.tx.deliveries_purge(before).await?;
+        let detail = json!({ "before": before, "deleted": deleted });
+        ctx.audit("delivery.purge", "delivery", None, None, Some(&detail)).await?;
+        ctx.flush().await?;
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
     /// Revokes the live token `name`.
     pub async fn revoke_token(&self, actor: &Actor, name: &str) -> R<()> {
         let mut tx = self.store.begin().await?;

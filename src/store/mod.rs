@@ -416,10 +416,6 @@ pub trait Store: Send + Sync + 'static {
         at: Option<DateTime<Utc>>,
     ) -> Result<()>;
     async fn deliveries_list(&self, state: Option<&str>, limit: i64) -> Result<Vec<Delivery>>;
-    /// A dead or held message pending again, attempts reset. False when there is no such message.
-    async fn delivery_retry(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool>;
-    /// Deletes sent and dead messages finished before `before`.
-    async fn deliveries_purge(&self, before: DateTime<Utc>) -> Result<u64>;
     /// `(channel, state, count)`.
     async fn delivery_counts(&self) -> Result<Vec<(String, String, i64)>>;
     async fn sms_balance(&self) -> Result<i64>;
@@ -651,6 +647,10 @@ pub trait StoreTx: Send {
         adopt_existing: bool,
         at: DateTime<Utc>,
     ) -> Result<()>;
+    /// A dead or held message pending again, attempts reset. False when there is no such message.
+    async fn delivery_retry(&mut self, id: Uuid, at: DateTime<Utc>) -> Result<bool>;
+    /// Deletes sent and dead messages finished before `before`.
+    async fn deliveries_purge(&mut self, before: DateTime<Utc>) -> Result<u64>;
     /// Replaces the secret of the token `name` (live or revoked; a revoked one is live again);
     /// false when there is no token of that name.
     async fn token_rotate(&mut self, name: &str, hash: &str, at: DateTime<Utc>) -> Result<bool>;

@@ -833,16 +833,6 @@ macro_rules! shared_sql {
                 qb.build_query_as().fetch_all(&self.read).await.map_err($err)
             }
 
-            async fn delivery_retry(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool> {
-                Ok(q("UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = $2, lease_holder = NULL, \
-                      lease_until = NULL WHERE id = $1 AND state IN ('dead', 'held')")
-                    .bind(id).bind(at).execute(&self.write).await.map_err($err)?.rows_affected() == 1)
-            }
-
-            async fn deliveries_purge(&self, before: DateTime<Utc>) -> Result<u64> {
-                Ok(q("DELETE FROM deliveries WHERE (state = 'sent' AND sent_at < $1) OR (state = 'dead' AND next_attempt_at < $1)")
-                    .bind(before).execute(&self.write).await.map_err($err)?.rows_affected())
-            }
 
             async fn delivery_counts(&self) -> Result<Vec<(String, String, i64)>> {
                 sqlx::query_as("SELECT channel, state, COUNT(*) FROM deliveries GROUP BY channel, state ORDER BY channel, state")
@@ -1852,6 +1842,17 @@ macro_rules! shared_sql {
                 exec(&mut self.tx, q("INSERT INTO api_tokens (name, token_hash, created_at, adopt_existing) VALUES ($1, $2, $3, $4)")
                     .bind(name.to_owned()).bind(hash.to_owned()).bind(at).bind(adopt_existing)).await?;
                 Ok(())
+            }
+
+            async fn delivery_retry(&mut self, id: Uuid, at: DateTime<Utc>) -> Result<bool> {
+                Ok(exec(&mut self.tx, q("UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = $2, lease_holder = NULL, \
+                      lease_until = NULL WHERE id = $1 AND state IN ('dead', 'held')")
+                    .bind(id).bind(at)).await? == 1)
+            }
+
+            async fn deliveries_purge(&mut self, before: DateTime<Utc>) -> Result<u64> {
+                exec(&mut self.tx, q("DELETE FROM deliveries WHERE (state = 'sent' AND sent_at < $1) OR (state = 'dead' AND next_attempt_at < $1)")
+                    .bind(before)).await
             }
 
             async fn token_rotate(&mut self, name: &str, hash: &str, at: DateTime<Utc>) -> Result<bool> {

@@ -249,12 +249,18 @@ async fn welcome_mail_and_sms_and_nothing_twice(b: Backend) {
     assert!(sent.iter().all(|m| m.attempts == 1 && m.sent_at.is_some()));
     // Purging deletes sent messages older than the cut-off, and only those.
     let hour = chrono::Duration::hours(1);
-    assert_eq!(d.store().deliveries_purge(chrono::Utc::now() - hour).await.unwrap(), 0);
+    assert_eq!(d.purge_deliveries(&console(), chrono::Utc::now() - hour).await.unwrap(), 0);
     d.apply_one(&console(), new_hire("cid", "+8613800000009")).await.unwrap();
     Dispatcher::new(d.store().clone(), &DeliveryConfig::default()).unwrap().run_once().await.unwrap();
     let before = d.store().deliveries_list(None, 100).await.unwrap().len();
-    assert_eq!(d.store().deliveries_purge(chrono::Utc::now() + hour).await.unwrap(), 5);
+    assert_eq!(d.purge_deliveries(&console(), chrono::Utc::now() + hour).await.unwrap(), 5);
     assert_eq!(d.store().deliveries_list(None, 100).await.unwrap().len(), before - 5);
+    // Each purge is audited with what it deleted, in its own transaction.
+    let f =
+        roster::store::AuditFilter { action: Some("delivery.purge".into()), limit: 10, ..Default::default() };
+    let purges = d.store().audit_search(&f).await.unwrap();
+    assert_eq!(purges.len(), 2);
+    assert_eq!(purges[0].after.as_ref().unwrap()["deleted"], 5, "newest first");
 }
 
 async fn failures_are_retried_then_parked(b: Backend) {
@@ -305,7 +311,11 @@ async fn failures_are_retried_then_parked(b: Backend) {
     let dead = d.store().deliveries_list(Some("dead"), 10).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert!(dead[0].last_error.as_deref().unwrap().contains("400"), "{:?}", dead[0]);
-    assert!(d.store().delivery_retry(dead[0].id, chrono::Utc::now()).await.unwrap());
+    assert!(d.retry_delivery(&console(), dead[0].id).await.unwrap());
+    assert!(!d.retry_delivery(&console(), dead[0].id).await.unwrap(), "pending now: nothing to retry");
+    let f =
+        roster::store::AuditFilter { action: Some("delivery.retry".into()), limit: 10, ..Default::default() };
+    assert_eq!(d.store().audit_search(&f).await.unwrap().len(), 1, "the retry, not the refused one");
     assert_eq!(dispatcher.run_once().await.unwrap().sent, 1);
     assert!(gw.texts().iter().any(|(to, _)| to == "+8613800000002"));
 

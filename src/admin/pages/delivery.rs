@@ -149,12 +149,10 @@ pub async fn retry(State(state): State<AppState>, p: Principal, Path(id): Path<S
     let d = directory(&state)?;
     p.require(d, p.has(Permission::SendSms), "delivery.retry").await?;
     let id = uuid(&id)?;
-    if !d.store().delivery_retry(id, chrono::Utc::now()).await? {
+    // The retry and its audit row are one transaction.
+    if !d.retry_delivery(&p.actor(), id).await.map_err(|e| Failure::from_directory(&e))? {
         return Err(Failure::NotFound);
     }
-    d.record(&p.actor(), "delivery.retry", "delivery", Some(id.to_string()), serde_json::json!({}))
-        .await
-        .map_err(|e| Failure::from_directory(&e))?;
     Ok(see_other("/admin/delivery?done=delivery.retry"))
 }
 
