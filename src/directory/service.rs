@@ -365,21 +365,7 @@ impl<'a> Ctx<'a> {
             }
         }
         for (field, value) in released {
-            let Some(waiting) = self.tx.quarantine_waiting(field, &value).await? else { continue };
-            let Some(was) = self.tx.member(waiting).await? else { continue };
-            let mut m = was.clone();
-            match field {
-                "mobile" if m.mobile.is_none() => m.mobile = Some(value.clone()),
-                "email" if !m.emails.iter().any(|e| e.address == value) => {
-                    let primary = m.emails.is_empty();
-                    m.emails.push(Email { address: value.clone(), kind: "work".into(), primary });
-                }
-                // The member has another value there now: this one no longer waits.
-                _ => {
-                    self.tx.quarantine_release(waiting, field, &value).await?;
-                    continue;
-                }
-            }
+            let Some((waiting, was, mut m)) = self.next_taker(field, &value).await? else { continue };
             m.version += 1;
             m.updated_at = self.now;
             self.tx.member_update(&m).await?;
@@ -396,6 +382,33 @@ impl<'a> Ctx<'a> {
             self.notify_member("member.updated.update", &m).await?;
         }
         Ok(())
+    }
+
+    /// The member that has waited longest for `value` in `field` and can take it, locked, as it
+    /// is and with the value; a waiter that has another value there now (or is gone) no longer
+    /// waits and is passed over.
+    async fn next_taker(&mut self, field: &str, value: &str) -> R<Option<(Uuid, Member, Member)>> {
+        while let Some(waiting) = self.tx.quarantine_waiting(field, value).await? {
+            self.tx.member_lock(waiting).await?;
+            if let Some(was) = self.tx.member(waiting).await? {
+                let mut m = was.clone();
+                let takes = match field {
+                    "mobile" => m.mobile.is_none(),
+                    _ => !m.emails.iter().any(|e| e.address == value),
+                };
+                if takes {
+                    if field == "mobile" {
+                        m.mobile = Some(value.to_owned());
+                    } else {
+                        let primary = m.emails.is_empty();
+                        m.emails.push(Email { address: value.to_owned(), kind: "work".into(), primary });
+                    }
+                    return Ok(Some((waiting, was, m)));
+                }
+            }
+            self.tx.quarantine_release(waiting, field, value).await?;
+        }
+        Ok(None)
     }
 
     /// Keeps the held values true after a member's values changed in this set.

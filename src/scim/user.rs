@@ -126,10 +126,22 @@ pub fn parse_user(v: &Value) -> Result<UserInput, ScimError> {
         Value::Array(items) => {
             let kind =
                 |p: &Value| p["type"].as_str().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned);
+            let valued = |p: &Value| p["value"].as_str().is_some_and(|v| !v.trim().is_empty());
+            let is_mobile = |p: &Value| kind(p).is_some_and(|t| t.eq_ignore_ascii_case("mobile"));
+            // The mobile: a primary one of type mobile, else the first of type mobile, else the
+            // first untyped number that is a valid mobile number.
             let pick = items
                 .iter()
-                .position(|p| kind(p).is_some_and(|t| t.eq_ignore_ascii_case("mobile")))
-                .or_else(|| items.iter().position(|p| kind(p).is_none()));
+                .position(|p| valued(p) && is_mobile(p) && as_bool(&p["primary"]) == Some(true))
+                .or_else(|| items.iter().position(|p| valued(p) && is_mobile(p)))
+                .or_else(|| {
+                    items.iter().position(|p| {
+                        valued(p)
+                            && kind(p).is_none()
+                            && crate::directory::validate::mobile(p["value"].as_str())
+                                .is_ok_and(|m| m.is_some())
+                    })
+                });
             let mut mobile = None;
             let mut phones = Vec::new();
             for (i, p) in items.iter().enumerate() {
@@ -543,7 +555,11 @@ pub async fn patch_user(ctx: &Ctx, id: &str, body: Value, headers: &HeaderMap) -
     let u = if units_changed { u } else { UserInput { org_units: None, ..u } };
     let mut changes = Vec::new();
     let units = if units_changed || department_changed { units(ctx, &u, &mut changes).await? } else { None };
-    finish_patch(ctx, &current, u, units, changes).await
+    // A PATCH that left e-mails or phone numbers alone does not send them: what it read back
+    // lacks any value kept aside, and sending that would let the kept ones go.
+    let emails_untouched = after["emails"] == before["emails"];
+    let phones_untouched = after["phonenumbers"] == before["phonenumbers"];
+    finish_patch(ctx, &current, u, units, changes, emails_untouched, phones_untouched).await
 }
 
 async fn finish_patch(
@@ -552,10 +568,18 @@ async fn finish_patch(
     u: UserInput,
     units: Option<(Option<Uuid>, Vec<Uuid>)>,
     mut changes: Vec<Change>,
+    emails_untouched: bool,
+    phones_untouched: bool,
 ) -> Result<Value, ScimError> {
     let mut patch = replace_patch(&u, units);
     if u.active.is_none() {
         patch.state = None;
+    }
+    if emails_untouched {
+        patch.emails = None;
+    }
+    if phones_untouched {
+        (patch.mobile, patch.phones) = (None, None);
     }
     changes.push(Change::UpdateMember { id: current.id, patch });
     let m = member_of(ctx.directory.apply(&ctx.client.actor, changes).await?);

@@ -30,6 +30,12 @@ const ROLES: [&str; 12] = [
 ];
 
 impl AttrMap {
+    /// The anchor and every role's attribute, as one line (what a sync cursor was taken with).
+    pub fn describe(&self) -> String {
+        let roles: Vec<String> = self.map.iter().map(|(r, a)| format!("{r}={a}")).collect();
+        format!("anchor={};{}", self.anchor, roles.join(";"))
+    }
+
     pub fn for_source(src: &LdapSource) -> Result<AttrMap, String> {
         let (anchor, defaults): (&str, [&str; 12]) = match src.preset {
             Preset::Openldap => (

@@ -617,8 +617,9 @@ fn query_fingerprint(src: &LdapSource) -> String {
         "groups": search(src.groups.as_ref()),
         "org_units": search(src.org_units.as_ref()),
         "department_path": src.department_path.as_ref().map(|d| json!([d.attribute, d.separator])),
-        "anchor": src.anchor,
-        "attributes": src.attributes,
+        // The whole map in use (the preset's defaults and the overrides), so that a release
+        // changing a default (as `phone` = telephoneNumber arrived) also reads in full once.
+        "attributes": map::AttrMap::for_source(src).map(|m| m.describe()).unwrap_or_default(),
         "suspended_filter": src.suspended_filter,
     });
     hex::encode(&Sha256::digest(query.to_string().as_bytes())[..16])

@@ -336,20 +336,27 @@ pub fn build(source_name: &str, snap: &Snapshot, cur: &Current, mail_domain: &st
                     cur.kept_aside.get(&m.id).is_some_and(|k| k.iter().any(|(f, v)| f == field && v == value))
                 };
                 let mobile_kept = m.mobile.is_none() && mobile.as_deref().is_some_and(|v| kept("mobile", v));
-                if m.mobile != mobile && !mobile_kept {
+                let kept_of = |field: &str| -> Vec<&String> {
+                    cur.kept_aside
+                        .get(&m.id)
+                        .map(|k| k.iter().filter(|(f, _)| f == field).map(|(_, v)| v).collect())
+                        .unwrap_or_default()
+                };
+                // A value kept aside that the source no longer sends is let go: sending the
+                // field again releases it.
+                let stale_mobile = kept_of("mobile").iter().any(|v| mobile.as_deref() != Some(v.as_str()));
+                if (m.mobile != mobile && !mobile_kept) || stale_mobile {
                     p.mobile = Some(u.mobile.clone());
                 }
-                let want: Vec<String> = emails_of(u)
-                    .into_iter()
-                    .map(|e| e.address.trim().to_lowercase())
-                    .filter(|a| !kept("email", a))
-                    .collect();
+                let sent: Vec<String> = emails_of(u).into_iter().map(|e| e.address).collect();
+                let stale_emails = kept_of("email").iter().any(|v| !sent.contains(v));
+                let want: Vec<String> = sent.iter().filter(|a| !kept("email", a)).cloned().collect();
                 let have: Vec<String> = m.emails.iter().map(|e| e.address.clone()).collect();
                 let phones = phones_of(u);
                 if phones.iter().map(|p| &p.number).ne(m.phones.iter().map(|p| &p.number)) {
                     p.phones = Some(phones);
                 }
-                if want != have {
+                if want != have || stale_emails {
                     p.emails = Some(emails_of(u));
                 }
                 let moved = m.primary_org_unit_id != unit;

@@ -125,6 +125,19 @@ async fn colliding_values_are_kept_aside(b: Backend) {
     assert!(kept.is_empty());
     assert_eq!(third.counts["quarantined"], 1, "{third:?}");
     assert!(c.audit_count("member.quarantine").await >= 3);
+
+    // The last one waiting gets a number of its own in the directory: the kept one is let go.
+    let (_, kept) = holders(&c, "mobile", mobile).await;
+    let waiter = uid_of(&kept[0]);
+    ldap.modify(&format!(
+        "dn: {}\nchangetype: modify\nreplace: mobile\nmobile: +1 555 999 0002\n\n",
+        dn(&waiter)
+    ));
+    let fourth = full(&sync).await;
+    assert!(fourth.errors.is_empty(), "{:?}", fourth.errors);
+    assert!(fourth.counts.get("quarantined").is_none(), "nothing kept aside any more: {fourth:?}");
+    let (holding, kept) = holders(&c, "mobile", mobile).await;
+    assert_eq!((holding.len(), kept.len()), (1, 0), "{holding:?} {kept:?}");
 }
 
 on_both_stores!(colliding_values_are_kept_aside);
@@ -162,6 +175,19 @@ async fn scim_keeps_conflicting_values_aside(b: Backend) {
     let kept = c.directory.store().member_quarantine(bob).await.unwrap();
     let kept: Vec<(&str, &str)> = kept.iter().map(|q| (q.field.as_str(), q.value.as_str())).collect();
     assert_eq!(kept, vec![("email", "shared@example.com"), ("mobile", "+8613800000001")]);
+    // A PATCH of something else (as Entra ID sends them) leaves what is kept aside alone.
+    let ops = json!({ "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                      "Operations": [{ "op": "replace", "path": "title", "value": "Engineer" }] });
+    let r = http
+        .patch(format!("{}/scim/v2/Users/{bob}", c.base))
+        .bearer_auth(&token)
+        .header("content-type", "application/scim+json")
+        .body(ops.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(c.directory.store().member_quarantine(bob).await.unwrap().len(), 2, "still kept aside");
     let (st, body) = post(user("ann", "e3", "ann2@example.com", "+8613800000003")).await;
     assert_eq!(st, StatusCode::CONFLICT, "a userName is the client's to fix: {body}");
     assert_eq!(body["scimType"], "uniqueness");
