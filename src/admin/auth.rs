@@ -697,18 +697,12 @@ async fn undo_attempt(d: &DirectoryService, keys: &[String; 2]) {
 
 /// Audits a sign-in event; when the audit log cannot be written the sign-in goes on (an
 /// attacker must not be able to turn a full disk into a way past the lockout), with an error in
-/// the log and a metric for the operator.
+/// the log and `roster_audit_write_failures_total` for the operator.
 async fn audit_or_log(d: &DirectoryService, actor: &Actor, action: &str, detail: serde_json::Value) {
     if let Err(e) = d.record(actor, action, "console", None, detail).await {
-        audit_failed(action, &e);
+        tracing::error!(action, error = %e, "audit: the audit row could not be written");
+        metrics::counter!("roster_audit_write_failures_total").increment(1);
     }
-}
-
-/// An audit row that could not be written, where the action had to go on: an error log line and
-/// `roster_audit_write_failures_total`.
-pub fn audit_failed(action: &str, e: &crate::directory::DirectoryError) {
-    tracing::error!(action, error = %e, "audit: the audit row could not be written");
-    metrics::counter!("roster_audit_write_failures_total").increment(1);
 }
 
 /// Ends the session.

@@ -676,6 +676,33 @@ pub trait StoreTx: Send {
     async fn version_of(&mut self, kind: &str, id: Uuid) -> Result<Option<i64>>;
 }
 
+/// A member's ordered contact value as its table keeps it: `(member, position, value, kind,
+/// primary)`, an e-mail address or a phone number.
+pub(crate) type Listed<'a> = (Uuid, i64, &'a str, &'a str, bool);
+
+/// The e-mail and phone rows of members, for the backends' multi-row inserts.
+pub(crate) fn listed_children<'a>(ms: &[&'a Member]) -> (Vec<Listed<'a>>, Vec<Listed<'a>>) {
+    let emails = ms
+        .iter()
+        .flat_map(|mb| {
+            mb.emails
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (mb.id, i as i64, e.address.as_str(), e.kind.as_str(), e.primary))
+        })
+        .collect();
+    let phones = ms
+        .iter()
+        .flat_map(|mb| {
+            mb.phones
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (mb.id, i as i64, p.number.as_str(), p.kind.as_str(), p.primary))
+        })
+        .collect();
+    (emails, phones)
+}
+
 /// Opens the store a `database.url` names, creating an SQLite file (and its directory) on first
 /// use. Does not migrate.
 pub async fn open(cfg: &crate::config::DatabaseConfig) -> Result<Arc<dyn Store>> {

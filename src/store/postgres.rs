@@ -164,43 +164,33 @@ mod bulk {
         Ok(())
     }
 
-    /// E-mails and further org units of members whose old ones (if any) are gone.
+    /// E-mails, phones and further org units of members whose old ones (if any) are gone.
     pub async fn members_children(c: &mut PgConnection, ms: &[&m::Member]) -> Result<()> {
-        let emails: Vec<(Uuid, i64, &m::Email)> = ms
-            .iter()
-            .flat_map(|mb| mb.emails.iter().enumerate().map(|(i, e)| (mb.id, i as i64, e)))
-            .collect();
-        if !emails.is_empty() {
-            sqlx::query(
+        let (emails, phones) = crate::store::listed_children(ms);
+        for (sql, rows) in [
+            (
                 "INSERT INTO member_emails (member_id, address, kind, is_primary, position) \
                  SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::bool[], $5::int8[])",
-            )
-            .bind(emails.iter().map(|e| e.0).collect::<Vec<_>>())
-            .bind(emails.iter().map(|e| e.2.address.clone()).collect::<Vec<_>>())
-            .bind(emails.iter().map(|e| e.2.kind.clone()).collect::<Vec<_>>())
-            .bind(emails.iter().map(|e| e.2.primary).collect::<Vec<_>>())
-            .bind(emails.iter().map(|e| e.1).collect::<Vec<_>>())
-            .execute(&mut *c)
-            .await
-            .map_err(err)?;
-        }
-        let phones: Vec<(Uuid, i64, &m::Phone)> = ms
-            .iter()
-            .flat_map(|mb| mb.phones.iter().enumerate().map(|(i, p)| (mb.id, i as i64, p)))
-            .collect();
-        if !phones.is_empty() {
-            sqlx::query(
+                &emails,
+            ),
+            (
                 "INSERT INTO member_phones (member_id, number, kind, is_primary, position) \
                  SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::bool[], $5::int8[])",
-            )
-            .bind(phones.iter().map(|p| p.0).collect::<Vec<_>>())
-            .bind(phones.iter().map(|p| p.2.number.clone()).collect::<Vec<_>>())
-            .bind(phones.iter().map(|p| p.2.kind.clone()).collect::<Vec<_>>())
-            .bind(phones.iter().map(|p| p.2.primary).collect::<Vec<_>>())
-            .bind(phones.iter().map(|p| p.1).collect::<Vec<_>>())
-            .execute(&mut *c)
-            .await
-            .map_err(err)?;
+                &phones,
+            ),
+        ] {
+            if rows.is_empty() {
+                continue;
+            }
+            sqlx::query(sql)
+                .bind(rows.iter().map(|r| r.0).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.2.to_owned()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.3.to_owned()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.4).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.1).collect::<Vec<_>>())
+                .execute(&mut *c)
+                .await
+                .map_err(err)?;
         }
         let units: Vec<(Uuid, Uuid)> =
             ms.iter().flat_map(|mb| mb.org_unit_ids.iter().map(|u| (mb.id, *u))).collect();

@@ -249,38 +249,26 @@ mod bulk {
         Ok(())
     }
 
-    /// E-mails and further org units of members whose old ones (if any) are gone.
+    /// E-mails, phones and further org units of members whose old ones (if any) are gone.
     pub async fn members_children(c: &mut SqliteConnection, ms: &[&m::Member]) -> Result<()> {
-        let emails: Vec<(Uuid, usize, &m::Email)> =
-            ms.iter().flat_map(|mb| mb.emails.iter().enumerate().map(|(i, e)| (mb.id, i, e))).collect();
-        each_chunk(c, &emails, CHILD_ROWS, |chunk| {
-            let mut qb =
-                Qb::new("INSERT INTO member_emails (member_id, address, kind, is_primary, position) ");
-            qb.push_values(chunk, |mut row, (id, i, e)| {
-                row.push_bind(*id)
-                    .push_bind(e.address.clone())
-                    .push_bind(e.kind.clone())
-                    .push_bind(e.primary)
-                    .push_bind(*i as i64);
-            });
-            qb
-        })
-        .await?;
-        let phones: Vec<(Uuid, usize, &m::Phone)> =
-            ms.iter().flat_map(|mb| mb.phones.iter().enumerate().map(|(i, p)| (mb.id, i, p))).collect();
-        each_chunk(c, &phones, CHILD_ROWS, |chunk| {
-            let mut qb =
-                Qb::new("INSERT INTO member_phones (member_id, number, kind, is_primary, position) ");
-            qb.push_values(chunk, |mut row, (id, i, p)| {
-                row.push_bind(*id)
-                    .push_bind(p.number.clone())
-                    .push_bind(p.kind.clone())
-                    .push_bind(p.primary)
-                    .push_bind(*i as i64);
-            });
-            qb
-        })
-        .await?;
+        let (emails, phones) = crate::store::listed_children(ms);
+        for (head, rows) in [
+            ("INSERT INTO member_emails (member_id, address, kind, is_primary, position) ", &emails),
+            ("INSERT INTO member_phones (member_id, number, kind, is_primary, position) ", &phones),
+        ] {
+            each_chunk(c, rows, CHILD_ROWS, |chunk| {
+                let mut qb = Qb::new(head);
+                qb.push_values(chunk, |mut row, (id, i, value, kind, primary)| {
+                    row.push_bind(*id)
+                        .push_bind(value.to_string())
+                        .push_bind(kind.to_string())
+                        .push_bind(*primary)
+                        .push_bind(*i);
+                });
+                qb
+            })
+            .await?;
+        }
         let units: Vec<(Uuid, Uuid)> =
             ms.iter().flat_map(|mb| mb.org_unit_ids.iter().map(|u| (mb.id, *u))).collect();
         each_chunk(c, &units, CHILD_ROWS, |chunk| {
