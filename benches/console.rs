@@ -417,10 +417,13 @@ async fn bench(args: Args) {
     cfg.delivery.enabled = false;
 
     // The store, as in tests/it/admin.rs: migrated, the enterprise created, a super password.
-    let d = roster::app::open_migrated(&cfg).await.expect("open the store");
-    d.ensure_enterprise(&cfg.enterprise).await.expect("create the enterprise");
+    let services = roster::app::open_migrated(&cfg).await.expect("open the store");
+    let d = services.directory.clone();
+    d.ensure_enterprise(&cfg.enterprise.seed()).await.expect("create the enterprise");
     let admin = Actor::new(Source::console(), "admin");
-    d.set_super_password(&admin, &cfg.enterprise, SUPER_PW).await.expect("set the super password");
+    d.set_super_password(&admin, &cfg.enterprise.seed(), SUPER_PW, None)
+        .await
+        .expect("set the super password");
     let enterprise_id = d.store().enterprise().await.unwrap().unwrap().enterprise_id;
 
     // 10 org units: "Company" with "Big" and 8 more under it.

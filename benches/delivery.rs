@@ -15,8 +15,9 @@ use std::time::Instant;
 
 use roster::config::{Config, DeliveryConfig, HttpSmsConfig, SmsConfig};
 use roster::delivery::Dispatcher;
+use roster::delivery::desk::NewBroadcast;
 use roster::directory::model::{Actor, Email, Source};
-use roster::directory::{Applied, Change, NewBroadcast, NewMember};
+use roster::directory::{Change, NewMember};
 
 struct Result {
     store: &'static str,
@@ -56,7 +57,8 @@ async fn run(store: &'static str, url: String, members: usize) -> Result {
     };
     cfg.numbers.first = 100_000;
     cfg.numbers.last = 999_999;
-    let d = roster::app::open_directory(&cfg).await.expect("open the store");
+    let s = roster::app::open(&cfg).await.expect("open the store");
+    let d = &s.directory;
     let actor = Actor::new(Source::import(), "bench");
     eprintln!("[{store}] creating {members} members");
     for start in (0..members).step_by(1000) {
@@ -77,9 +79,9 @@ async fn run(store: &'static str, url: String, members: usize) -> Result {
             .collect();
         d.apply(&actor, set).await.expect("create members");
     }
-    d.apply_one(&actor, Change::SmsTopUp { amount: members as i64 * 2, note: None }).await.unwrap();
+    roster::delivery::desk::top_up(s.delivery.as_ref(), &actor, members as i64 * 2, None).await.unwrap();
     // The welcome events go nowhere (no channel configured), so the broadcast is alone.
-    Dispatcher::new(d.store().clone(), &DeliveryConfig::default()).unwrap().run_once().await.unwrap();
+    Dispatcher::new(s.delivery.clone(), &DeliveryConfig::default()).unwrap().run_once().await.unwrap();
 
     eprintln!("[{store}] broadcast to everybody");
     let started = Instant::now();
@@ -90,9 +92,9 @@ async fn run(store: &'static str, url: String, members: usize) -> Result {
         language: "en".into(),
         ..Default::default()
     };
-    let Applied::Broadcast { messages, .. } = d.apply_one(&actor, Change::Broadcast(b)).await.unwrap() else {
-        unreachable!()
-    };
+    // Recorded with its outbox event; the dispatcher's first round fans it out.
+    let (_, messages) =
+        roster::delivery::desk::broadcast(d.store().as_ref(), s.delivery.as_ref(), &actor, b).await.unwrap();
     let enqueue_s = started.elapsed().as_secs_f64();
 
     let delivery = DeliveryConfig {
@@ -117,13 +119,13 @@ async fn run(store: &'static str, url: String, members: usize) -> Result {
         ..Default::default()
     };
     eprintln!("[{store}] dispatching {messages} messages");
-    let dispatcher = Dispatcher::new(d.store().clone(), &delivery).unwrap();
+    let dispatcher = Dispatcher::new(s.delivery.clone(), &delivery).unwrap();
     let started = Instant::now();
     let round = dispatcher.run_once().await.unwrap();
     let dispatch_s = started.elapsed().as_secs_f64();
-    let sent = d.store().deliveries_list(Some("sent"), (members * 2) as i64).await.unwrap().len();
+    let sent = s.delivery.deliveries_list(Some("sent"), (members * 2) as i64).await.unwrap().len();
     assert_eq!(sent, messages, "every message sent: {round:?}");
-    d.store().close().await;
+    s.store.close().await;
     Result { store, members, enqueue_s, messages, dispatch_s, sent: round.sent, gateway: 0 }
 }
 

@@ -198,7 +198,7 @@ async fn run(
     n_members: usize,
     server: Option<u32>,
 ) -> Report {
-    let d: DirectoryService = roster::app::open_directory(cfg).await.expect("open the directory");
+    let d: DirectoryService = roster::app::open(cfg).await.expect("open the directory").directory;
     let actor = Actor::new(Source::import(), "bench");
     let label = backend.name();
 

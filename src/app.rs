@@ -1,4 +1,9 @@
-//! Wiring: store, directory, HTTP and systemd notifications.
+//! Wiring: the store and its owners, the HTTP surface, the scheduler, systemd notifications.
+//!
+//! [`open`] opens the one store and hands each owner its own trait of it ([`Services`]);
+//! [`AppState`] holds each HTTP adapter's state, filled once the store is ready. Nothing below
+//! `app` imports it: the adapters (`scim`, `admin`) get their own state types, and `http` is
+//! plumbing they share.
 //!
 //! [`run`] is `rosterd serve` minus argument parsing: the tests call it with a listener on port 0.
 //! The listener is served at once; the store is connected in the background with backoff, so
@@ -12,10 +17,106 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use std::sync::Arc;
+
+use crate::access::Access;
 use crate::config::{Config, LogFormat, redact_url};
+use crate::delivery::store::DeliveryStore;
 use crate::directory::DirectoryService;
-use crate::http::{self, AppState};
-use crate::store::{self, SchemaState, StoreError};
+use crate::http;
+use crate::jobs::LeaseStore;
+use crate::store::{self, SchemaState, Store, StoreError};
+use crate::sync::store::RunStore;
+
+/// The opened store, each owner with its own handle on it. Cheap to clone.
+#[derive(Clone)]
+pub struct Services {
+    /// The directory: reads, and the one write path.
+    pub directory: DirectoryService,
+    /// API tokens, sessions, sign-in failures.
+    pub access: Access,
+    pub delivery: Arc<dyn DeliveryStore>,
+    pub runs: Arc<dyn RunStore>,
+    pub leases: Arc<dyn LeaseStore>,
+    /// The store itself, for its upkeep (health, shutdown) and the wiring.
+    pub store: Arc<dyn Store>,
+}
+
+impl Services {
+    fn new(store: Arc<dyn Store>, cfg: &Config) -> Services {
+        Services {
+            directory: DirectoryService::new(store.clone(), cfg.numbers.rules()),
+            access: Access::new(store.clone()),
+            delivery: store.clone(),
+            runs: store.clone(),
+            leases: store.clone(),
+            store,
+        }
+    }
+
+    /// The sync service over the configured LDAP sources.
+    pub fn sync(&self, cfg: &Config) -> crate::sync::SyncService {
+        crate::sync::SyncService::new(self.directory.clone(), self.runs.clone(), cfg.sync.ldap.clone())
+    }
+}
+
+/// Each HTTP adapter's state; the services arrive once the store is ready.
+#[derive(Clone)]
+pub struct AppState {
+    pub health: http::Health,
+    pub scim: crate::scim::Scim,
+    pub console: crate::admin::Console,
+}
+
+impl AppState {
+    pub fn new(cfg: &Config) -> AppState {
+        AppState {
+            health: http::Health::new(),
+            scim: crate::scim::Scim {
+                ready: Default::default(),
+                cfg: Arc::new(cfg.scim.clone()),
+                max_body_bytes: cfg.http.max_body_bytes,
+            },
+            console: crate::admin::Console::new(cfg),
+        }
+    }
+
+    /// Hands the services to every adapter.
+    fn ready(&self, services: &Services, sync: crate::sync::SyncService) {
+        let _ = self.health.store.set(services.store.clone());
+        let _ = self.scim.ready.set(crate::scim::Ready {
+            directory: services.directory.clone(),
+            access: services.access.clone(),
+        });
+        let pass_through = Arc::new(crate::sync::PassThroughLdap::new(sync.sources().to_vec()));
+        let _ = self.console.ready.set(crate::admin::Ready {
+            directory: services.directory.clone(),
+            access: services.access.clone(),
+            delivery: services.delivery.clone(),
+            runs: services.runs.clone(),
+            sync,
+            pass_through,
+        });
+    }
+
+    /// The whole HTTP surface: health and metrics, SCIM under `/scim/v2`, the console under
+    /// `/admin` when `admin.enabled`, with the middleware every request passes.
+    pub fn router(&self, cfg: &Config) -> axum::Router {
+        let mut router = axum::Router::new()
+            .merge(http::routes(self.health.clone()))
+            .nest("/scim/v2", crate::scim::router(self.scim.clone()));
+        if cfg.admin.enabled {
+            router = router
+                .route(
+                    "/admin/",
+                    axum::routing::get(|| async { axum::response::Redirect::permanent("/admin") }),
+                )
+                .nest("/admin", crate::admin::router(self.console.clone()));
+        }
+        const FORMS: &[http::ErrorForm] = &[("/scim/", crate::scim::error_form)];
+        http::with_layers(router.fallback(http::not_found), &cfg.http, FORMS)
+    }
+}
 
 /// Sets up logging to stderr as `log.format` and `log.level` say.
 pub fn init_tracing(cfg: &crate::config::LogConfig) {
@@ -35,22 +136,22 @@ pub fn init_tracing(cfg: &crate::config::LogConfig) {
 /// Opens the store, applies pending migrations and creates the enterprise on first start
 /// (logging its one-time super-admin password, once). What every command that uses the
 /// directory starts with.
-pub async fn open_directory(cfg: &Config) -> Result<DirectoryService, StoreOpenError> {
-    let directory = open_migrated(cfg).await?;
-    bootstrap(&directory, cfg).await?;
-    Ok(directory)
+pub async fn open(cfg: &Config) -> Result<Services, StoreOpenError> {
+    let services = open_migrated(cfg).await?;
+    bootstrap(&services.directory, cfg).await?;
+    Ok(services)
 }
 
 /// Opens and migrates the store without creating the enterprise (for commands that set the
 /// super-admin password themselves).
-pub async fn open_migrated(cfg: &Config) -> Result<DirectoryService, StoreOpenError> {
+pub async fn open_migrated(cfg: &Config) -> Result<Services, StoreOpenError> {
     let store = store::open(&cfg.database).await.map_err(StoreOpenError::Open)?;
     if store.schema_state().await.map_err(StoreOpenError::Migrate)? == SchemaState::Ahead {
         return Err(StoreOpenError::SchemaAhead);
     }
     store.migrate().await.map_err(StoreOpenError::Migrate)?;
     store.probe_write().await.map_err(StoreOpenError::Migrate)?;
-    Ok(DirectoryService::new(store, cfg.numbers.clone()))
+    Ok(Services::new(store, cfg))
 }
 
 /// Why the store could not be made ready.
@@ -79,7 +180,7 @@ impl StoreOpenError {
 
 async fn bootstrap(directory: &DirectoryService, cfg: &Config) -> Result<(), StoreOpenError> {
     if let Some(password) =
-        directory.ensure_enterprise(&cfg.enterprise).await.map_err(StoreOpenError::Bootstrap)?
+        directory.ensure_enterprise(&cfg.enterprise.seed()).await.map_err(StoreOpenError::Bootstrap)?
     {
         let e = directory.store().enterprise().await.ok().flatten();
         let id = e.map(|e| e.enterprise_id).unwrap_or_default();
@@ -201,7 +302,7 @@ pub async fn run(listener: TcpListener, cfg: Config, shutdown: CancellationToken
         tracker.spawn(watchdog(interval / 2, shutdown.clone()));
     }
 
-    let app = http::router(state.clone(), &cfg.http);
+    let app = state.router(&cfg);
     let server = serve(listener, app, &cfg.http, shutdown.clone());
     let grace = Duration::from_secs(cfg.http.shutdown_grace_secs);
     let mut server = std::pin::pin!(server);
@@ -221,8 +322,8 @@ pub async fn run(listener: TcpListener, cfg: Config, shutdown: CancellationToken
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     tracker.close();
     let _ = tokio::time::timeout(grace, tracker.wait()).await;
-    if let Some(directory) = state.directory.get() {
-        directory.store().close().await;
+    if let Some(store) = state.health.store.get() {
+        store.close().await;
     }
     result
 }
@@ -238,16 +339,19 @@ async fn connect_store(
 ) {
     let mut backoff = Duration::from_millis(200);
     loop {
-        match open_directory(&cfg).await {
-            Ok(directory) => {
-                tracing::info!(store = directory.store().backend(), "store ready");
-                let sync = crate::sync::SyncService::new(directory.clone(), cfg.sync.ldap.clone());
-                crate::jobs::spawn(&tracker, sync.clone(), shutdown.clone());
-                let _ = state.sync.set(sync);
-                if cfg.delivery.enabled {
-                    spawn_delivery(&cfg, directory.store().clone(), &tracker, &shutdown);
-                }
-                let _ = state.directory.set(directory);
+        match open(&cfg).await {
+            Ok(services) => {
+                tracing::info!(store = services.store.backend(), "store ready");
+                let sync = services.sync(&cfg);
+                let lease = Duration::from_secs(cfg.jobs.lease_secs);
+                crate::jobs::spawn(
+                    &tracker,
+                    services.leases.clone(),
+                    lease,
+                    jobs(&cfg, &services, &sync),
+                    shutdown.clone(),
+                );
+                state.ready(&services, sync);
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
                 return;
             }
@@ -268,29 +372,21 @@ async fn connect_store(
     }
 }
 
-/// The outbox's dispatchers and, when a mailbox provider is set, the mailbox pushes.
-fn spawn_delivery(
-    cfg: &Config,
-    store: std::sync::Arc<dyn crate::store::Store>,
-    tracker: &TaskTracker,
-    shutdown: &CancellationToken,
-) {
-    let dispatcher =
-        crate::delivery::Dispatcher::new(store, &cfg.delivery).and_then(|d| d.with_mailbox(&cfg.mailbox));
-    let d = match dispatcher {
-        Ok(d) => std::sync::Arc::new(d),
-        Err(e) => {
-            tracing::error!(error = %e, "delivery is off: its configuration is not usable");
-            return;
+/// Every scheduled job of this deployment: the sync schedules, delivery (when enabled) and the
+/// purges, each run by [`crate::jobs`] under its leader lease.
+fn jobs(cfg: &Config, services: &Services, sync: &crate::sync::SyncService) -> Vec<crate::jobs::Job> {
+    let mut jobs = crate::sync::jobs(sync);
+    jobs.extend(crate::access::jobs(&services.access));
+    if cfg.delivery.enabled {
+        let dispatcher = crate::delivery::Dispatcher::new(services.delivery.clone(), &cfg.delivery)
+            .and_then(|d| d.with_mailbox(&cfg.mailbox))
+            .and_then(|d| crate::delivery::jobs(Arc::new(d), &cfg.delivery, &cfg.mailbox));
+        match dispatcher {
+            Ok(delivery) => jobs.extend(delivery),
+            Err(e) => tracing::error!(error = %e, "delivery is off: its configuration is not usable"),
         }
-    };
-    let schedule = cfg.delivery.schedule.parse().expect("checked by Config::validate");
-    tracker.spawn(crate::delivery::run_schedule(d.clone(), schedule, shutdown.clone()));
-    if cfg.mailbox.provider != "none" {
-        let delta = cfg.mailbox.schedule.parse().expect("checked by Config::validate");
-        let full = cfg.mailbox.full_schedule.parse().expect("checked by Config::validate");
-        tracker.spawn(crate::delivery::run_mailbox_schedule(d, delta, full, shutdown.clone()));
     }
+    jobs
 }
 
 async fn watchdog(every: Duration, shutdown: CancellationToken) {

@@ -5,13 +5,39 @@
 //! be given as `<key>_file` (a path whose contents are the value), for systemd credentials.
 //! `config/rosterd.toml` documents every key.
 
-use crate::access::password::Secret;
+use crate::secret::Secret;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+
+/// The languages messages and the console come in.
+pub const LANGUAGES: &[&str] = &["en", "zh-CN"];
+
+/// `+08:00` / `-05:30`.
+pub fn parse_offset(s: &str) -> Option<chrono::FixedOffset> {
+    let (sign, rest) = match s.as_bytes().first()? {
+        b'+' => (1, &s[1..]),
+        b'-' => (-1, &s[1..]),
+        _ => return None,
+    };
+    let (h, m) = rest.split_once(':')?;
+    let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
+    if !(0..=14).contains(&h) || !(0..60).contains(&m) {
+        return None;
+    }
+    chrono::FixedOffset::east_opt(sign * (h * 3600 + m * 60))
+}
+
+/// `22:00-08:00`.
+pub fn parse_quiet_hours(s: &str) -> Option<(chrono::NaiveTime, chrono::NaiveTime)> {
+    let (a, b) = s.split_once('-')?;
+    let t = |v: &str| chrono::NaiveTime::parse_from_str(v.trim(), "%H:%M").ok();
+    let (a, b) = (t(a)?, t(b)?);
+    (a != b).then_some((a, b))
+}
 
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_PATH: &str = "config/rosterd.toml";
@@ -29,6 +55,23 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub mailbox: MailboxConfig,
     pub admin: AdminConfig,
+    pub jobs: JobsConfig,
+}
+
+/// `[jobs]`: the scheduler. Each scheduled job (sync schedules, delivery dispatch, mailbox
+/// pushes, purges) runs on the node that holds its lease in the shared database.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// How long a node's lease on a job lasts without renewal: when a node dies, another takes
+    /// its jobs over within this time.
+    pub lease_secs: u64,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig { lease_secs: 30 }
+    }
 }
 
 /// `[admin]`: the account center (the console under `/admin`).
@@ -498,6 +541,17 @@ pub struct NumbersConfig {
     pub reuse_after_days: Option<u32>,
 }
 
+impl NumbersConfig {
+    /// The directory core's own form of these settings.
+    pub fn rules(&self) -> crate::directory::NumberBlock {
+        crate::directory::NumberBlock {
+            first: self.first,
+            last: self.last,
+            reuse_after_days: self.reuse_after_days,
+        }
+    }
+}
+
 impl Default for NumbersConfig {
     fn default() -> Self {
         NumbersConfig { first: 100_000, last: 999_999, reuse_after_days: None }
@@ -511,6 +565,13 @@ pub struct EnterpriseConfig {
     pub name: String,
     /// Login names are `name@mail_domain`.
     pub mail_domain: String,
+}
+
+impl EnterpriseConfig {
+    /// The directory core's own form of these settings.
+    pub fn seed(&self) -> crate::directory::NewEnterprise {
+        crate::directory::NewEnterprise { name: self.name.clone(), mail_domain: self.mail_domain.clone() }
+    }
 }
 
 impl Default for EnterpriseConfig {
@@ -608,6 +669,9 @@ impl Config {
         }
         if self.database.max_connections == 0 {
             return Err(ConfigError::new("database.max_connections", "must be at least 1"));
+        }
+        if !(1..=3600).contains(&self.jobs.lease_secs) {
+            return Err(ConfigError::new("jobs.lease_secs", "must be between 1 and 3600 seconds"));
         }
         if self.http.max_body_bytes == 0 {
             return Err(ConfigError::new("http.max_body_bytes", "must be at least 1"));
@@ -736,7 +800,7 @@ impl Config {
                 return Err(ConfigError::new(key, "must be at least 1"));
             }
         }
-        if !crate::delivery::templates::LANGUAGES.contains(&d.language.as_str()) {
+        if !LANGUAGES.contains(&d.language.as_str()) {
             return Err(ConfigError::new("delivery.language", "must be en or zh-CN"));
         }
         let rates = [
@@ -770,11 +834,11 @@ impl Config {
                 "http" | "twilio" => {}
                 _ => return Err(ConfigError::new("delivery.sms.provider", "must be http or twilio")),
             }
-            if crate::delivery::parse_offset(&sms.utc_offset).is_none() {
+            if parse_offset(&sms.utc_offset).is_none() {
                 return Err(ConfigError::new("delivery.sms.utc_offset", "must look like +08:00"));
             }
             if let Some(q) = &sms.quiet_hours
-                && crate::delivery::parse_quiet_hours(q).is_none()
+                && parse_quiet_hours(q).is_none()
             {
                 return Err(ConfigError::new("delivery.sms.quiet_hours", "must look like 22:00-08:00"));
             }

@@ -1,55 +1,179 @@
-//! Scheduled jobs: each LDAP source's `incremental` and `full` cron schedules.
+//! ONE scheduler: every scheduled job, each under a leader lease.
 //!
-//! A plain loop per schedule (sleep until the next time, or until shutdown). Every node runs
-//! the loops; the source's lease in the store makes sure only one run of a source happens at a
-//! time, across all nodes sharing the database.
+//! A job is a name, a cron schedule and what to run: each LDAP source's `incremental` and
+//! `full` syncs, delivery dispatch, the mailbox push and reconcile, and the purge of ended
+//! sessions and old sign-in failures. [`spawn`] starts one loop a job on every node. A loop
+//! renews (or tries to take) the job's lease in the shared database every third of
+//! `jobs.lease_secs`, and runs the job at its scheduled times only while it holds the lease:
+//! with several `rosterd` on one PostgreSQL each job runs on one node at a time, and when that
+//! node dies its lease runs out and another node takes the job over within one lease period.
+//! A node that stops cleanly gives its leases up at once.
+//!
+//! The lease is a row a job ([`LeaseStore`], table `job_leases`), taken or renewed in one
+//! statement, so it works the same on SQLite (one node) and PostgreSQL (several).
 
-use chrono::Utc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::sync::{RunOptions, SyncError, SyncService};
+use crate::directory::store::Result;
 
-/// Starts the loops for every configured schedule.
-pub fn spawn(tracker: &TaskTracker, sync: SyncService, shutdown: CancellationToken) {
-    for src in sync.sources() {
-        for (kind, expr) in [("incremental", &src.schedule.incremental), ("full", &src.schedule.full)] {
-            let Some(expr) = expr else { continue };
-            let schedule: cron::Schedule = match expr.parse() {
-                Ok(s) => s,
-                Err(e) => {
-                    // Config validation already refused bad expressions; be safe anyway.
-                    tracing::error!(source = %src.name, kind, error = %e, "bad cron expression; schedule disabled");
-                    continue;
-                }
-            };
-            tracker.spawn(run_schedule(sync.clone(), src.name.clone(), kind, schedule, shutdown.clone()));
-        }
+/// The scheduler's leader leases (one row a job in the shared database).
+#[async_trait]
+pub trait LeaseStore: Send + Sync + 'static {
+    /// Takes the lease on `job` for `holder` until `until`, or renews it when `holder` has it;
+    /// false when another holder's lease is live at `now`.
+    async fn job_lease(
+        &self,
+        job: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Gives the lease up (a node that stops cleanly hands its jobs over at once).
+    async fn job_lease_release(&self, job: &str, holder: &str) -> Result<()>;
+    /// `(job, holder, expires_at)` of every lease, for the console and the tests.
+    async fn job_leases(&self) -> Result<Vec<(String, String, DateTime<Utc>)>>;
+}
+
+/// What a job does when it is due; the error is for the log.
+pub type Run = Arc<dyn Fn() -> Pending + Send + Sync>;
+
+/// A job's run in progress.
+pub type Pending =
+    std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<(), String>> + Send>>;
+
+/// One scheduled job.
+pub struct Job {
+    /// Unique across the deployment: `sync:<source>:incremental`, `delivery:dispatch`, ...
+    pub name: String,
+    pub schedule: cron::Schedule,
+    pub run: Run,
+}
+
+impl Job {
+    pub fn new<F, Fut>(name: impl Into<String>, schedule: cron::Schedule, run: F) -> Job
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = std::result::Result<(), String>> + Send + 'static,
+    {
+        Job { name: name.into(), schedule, run: Arc::new(move || Box::pin(run())) }
     }
 }
 
-async fn run_schedule(
-    sync: SyncService,
-    name: String,
-    kind: &'static str,
-    schedule: cron::Schedule,
+/// This node's name in the lease table: host, process, and a random part (two processes on
+/// one host are two nodes).
+pub fn holder() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}:{}:{}", host.trim(), std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
+/// Starts one loop a job; each ends at `shutdown`, giving its lease up.
+pub fn spawn(
+    tracker: &TaskTracker,
+    leases: Arc<dyn LeaseStore>,
+    lease: Duration,
+    jobs: Vec<Job>,
     shutdown: CancellationToken,
 ) {
+    let holder = holder();
+    for job in jobs {
+        tracing::info!(job = %job.name, "scheduled");
+        tracker.spawn(run_job(leases.clone(), holder.clone(), lease, job, shutdown.clone()));
+    }
+}
+
+async fn run_job(
+    leases: Arc<dyn LeaseStore>,
+    holder: String,
+    lease: Duration,
+    job: Job,
+    shutdown: CancellationToken,
+) {
+    let beat = lease / 3;
+    // Renewed every third of a period for two thirds of it: the row is always a third ahead of
+    // a live leader, and at most two thirds ahead of a dead one.
+    let lease = chrono::Duration::from_std(lease * 2 / 3).unwrap_or(chrono::Duration::seconds(20));
+    let mut leader = false;
+    let mut next = job.schedule.upcoming(Utc).next();
     loop {
-        let Some(next) = schedule.upcoming(Utc).next() else { return };
-        let wait = (next - Utc::now()).to_std().unwrap_or_default();
+        let now = Utc::now();
+        let held = match leases.job_lease(&job.name, &holder, now, now + lease).await {
+            Ok(held) => held,
+            Err(e) => {
+                // Cannot tell: act as if not leader (another node may be).
+                tracing::warn!(job = %job.name, error = %e, "job lease could not be renewed");
+                false
+            }
+        };
+        if held != leader {
+            leader = held;
+            if leader {
+                tracing::info!(job = %job.name, %holder, "job lease taken: this node runs the job");
+            } else {
+                tracing::info!(job = %job.name, "job lease lost: another node runs the job");
+            }
+            metrics::gauge!("roster_job_leader", "job" => job.name.clone()).set(f64::from(u8::from(leader)));
+        }
+        let Some(due) = next else { break };
+        if Utc::now() >= due {
+            next = job.schedule.after(&Utc::now()).next();
+            if leader {
+                run_once(&leases, &holder, lease, beat, &job).await;
+            }
+            continue;
+        }
+        let wait = (due - Utc::now()).to_std().unwrap_or_default().min(beat);
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(wait) => {}
         }
-        let opts =
-            RunOptions { full: kind == "full", trigger: format!("schedule:{kind}"), ..Default::default() };
-        match sync.run(&name, opts).await {
-            Ok(_) => {}
-            Err(SyncError::Busy(_)) => {
-                tracing::debug!(source = %name, "a run is already in progress elsewhere")
+    }
+    if leader && let Err(e) = leases.job_lease_release(&job.name, &holder).await {
+        tracing::warn!(job = %job.name, error = %e, "job lease could not be given up; it runs out by itself");
+    }
+}
+
+/// Runs the job, renewing its lease while it runs (a run may take longer than a lease).
+async fn run_once(
+    leases: &Arc<dyn LeaseStore>,
+    holder: &str,
+    lease: chrono::Duration,
+    beat: Duration,
+    job: &Job,
+) {
+    let started = std::time::Instant::now();
+    let run = (job.run)();
+    let mut run = std::pin::pin!(run);
+    let result = loop {
+        tokio::select! {
+            r = &mut run => break r,
+            _ = tokio::time::sleep(beat) => {
+                let now = Utc::now();
+                match leases.job_lease(&job.name, holder, now, now + lease).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::error!(job = %job.name, "job lease taken by another node while running"),
+                    Err(e) => tracing::warn!(job = %job.name, error = %e, "job lease could not be renewed"),
+                }
             }
-            Err(e) => tracing::warn!(source = %name, error = %e, "scheduled sync could not run"),
+        }
+    };
+    let secs = started.elapsed().as_secs_f64();
+    metrics::histogram!("roster_job_duration_seconds", "job" => job.name.clone()).record(secs);
+    match result {
+        Ok(()) => {
+            metrics::counter!("roster_job_runs_total", "job" => job.name.clone(), "result" => "ok")
+                .increment(1);
+            tracing::debug!(job = %job.name, secs, "job ran");
+        }
+        Err(e) => {
+            metrics::counter!("roster_job_runs_total", "job" => job.name.clone(), "result" => "error")
+                .increment(1);
+            tracing::warn!(job = %job.name, error = %e, "job failed; it runs again on schedule");
         }
     }
 }

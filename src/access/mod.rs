@@ -1,4 +1,138 @@
-//! Access to the account center: the super-admin password and API tokens.
+//! Access to the account center: API tokens, console sessions, sign-in failures, and the
+//! pass-through check against a member's own directory ([`PassThrough`]). (The password
+//! primitives are in [`crate::secret`].)
+//!
+//! [`Access`] owns the tokens: it creates, rotates and revokes them, each write audited in the
+//! same transaction ([`store::AccessStore`]), and authenticates bearer tokens through a short
+//! cache. Sessions and sign-in failures are bookkeeping the console keeps through the same store.
 
-pub mod password;
+pub mod store;
 pub mod tokens;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{SubsecRound, Utc};
+use serde_json::json;
+
+use crate::directory::DirectoryError;
+use crate::directory::model::{Actor, AuditRecord};
+use store::{AccessStore, TokenInfo};
+
+type R<T> = Result<T, DirectoryError>;
+
+/// Checks a member's password against the directory the member came from (console sign-in by
+/// pass-through). Implemented by the LDAP sync adapter, handed in by the wiring, so that the console never imports the sync adapter.
+#[async_trait]
+pub trait PassThrough: Send + Sync + 'static {
+    /// `None` when `source` is not one this checker knows (the member signs in with a local
+    /// password). `Some(Ok(false))`: wrong password or no such entry; `Some(Err(_))`: the
+    /// directory could not be asked (the text is for the log).
+    async fn verify(&self, source: &str, anchor: &str, password: &str) -> Option<Result<bool, String>>;
+}
+
+/// No pass-through directory (tests, and deployments without LDAP sources).
+pub struct NoPassThrough;
+
+#[async_trait]
+impl PassThrough for NoPassThrough {
+    async fn verify(&self, _: &str, _: &str, _: &str) -> Option<Result<bool, String>> {
+        None
+    }
+}
+
+/// Access's scheduled job ([`crate::jobs`]): every hour, forget ended sessions and sign-in
+/// failures older than a day that lock nothing.
+pub fn jobs(access: &Access) -> Vec<crate::jobs::Job> {
+    let store = access.store.clone();
+    let hourly: cron::Schedule = "0 17 * * * *".parse().expect("a valid cron expression");
+    vec![crate::jobs::Job::new("access:purge", hourly, move || {
+        let store = store.clone();
+        async move {
+            let now = Utc::now();
+            let sessions = store.sessions_purge(now).await.map_err(|e| e.to_string())?;
+            let failures = store
+                .sign_in_failures_purge(now - chrono::Duration::days(1))
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::debug!(sessions, failures, "purged ended sessions and old sign-in failures");
+            Ok(())
+        }
+    })]
+}
+
+/// API tokens and the access store. Cheap to clone.
+#[derive(Clone)]
+pub struct Access {
+    store: Arc<dyn AccessStore>,
+    tokens: Arc<tokens::Cache>,
+}
+
+impl Access {
+    pub fn new(store: Arc<dyn AccessStore>) -> Access {
+        Access { store, tokens: Default::default() }
+    }
+
+    /// Sessions and sign-in failures (bookkeeping; the console's sign-in keeps them).
+    pub fn store(&self) -> &Arc<dyn AccessStore> {
+        &self.store
+    }
+
+    /// Creates an API token; returns the secret (shown once, only its hash is stored). A name
+    /// is a source's identity (`scim:<name>`): once used it is never handed out again, revoked
+    /// or not, or a new client would inherit every member the old one provisioned.
+    pub async fn create_token(&self, actor: &Actor, name: &str, adopt_existing: bool) -> R<String> {
+        let name = tokens::check_name(name)?;
+        let (secret, hash) = tokens::generate();
+        let at = Utc::now().trunc_subsecs(6);
+        let after = json!({ "name": name, "adopt_existing": adopt_existing });
+        let audit =
+            AuditRecord::new(actor, at, "token.create", ("token", Some(name.clone())), None, Some(&after));
+        self.store
+            .token_insert(&name, &hash, adopt_existing, at, &audit)
+            .await
+            .map_err(DirectoryError::from_store)?;
+        Ok(secret)
+    }
+
+    /// Replaces the secret of the token `name` and returns the new one (shown once). The name,
+    /// and so the source `scim:<name>` and everything it provisioned, stays with the client; a
+    /// revoked token is live again. Names are never handed out twice (see
+    /// [`Self::create_token`]), so this is the only way to give a source a new secret.
+    pub async fn rotate_token(&self, actor: &Actor, name: &str) -> R<String> {
+        let (secret, hash) = tokens::generate();
+        let at = Utc::now().trunc_subsecs(6);
+        let audit =
+            AuditRecord::new::<()>(actor, at, "token.rotate", ("token", Some(name.to_owned())), None, None);
+        if !self.store.token_rotate(name, &hash, at, &audit).await? {
+            return Err(DirectoryError::NotFound { kind: "token", id: name.to_owned() });
+        }
+        self.tokens.clear();
+        Ok(secret)
+    }
+
+    /// Revokes the live token `name`.
+    pub async fn revoke_token(&self, actor: &Actor, name: &str) -> R<()> {
+        let at = Utc::now().trunc_subsecs(6);
+        let audit =
+            AuditRecord::new::<()>(actor, at, "token.revoke", ("token", Some(name.to_owned())), None, None);
+        if !self.store.token_revoke(name, at, &audit).await? {
+            return Err(DirectoryError::NotFound { kind: "token", id: name.to_owned() });
+        }
+        self.tokens.clear();
+        Ok(())
+    }
+
+    /// The live token with this secret, if any (see [`tokens::Cache`]).
+    pub async fn authenticate_token(&self, secret: &str) -> R<Option<TokenInfo>> {
+        let hash = tokens::hash(secret);
+        if let Some(info) = self.tokens.get(&hash) {
+            return Ok(Some(info));
+        }
+        let info = self.store.token_by_hash(&hash).await?;
+        if let Some(info) = &info {
+            self.tokens.put(hash, info.clone());
+        }
+        Ok(info)
+    }
+}

@@ -40,17 +40,18 @@ const CACHE_MAX: usize = 256;
 /// revoke`) takes effect within [`CACHE_TTL`].
 #[derive(Default)]
 pub struct Cache {
-    entries:
-        std::sync::Mutex<std::collections::HashMap<String, (crate::store::TokenInfo, std::time::Instant)>>,
+    entries: std::sync::Mutex<
+        std::collections::HashMap<String, (crate::access::store::TokenInfo, std::time::Instant)>,
+    >,
 }
 
 impl Cache {
-    pub fn get(&self, hash: &str) -> Option<crate::store::TokenInfo> {
+    pub fn get(&self, hash: &str) -> Option<crate::access::store::TokenInfo> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries.get(hash).filter(|(_, at)| at.elapsed() < CACHE_TTL).map(|(info, _)| info.clone())
     }
 
-    pub fn put(&self, hash: String, info: crate::store::TokenInfo) {
+    pub fn put(&self, hash: String, info: crate::access::store::TokenInfo) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= CACHE_MAX {
             entries.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);

@@ -27,11 +27,13 @@ use uuid::Uuid;
 
 use super::i18n::Lang;
 use super::views::{self, Chrome};
-use super::{Failure, directory};
+use super::{Failure, Ready, ready};
 use crate::directory::DirectoryService;
 use crate::directory::model::{Actor, Member, MemberState, Permission, Permissions, Source};
-use crate::http::AppState;
-use crate::store::AdminSession;
+use std::sync::Arc;
+
+use crate::access::store::{AccessStore, AdminSession};
+use crate::admin::Console;
 
 pub const SESSION_COOKIE: &str = "roster_session";
 const LOGIN_COOKIE: &str = "roster_login";
@@ -156,26 +158,27 @@ impl Principal {
 
 /// Every console page except sign-in takes a [`Principal`]: signed in, session not expired,
 /// member still active. Touches the session (idle expiry) at most once a minute.
-impl FromRequestParts<AppState> for Principal {
+impl FromRequestParts<Console> for Principal {
     type Rejection = Failure;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Principal, Failure> {
+    async fn from_request_parts(parts: &mut Parts, state: &Console) -> Result<Principal, Failure> {
         let next = original_uri(&parts.extensions, &parts.uri);
         let sign_in = || Failure::SignIn { next: next.clone() };
-        let d = directory(state)?;
+        let r = ready(state)?;
+        let (d, a) = (&r.directory, r.access.store());
         let Some(secret) = cookie(&parts.headers, SESSION_COOKIE) else { return Err(sign_in()) };
         let hash = crate::access::tokens::hash(&secret);
         // A state-changing request's session was read by `csrf_guard` already.
         let read = match parts.extensions.get::<AdminSession>() {
             Some(s) if s.id_hash == hash => Some(s.clone()),
-            _ => d.store().session(&hash).await?,
+            _ => a.session(&hash).await?,
         };
         let Some(session) = read else { return Err(sign_in()) };
         let now = Utc::now();
         let cfg = &state.admin;
         let absolute = session.created_at + Duration::hours(cfg.max_session_hours);
         if session.expires_at <= now || absolute <= now {
-            d.store().session_delete(&hash).await?;
+            a.session_delete(&hash).await?;
             return Err(sign_in());
         }
         let (who, grants) = match session.member_id {
@@ -192,17 +195,17 @@ impl FromRequestParts<AppState> for Principal {
             }
             Some(id) => {
                 let Some(m) = d.store().member(id).await? else {
-                    d.store().session_delete(&hash).await?;
+                    a.session_delete(&hash).await?;
                     return Err(sign_in());
                 };
                 if m.state != MemberState::Active {
-                    d.store().session_delete(&hash).await?;
+                    a.session_delete(&hash).await?;
                     return Err(sign_in());
                 }
                 let grants = grants_of(d, id).await?;
                 if grants.is_empty() {
                     // Their last role was taken away: the console is no longer theirs.
-                    d.store().session_delete(&hash).await?;
+                    a.session_delete(&hash).await?;
                     return Err(sign_in());
                 }
                 (Who::Member { id, login_name: m.login_name, display_name: m.display_name }, grants)
@@ -210,7 +213,7 @@ impl FromRequestParts<AppState> for Principal {
         };
         if now - session.last_seen_at > Duration::seconds(60) {
             let expires = (now + Duration::minutes(cfg.idle_minutes)).min(absolute);
-            d.store().session_touch(&hash, now, expires).await?;
+            a.session_touch(&hash, now, expires).await?;
         }
         Ok(Principal {
             who,
@@ -273,7 +276,7 @@ fn random_token() -> String {
 
 /// Refuses a state-changing request without the right CSRF token (403), and one whose
 /// `Origin` is another site. The sign-in form's token is checked by [`login`] itself.
-pub async fn csrf_guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn csrf_guard(State(state): State<Console>, req: Request, next: Next) -> Response {
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return next.run(req).await;
     }
@@ -288,9 +291,10 @@ pub async fn csrf_guard(State(state): State<AppState>, req: Request, next: Next)
     if req.uri().path() == "/login" {
         return next.run(req).await;
     }
-    let Some(d) = state.directory.get() else { return Failure::Unavailable.into_response() };
+    let Some(r) = state.ready.get() else { return Failure::Unavailable.into_response() };
+    let a = r.access.store();
     let session = match cookie(req.headers(), SESSION_COOKIE) {
-        Some(secret) => match d.store().session(&crate::access::tokens::hash(&secret)).await {
+        Some(secret) => match a.session(&crate::access::tokens::hash(&secret)).await {
             Ok(Some(s)) => s,
             Ok(None) => {
                 let next = original_uri(req.extensions(), req.uri());
@@ -343,7 +347,7 @@ pub struct LoginQuery {
 /// The sign-in page. Sets a short-lived cookie whose value the form repeats (the sign-in
 /// form's CSRF token: there is no session yet).
 pub async fn login_page(
-    State(state): State<AppState>,
+    State(state): State<Console>,
     headers: HeaderMap,
     Query(q): Query<LoginQuery>,
 ) -> Response {
@@ -353,7 +357,7 @@ pub async fn login_page(
 }
 
 fn login_response(
-    state: &AppState,
+    state: &Console,
     page: views::Login,
     token: &str,
     status: axum::http::StatusCode,
@@ -412,7 +416,7 @@ async fn resolve(d: &DirectoryService, account: &str) -> Result<Account, Failure
 
 /// The client's address: the peer's, or behind a trusted proxy the last address in
 /// `X-Forwarded-For` that is not a trusted proxy.
-fn client_ip(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> std::net::IpAddr {
+fn client_ip(state: &Console, peer: SocketAddr, headers: &HeaderMap) -> std::net::IpAddr {
     let trusted = &state.admin.trusted_proxies;
     if !trusted.contains(&peer.ip()) {
         return peer.ip();
@@ -431,13 +435,14 @@ fn client_ip(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> std::ne
 /// Signs in the super admin (enterprise id + super password) or a member holding a role
 /// (account number or login name + local or directory password).
 pub async fn login(
-    State(state): State<AppState>,
+    State(state): State<Console>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Result<Response, Failure> {
     let lang = Lang::from_headers(&headers);
-    let d = directory(&state)?;
+    let r = ready(&state)?;
+    let (d, a) = (&r.directory, r.access.store());
     let typed: String = f.account.trim().chars().take(MAX_ACCOUNT).collect();
     let retry = |error: &str, status| {
         let token = random_token();
@@ -459,7 +464,7 @@ pub async fn login(
     let actor = Actor::new(Source::console(), account.clone());
     let locked_answer = || retry("login.locked", axum::http::StatusCode::TOO_MANY_REQUESTS);
     for key in &keys {
-        if let Some(f) = d.store().sign_in_failures(key).await?
+        if let Some(f) = a.sign_in_failures(key).await?
             && f.locked_until.is_some_and(|t| t > now)
         {
             audit_or_log(d, &actor, "console.sign_in_locked", json!({ "ip": ip })).await;
@@ -468,7 +473,7 @@ pub async fn login(
     }
     // The attempt is counted before anything is verified, in one statement per key: parallel
     // attempts each see their own count, and no more than the limit are ever evaluated.
-    let counts = count_attempt(&state, d, &keys, now).await?;
+    let counts = count_attempt(&state, a, &keys, now).await?;
     if counts.over {
         audit_or_log(d, &actor, "console.sign_in_locked", json!({ "ip": ip })).await;
         return Ok(locked_answer());
@@ -485,12 +490,11 @@ pub async fn login(
         Account::Super => true,
         Account::Unknown => false,
     };
-    let verified = match verify(&state, d, if eligible { &who } else { &Account::Unknown }, &f.password).await
-    {
+    let verified = match verify(r, if eligible { &who } else { &Account::Unknown }, &f.password).await {
         Ok(v) => v,
         Err(Failure::Busy) => {
             // Not evaluated: give the attempt back.
-            undo_attempt(d, &keys).await;
+            undo_attempt(a, &keys).await;
             return Ok(retry("login.busy", axum::http::StatusCode::TOO_MANY_REQUESTS));
         }
         Err(e) => return Err(e),
@@ -508,7 +512,7 @@ pub async fn login(
             } else {
                 "wrong account or password"
             };
-            let locked = lock_if_spent(&state, d, &keys, &counts, now).await?;
+            let locked = lock_if_spent(&state, a, &keys, &counts, now).await?;
             let detail = json!({ "ip": ip, "locked": locked, "reason": reason });
             audit_or_log(d, &actor, "console.sign_in_failed", detail).await;
             let error = if locked { "login.locked" } else { "login.failed" };
@@ -520,8 +524,8 @@ pub async fn login(
         },
     };
     // The address's count was for this attempt, which succeeded: give it back.
-    d.store().sign_in_failure_undo(&keys[1]).await?;
-    d.store().sign_in_failures_clear(&keys[0]).await?;
+    a.sign_in_failure_undo(&keys[1]).await?;
+    a.sign_in_failures_clear(&keys[0]).await?;
     let secret = random_token();
     let session = AdminSession {
         id_hash: crate::access::tokens::hash(&secret),
@@ -532,9 +536,7 @@ pub async fn login(
         last_seen_at: now,
         ip: ip.clone(),
     };
-    d.store().session_insert(&session).await?;
-    let _ = d.store().sessions_purge(now).await;
-    let _ = d.store().sign_in_failures_purge(now - Duration::days(1)).await;
+    a.session_insert(&session).await?;
     let who = match (&who, member_id) {
         (Account::Member(m), Some(_)) => m.login_name.clone(),
         _ => "super-admin".to_owned(),
@@ -569,23 +571,19 @@ enum Verified {
 
 /// Checks the password. Every "no" costs one argon2 verification, whoever was named, so the
 /// time taken does not tell which accounts exist, are suspended, or have no local password.
-async fn verify(
-    state: &AppState,
-    d: &DirectoryService,
-    who: &Account,
-    password: &str,
-) -> Result<Verified, Failure> {
+async fn verify(r: &Ready, who: &Account, password: &str) -> Result<Verified, Failure> {
+    let d = &r.directory;
     let hash = match who {
         Account::Super => d.store().super_password_hash().await?.unwrap_or_default(),
         Account::Member(m) if m.state == MemberState::Active => {
-            if let Some(source) = m.source.as_str().strip_prefix("ldap:")
-                && let Some(src) = state.config.sync.ldap.iter().find(|s| s.name == source)
-                && let Some(anchor) = &m.anchor
+            if let Some(anchor) = &m.anchor
+                && let Some(answer) = r.pass_through.verify(m.source.as_str(), anchor, password).await
             {
-                return match crate::sync::ldap::verify_password(src, anchor, password).await {
+                return match answer {
                     Ok(true) => Ok(Verified::Yes),
                     Ok(false) => Ok(Verified::No),
                     Err(e) => {
+                        let source = m.source.as_str();
                         tracing::warn!(source, error = %e, "console: directory sign-in could not be checked");
                         Ok(Verified::DirectoryDown)
                     }
@@ -602,22 +600,22 @@ async fn verify(
 /// An argon2 hash of a random password, to spend time on for unknown accounts.
 fn dummy_hash() -> &'static str {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HASH.get_or_init(|| crate::access::password::hash(&crate::access::password::generate()))
+    HASH.get_or_init(|| crate::secret::hash(&crate::secret::generate()))
 }
 
 /// Verifies `password` against `hash`, or against a dummy hash (always failing) when there is
 /// none, so both take the same time.
 ///
-/// Runs on the bounded password pool ([`crate::access::password::bounded`]): waits up to
+/// Runs on the bounded password pool ([`crate::secret::bounded`]): waits up to
 /// [`PASSWORD_WAIT`] for a slot, then answers [`Failure::Busy`] (429).
 pub(crate) async fn check_hash(password: &str, hash: String) -> Result<bool, Failure> {
     let password = password.to_owned();
-    crate::access::password::bounded(Some(PASSWORD_WAIT), move || {
+    crate::secret::bounded(Some(PASSWORD_WAIT), move || {
         if hash.is_empty() {
-            crate::access::password::verify(&password, dummy_hash());
+            crate::secret::verify(&password, dummy_hash());
             false
         } else {
-            crate::access::password::verify(&password, &hash)
+            crate::secret::verify(&password, &hash)
         }
     })
     .await
@@ -638,8 +636,8 @@ struct Counts {
 /// Counts an attempt under the account's key and the address's, one atomic statement each,
 /// before it is verified.
 async fn count_attempt(
-    state: &AppState,
-    d: &DirectoryService,
+    state: &Console,
+    a: &Arc<dyn AccessStore>,
     keys: &[String; 2],
     now: DateTime<Utc>,
 ) -> Result<Counts, Failure> {
@@ -647,25 +645,25 @@ async fn count_attempt(
     let window_from = now - Duration::minutes(cfg.failure_window_minutes);
     // The address first: one over its limit is turned away before it can count against (and
     // lock) the account it names.
-    let address = d.store().sign_in_failure_add(&keys[1], now, window_from).await?;
+    let address = a.sign_in_failure_add(&keys[1], now, window_from).await?;
     if address > cfg.max_failures_per_address {
         let counts = Counts { account: 0, address, over: true };
-        lock_if_spent(state, d, keys, &counts, now).await?;
+        lock_if_spent(state, a, keys, &counts, now).await?;
         return Ok(counts);
     }
-    let account = d.store().sign_in_failure_add(&keys[0], now, window_from).await?;
+    let account = a.sign_in_failure_add(&keys[0], now, window_from).await?;
     let over = account > cfg.max_failures;
     if over {
         // Attempts raced past the limit: lock now, so the next ones stop at the first check.
-        lock_if_spent(state, d, keys, &Counts { account, address, over }, now).await?;
+        lock_if_spent(state, a, keys, &Counts { account, address, over }, now).await?;
     }
     Ok(Counts { account, address, over })
 }
 
 /// After a failed attempt: locks each key whose count reached its limit; true when one did.
 async fn lock_if_spent(
-    state: &AppState,
-    d: &DirectoryService,
+    state: &Console,
+    a: &Arc<dyn AccessStore>,
     keys: &[String; 2],
     counts: &Counts,
     now: DateTime<Utc>,
@@ -678,7 +676,7 @@ async fn lock_if_spent(
         (&keys[1], counts.address, cfg.max_failures_per_address),
     ] {
         if n >= max {
-            d.store().sign_in_lock(key, until).await?;
+            a.sign_in_lock(key, until).await?;
             locked = true;
         }
     }
@@ -687,9 +685,9 @@ async fn lock_if_spent(
 
 /// Gives back an attempt that was counted but not evaluated (the server was busy, or the
 /// member's directory could not be asked).
-async fn undo_attempt(d: &DirectoryService, keys: &[String; 2]) {
+async fn undo_attempt(a: &Arc<dyn AccessStore>, keys: &[String; 2]) {
     for key in keys {
-        if let Err(e) = d.store().sign_in_failure_undo(key).await {
+        if let Err(e) = a.sign_in_failure_undo(key).await {
             tracing::warn!(error = %e, "console: a sign-in attempt could not be given back");
         }
     }
@@ -706,9 +704,10 @@ async fn audit_or_log(d: &DirectoryService, actor: &Actor, action: &str, detail:
 }
 
 /// Ends the session.
-pub async fn logout(State(state): State<AppState>, p: Principal) -> Result<Response, Failure> {
-    let d = directory(&state)?;
-    d.store().session_delete(&p.session_hash).await?;
+pub async fn logout(State(state): State<Console>, p: Principal) -> Result<Response, Failure> {
+    let r = ready(&state)?;
+    let (d, a) = (&r.directory, r.access.store());
+    a.session_delete(&p.session_hash).await?;
     // The session is gone already: signing out goes on if its audit row cannot be written.
     audit_or_log(d, &p.actor(), "console.sign_out", json!({})).await;
     let mut res = super::see_other("/admin/login");
@@ -721,15 +720,5 @@ impl Principal {
     /// The hash of the session this request came with.
     pub fn session_hash(&self) -> &str {
         &self.session_hash
-    }
-
-    /// Ends the other sessions of the same person (after a password change).
-    pub async fn end_other_sessions(&self, d: &DirectoryService) -> Result<(), Failure> {
-        let member = match &self.who {
-            Who::SuperAdmin => None,
-            Who::Member { id, .. } => Some(*id),
-        };
-        d.store().sessions_end(member, Some(&self.session_hash)).await?;
-        Ok(())
     }
 }

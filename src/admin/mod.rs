@@ -18,12 +18,51 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
+use std::sync::{Arc, OnceLock};
+
+use crate::access::{Access, PassThrough};
+use crate::config::{AdminConfig, Config};
+use crate::delivery::store::DeliveryStore;
 use crate::directory::{DirectoryError, DirectoryService};
-use crate::http::AppState;
+use crate::sync::SyncService;
+use crate::sync::store::RunStore;
 pub use auth::Principal;
 
+/// The console's state: its settings, and the services once the store is ready.
+#[derive(Clone)]
+pub struct Console {
+    pub ready: Arc<OnceLock<Ready>>,
+    pub admin: Arc<AdminConfig>,
+    /// The whole configuration, for the console's overview pages.
+    pub config: Arc<Config>,
+    pub max_body_bytes: usize,
+}
+
+impl Console {
+    pub fn new(cfg: &Config) -> Console {
+        Console {
+            ready: Default::default(),
+            admin: Arc::new(cfg.admin.clone()),
+            config: Arc::new(cfg.clone()),
+            max_body_bytes: cfg.http.max_body_bytes,
+        }
+    }
+}
+
+/// What the console works with once the store is up: the directory and the other owners.
+pub struct Ready {
+    pub directory: DirectoryService,
+    pub access: Access,
+    pub delivery: Arc<dyn DeliveryStore>,
+    pub runs: Arc<dyn RunStore>,
+    /// Runs the console starts ("run now", approving a held plan).
+    pub sync: SyncService,
+    /// Checks passwords of members who sign in with their own directory's password.
+    pub pass_through: Arc<dyn PassThrough>,
+}
+
 /// The console's routes (mounted under `/admin`).
-pub fn router(state: AppState) -> Router<AppState> {
+pub fn router(state: Console) -> Router {
     Router::new()
         .route("/", get(pages::home::home))
         .route("/login", get(auth::login_page).post(auth::login))
@@ -69,13 +108,14 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/assets/{file}", get(asset))
         .layer(middleware::from_fn_with_state(state.clone(), auth::csrf_guard))
         .layer(middleware::from_fn_with_state(state.clone(), security_headers))
+        .with_state(state)
 }
 
 /// No framing, no sniffing, no referrer leaks; scripts and styles only from `/admin/assets`
 /// (no inline script or style at all: htmx's own indicator style is switched off in each
 /// page's `htmx-config`); no `<base>` to redirect relative URLs; and, when the cookies are
 /// `Secure` (the console is behind HTTPS), HSTS.
-async fn security_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
+async fn security_headers(State(state): State<Console>, req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
     if state.admin.secure_cookie {
@@ -109,8 +149,13 @@ async fn asset(Path(file): Path<String>) -> Response {
 }
 
 /// The directory, or a "not ready" page while the store is still connecting.
-pub(crate) fn directory(state: &AppState) -> Result<&DirectoryService, Failure> {
-    state.directory.get().ok_or(Failure::Unavailable)
+pub(crate) fn directory(state: &Console) -> Result<&DirectoryService, Failure> {
+    Ok(&ready(state)?.directory)
+}
+
+/// The services, once the store is ready.
+pub(crate) fn ready(state: &Console) -> Result<&Ready, Failure> {
+    state.ready.get().ok_or(Failure::Unavailable)
 }
 
 /// Why a page could not be served. Renders as a page in the user's language; the store's own
@@ -131,7 +176,7 @@ pub enum Failure {
     Conflict(String),
     /// Somewhere else first (the super admin's one-time password must be changed).
     Redirect(String),
-    /// Too many password checks waiting (see `crate::access::password::bounded`).
+    /// Too many password checks waiting (see `crate::secret::bounded`).
     Busy,
 }
 
@@ -165,8 +210,8 @@ impl Failure {
     }
 }
 
-impl From<crate::store::StoreError> for Failure {
-    fn from(e: crate::store::StoreError) -> Failure {
+impl From<crate::directory::store::StoreError> for Failure {
+    fn from(e: crate::directory::store::StoreError) -> Failure {
         tracing::error!(error = %e, "console: store error");
         Failure::Unavailable
     }

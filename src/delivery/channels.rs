@@ -164,7 +164,7 @@ fn transport_error(e: reqwest::Error) -> SendError {
 /// HTTP layer logs or prints it.
 pub(super) fn with_headers(
     mut req: reqwest::RequestBuilder,
-    headers: &std::collections::BTreeMap<String, crate::access::password::Secret>,
+    headers: &std::collections::BTreeMap<String, crate::secret::Secret>,
 ) -> Result<reqwest::RequestBuilder, SendError> {
     for (k, v) in headers {
         let mut value = reqwest::header::HeaderValue::from_str(v.expose()).map_err(|_| {

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::channels::SendError;
 use crate::config::{MailboxConfig, MailboxHttpConfig, MailboxScimConfig};
-use crate::store::MailboxBinding;
+use crate::delivery::store::MailboxBinding;
 
 /// A mail system that accepts mailbox bindings.
 #[async_trait::async_trait]

@@ -14,7 +14,9 @@
 //! is sent again with the same idempotency key (at least once, de-duplicated by the receiver).
 
 pub mod channels;
+pub mod desk;
 pub mod mailbox;
+pub mod store;
 pub mod templates;
 
 use std::sync::Arc;
@@ -24,10 +26,11 @@ use chrono::{DateTime, NaiveTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::config::DeliveryConfig;
+use crate::config::{DeliveryConfig, parse_offset, parse_quiet_hours};
 use crate::directory::model::OutboxMessage;
-use crate::store::{Delivery, Sent, Store, StoreError};
+use crate::directory::store::StoreError;
 use channels::{Mailer, SendError, SmsProvider};
+use store::{Delivery, DeliveryStore, Sent};
 use templates::Templates;
 
 /// Spaces sends out to at most `per_sec` a second (shared by a dispatcher's concurrent sends).
@@ -81,7 +84,7 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(store: Arc<dyn Store>, cfg: &DeliveryConfig) -> Result<Dispatcher, String> {
+    pub fn new(store: Arc<dyn DeliveryStore>, cfg: &DeliveryConfig) -> Result<Dispatcher, String> {
         let templates = Templates::load(cfg.templates_dir.as_deref())?;
         let mailer = cfg.smtp.as_ref().map(Mailer::new).transpose()?;
         let sms = cfg.sms.as_ref().map(channels::sms_provider).transpose()?;
@@ -91,9 +94,7 @@ impl Dispatcher {
             .as_ref()
             .and_then(|s| parse_offset(&s.utc_offset))
             .unwrap_or(chrono::FixedOffset::east_opt(0).unwrap());
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        let holder =
-            format!("{}:{}:{}", host.trim(), std::process::id(), &Uuid::new_v4().simple().to_string()[..8]);
+        let holder = crate::jobs::holder();
         let rate = |r: Option<f64>| r.map(|r| Arc::new(RateLimit::new(r)));
         let parts = Sender {
             store,
@@ -159,7 +160,7 @@ impl Dispatcher {
     }
 
     /// The binding an event calls for, when mailboxes are pushed.
-    fn binding_for(&self, event: &OutboxMessage) -> Option<crate::store::MailboxBinding> {
+    fn binding_for(&self, event: &OutboxMessage) -> Option<crate::delivery::store::MailboxBinding> {
         self.mailbox.as_ref()?;
         let p = &event.payload;
         let deleted = match event.kind.as_str() {
@@ -177,7 +178,7 @@ impl Dispatcher {
             .flatten()
             .filter_map(|e| e["address"].as_str())
             .find(|a| a.rsplit_once('@').is_some_and(|(_, d)| d.eq_ignore_ascii_case(&domain)));
-        Some(crate::store::MailboxBinding {
+        Some(crate::delivery::store::MailboxBinding {
             member_id: p["member_id"].as_str()?.parse().ok()?,
             address: from_source.unwrap_or(login).to_owned(),
             display_name: p["display_name"].as_str().unwrap_or_default().to_owned(),
@@ -208,19 +209,65 @@ impl Dispatcher {
 
     /// Turns pending outbox events into messages.
     async fn expand(&self, round: &mut Round) -> Result<(), StoreError> {
-        let enterprise = self.parts.store.enterprise().await?.map(|e| e.name).unwrap_or_default();
+        let enterprise = self.parts.store.enterprise_profile().await?.map(|e| e.name).unwrap_or_default();
         loop {
             let events = self.parts.store.outbox_pending(self.parts.cfg.batch.max(1)).await?;
             if events.is_empty() {
                 return Ok(());
             }
-            let messages: Vec<Delivery> =
+            let mut messages: Vec<Delivery> =
                 events.iter().flat_map(|e| self.messages_for(e, &enterprise)).collect();
+            for event in events.iter().filter(|e| e.kind == desk::BROADCAST_EVENT) {
+                messages.extend(self.broadcast_messages(event, &enterprise).await?);
+            }
             let bindings: Vec<_> = events.iter().filter_map(|e| self.binding_for(e)).collect();
             let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
             round.events += events.len();
             round.queued += self.parts.store.deliveries_enqueue(&ids, &messages, &bindings).await?;
         }
+    }
+
+    /// A broadcast's messages: to its recipients as they are now (active, in its subtrees), an
+    /// e-mail to each with an address and an SMS to each with a mobile, as the admin chose.
+    /// Their idempotency keys name the broadcast and the member, so a second expansion of the
+    /// same event (a crash before it was marked done) queues nothing twice.
+    async fn broadcast_messages(
+        &self,
+        event: &OutboxMessage,
+        enterprise: &str,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let b: desk::BroadcastEvent = match serde_json::from_value(event.payload.clone()) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(event = %event.id, error = %e, "broadcast event is not readable; skipped");
+                return Ok(Vec::new());
+            }
+        };
+        let Some(broadcast) = self.parts.store.broadcast(b.broadcast_id).await? else {
+            return Ok(Vec::new());
+        };
+        let recipients = self.parts.store.broadcast_recipients(&b.units).await?;
+        let mut messages = Vec::with_capacity(recipients.len() * 2);
+        for r in &recipients {
+            let params = json!({
+                "enterprise": enterprise, "title": broadcast.title, "text": broadcast.text, "language": b.language,
+                "display_name": r.display_name, "account_number": r.account_number, "login_name": r.login_name,
+            });
+            let key = format!("broadcast:{}:{}", broadcast.id, r.id);
+            let mut queue = |channel: &str, to: &str| {
+                let mut d =
+                    new_delivery(Some(event.id), channel, "broadcast", to, Some(r.id), params.clone(), &key);
+                d.broadcast_id = Some(broadcast.id);
+                messages.push(d);
+            };
+            if let (true, Some(email)) = (b.email, &r.email) {
+                queue("email", email);
+            }
+            if let (true, Some(mobile)) = (b.sms, &r.mobile) {
+                queue("sms", mobile);
+            }
+        }
+        Ok(messages)
     }
 
     /// The messages an event calls for: an e-mail to the member's primary address and, for
@@ -332,7 +379,7 @@ impl Dispatcher {
         let low =
             self.parts.store.deliveries_sent(&self.parts.holder, &sent, Utc::now(), low_balance).await?;
         for s in &sent {
-            crate::http::metrics_delivery_sent(if s.sms.is_some() { "sms" } else { "email" });
+            crate::telemetry::delivery_sent(if s.sms.is_some() { "sms" } else { "email" });
         }
         if let Some(balance) = low {
             sender.warn_low_balance(balance).await?;
@@ -353,7 +400,7 @@ enum Outcome {
 
 /// What a dispatcher's concurrent sends share: the store, the channels and the settings.
 struct Sender {
-    store: Arc<dyn Store>,
+    store: Arc<dyn DeliveryStore>,
     cfg: DeliveryConfig,
     templates: Templates,
     mailer: Option<Mailer>,
@@ -457,7 +504,7 @@ impl Sender {
     /// and an e-mail to the enterprise's contact address, when there is one.
     async fn warn_low_balance(&self, balance: i64) -> Result<(), StoreError> {
         tracing::warn!(balance, "the SMS balance is low; top it up with `rosterd sms top-up AMOUNT`");
-        let Some(e) = self.store.enterprise().await? else { return Ok(()) };
+        let Some(e) = self.store.enterprise_profile().await? else { return Ok(()) };
         if let (Some(to), Some(_)) = (e.contact_email.as_deref(), &self.mailer) {
             let params = json!({"enterprise": e.name, "balance": balance, "language": self.cfg.language});
             let key = format!("sms.low_balance:{}", Uuid::now_v7());
@@ -509,29 +556,6 @@ pub fn backoff(cfg: &DeliveryConfig, attempts: i64) -> chrono::Duration {
     chrono::Duration::milliseconds((capped * jitter * 1000.0) as i64)
 }
 
-/// `+08:00` / `-05:30`.
-pub fn parse_offset(s: &str) -> Option<chrono::FixedOffset> {
-    let (sign, rest) = match s.as_bytes().first()? {
-        b'+' => (1, &s[1..]),
-        b'-' => (-1, &s[1..]),
-        _ => return None,
-    };
-    let (h, m) = rest.split_once(':')?;
-    let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
-    if !(0..=14).contains(&h) || !(0..60).contains(&m) {
-        return None;
-    }
-    chrono::FixedOffset::east_opt(sign * (h * 3600 + m * 60))
-}
-
-/// `22:00-08:00`.
-pub fn parse_quiet_hours(s: &str) -> Option<(NaiveTime, NaiveTime)> {
-    let (a, b) = s.split_once('-')?;
-    let t = |v: &str| NaiveTime::parse_from_str(v.trim(), "%H:%M").ok();
-    let (a, b) = (t(a)?, t(b)?);
-    (a != b).then_some((a, b))
-}
-
 /// When quiet hours are on at `now`, their end.
 pub fn quiet_until(
     quiet: Option<(NaiveTime, NaiveTime)>,
@@ -552,60 +576,63 @@ pub fn quiet_until(
     end.and_local_timezone(offset).single().map(|e| e.with_timezone(&Utc))
 }
 
-/// Pushes mailbox bindings on `mailbox.schedule` and reconciles them all on
-/// `mailbox.full_schedule`, until `stop`.
-pub async fn run_mailbox_schedule(
+/// Delivery's scheduled jobs ([`crate::jobs`]): dispatch on `delivery.schedule` and, when a
+/// mailbox provider is set, the push on `mailbox.schedule` and the full reconcile on
+/// `mailbox.full_schedule`.
+pub fn jobs(
     d: Arc<Dispatcher>,
-    delta: cron::Schedule,
-    full: cron::Schedule,
-    stop: tokio_util::sync::CancellationToken,
-) {
-    loop {
-        let (Some(next_delta), Some(next_full)) = (delta.upcoming(Utc).next(), full.upcoming(Utc).next())
-        else {
-            return;
-        };
-        let next = next_delta.min(next_full);
-        let wait = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
-        }
-        let result =
-            if next_full <= next_delta { d.reconcile_mailboxes().await } else { d.push_mailboxes().await };
-        match result {
-            Ok(r) if r != MailboxRound::default() => tracing::info!(?r, "mailbox push"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "mailbox push failed; retried on schedule"),
-        }
+    cfg: &DeliveryConfig,
+    mailbox: &crate::config::MailboxConfig,
+) -> Result<Vec<crate::jobs::Job>, String> {
+    use crate::jobs::Job;
+    let parse = |key: &str, expr: &str| -> Result<cron::Schedule, String> {
+        expr.parse().map_err(|e| format!("{key}: not a cron expression: {e}"))
+    };
+    let dispatcher = d.clone();
+    let mut jobs =
+        vec![Job::new("delivery:dispatch", parse("delivery.schedule", &cfg.schedule)?, move || {
+            let d = dispatcher.clone();
+            async move {
+                let r = d.run_once().await.map_err(|e| e.to_string())?;
+                if r != Round::default() {
+                    tracing::info!(?r, "delivery round");
+                }
+                if let Ok(counts) = d.parts.store.delivery_counts().await {
+                    crate::telemetry::delivery_counts(&counts);
+                }
+                if let Ok(balance) = d.parts.store.sms_balance().await {
+                    metrics::gauge!("roster_sms_balance").set(balance as f64);
+                }
+                Ok(())
+            }
+        })];
+    if d.mailbox.is_some() {
+        let push = d.clone();
+        jobs.push(Job::new("mailbox:push", parse("mailbox.schedule", &mailbox.schedule)?, move || {
+            let d = push.clone();
+            async move {
+                let r = d.push_mailboxes().await.map_err(|e| e.to_string())?;
+                if r != MailboxRound::default() {
+                    tracing::info!(?r, "mailbox push");
+                }
+                Ok(())
+            }
+        }));
+        let full = d;
+        jobs.push(Job::new(
+            "mailbox:reconcile",
+            parse("mailbox.full_schedule", &mailbox.full_schedule)?,
+            move || {
+                let d = full.clone();
+                async move {
+                    let r = d.reconcile_mailboxes().await.map_err(|e| e.to_string())?;
+                    tracing::info!(?r, "mailbox reconcile");
+                    Ok(())
+                }
+            },
+        ));
     }
-}
-
-/// Runs rounds on `delivery.schedule` until `stop`.
-pub async fn run_schedule(
-    d: Arc<Dispatcher>,
-    schedule: cron::Schedule,
-    stop: tokio_util::sync::CancellationToken,
-) {
-    loop {
-        let Some(next) = schedule.upcoming(Utc).next() else { return };
-        let wait = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
-        }
-        match d.run_once().await {
-            Ok(r) if r != Round::default() => tracing::info!(?r, "delivery round"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "delivery round failed; retried on schedule"),
-        }
-        if let Ok(counts) = d.parts.store.delivery_counts().await {
-            crate::http::metrics_delivery_counts(&counts);
-        }
-        if let Ok(balance) = d.parts.store.sms_balance().await {
-            metrics::gauge!("roster_sms_balance").set(balance as f64);
-        }
-    }
+    Ok(jobs)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::path::Path;
 /// Notification kinds; the names are also the template file names.
 pub const KINDS: &[&str] =
     &["welcome", "suspended", "deleted", "password_code", "broadcast", "low_balance", "test"];
-pub const LANGUAGES: &[&str] = &["en", "zh-CN"];
+pub use crate::config::LANGUAGES;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email {

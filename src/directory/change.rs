@@ -8,8 +8,8 @@ use super::model::{
     Email, Enterprise, Group, Member, MemberState, OrgUnit, Permission, Phone, Reservation, Role, RoleGrant,
     Tombstone,
 };
-use crate::access::password::Secret;
-use crate::store::StoreError;
+use crate::directory::store::StoreError;
+use crate::secret::Secret;
 
 /// One change to the directory. A `Vec<Change>` is applied in order, in one transaction.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,15 +81,6 @@ pub enum Change {
         source: String,
         cursor: String,
     },
-    /// A message from an admin to every active member, or to those in the subtrees of `units`:
-    /// an e-mail to each member with an address when `email`, an SMS to each with a mobile
-    /// when `sms` (charged per recipient as it goes out).
-    Broadcast(NewBroadcast),
-    /// Adds segments to the company's SMS balance (a ledger line; held SMS go out again).
-    SmsTopUp {
-        amount: i64,
-        note: Option<String>,
-    },
     CreateRole(NewRole),
     UpdateRole {
         id: Uuid,
@@ -127,18 +118,6 @@ pub struct NewRole {
     pub id: Option<Uuid>,
     pub name: String,
     pub permissions: Vec<Permission>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct NewBroadcast {
-    pub title: String,
-    pub text: String,
-    pub units: Vec<Uuid>,
-    pub email: bool,
-    pub sms: bool,
-    /// `en` or `zh-CN`: the frame of the message (the text is the admin's own).
-    pub language: String,
 }
 
 /// Fields of the enterprise profile to change; `None` leaves a field as it is.
@@ -289,8 +268,6 @@ pub enum Applied {
         number: i64,
     },
     SyncCursor,
-    /// The SMS balance after a top-up.
-    SmsBalance(i64),
     Role(Role),
     RoleDeleted {
         id: Uuid,
@@ -302,11 +279,6 @@ pub enum Applied {
     },
     /// An [`Change::ExpectVersion`] that held.
     VersionChecked,
-    /// A broadcast and how many messages it queued.
-    Broadcast {
-        broadcast: Box<crate::store::Broadcast>,
-        messages: usize,
-    },
 }
 
 /// Why the directory refused a change. Each variant has a stable [`code`](Self::code).

@@ -48,7 +48,7 @@ impl Source {
     }
     /// A source mirroring an identity system whose data Roster cannot make it fix (SCIM, LDAP
     /// sync): a mobile number or e-mail address of its member that another member already holds
-    /// is kept aside ([`crate::store::Quarantined`]) instead of refusing the member. People (the
+    /// is kept aside ([`crate::directory::store::Quarantined`]) instead of refusing the member. People (the
     /// console, an import file) get the conflict as an error to act on.
     pub fn quarantines(&self) -> bool {
         self.0.starts_with("scim:") || self.0.starts_with("ldap:")
@@ -380,6 +380,31 @@ pub struct AuditRecord {
     pub object_id: Option<String>,
     pub before: Option<String>,
     pub after: Option<String>,
+}
+
+impl AuditRecord {
+    /// An audit row of `actor` doing `action` to an object at `at`, with its state before and
+    /// after as JSON (plain data with string keys, so serialising cannot fail).
+    pub fn new<T: Serialize + ?Sized>(
+        actor: &Actor,
+        at: DateTime<Utc>,
+        action: &str,
+        object: (&str, Option<String>),
+        before: Option<&T>,
+        after: Option<&T>,
+    ) -> AuditRecord {
+        let to_json = |v: Option<&T>| v.map(|v| serde_json::to_string(v).unwrap_or_else(|_| "null".into()));
+        AuditRecord {
+            at,
+            actor: actor.who.clone(),
+            source: actor.source.clone(),
+            action: action.to_owned(),
+            object_kind: object.0.to_owned(),
+            object_id: object.1,
+            before: to_json(before),
+            after: to_json(after),
+        }
+    }
 }
 
 /// A notification to deliver later, written in the same transaction as its cause.

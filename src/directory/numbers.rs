@@ -8,9 +8,9 @@
 
 use chrono::{DateTime, Duration, Utc};
 
+use super::NumberBlock;
 use super::change::DirectoryError;
-use crate::config::NumbersConfig;
-use crate::store::StoreTx;
+use super::store::DirectoryTx;
 
 type R<T> = Result<T, DirectoryError>;
 
@@ -21,8 +21,8 @@ type R<T> = Result<T, DirectoryError>;
 /// common case, and one round trip less per member in a bulk import). An explicit request
 /// forgets it.
 pub async fn allocate(
-    tx: &mut dyn StoreTx,
-    cfg: &NumbersConfig,
+    tx: &mut dyn DirectoryTx,
+    cfg: &NumberBlock,
     requested: Option<i64>,
     now: DateTime<Utc>,
     clear_above: &mut Option<bool>,
@@ -52,8 +52,8 @@ pub async fn allocate(
 /// members: one counter update instead of one per member. Empty when anything above the
 /// high-water mark is reserved, released or held (then [`allocate`] checks number by number).
 pub async fn take_block(
-    tx: &mut dyn StoreTx,
-    cfg: &NumbersConfig,
+    tx: &mut dyn DirectoryTx,
+    cfg: &NumberBlock,
     count: usize,
 ) -> R<std::collections::VecDeque<i64>> {
     if !tx.numbers_clear_above_high_water().await? {
@@ -65,13 +65,13 @@ pub async fn take_block(
     Ok((from..=to).collect())
 }
 
-fn reuse_cutoff(cfg: &NumbersConfig, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+fn reuse_cutoff(cfg: &NumberBlock, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     cfg.reuse_after_days.map(|d| now - Duration::days(i64::from(d)))
 }
 
 /// An explicitly chosen number: inside the block, not in use, and out of quarantine. Choosing a
 /// reserved number is what reservations are for: it consumes the reservation.
-async fn take_requested(tx: &mut dyn StoreTx, cfg: &NumbersConfig, n: i64, now: DateTime<Utc>) -> R<i64> {
+async fn take_requested(tx: &mut dyn DirectoryTx, cfg: &NumberBlock, n: i64, now: DateTime<Utc>) -> R<i64> {
     let unavailable = |reason: String| DirectoryError::NumberUnavailable { number: n, reason };
     if n < cfg.first || n > cfg.last {
         return Err(unavailable(format!("outside the block {}-{}", cfg.first, cfg.last)));
@@ -100,7 +100,7 @@ async fn take_requested(tx: &mut dyn StoreTx, cfg: &NumbersConfig, n: i64, now: 
 }
 
 /// Checks a number an admin wants to reserve.
-pub async fn check_reservable(tx: &mut dyn StoreTx, cfg: &NumbersConfig, n: i64) -> R<()> {
+pub async fn check_reservable(tx: &mut dyn DirectoryTx, cfg: &NumberBlock, n: i64) -> R<()> {
     let unavailable = |reason: &str| DirectoryError::NumberUnavailable { number: n, reason: reason.into() };
     if n < cfg.first || n > cfg.last {
         return Err(unavailable("outside the block"));

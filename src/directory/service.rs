@@ -9,9 +9,9 @@ use uuid::Uuid;
 
 use super::change::*;
 use super::model::*;
+use super::store::{DirectoryRead, DirectoryStore, DirectoryTx, StoreError, WriteKey};
+use super::{NewEnterprise, NumberBlock};
 use super::{numbers, validate};
-use crate::config::{EnterpriseConfig, NumbersConfig};
-use crate::store::{Store, StoreError, StoreTx};
 
 type R<T> = Result<T, DirectoryError>;
 
@@ -25,16 +25,17 @@ fn now() -> DateTime<Utc> {
 /// The one write path of the directory. Cheap to clone.
 #[derive(Clone)]
 pub struct DirectoryService {
-    store: Arc<dyn Store>,
-    numbers: NumbersConfig,
-    tokens: Arc<crate::access::tokens::Cache>,
+    store: Arc<dyn DirectoryStore>,
+    /// The same store, read-only: what adapters get.
+    read: Arc<dyn DirectoryRead>,
+    numbers: NumberBlock,
 }
 
 /// Everything one change needs: the open transaction, who asks, and when. Audit and outbox
 /// rows collect here and go to the store together before the commit ([`Ctx::flush`]): a
 /// thousand-change set writes them in a few statements, not two thousand.
 struct Ctx<'a> {
-    tx: &'a mut dyn StoreTx,
+    tx: &'a mut dyn DirectoryTx,
     actor: &'a Actor,
     now: DateTime<Utc>,
     mail_domain: String,
@@ -211,7 +212,12 @@ impl Pending {
 }
 
 impl<'a> Ctx<'a> {
-    fn new(tx: &'a mut dyn StoreTx, actor: &'a Actor, now: DateTime<Utc>, mail_domain: String) -> Ctx<'a> {
+    fn new(
+        tx: &'a mut dyn DirectoryTx,
+        actor: &'a Actor,
+        now: DateTime<Utc>,
+        mail_domain: String,
+    ) -> Ctx<'a> {
         Ctx {
             tx,
             actor,
@@ -532,18 +538,7 @@ impl<'a> Ctx<'a> {
         before: Option<&T>,
         after: Option<&T>,
     ) -> R<()> {
-        // (The objects serialise without fail: plain data, string keys.)
-        let to_json = |v: Option<&T>| v.map(|v| serde_json::to_string(v).unwrap_or_else(|_| "null".into()));
-        let entry = AuditRecord {
-            at: self.now,
-            actor: self.actor.who.clone(),
-            source: self.actor.source.clone(),
-            action: action.to_owned(),
-            object_kind: object_kind.to_owned(),
-            object_id,
-            before: to_json(before),
-            after: to_json(after),
-        };
+        let entry = AuditRecord::new(self.actor, self.now, action, (object_kind, object_id), before, after);
         self.audit.push(entry);
         Ok(())
     }
@@ -596,19 +591,33 @@ impl<'a> Ctx<'a> {
 }
 
 impl DirectoryService {
-    pub fn new(store: Arc<dyn Store>, numbers: NumbersConfig) -> DirectoryService {
-        DirectoryService { store, numbers, tokens: Default::default() }
+    pub fn new(store: Arc<dyn DirectoryStore>, numbers: NumberBlock) -> DirectoryService {
+        let read: Arc<dyn DirectoryRead> = store.clone();
+        DirectoryService { store, read, numbers }
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+    /// The directory, read-only. Every write goes through [`Self::apply`] (or the few other
+    /// methods here), each in one transaction with its audit rows.
+    pub fn store(&self) -> &Arc<dyn DirectoryRead> {
+        &self.read
+    }
+
+    /// Stores the digests of members that have none (`members.sync_digest`, a cache a sync
+    /// keeps of [`Member::digest`]; see [`MemberTx::member_digests_fill`]). Not a change to
+    /// any member, so not audited. Returns how many were stored.
+    pub async fn fill_digests(&self, members: &[(Uuid, i64, i64)]) -> Result<u64, StoreError> {
+        let mut tx = self.store.begin(WriteKey::new()).await?;
+        let n = tx.member_digests_fill(members).await?;
+        tx.commit().await?;
+        Ok(n)
     }
 
     /// Applies a change set in order, all or nothing.
     pub async fn apply(&self, actor: &Actor, changes: Vec<Change>) -> Result<Vec<Applied>, ChangeError> {
         let at = |index| move |error| ChangeError { index, error };
         let hashes = hash_passwords(&changes).await?;
-        let mut tx = self.store.begin().await.map_err(|e| at(0)(DirectoryError::from_store(e)))?;
+        let mut tx =
+            self.store.begin(WriteKey::new()).await.map_err(|e| at(0)(DirectoryError::from_store(e)))?;
         let enterprise = tx
             .enterprise()
             .await
@@ -700,8 +709,6 @@ impl DirectoryService {
             Change::DeleteGroup { id } => delete_group(ctx, id).await,
             Change::ReserveNumber { number, note } => self.reserve(ctx, number, note).await,
             Change::ReleaseReservation { number } => release_reservation(ctx, number).await,
-            Change::SmsTopUp { amount, note } => sms_top_up(ctx, amount, note).await,
-            Change::Broadcast(b) => broadcast(ctx, b).await,
             Change::CreateRole(n) => create_role(ctx, n).await,
             Change::UpdateRole { id, name, permissions } => update_role(ctx, id, name, permissions).await,
             Change::DeleteRole { id } => delete_role(ctx, id).await,
@@ -815,11 +822,11 @@ impl DirectoryService {
 
     /// Creates the enterprise on first start. Returns the one-time super-admin password when it
     /// did; `None` when the enterprise already existed (also when another node won the race).
-    pub async fn ensure_enterprise(&self, cfg: &EnterpriseConfig) -> R<Option<String>> {
+    pub async fn ensure_enterprise(&self, cfg: &NewEnterprise) -> R<Option<String>> {
         if self.store.enterprise().await?.is_some() {
             return Ok(None);
         }
-        let password = crate::access::password::generate();
+        let password = crate::secret::generate();
         match self.create_enterprise(cfg, &password, true).await {
             Ok(()) => Ok(Some(password)),
             Err(DirectoryError::Store(StoreError::Unique(_))) => Ok(None),
@@ -827,11 +834,11 @@ impl DirectoryService {
         }
     }
 
-    async fn create_enterprise(&self, cfg: &EnterpriseConfig, password: &str, must_change: bool) -> R<()> {
-        let hash = crate::access::password::hash(password);
+    async fn create_enterprise(&self, cfg: &NewEnterprise, password: &str, must_change: bool) -> R<()> {
+        let hash = crate::secret::hash(password);
         let now = now();
         let e = Enterprise {
-            enterprise_id: crate::access::password::enterprise_id(),
+            enterprise_id: crate::secret::enterprise_id(),
             name: validate::text("enterprise.name", &cfg.name, 128)?,
             logo_url: None,
             address: None,
@@ -844,7 +851,7 @@ impl DirectoryService {
             created_at: now,
             updated_at: now,
         };
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin(WriteKey::new()).await?;
         let actor = Actor::system();
         let mut ctx = Ctx::new(tx.as_mut(), &actor, now, e.mail_domain.clone());
         ctx.tx.enterprise_insert(&e, &hash).await?;
@@ -854,104 +861,36 @@ impl DirectoryService {
         Ok(())
     }
 
-    /// Sets the super-admin password (creating the enterprise if there is none yet). The
-    /// audit log records that it changed, never the password or its hash.
-    pub async fn set_super_password(&self, actor: &Actor, cfg: &EnterpriseConfig, password: &str) -> R<()> {
-        crate::access::password::check_strength(password)?;
+    /// Sets the super-admin password (creating the enterprise if there is none yet) and ends the
+    /// super admin's console sessions but `keep_session`, in one transaction. The audit log
+    /// records that it changed, never the password or its hash.
+    pub async fn set_super_password(
+        &self,
+        actor: &Actor,
+        cfg: &NewEnterprise,
+        password: &str,
+        keep_session: Option<&str>,
+    ) -> R<()> {
+        crate::directory::validate::password(password)?;
         if self.store.enterprise().await?.is_none() {
             return match self.create_enterprise(cfg, password, false).await {
                 Err(DirectoryError::Store(StoreError::Unique(_))) => {
-                    Box::pin(self.set_super_password(actor, cfg, password)).await
+                    Box::pin(self.set_super_password(actor, cfg, password, keep_session)).await
                 }
                 other => other,
             };
         }
-        let hash = crate::access::password::hash(password);
-        let mut tx = self.store.begin().await?;
+        let hash = crate::secret::hash(password);
+        let mut tx = self.store.begin(WriteKey::new()).await?;
         let now = now();
         let mut ctx = Ctx::new(tx.as_mut(), actor, now, String::new());
         let e = ctx.tx.enterprise().await?.ok_or(DirectoryError::NoEnterprise)?;
         ctx.tx.super_password_set(&hash, false).await?;
+        // The super admin's sessions signed in with the old password end with it.
+        ctx.tx.member_sessions_end(None, keep_session).await?;
         ctx.audit::<()>("enterprise.password_reset", "enterprise", Some(e.enterprise_id), None, None).await?;
         ctx.flush().await?;
         tx.commit().await?;
-        Ok(())
-    }
-
-    /// Creates an API token; returns the secret (shown once, only its hash is stored). A name
-    /// is a source's identity (`scim:<name>`): once used it is never handed out again, revoked
-    /// or not, or a new client would inherit every member the old one provisioned.
-    pub async fn create_token(&self, actor: &Actor, name: &str, adopt_existing: bool) -> R<String> {
-        let name = crate::access::tokens::check_name(name)?;
-        let (secret, hash) = crate::access::tokens::generate();
-        let mut tx = self.store.begin().await?;
-        let mut ctx = Ctx::new(tx.as_mut(), actor, now(), String::new());
-        ctx.tx
-            .token_insert(&name, &hash, adopt_existing, ctx.now)
-            .await
-            .map_err(DirectoryError::from_store)?;
-        let after = json!({ "name": name, "adopt_existing": adopt_existing });
-        ctx.audit("token.create", "token", Some(name.clone()), None, Some(&after)).await?;
-        ctx.flush().await?;
-        tx.commit().await?;
-        Ok(secret)
-    }
-
-    /// Replaces the secret of the token `name` and returns the new one (shown once). The name,
-    /// and so the source `scim:<name>` and everything it provisioned, stays with the client; a
-    /// revoked token is live again. Names are never handed out twice (see [`Self::create_token`]),
-    /// so this is the only way to give a source a new secret.
-    pub async fn rotate_token(&self, actor: &Actor, name: &str) -> R<String> {
-        let (secret, hash) = crate::access::tokens::generate();
-        let mut tx = self.store.begin().await?;
-        let mut ctx = Ctx::new(tx.as_mut(), actor, now(), String::new());
-        if !ctx.tx.token_rotate(name, &hash, ctx.now).await? {
-            return Err(DirectoryError::NotFound { kind: "token", id: name.to_owned() });
-        }
-        ctx.audit::<()>("token.rotate", "token", Some(name.to_owned()), None, None).await?;
-        ctx.flush().await?;
-        tx.commit().await?;
-        self.tokens.clear();
-        Ok(secret)
-    }
-
-    /// Sends a dead or held message again (pending, attempts reset), audited in the same
-    /// transaction. False when there is no such message.
-    pub async fn retry_delivery(&self, actor: &Actor, id: Uuid) -> R<bool> {
-        let mut tx = self.store.begin().await?;
-        let mut ctx = Ctx::new(tx.as_mut(), actor, now(), String::new());
-        if !ctx.tx.delivery_retry(id, ctx.now).await? {
-            return Ok(false);
-        }
-        ctx.audit::<()>("delivery.retry", "delivery", Some(id.to_string()), None, None).await?;
-        ctx.flush().await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    /// Deletes sent and dead messages finished before `before`, audited in the same transaction.
-    pub async fn purge_deliveries(&self, actor: &Actor, before: DateTime<Utc>) -> R<u64> {
-        let mut tx = self.store.begin().await?;
-        let mut ctx = Ctx::new(tx.as_mut(), actor, now(), String::new());
-        let deleted = ctx.tx.deliveries_purge(before).await?;
-        let detail = json!({ "before": before, "deleted": deleted });
-        ctx.audit("delivery.purge", "delivery", None, None, Some(&detail)).await?;
-        ctx.flush().await?;
-        tx.commit().await?;
-        Ok(deleted)
-    }
-
-    /// Revokes the live token `name`.
-    pub async fn revoke_token(&self, actor: &Actor, name: &str) -> R<()> {
-        let mut tx = self.store.begin().await?;
-        let mut ctx = Ctx::new(tx.as_mut(), actor, now(), String::new());
-        if !ctx.tx.token_revoke(name, ctx.now).await? {
-            return Err(DirectoryError::NotFound { kind: "token", id: name.to_owned() });
-        }
-        ctx.audit::<()>("token.revoke", "token", Some(name.to_owned()), None, None).await?;
-        ctx.flush().await?;
-        tx.commit().await?;
-        self.tokens.clear();
         Ok(())
     }
 
@@ -965,91 +904,13 @@ impl DirectoryService {
         object_id: Option<String>,
         detail: serde_json::Value,
     ) -> R<()> {
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.begin(WriteKey::new()).await?;
         let mut ctx = Ctx::new(tx.as_mut(), actor, now(), String::new());
         ctx.audit(action, object_kind, object_id, None, Some(&detail)).await?;
         ctx.flush().await?;
         tx.commit().await?;
         Ok(())
     }
-
-    /// The live token with this secret, if any (see [`crate::access::tokens::Cache`]).
-    pub async fn authenticate_token(&self, secret: &str) -> R<Option<crate::store::TokenInfo>> {
-        let hash = crate::access::tokens::hash(secret);
-        if let Some(info) = self.tokens.get(&hash) {
-            return Ok(Some(info));
-        }
-        let info = self.store.token_by_hash(&hash).await?;
-        if let Some(info) = &info {
-            self.tokens.put(hash, info.clone());
-        }
-        Ok(info)
-    }
-}
-
-async fn broadcast(ctx: &mut Ctx<'_>, n: super::change::NewBroadcast) -> R<Applied> {
-    let title = validate::text("title", &n.title, 128)?;
-    let text = validate::text("text", &n.text, 2000)?;
-    if !n.email && !n.sms {
-        return Err(DirectoryError::invalid("channels", "choose e-mail, SMS or both"));
-    }
-    for unit in &n.units {
-        org_unit_or_404(ctx, *unit).await?;
-    }
-    let enterprise = ctx.tx.enterprise().await?.ok_or(DirectoryError::NoEnterprise)?.name;
-    let recipients = ctx.tx.broadcast_recipients(&n.units).await?;
-    let b = crate::store::Broadcast {
-        id: Uuid::now_v7(),
-        created_at: ctx.now,
-        created_by: ctx.actor.who.clone(),
-        title,
-        text,
-        sms: n.sms,
-        scope: n.units,
-        recipients: recipients.len() as i64,
-    };
-    let language = if n.language.is_empty() { "en".to_owned() } else { n.language };
-    let mut messages = Vec::with_capacity(recipients.len() * 2);
-    for r in &recipients {
-        let params = json!({
-            "enterprise": enterprise, "title": b.title, "text": b.text, "language": language,
-            "display_name": r.display_name, "account_number": r.account_number, "login_name": r.login_name,
-        });
-        let key = format!("broadcast:{}:{}", b.id, r.id);
-        let mut queue = |channel: &str, to: &str| {
-            let mut d = crate::delivery::new_delivery(
-                None,
-                channel,
-                "broadcast",
-                to,
-                Some(r.id),
-                params.clone(),
-                &key,
-            );
-            d.broadcast_id = Some(b.id);
-            messages.push(d);
-        };
-        if let (true, Some(email)) = (n.email, &r.email) {
-            queue("email", email);
-        }
-        if let (true, Some(mobile)) = (n.sms, &r.mobile) {
-            queue("sms", mobile);
-        }
-    }
-    ctx.tx.broadcast_insert(&b, &messages).await?;
-    ctx.audit("broadcast.send", "broadcast", Some(b.id.to_string()), None, Some(&b)).await?;
-    Ok(Applied::Broadcast { broadcast: Box::new(b), messages: messages.len() })
-}
-
-async fn sms_top_up(ctx: &mut Ctx<'_>, amount: i64, note: Option<String>) -> R<Applied> {
-    if !(1..=100_000_000).contains(&amount) {
-        return Err(DirectoryError::invalid("amount", "must be between 1 and 100,000,000 segments"));
-    }
-    let note = validate::optional_text("note", note.as_deref(), 256)?;
-    let balance = ctx.tx.sms_top_up(amount, &ctx.actor.who, note.as_deref(), ctx.now).await?;
-    let after = json!({"amount": amount, "balance": balance, "note": note});
-    ctx.audit("sms.top_up", "sms_account", None, None, Some(&after)).await?;
-    Ok(Applied::SmsBalance(balance))
 }
 
 async fn update_enterprise(ctx: &mut Ctx<'_>, p: EnterprisePatch) -> R<Applied> {
@@ -1442,7 +1303,7 @@ async fn update_member(ctx: &mut Ctx<'_>, id: Uuid, p: MemberPatch) -> R<Applied
         })?;
         ctx.tx.member_set_password(id, Some(&hash), Some(&password_setter(ctx.actor, &before))).await?;
         // Sessions signed in with the old password end with it, in the same transaction.
-        let ended = ctx.tx.member_sessions_end(id, p.keep_session.as_deref()).await?;
+        let ended = ctx.tx.member_sessions_end(Some(id), p.keep_session.as_deref()).await?;
         let detail = json!({ "sessions_ended": ended });
         ctx.audit("member.password_set", "member", Some(id.to_string()), None, Some(&detail)).await?;
     }
@@ -1454,6 +1315,10 @@ async fn update_member(ctx: &mut Ctx<'_>, id: Uuid, p: MemberPatch) -> R<Applied
     ctx.tx.member_update(&m).await?;
     ctx.track_held(Some(&before), Some(&m));
     ctx.hand_over_released(&before, Some(&m)).await?;
+    if m.state != MemberState::Active && before.state == MemberState::Active {
+        // A suspended member's console sessions end with the suspension, in its transaction.
+        ctx.tx.member_sessions_end(Some(id), None).await?;
+    }
     let action = match (before.state, m.state) {
         (MemberState::Active, MemberState::Suspended) => "member.suspend",
         (MemberState::Suspended, MemberState::Active) => "member.activate",
@@ -1502,7 +1367,7 @@ async fn hash_passwords(changes: &[Change]) -> Result<std::collections::HashMap<
             return Err(ChangeError { index, error });
         }
         let password = password.0.clone();
-        tasks.spawn(async move { (index, crate::access::password::hash_bounded(password).await) });
+        tasks.spawn(async move { (index, crate::secret::hash_bounded(password).await) });
     }
     let mut out = std::collections::HashMap::with_capacity(tasks.len());
     while let Some(done) = tasks.join_next().await {
@@ -1774,7 +1639,7 @@ async fn grant_role(ctx: &mut Ctx<'_>, role_id: Uuid, member_id: Uuid, scope: Op
         && !password_survives_grant(&set_by, &ctx.actor.who)
     {
         ctx.tx.member_set_password(member_id, None, None).await?;
-        ctx.tx.member_sessions_end(member_id, None).await?;
+        ctx.tx.member_sessions_end(Some(member_id), None).await?;
         let detail = json!({ "set_by": set_by, "reason": "a role was granted" });
         ctx.audit("member.password_cleared", "member", Some(member_id.to_string()), None, Some(&detail))
             .await?;

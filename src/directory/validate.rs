@@ -187,6 +187,19 @@ pub fn mobile(value: Option<&str>) -> R<Option<String>> {
     Ok(Some(digits))
 }
 
+/// A password someone chose: at least [`crate::secret::MIN_LEN`] characters, no control
+/// characters.
+pub fn password(password: &str) -> R<()> {
+    let min = crate::secret::MIN_LEN;
+    if password.chars().count() < min {
+        return Err(DirectoryError::invalid("password", format!("must be at least {min} characters")));
+    }
+    if password.chars().any(char::is_control) {
+        return Err(DirectoryError::invalid("password", "must not contain control characters"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ pub mod query;
 pub mod schemas;
 pub mod user;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Request, State};
@@ -30,10 +30,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
+use crate::access::Access;
 use crate::config::ScimConfig;
 use crate::directory::model::{Actor, Source};
 use crate::directory::{ChangeError, DirectoryError, DirectoryService};
-use crate::http::AppState;
 
 pub const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
@@ -42,15 +42,35 @@ pub const ROSTER_USER: &str = "urn:roster:params:scim:schemas:extension:roster:2
 pub const ORG_UNIT: &str = "urn:roster:params:scim:schemas:core:2.0:OrgUnit";
 pub const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
-pub const SEARCH_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
 pub const BULK_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
 pub const BULK_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:BulkResponse";
 pub const ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 
 pub const CONTENT_TYPE: &str = "application/scim+json";
 
-/// The SCIM routes, with token authentication. Mounted at `/scim/v2` by [`crate::http::router`].
-pub fn router(state: AppState) -> Router<AppState> {
+/// SCIM's state: its settings, and the services once the store is ready.
+#[derive(Clone)]
+pub struct Scim {
+    pub ready: Arc<OnceLock<Ready>>,
+    pub cfg: Arc<ScimConfig>,
+    pub max_body_bytes: usize,
+}
+
+/// What SCIM works with once the store is up.
+pub struct Ready {
+    pub directory: DirectoryService,
+    /// Authenticates the clients' bearer tokens.
+    pub access: Access,
+}
+
+/// The SCIM error form, for answers the HTTP middleware gives before SCIM runs
+/// ([`crate::http::ErrorForm`]).
+pub fn error_form(status: StatusCode, message: &str) -> Response {
+    ScimError::new(status, None, message).into_response()
+}
+
+/// The SCIM routes, with token authentication. Mounted at `/scim/v2` by [`crate::app`].
+pub fn router(state: Scim) -> Router {
     Router::new()
         .route("/ServiceProviderConfig", get(schemas::service_provider_config))
         .route("/ResourceTypes", get(schemas::resource_types))
@@ -112,8 +132,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
     }
 }
 
-async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let Some(directory) = state.directory.get() else {
+async fn authenticate(State(state): State<Scim>, mut req: Request, next: Next) -> Response {
+    let Some(ready) = state.ready.get() else {
         return ScimError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             None,
@@ -130,7 +150,7 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
     let Some(token) = token.filter(|t| !t.is_empty()) else {
         return unauthorized("a bearer token is required (rosterd token create --name NAME)");
     };
-    let info = match directory.authenticate_token(token).await {
+    let info = match ready.access.authenticate_token(token).await {
         Ok(Some(info)) => info,
         Ok(None) => return unauthorized("the bearer token is not valid or has been revoked"),
         Err(e) => return ScimError::from(e).into_response(),
@@ -139,8 +159,8 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
     let host =
         req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_owned();
     let ctx = Ctx {
-        directory: directory.clone(),
-        cfg: state.scim.clone(),
+        directory: ready.directory.clone(),
+        cfg: state.cfg.clone(),
         client: Client { actor: Actor::new(source, info.name), adopt_existing: info.adopt_existing },
         base: format!("http://{host}/scim/v2"),
         max_payload: state.max_body_bytes,
@@ -256,8 +276,8 @@ impl From<ChangeError> for ScimError {
     }
 }
 
-impl From<crate::store::StoreError> for ScimError {
-    fn from(e: crate::store::StoreError) -> ScimError {
+impl From<crate::directory::store::StoreError> for ScimError {
+    fn from(e: crate::directory::store::StoreError) -> ScimError {
         DirectoryError::Store(e).into()
     }
 }

@@ -19,9 +19,9 @@ use super::{
     Ctx, ENTERPRISE_USER, ListParams, ROSTER_USER, ScimError, USER, as_bool, check_if_match, etag, json_body,
     list_response, lower_keys, project, resource,
 };
-use crate::access::password::Secret;
 use crate::directory::model::{Email, Member, MemberState, Phone};
 use crate::directory::{Applied, Change, MemberPatch, NewMember, NewOrgUnit};
+use crate::secret::Secret;
 
 /// What a client sent for a user, read from a body whose keys are lower-cased.
 #[derive(Debug, Default)]

@@ -9,6 +9,7 @@
 pub mod ldap;
 pub mod map;
 pub mod plan;
+pub mod store;
 
 use std::collections::HashSet;
 
@@ -37,7 +38,7 @@ pub enum SyncError {
     #[error("reading the source failed: {0}")]
     Read(String),
     #[error("{0}")]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] crate::directory::store::StoreError),
     #[error("another run of source {0} is in progress")]
     Busy(String),
     #[error("{0}")]
@@ -98,10 +99,74 @@ pub struct Report {
     pub query_changed: bool,
 }
 
+/// Sync's scheduled jobs ([`crate::jobs`]): each source's `incremental` and `full` schedules,
+/// as `sync:<source>:<kind>`. (Config validation refused bad expressions already; one that
+/// slips through is logged and left out.)
+pub fn jobs(sync: &SyncService) -> Vec<crate::jobs::Job> {
+    let mut jobs = Vec::new();
+    for src in sync.sources() {
+        for (kind, expr) in [("incremental", &src.schedule.incremental), ("full", &src.schedule.full)] {
+            let Some(expr) = expr else { continue };
+            let schedule: cron::Schedule = match expr.parse() {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(source = %src.name, kind, error = %e, "bad cron expression; schedule disabled");
+                    continue;
+                }
+            };
+            let (sync, name) = (sync.clone(), src.name.clone());
+            jobs.push(crate::jobs::Job::new(format!("sync:{name}:{kind}"), schedule, move || {
+                let (sync, name) = (sync.clone(), name.clone());
+                async move {
+                    let opts = RunOptions {
+                        full: kind == "full",
+                        trigger: format!("schedule:{kind}"),
+                        ..Default::default()
+                    };
+                    match sync.run(&name, opts).await {
+                        Ok(_) => Ok(()),
+                        // A run from the console or the CLI holds the source: this one waits for
+                        // the next time.
+                        Err(SyncError::Busy(_)) => {
+                            tracing::debug!(source = %name, "a run is already in progress elsewhere");
+                            Ok(())
+                        }
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+            }));
+        }
+    }
+    jobs
+}
+
+/// Console sign-in by pass-through to the LDAP sources ([`crate::access::PassThrough`]): a member
+/// of `ldap:<name>` signs in with the password their directory knows.
+pub struct PassThroughLdap {
+    sources: Vec<LdapSource>,
+}
+
+impl PassThroughLdap {
+    pub fn new(sources: Vec<LdapSource>) -> PassThroughLdap {
+        PassThroughLdap { sources }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::access::PassThrough for PassThroughLdap {
+    async fn verify(&self, source: &str, anchor: &str, password: &str) -> Option<Result<bool, String>> {
+        let name = source.strip_prefix("ldap:")?;
+        let src = self.sources.iter().find(|s| s.name == name)?;
+        Some(ldap::verify_password(src, anchor, password).await.map_err(|e| e.to_string()))
+    }
+}
+
 /// Runs sync sources; shared by the CLI and the scheduler.
 #[derive(Clone)]
 pub struct SyncService {
     directory: DirectoryService,
+    /// Runs, their leases and cursors (sync's own store).
+    runs: std::sync::Arc<dyn store::RunStore>,
     sources: Vec<LdapSource>,
     /// Who holds leases (`host:pid`).
     holder: String,
@@ -121,10 +186,12 @@ const QUARANTINE_LISTED: usize = 100;
 const PLAN_KEPT: usize = 2000;
 
 impl SyncService {
-    pub fn new(directory: DirectoryService, sources: Vec<LdapSource>) -> SyncService {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        let holder = format!("{}:{}:{}", host.trim(), std::process::id(), Uuid::new_v4().simple());
-        SyncService { directory, sources, holder, progress: None }
+    pub fn new(
+        directory: DirectoryService,
+        runs: std::sync::Arc<dyn store::RunStore>,
+        sources: Vec<LdapSource>,
+    ) -> SyncService {
+        SyncService { directory, runs, sources, holder: crate::jobs::holder(), progress: None }
     }
 
     /// Shows the run's progress (reading, then applying) on a terminal.
@@ -154,7 +221,7 @@ impl SyncService {
     /// Runs a source once, under its lease (one run per source at a time, across nodes).
     pub async fn run(&self, name: &str, opts: RunOptions) -> Result<Report, SyncError> {
         let src = self.source(name)?.clone();
-        let store = self.directory.store().clone();
+        let store = self.runs.clone();
         let until = chrono::Utc::now() + chrono::Duration::minutes(30);
         if !store.lease_acquire(&src.name, &self.holder, until).await? {
             return Err(SyncError::Busy(src.name));
@@ -165,7 +232,7 @@ impl SyncService {
     }
 
     async fn run_leased(&self, src: &LdapSource, opts: RunOptions) -> Result<Report, SyncError> {
-        let store = self.directory.store().clone();
+        let store = self.runs.clone();
         let run_id = store.run_start(&src.name, &opts.trigger, opts.full, opts.dry_run).await?;
         let mut report = Report {
             run_id,
@@ -223,7 +290,7 @@ impl SyncService {
         if let Some(p) = &self.progress {
             p.set_message(format!("reading {}", src.url));
         }
-        let stored = store.sync_cursor(&src.name).await?;
+        let stored = self.runs.sync_cursor(&src.name).await?;
         let started = std::time::Instant::now();
         // What Roster holds for the source is loaded while the source is read.
         let held = tokio::spawn(held_by(store.clone(), source.clone()));
@@ -264,14 +331,14 @@ impl SyncService {
         drop(snapshot);
         drop(current);
         if !opts.dry_run && !digests.is_empty() {
-            let filled = store.member_digests_fill(&digests).await?;
+            let filled = self.directory.fill_digests(&digests).await?;
             tracing::info!(source = %src.name, members = filled, "stored the digests of members compared whole");
         }
         release_freed_memory();
         report.plan = plan.steps().map(|s| s.what.clone()).collect();
         report.counts = json!(plan.tallies());
         let kept = &report.plan[..report.plan.len().min(PLAN_KEPT)];
-        self.directory.store().run_set_plan(report.run_id, kept).await?;
+        self.runs.run_set_plan(report.run_id, kept).await?;
         if opts.dry_run {
             report.outcome = Outcome::DryRun;
             report.message = format!("dry run: {} changes planned, none applied", report.plan.len());
@@ -412,7 +479,7 @@ impl SyncService {
     /// Approves a held run: runs the source again, applying the plan if it deletes no more of
     /// any kind than the held one did.
     pub async fn approve(&self, run_id: i64) -> Result<Report, SyncError> {
-        let store = self.directory.store();
+        let store = &self.runs;
         let run = store
             .run(run_id)
             .await?
@@ -450,14 +517,17 @@ impl SyncService {
 struct Held {
     units: Vec<crate::directory::model::OrgUnit>,
     groups: Vec<(crate::directory::model::Group, Vec<Uuid>)>,
-    keys: Vec<crate::store::MemberKey>,
+    keys: Vec<crate::directory::store::MemberKey>,
     domain: String,
 }
 
 /// The four reads go to the read pool at once, each on its own connection: an incremental run
 /// waits for them rather than for the source, and one after another they took as long as the
 /// longest plus the other three.
-async fn held_by(store: std::sync::Arc<dyn crate::store::Store>, source: String) -> Result<Held, SyncError> {
+async fn held_by(
+    store: std::sync::Arc<dyn crate::directory::store::DirectoryRead>,
+    source: String,
+) -> Result<Held, SyncError> {
     let (units, groups, keys, enterprise) = tokio::try_join!(
         store.org_units_all(),
         store.groups_by_source(&source),

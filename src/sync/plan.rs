@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use super::map::{Snapshot, SrcUser};
 use crate::directory::model::{Email, Group, Member, MemberState, OrgUnit, Phone, SourcedFields};
+use crate::directory::store::MemberKey;
 use crate::directory::{Change, MemberPatch, NewGroup, NewMember, NewOrgUnit, validate};
-use crate::store::MemberKey;
 
 /// One planned change, with a line for people.
 #[derive(Debug, Clone, Serialize)]

@@ -2,12 +2,14 @@
 //! lockout; every page against every role (permissions are enforced on the server, and each
 //! refusal is audited); the forms' bad input; CSV import; sync from the console.
 
+#[allow(unused_imports)]
+use roster::store::prelude::*;
 use std::collections::HashMap;
 
 use reqwest::StatusCode;
-use roster::access::password::Secret;
 use roster::directory::model::{Member, Permission};
-use roster::directory::{Applied, Change, DirectoryService, NewMember, NewRole};
+use roster::directory::{Applied, Change, NewMember, NewRole};
+use roster::secret::Secret;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -24,7 +26,7 @@ pub const MEMBER_PW: &str = "member-password-1";
 /// A running rosterd with the console, its super-admin password set.
 pub struct Console {
     pub base: String,
-    pub directory: DirectoryService,
+    pub directory: crate::common::Opened,
     pub enterprise_id: String,
     pub _db: TestDb,
     stop: CancellationToken,
@@ -55,10 +57,13 @@ impl Console {
         let mut db = TestDb::new(backend);
         db.cfg.admin.secure_cookie = false;
         tune(&mut db.cfg);
-        let directory = roster::app::open_migrated(&db.cfg).await.unwrap();
-        let password = directory.ensure_enterprise(&db.cfg.enterprise).await.unwrap();
+        let directory = crate::common::Opened(roster::app::open_migrated(&db.cfg).await.unwrap());
+        let password = directory.ensure_enterprise(&db.cfg.enterprise.seed()).await.unwrap();
         if !one_time {
-            directory.set_super_password(&console(), &db.cfg.enterprise, SUPER_PW).await.unwrap();
+            directory
+                .set_super_password(&console(), &db.cfg.enterprise.seed(), SUPER_PW, None)
+                .await
+                .unwrap();
         }
         let enterprise_id = directory.store().enterprise().await.unwrap().unwrap().enterprise_id;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -131,8 +136,11 @@ impl Console {
     }
 
     pub async fn audit_count(&self, action: &str) -> usize {
-        let f =
-            roster::store::AuditFilter { action: Some(action.into()), limit: 10_000, ..Default::default() };
+        let f = roster::directory::store::AuditFilter {
+            action: Some(action.into()),
+            limit: 10_000,
+            ..Default::default()
+        };
         self.directory.store().audit_search(&f).await.unwrap().len()
     }
 }
@@ -792,7 +800,7 @@ async fn roles_pages_grant_and_revoke(b: Backend) {
     s.get(&format!("/admin/roles/{}", temp.id)).await;
     let p = s.post(&format!("/admin/roles/{}/delete", temp.id), &[]).await;
     assert_eq!(p.status, StatusCode::SEE_OTHER);
-    let revoked = roster::store::AuditFilter {
+    let revoked = roster::directory::store::AuditFilter {
         action: Some("role.revoke".into()),
         object_id: Some(format!("{}:{carol_id}", temp.id)),
         limit: 10,
@@ -959,7 +967,11 @@ async fn sync_pages_and_directory_sign_in() {
     // Pass-through sign-in over cleartext ldap:// on loopback, said explicitly (SECURITY.md).
     let src = roster::config::LdapSource { allow_insecure: true, ..crate::sync::source(ldap.url()) };
     let c = Console::start(Backend::Sqlite, |cfg| cfg.sync.ldap = vec![src.clone()]).await;
-    let sync = roster::sync::SyncService::new(c.directory.clone(), vec![src]);
+    let sync = roster::sync::SyncService::new(
+        c.directory.0.directory.clone(),
+        c.directory.0.runs.clone(),
+        vec![src],
+    );
     let first = sync
         .run("corp", roster::sync::RunOptions { full: true, trigger: "test".into(), ..Default::default() })
         .await
@@ -1211,7 +1223,7 @@ async fn clients_behind_a_trusted_proxy_are_told_apart() {
     alice.headers.push(("x-forwarded-for".into(), "198.51.100.7".into()));
     assert_eq!(alice.sign_in(&c.enterprise_id, SUPER_PW).await.status, StatusCode::SEE_OTHER);
     // The audit log names the client's address (the last one the proxy did not add itself).
-    let f = roster::store::AuditFilter {
+    let f = roster::directory::store::AuditFilter {
         action: Some("console.sign_in_failed".into()),
         limit: 10,
         ..Default::default()

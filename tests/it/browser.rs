@@ -9,6 +9,8 @@
 
 #![allow(dead_code)]
 
+#[allow(unused_imports)]
+use roster::store::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};

@@ -1,5 +1,7 @@
 //! The `rosterd` command line, run as a user would.
 
+#[allow(unused_imports)]
+use roster::store::prelude::*;
 use std::io::Write;
 use std::process::Stdio;
 
@@ -170,7 +172,7 @@ async fn reset_password_from_file_and_stdin() {
     cfg.database.url = format!("sqlite://{}", dir.path().join("data/roster.db").display());
     let store = roster::store::open(&cfg.database).await.unwrap();
     let hash = store.super_password_hash().await.unwrap().unwrap();
-    assert!(roster::access::password::verify("correct horse battery staple", &hash));
+    assert!(roster::secret::verify("correct horse battery staple", &hash));
 
     let mut child = rosterd(dir.path())
         .args(["admin", "reset-password"])

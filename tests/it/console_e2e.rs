@@ -5,6 +5,8 @@
 //! every run; with `ROSTER_UPDATE_SCREENSHOTS=1` they replace the checked-in ones in
 //! `docs/screenshots/` (shown in the README), else they go to the test target's temp dir.
 
+#[allow(unused_imports)]
+use roster::store::prelude::*;
 use std::path::PathBuf;
 
 use crate::admin::{Console, MEMBER_PW, SUPER_PW};
@@ -131,8 +133,11 @@ async fn an_admin_day_in_the_console() {
     b.goto(&format!("{base}/admin/members/{}", outsider.id)).await;
     b.wait_for_text("#error-message", "You do not have permission").await;
     b.screenshot(shot("refused")).await;
-    let denied =
-        roster::store::AuditFilter { action: Some("console.denied".into()), limit: 10, ..Default::default() };
+    let denied = roster::directory::store::AuditFilter {
+        action: Some("console.denied".into()),
+        limit: 10,
+        ..Default::default()
+    };
     assert_eq!(c.directory.store().audit_search(&denied).await.unwrap().len(), 1);
 
     // Switch to Chinese: the choice sticks for the next pages.

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+#[allow(unused_imports)]
+use roster::store::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -175,7 +177,7 @@ async fn slow_requests_time_out_with_408() {
             "late"
         }),
     );
-    let app = roster::http::with_layers(slow, &cfg);
+    let app = roster::http::with_layers(slow, &cfg, &[]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

@@ -3,6 +3,8 @@
 //! accept) receives the SMS. Rounds are run directly ([`Dispatcher::run_once`]) or by the
 //! `rosterd outbox dispatch` command.
 
+#[allow(unused_imports)]
+use roster::store::prelude::*;
 use std::collections::VecDeque;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -14,7 +16,7 @@ use axum::routing::post;
 use roster::config::{Config, DeliveryConfig, HttpSmsConfig, SmsConfig, SmtpConfig};
 use roster::delivery::Dispatcher;
 use roster::directory::model::Email;
-use roster::directory::{Applied, Change, DirectoryService, MemberPatch, NewMember};
+use roster::directory::{Applied, Change, MemberPatch, NewMember};
 use serde_json::Value;
 
 use crate::common::{Backend, TestDb, console, member, on_both_stores};
@@ -192,11 +194,8 @@ fn new_hire(login: &str, mobile: &str) -> Change {
     })
 }
 
-async fn top_up(d: &DirectoryService, amount: i64) -> i64 {
-    match d.apply_one(&console(), Change::SmsTopUp { amount, note: Some("test".into()) }).await.unwrap() {
-        Applied::SmsBalance(b) => b,
-        other => panic!("{other:?}"),
-    }
+async fn top_up(d: &crate::common::Opened, amount: i64) -> i64 {
+    d.sms_top_up(&console(), amount, Some("test".into())).await.unwrap()
 }
 
 async fn welcome_mail_and_sms_and_nothing_twice(b: Backend) {
@@ -256,8 +255,11 @@ async fn welcome_mail_and_sms_and_nothing_twice(b: Backend) {
     assert_eq!(d.purge_deliveries(&console(), chrono::Utc::now() + hour).await.unwrap(), 5);
     assert_eq!(d.store().deliveries_list(None, 100).await.unwrap().len(), before - 5);
     // Each purge is audited with what it deleted, in its own transaction.
-    let f =
-        roster::store::AuditFilter { action: Some("delivery.purge".into()), limit: 10, ..Default::default() };
+    let f = roster::directory::store::AuditFilter {
+        action: Some("delivery.purge".into()),
+        limit: 10,
+        ..Default::default()
+    };
     let purges = d.store().audit_search(&f).await.unwrap();
     assert_eq!(purges.len(), 2);
     assert_eq!(purges[0].after.as_ref().unwrap()["deleted"], 5, "newest first");
@@ -313,8 +315,11 @@ async fn failures_are_retried_then_parked(b: Backend) {
     assert!(dead[0].last_error.as_deref().unwrap().contains("400"), "{:?}", dead[0]);
     assert!(d.retry_delivery(&console(), dead[0].id).await.unwrap());
     assert!(!d.retry_delivery(&console(), dead[0].id).await.unwrap(), "pending now: nothing to retry");
-    let f =
-        roster::store::AuditFilter { action: Some("delivery.retry".into()), limit: 10, ..Default::default() };
+    let f = roster::directory::store::AuditFilter {
+        action: Some("delivery.retry".into()),
+        limit: 10,
+        ..Default::default()
+    };
     assert_eq!(d.store().audit_search(&f).await.unwrap().len(), 1, "the retry, not the refused one");
     assert_eq!(dispatcher.run_once().await.unwrap().sent, 1);
     assert!(gw.texts().iter().any(|(to, _)| to == "+8613800000002"));
@@ -362,7 +367,7 @@ async fn sms_needs_a_balance(b: Backend) {
     assert_eq!(d.store().sms_balance().await.unwrap(), 0);
     assert_eq!(d.store().deliveries_list(Some("held"), 10).await.unwrap().len(), 1);
     // Refused top-ups change nothing.
-    let bad = d.apply_one(&console(), Change::SmsTopUp { amount: 0, note: None }).await.unwrap_err();
+    let bad = d.sms_top_up(&console(), 0, None).await.unwrap_err();
     assert_eq!(bad.code(), "invalid");
     assert_eq!(d.store().sms_ledger(10).await.unwrap().len(), 5, "2 top-ups, 3 charges");
 }
@@ -423,7 +428,7 @@ async fn broadcasts_reach_a_subtree_and_report_progress(b: Backend) {
     dispatcher.run_once().await.unwrap();
     let (mails, texts) = (smtp.messages().len(), gw.texts().len());
 
-    let send = roster::directory::NewBroadcast {
+    let send = roster::delivery::desk::NewBroadcast {
         title: "Fire drill".into(),
         text: "Fire drill at 15:00, meet outside.".into(),
         units: vec![sales],
@@ -431,11 +436,7 @@ async fn broadcasts_reach_a_subtree_and_report_progress(b: Backend) {
         sms: true,
         language: "en".into(),
     };
-    let Applied::Broadcast { broadcast, messages } =
-        d.apply_one(&console(), Change::Broadcast(send)).await.unwrap()
-    else {
-        panic!()
-    };
+    let (broadcast, messages) = d.broadcast(&console(), send).await.unwrap();
     // Sales and its subtree, active only: s1, e1, and dual (East as a further unit); e-mail and
     // SMS to those who have them (dual has neither).
     assert_eq!((broadcast.recipients, messages), (3, 4));
@@ -452,16 +453,17 @@ async fn broadcasts_reach_a_subtree_and_report_progress(b: Backend) {
     assert_eq!(d.store().broadcast(broadcast.id).await.unwrap().unwrap().title, "Fire drill");
     // Audited; an unknown unit or no channel is refused and queues nothing.
     assert_eq!(d.store().audit_for("broadcast", &broadcast.id.to_string()).await.unwrap().len(), 1);
-    let bad = roster::directory::NewBroadcast {
+    let bad = roster::delivery::desk::NewBroadcast {
         title: "x".into(),
         text: "y".into(),
         units: vec![uuid::Uuid::now_v7()],
         email: true,
         ..Default::default()
     };
-    assert_eq!(d.apply_one(&console(), Change::Broadcast(bad)).await.unwrap_err().code(), "not_found");
-    let none = roster::directory::NewBroadcast { title: "x".into(), text: "y".into(), ..Default::default() };
-    assert_eq!(d.apply_one(&console(), Change::Broadcast(none)).await.unwrap_err().code(), "invalid");
+    assert_eq!(d.broadcast(&console(), bad).await.unwrap_err().code(), "not_found");
+    let none =
+        roster::delivery::desk::NewBroadcast { title: "x".into(), text: "y".into(), ..Default::default() };
+    assert_eq!(d.broadcast(&console(), none).await.unwrap_err().code(), "invalid");
     assert_eq!(d.store().broadcasts(10).await.unwrap().len(), 1);
 }
 

@@ -14,6 +14,7 @@ mod delivery;
 mod faults;
 mod messy;
 mod migrations;
+mod nodes;
 mod pg;
 mod samba;
 mod scim;

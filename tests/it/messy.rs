@@ -3,6 +3,8 @@
 //! conflict is gone; against a real slapd and a running rosterd.
 
 use reqwest::{Method, StatusCode};
+#[allow(unused_imports)]
+use roster::store::prelude::*;
 use roster::sync::{RunOptions, SyncService};
 use serde_json::{Value, json};
 
@@ -62,7 +64,7 @@ async fn colliding_values_are_kept_aside(b: Backend) {
     let ldap = Slapd::start(&ldif);
     let src = crate::sync::source(ldap.url());
     let c = Console::start(b, |cfg| cfg.sync.ldap = vec![src.clone()]).await;
-    let sync = SyncService::new(c.directory.clone(), vec![src]);
+    let sync = SyncService::new(c.directory.0.directory.clone(), c.directory.0.runs.clone(), vec![src]);
 
     let report = full(&sync).await;
     assert_eq!(report.outcome, roster::sync::Outcome::Applied, "{report:?}");

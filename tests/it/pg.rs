@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+#[allow(unused_imports)]
+use roster::store::prelude::*;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

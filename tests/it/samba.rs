@@ -9,6 +9,8 @@
 
 #![allow(dead_code)]
 
+#[allow(unused_imports)]
+use roster::store::prelude::*;
 use std::fmt::Write as _;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;

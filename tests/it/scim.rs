@@ -1,6 +1,8 @@
 //! SCIM over real HTTP against a running rosterd, on both stores: what Entra ID and Okta send,
 //! and what a broken client sends.
 
+#[allow(unused_imports)]
+use roster::store::prelude::*;
 use std::collections::BTreeSet;
 
 use reqwest::{Method, StatusCode};
@@ -21,7 +23,7 @@ pub struct Server {
     pub token: String,
     pub http: reqwest::Client,
     pub _db: TestDb,
-    pub directory: roster::directory::DirectoryService,
+    pub directory: crate::common::Opened,
     stop: CancellationToken,
 }
 

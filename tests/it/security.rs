@@ -7,6 +7,8 @@
 use reqwest::{Method, StatusCode};
 use roster::directory::model::Permission;
 use roster::directory::{Applied, Change, MemberPatch};
+#[allow(unused_imports)]
+use roster::store::prelude::*;
 use serde_json::{Value, json};
 
 use crate::admin::{Console, MEMBER_PW, SUPER_PW};
@@ -277,7 +279,7 @@ async fn every_failed_sign_in_looks_the_same() {
     }
     assert!(shapes[0].1.starts_with("401 "));
     // The audit log, for the admins, says why.
-    let f = roster::store::AuditFilter {
+    let f = roster::directory::store::AuditFilter {
         action: Some("console.sign_in_failed".into()),
         limit: 10,
         ..Default::default()
@@ -496,8 +498,8 @@ async fn broadcast_sms(c: &Console, text: &str) {
     let mut n = crate::common::member("ann");
     n.mobile = Some("+8613800000501".into());
     crate::common::create_member(&c.directory, &console(), n).await;
-    c.directory.apply_one(&console(), Change::SmsTopUp { amount: 10, note: None }).await.unwrap();
-    let b = roster::directory::change::NewBroadcast {
+    c.directory.sms_top_up(&console(), 10, None).await.unwrap();
+    let b = roster::delivery::desk::NewBroadcast {
         title: "Notice".into(),
         text: text.into(),
         units: vec![],
@@ -505,7 +507,7 @@ async fn broadcast_sms(c: &Console, text: &str) {
         sms: true,
         language: "en".into(),
     };
-    c.directory.apply_one(&console(), Change::Broadcast(b)).await.unwrap();
+    c.directory.broadcast(&console(), b).await.unwrap();
 }
 
 /// Item 10: a form-encoded SMS gateway gets each value whole, whatever characters it holds.
@@ -752,7 +754,7 @@ async fn password_hashing_holds_no_writer(b: Backend) {
     let changes: Vec<Change> = (0..150)
         .map(|i| {
             let mut n = crate::common::member(&format!("batch{i}"));
-            n.password = Some(roster::access::password::Secret(format!("batch-password-{i}")));
+            n.password = Some(roster::secret::Secret(format!("batch-password-{i}")));
             Change::CreateMember(n)
         })
         .collect();
@@ -839,7 +841,7 @@ async fn only_the_granter_or_the_member_keeps_a_password(b: Backend) {
     // not set one for a member who holds a role.
     let import = roster::directory::model::Actor::new(roster::directory::model::Source::import(), "import");
     let mut n = crate::common::member("ivy");
-    n.password = Some(roster::access::password::Secret("from-an-import-file".into()));
+    n.password = Some(roster::secret::Secret("from-an-import-file".into()));
     let ivy = crate::common::create_member(&c.directory, &import, n).await.id;
     let role = roster::directory::NewRole {
         id: None,
@@ -856,7 +858,7 @@ async fn only_the_granter_or_the_member_keeps_a_password(b: Backend) {
         .unwrap();
     assert_eq!(c.audit_count("member.password_cleared").await, 2);
     let patch = MemberPatch {
-        password: Some(roster::access::password::Secret("from-an-import-file".into())),
+        password: Some(roster::secret::Secret("from-an-import-file".into())),
         ..Default::default()
     };
     let err = c.directory.apply_one(&import, Change::UpdateMember { id: ivy, patch }).await.unwrap_err();

@@ -1,5 +1,7 @@
 //! The behaviour suite: every store operation, through `DirectoryService`, on both backends.
 
+#[allow(unused_imports)]
+use roster::store::prelude::*;
 use std::collections::BTreeSet;
 
 use roster::directory::model::{Actor, Email, MemberState, Source};
@@ -40,7 +42,7 @@ async fn bootstrap_creates_the_enterprise_once(b: Backend) {
     assert_eq!(e.enterprise_id.len(), 10);
     assert!(e.password_must_change);
     // A second start finds it and creates nothing.
-    assert_eq!(d.ensure_enterprise(&db.cfg.enterprise).await.unwrap(), None);
+    assert_eq!(d.ensure_enterprise(&db.cfg.enterprise.seed()).await.unwrap(), None);
     let again = db.open().await.store().enterprise().await.unwrap().unwrap();
     assert_eq!(again.enterprise_id, e.enterprise_id);
     let audit = d.store().audit_for("enterprise", &e.enterprise_id).await.unwrap();
@@ -947,10 +949,15 @@ async fn enterprise_profile_and_password(b: Backend) {
     let domain = EnterprisePatch { mail_domain: Some("example.org".into()), ..Default::default() };
     assert_eq!(code(d.apply_one(&console(), Change::UpdateEnterprise(domain)).await), "invalid");
 
-    assert_eq!(code(d.set_super_password(&console(), &db.cfg.enterprise, "short").await), "invalid");
-    d.set_super_password(&console(), &db.cfg.enterprise, "a much longer password").await.unwrap();
+    assert_eq!(
+        code(d.set_super_password(&console(), &db.cfg.enterprise.seed(), "short", None).await),
+        "invalid"
+    );
+    d.set_super_password(&console(), &db.cfg.enterprise.seed(), "a much longer password", None)
+        .await
+        .unwrap();
     let hash = d.store().super_password_hash().await.unwrap().unwrap();
-    assert!(roster::access::password::verify("a much longer password", &hash));
+    assert!(roster::secret::verify("a much longer password", &hash));
     assert!(!d.store().enterprise().await.unwrap().unwrap().password_must_change);
     let audit = d.store().audit_for("enterprise", &e.enterprise_id).await.unwrap();
     let last = audit.last().unwrap();

@@ -2,6 +2,8 @@
 
 use roster::config::{LdapSearch, LdapSource, SyncLimits};
 use roster::directory::model::MemberState;
+#[allow(unused_imports)]
+use roster::store::prelude::*;
 use roster::sync::{Outcome, ReadMode, RunOptions, SyncService};
 
 use crate::common::{Backend, TestDb};
@@ -36,7 +38,7 @@ struct Setup {
     ldap: Slapd,
     db: TestDb,
     sync: SyncService,
-    directory: roster::directory::DirectoryService,
+    directory: crate::common::Opened,
 }
 
 async fn setup(
@@ -52,7 +54,8 @@ async fn setup(
     let mut db = TestDb::new(b);
     db.cfg.sync.ldap = vec![src];
     let directory = db.open().await;
-    let sync = SyncService::new(directory.clone(), db.cfg.sync.ldap.clone());
+    let sync =
+        SyncService::new(directory.0.directory.clone(), directory.0.runs.clone(), db.cfg.sync.ldap.clone());
     Setup { ldap, db, sync, directory }
 }
 
@@ -215,8 +218,9 @@ async fn digests_skip_unchanged_members_and_hide_no_change() {
     let store = s.directory.store().clone();
     let first = run(&s).await;
     assert_eq!((first.outcome, first.compared), (Outcome::Applied, 0), "{first:?}");
-    let digests =
-        |keys: Vec<roster::store::MemberKey>| keys.into_iter().map(|k| (k.id, k.digest)).collect::<Vec<_>>();
+    let digests = |keys: Vec<roster::directory::store::MemberKey>| {
+        keys.into_iter().map(|k| (k.id, k.digest)).collect::<Vec<_>>()
+    };
     let keys = digests(store.member_keys_by_source("ldap:corp").await.unwrap());
     assert_eq!(keys.len(), 20);
     for (id, digest) in &keys {
@@ -356,7 +360,8 @@ async fn an_outage_mid_run_loses_and_deletes_nothing() {
     // The connection drops in the middle of the users' pages.
     let mut cut = source(format!("ldap://127.0.0.1:{}", cutting_proxy(s.ldap.port, 30_000)));
     cut.page_size = 5;
-    let through_proxy = SyncService::new(s.directory.clone(), vec![cut]);
+    let through_proxy =
+        SyncService::new(s.directory.0.directory.clone(), s.directory.0.runs.clone(), vec![cut]);
     let r = through_proxy
         .run("corp", RunOptions { full: true, trigger: "test".into(), ..Default::default() })
         .await
@@ -387,7 +392,7 @@ async fn ldaps_with_the_right_ca_and_not_with_another() {
     let mut bad = good.clone();
     bad.name = "wrong".into();
     bad.ca_file = Some(s.ldap.other_ca_file());
-    let sync = SyncService::new(s.directory.clone(), vec![good, bad]);
+    let sync = SyncService::new(s.directory.0.directory.clone(), s.directory.0.runs.clone(), vec![good, bad]);
     let ok = sync.run("corp", RunOptions { trigger: "test".into(), ..Default::default() }).await.unwrap();
     assert_eq!(ok.outcome, Outcome::Applied, "{ok:?}");
     assert_eq!(s.directory.store().counts().await.unwrap().members, 3);
@@ -440,7 +445,11 @@ async fn the_command_line_reports_with_exit_codes() {
 async fn one_run_per_source_at_a_time() {
     let s = setup(Backend::Postgres, 2, 50, 1, |_| {}).await;
     // A second node: its own service over the same database.
-    let other = SyncService::new(s.directory.clone(), s.db.cfg.sync.ldap.clone());
+    let other = SyncService::new(
+        s.directory.0.directory.clone(),
+        s.directory.0.runs.clone(),
+        s.db.cfg.sync.ldap.clone(),
+    );
     let opts = || RunOptions { full: true, trigger: "test".into(), ..Default::default() };
     let (a, b) = tokio::join!(s.sync.run("corp", opts()), other.run("corp", opts()));
     let busy = [&a, &b].iter().filter(|r| matches!(r, Err(roster::sync::SyncError::Busy(_)))).count();
@@ -506,7 +515,8 @@ async fn department_paths_unique_members_and_member_uids() {
     let mut db = TestDb::new(Backend::Sqlite);
     db.cfg.sync.ldap = vec![src];
     let directory = db.open().await;
-    let sync = SyncService::new(directory.clone(), db.cfg.sync.ldap.clone());
+    let sync =
+        SyncService::new(directory.0.directory.clone(), directory.0.runs.clone(), db.cfg.sync.ldap.clone());
     let s = Setup { ldap, db, sync, directory };
     let r = run(&s).await;
     assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
@@ -569,7 +579,7 @@ async fn a_changed_query_means_a_full_read() {
     let narrowed = |filter: Option<&str>| {
         let mut src = s.db.cfg.sync.ldap[0].clone();
         src.users.filter = filter.map(str::to_owned);
-        SyncService::new(s.directory.clone(), vec![src])
+        SyncService::new(s.directory.0.directory.clone(), s.directory.0.runs.clone(), vec![src])
     };
     let sync = narrowed(Some("(&(objectClass=inetOrgPerson)(!(uid=user000001)))"));
     let r = sync

@@ -5,6 +5,8 @@
 
 use roster::config::{LdapSearch, LdapSource, Preset, SyncLimits};
 use roster::directory::model::MemberState;
+#[allow(unused_imports)]
+use roster::store::prelude::*;
 use roster::sync::{Outcome, ReadMode, RunOptions, SyncService};
 
 use crate::common::{Backend, TestDb};
@@ -49,7 +51,7 @@ async fn active_directory_full_then_incremental() {
     db.cfg.sync.ldap = vec![source(dc.url())];
     db.cfg.numbers.last = 99_999;
     let d = db.open().await;
-    let sync = SyncService::new(d.clone(), db.cfg.sync.ldap.clone());
+    let sync = SyncService::new(d.0.directory.clone(), d.0.runs.clone(), db.cfg.sync.ldap.clone());
     let store = d.store().clone();
     let member = |login: &str| {
         let store = store.clone();

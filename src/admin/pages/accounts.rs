@@ -6,11 +6,11 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 
 use super::{Done, Errors, Page};
+use crate::admin::Console;
 use crate::admin::views::{Chrome, html, when};
 use crate::admin::{Failure, Principal, directory, see_other};
 use crate::directory::Change;
 use crate::directory::model::{Permission, Reservation, Tombstone};
-use crate::http::AppState;
 
 #[derive(Template)]
 #[template(path = "accounts.html", config = "src/admin/askama.toml")]
@@ -37,7 +37,7 @@ impl AccountsPage {
 }
 
 async fn page(
-    state: &AppState,
+    state: &Console,
     p: &Principal,
     errors: Errors,
     typed: (String, String),
@@ -65,7 +65,7 @@ async fn page(
     Ok((status, html(&page)).into_response())
 }
 
-pub async fn accounts(State(state): State<AppState>, p: Principal, Query(q): Query<Done>) -> Page {
+pub async fn accounts(State(state): State<Console>, p: Principal, Query(q): Query<Done>) -> Page {
     let d = directory(&state)?;
     p.require(d, p.has_everywhere(Permission::ManageMembers), "accounts.view").await?;
     page(&state, &p, Errors::default(), Default::default(), q.done.as_deref()).await
@@ -80,7 +80,7 @@ pub struct ReserveForm {
 }
 
 pub async fn reserve(
-    State(state): State<AppState>,
+    State(state): State<Console>,
     p: Principal,
     axum::Form(f): axum::Form<ReserveForm>,
 ) -> Page {
@@ -102,7 +102,7 @@ pub async fn reserve(
     }
 }
 
-pub async fn release(State(state): State<AppState>, p: Principal, Path(number): Path<i64>) -> Page {
+pub async fn release(State(state): State<Console>, p: Principal, Path(number): Path<i64>) -> Page {
     let d = directory(&state)?;
     p.require(d, p.has_everywhere(Permission::ManageMembers), "number.release").await?;
     d.apply_one(&p.actor(), Change::ReleaseReservation { number })

@@ -7,11 +7,11 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::Deserialize;
 
 use super::{Errors, Page, opt};
+use crate::admin::Console;
 use crate::admin::views::{Chrome, html, when};
 use crate::admin::{Principal, directory};
 use crate::directory::model::{AuditEntry, Permission};
-use crate::http::AppState;
-use crate::store::AuditFilter;
+use crate::directory::store::AuditFilter;
 
 const PAGE: i64 = 100;
 
@@ -62,7 +62,7 @@ fn day(s: &str) -> Result<Option<DateTime<Utc>>, ()> {
     }
 }
 
-pub async fn audit(State(state): State<AppState>, p: Principal, Query(q): Query<AuditQuery>) -> Page {
+pub async fn audit(State(state): State<Console>, p: Principal, Query(q): Query<AuditQuery>) -> Page {
     let d = directory(&state)?;
     p.require(d, p.has(Permission::ViewAudit), "audit.view").await?;
     let mut errors = Errors::default();

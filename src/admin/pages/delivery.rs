@@ -6,12 +6,12 @@ use axum::extract::{Path, Query, State};
 use axum::response::IntoResponse;
 
 use super::{Errors, Page, opt, uuid};
+use crate::admin::Console;
 use crate::admin::views::{Chrome, html, when};
-use crate::admin::{Failure, Principal, directory, see_other};
+use crate::admin::{Failure, Principal, directory, ready, see_other};
+use crate::delivery::desk::{self, NewBroadcast};
+use crate::delivery::store::{Broadcast, Delivery, MailboxBinding, SmsLedgerEntry};
 use crate::directory::model::Permission;
-use crate::directory::{Change, NewBroadcast};
-use crate::http::AppState;
-use crate::store::{Broadcast, Delivery, MailboxBinding, SmsLedgerEntry};
 
 pub struct BroadcastRow {
     pub b: Broadcast,
@@ -57,7 +57,7 @@ impl OverviewPage {
 }
 
 async fn page(
-    state: &AppState,
+    state: &Console,
     p: &Principal,
     errors: Errors,
     typed: Vec<(String, String)>,
@@ -67,15 +67,14 @@ async fn page(
 }
 
 async fn page_with(
-    state: &AppState,
+    state: &Console,
     p: &Principal,
     errors: Errors,
     typed: Vec<(String, String)>,
     done: Option<&str>,
     filter: Filter,
 ) -> Page {
-    let d = directory(state)?;
-    let s = d.store();
+    let s = &ready(state)?.delivery;
     let mut broadcasts = Vec::new();
     for b in s.broadcasts(20).await? {
         let progress = s
@@ -128,7 +127,7 @@ pub struct OverviewQuery {
 const MESSAGE_STATES: [&str; 4] = ["pending", "sent", "held", "dead"];
 const MAILBOX_STATES: [&str; 4] = ["pending", "pushed", "disabled", "failed"];
 
-pub async fn overview(State(state): State<AppState>, p: Principal, Query(q): Query<OverviewQuery>) -> Page {
+pub async fn overview(State(state): State<Console>, p: Principal, Query(q): Query<OverviewQuery>) -> Page {
     let d = directory(&state)?;
     p.require(d, p.has(Permission::SendSms), "delivery.view").await?;
     let filter = Filter {
@@ -145,12 +144,12 @@ struct Filter {
     mailbox: Option<String>,
 }
 
-pub async fn retry(State(state): State<AppState>, p: Principal, Path(id): Path<String>) -> Page {
-    let d = directory(&state)?;
-    p.require(d, p.has(Permission::SendSms), "delivery.retry").await?;
+pub async fn retry(State(state): State<Console>, p: Principal, Path(id): Path<String>) -> Page {
+    let r = ready(&state)?;
+    p.require(&r.directory, p.has(Permission::SendSms), "delivery.retry").await?;
     let id = uuid(&id)?;
     // The retry and its audit row are one transaction.
-    if !d.retry_delivery(&p.actor(), id).await.map_err(|e| Failure::from_directory(&e))? {
+    if !desk::retry(r.delivery.as_ref(), &p.actor(), id).await.map_err(|e| Failure::from_directory(&e))? {
         return Err(Failure::NotFound);
     }
     Ok(see_other("/admin/delivery?done=delivery.retry"))
@@ -165,17 +164,17 @@ pub struct TopUpForm {
 }
 
 pub async fn top_up(
-    State(state): State<AppState>,
+    State(state): State<Console>,
     p: Principal,
     axum::Form(f): axum::Form<TopUpForm>,
 ) -> Page {
-    let d = directory(&state)?;
-    p.require(d, p.has(Permission::SendSms), "sms.top_up").await?;
+    let r = ready(&state)?;
+    p.require(&r.directory, p.has(Permission::SendSms), "sms.top_up").await?;
     let typed = vec![("amount".to_owned(), f.amount.clone()), ("note".to_owned(), f.note.clone())];
     let Ok(amount) = f.amount.trim().parse::<i64>() else {
         return page(&state, &p, Errors::field("amount", "must be a whole number"), typed, None).await;
     };
-    match d.apply_one(&p.actor(), Change::SmsTopUp { amount, note: opt(&f.note) }).await {
+    match desk::top_up(r.delivery.as_ref(), &p.actor(), amount, opt(&f.note)).await {
         Ok(_) => Ok(see_other("/admin/delivery?done=delivery.top_up")),
         Err(e) => page(&state, &p, Errors::from_directory(e)?, typed, None).await,
     }
@@ -183,11 +182,12 @@ pub async fn top_up(
 
 /// A broadcast: title, text, units as paths (one a line; none: everybody), channels.
 pub async fn broadcast(
-    State(state): State<AppState>,
+    State(state): State<Console>,
     p: Principal,
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> Page {
-    let d = directory(&state)?;
+    let r = ready(&state)?;
+    let d = &r.directory;
     p.require(d, p.has(Permission::SendSms), "broadcast.send").await?;
     let get = |k: &str| form.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap_or_default();
     let typed: Vec<(String, String)> =
@@ -208,7 +208,7 @@ pub async fn broadcast(
         sms: !get("sms").is_empty(),
         language: p.lang.code().to_owned(),
     };
-    match d.apply_one(&p.actor(), Change::Broadcast(b)).await {
+    match desk::broadcast(d.store().as_ref(), r.delivery.as_ref(), &p.actor(), b).await {
         Ok(_) => Ok(see_other("/admin/delivery?done=delivery.broadcast_sent")),
         Err(e) => page(&state, &p, Errors::from_directory(e)?, typed, None).await,
     }

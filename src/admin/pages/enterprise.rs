@@ -7,11 +7,11 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 
 use super::{Done, Errors, Page, opt};
+use crate::admin::Console;
 use crate::admin::views::{Chrome, html, when, when_opt};
 use crate::admin::{Principal, directory, see_other};
 use crate::directory::model::Enterprise;
 use crate::directory::{Change, EnterprisePatch};
-use crate::http::AppState;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct ProfileForm {
@@ -73,7 +73,7 @@ fn form_of(e: &Enterprise) -> ProfileForm {
     }
 }
 
-pub async fn profile_page(State(state): State<AppState>, p: Principal, Query(q): Query<Done>) -> Page {
+pub async fn profile_page(State(state): State<Console>, p: Principal, Query(q): Query<Done>) -> Page {
     let d = directory(&state)?;
     p.require(d, p.is_super(), "enterprise.view").await?;
     let e = d.store().enterprise().await?.ok_or(crate::admin::Failure::Unavailable)?;
@@ -83,7 +83,7 @@ pub async fn profile_page(State(state): State<AppState>, p: Principal, Query(q):
     Ok(html(&page).into_response())
 }
 
-pub async fn profile(State(state): State<AppState>, p: Principal, Form(f): Form<ProfileForm>) -> Page {
+pub async fn profile(State(state): State<Console>, p: Principal, Form(f): Form<ProfileForm>) -> Page {
     let d = directory(&state)?;
     p.require(d, p.is_super(), "enterprise.update").await?;
     let e = d.store().enterprise().await?.ok_or(crate::admin::Failure::Unavailable)?;
@@ -125,7 +125,7 @@ pub struct PasswordPage {
     pub directory_password: bool,
 }
 
-pub async fn password_page(State(state): State<AppState>, p: Principal, Query(q): Query<Done>) -> Page {
+pub async fn password_page(State(state): State<Console>, p: Principal, Query(q): Query<Done>) -> Page {
     let d = directory(&state)?;
     let must_change = p.is_super() && d.store().enterprise().await?.is_some_and(|e| e.password_must_change);
     let c = p.chrome(p.lang.t("menu.password")).flash(q.done.as_deref());
@@ -157,7 +157,7 @@ pub struct PasswordForm {
 /// Changes the signed-in person's own password: the super password, or a member's console
 /// password (members from a directory change theirs there). The current one is asked again,
 /// and the person's other sessions end.
-pub async fn password(State(state): State<AppState>, p: Principal, Form(f): Form<PasswordForm>) -> Page {
+pub async fn password(State(state): State<Console>, p: Principal, Form(f): Form<PasswordForm>) -> Page {
     let d = directory(&state)?;
     let member = own_member(d, &p).await?;
     let must_change = p.is_super() && d.store().enterprise().await?.is_some_and(|e| e.password_must_change);
@@ -188,13 +188,16 @@ pub async fn password(State(state): State<AppState>, p: Principal, Form(f): Form
         e
     };
     let result = match &member {
-        None => d.set_super_password(&p.actor(), &state.config.enterprise, &f.new).await,
+        None => {
+            d.set_super_password(&p.actor(), &state.config.enterprise.seed(), &f.new, Some(p.session_hash()))
+                .await
+        }
         Some(m) => {
-            if let Err(e) = crate::access::password::check_strength(&f.new) {
+            if let Err(e) = crate::directory::validate::password(&f.new) {
                 return refuse(as_new(Errors::from_directory(e)?));
             }
             let patch = crate::directory::MemberPatch {
-                password: Some(crate::access::password::Secret(f.new.clone())),
+                password: Some(crate::secret::Secret(f.new.clone())),
                 keep_session: Some(p.session_hash().to_owned()),
                 ..Default::default()
             };
@@ -204,6 +207,5 @@ pub async fn password(State(state): State<AppState>, p: Principal, Form(f): Form
     if let Err(e) = result {
         return refuse(as_new(Errors::from_directory(e)?));
     }
-    p.end_other_sessions(d).await?;
     Ok(see_other("/admin/password?done=password.changed"))
 }

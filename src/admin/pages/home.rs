@@ -5,11 +5,11 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 
 use super::Page;
+use crate::admin::Console;
+use crate::admin::Principal;
 use crate::admin::views::{Chrome, html, when, when_opt};
-use crate::admin::{Principal, directory};
 use crate::directory::model::{Counts, Enterprise, Permission};
-use crate::http::AppState;
-use crate::store::SyncRun;
+use crate::sync::store::SyncRun;
 
 #[derive(Template)]
 #[template(path = "home.html", config = "src/admin/askama.toml")]
@@ -33,18 +33,18 @@ impl HomePage {
     }
 }
 
-pub async fn home(State(state): State<AppState>, p: Principal) -> Page {
-    let d = directory(&state)?;
-    let store = d.store();
+pub async fn home(State(state): State<Console>, p: Principal) -> Page {
+    let r = crate::admin::ready(&state)?;
+    let store = r.directory.store();
     let e = store.enterprise().await?.ok_or(crate::admin::Failure::Unavailable)?;
-    let runs = if p.has(Permission::ManageSync) { store.runs_recent(5).await? } else { Vec::new() };
+    let runs = if p.has(Permission::ManageSync) { r.runs.runs_recent(5).await? } else { Vec::new() };
     let held = runs.iter().filter(|r| r.status == "held").count();
     let dead = if p.has(Permission::SendSms) {
-        store.delivery_counts().await?.iter().filter(|(_, s, _)| s == "dead").map(|(_, _, n)| n).sum()
+        r.delivery.delivery_counts().await?.iter().filter(|(_, s, _)| s == "dead").map(|(_, _, n)| n).sum()
     } else {
         0
     };
-    let sms_balance = store.sms_balance().await?;
+    let sms_balance = r.delivery.sms_balance().await?;
     let threshold =
         state.config.delivery.sms.as_ref().map_or_else(crate::config::default_low_balance, |s| s.low_balance);
     let page = HomePage {

@@ -11,14 +11,14 @@ use uuid::Uuid;
 
 use super::org::{MemberList, PAGE_SIZE};
 use super::{Errors, Page, opt, uuid};
-use crate::access::password::Secret;
+use crate::admin::Console;
 use crate::admin::views::{Chrome, html, when};
 use crate::admin::{Failure, Principal, directory, see_other};
 use crate::directory::DirectoryService;
 use crate::directory::model::{AuditEntry, Email, Member, MemberState, Permission, Role};
 use crate::directory::query::{Expr, Field, Query as Q};
 use crate::directory::{Applied, Change, MemberPatch, NewMember};
-use crate::http::AppState;
+use crate::secret::Secret;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct ListQuery {
@@ -38,7 +38,7 @@ pub struct ListPage {
 }
 
 /// Searches every member the principal may manage.
-pub async fn list(State(state): State<AppState>, p: Principal, Query(q): Query<ListQuery>) -> Page {
+pub async fn list(State(state): State<Console>, p: Principal, Query(q): Query<ListQuery>) -> Page {
     let d = directory(&state)?;
     p.require(d, p.has(Permission::ManageMembers), "member.view").await?;
     let page = q.page.unwrap_or(1).max(1);
@@ -87,14 +87,14 @@ pub struct DetailPage {
     pub grants: Vec<GrantView>,
     pub history: Vec<AuditEntry>,
     /// Values the member's source sent that another member holds (kept aside).
-    pub quarantined: Vec<crate::store::Quarantined>,
+    pub quarantined: Vec<crate::directory::store::Quarantined>,
 }
 
 impl DetailPage {
     pub fn when(&self, e: &AuditEntry) -> String {
         when(&e.at)
     }
-    pub fn since(&self, q: &crate::store::Quarantined) -> String {
+    pub fn since(&self, q: &crate::directory::store::Quarantined) -> String {
         when(&q.since)
     }
 }
@@ -124,7 +124,7 @@ pub async fn unit_path(d: &DirectoryService, unit: Option<Uuid>) -> Result<Strin
 }
 
 pub async fn detail(
-    State(state): State<AppState>,
+    State(state): State<Console>,
     p: Principal,
     Path(id): Path<String>,
     Query(q): Query<ListQuery>,
@@ -228,7 +228,7 @@ pub struct NewQuery {
     unit: Option<String>,
 }
 
-pub async fn new_page(State(state): State<AppState>, p: Principal, Query(q): Query<NewQuery>) -> Page {
+pub async fn new_page(State(state): State<Console>, p: Principal, Query(q): Query<NewQuery>) -> Page {
     let d = directory(&state)?;
     let unit = match q.unit.as_deref().and_then(opt) {
         Some(u) => Some(uuid(&u)?),
@@ -247,7 +247,7 @@ fn form_refused(p: &Principal, id: Option<Uuid>, f: MemberForm, errors: Errors) 
     Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, html(&page)).into_response())
 }
 
-pub async fn create(State(state): State<AppState>, p: Principal, Form(f): Form<MemberForm>) -> Page {
+pub async fn create(State(state): State<Console>, p: Principal, Form(f): Form<MemberForm>) -> Page {
     let d = directory(&state)?;
     let unit = match super::org::resolve_path(d, &f.unit_path).await? {
         Ok(u) => u,
@@ -266,7 +266,7 @@ pub async fn create(State(state): State<AppState>, p: Principal, Form(f): Form<M
         ..Default::default()
     };
     if let Some(pw) = &n.password
-        && let Err(e) = crate::access::password::check_strength(&pw.0)
+        && let Err(e) = crate::directory::validate::password(&pw.0)
     {
         return form_refused(&p, None, f, Errors::from_directory(e)?);
     }
@@ -277,7 +277,7 @@ pub async fn create(State(state): State<AppState>, p: Principal, Form(f): Form<M
     }
 }
 
-pub async fn edit_page(State(state): State<AppState>, p: Principal, Path(id): Path<String>) -> Page {
+pub async fn edit_page(State(state): State<Console>, p: Principal, Path(id): Path<String>) -> Page {
     let d = directory(&state)?;
     let m = changeable(d, &p, &id, "member.update").await?;
     let f = MemberForm::of(&m, unit_path(d, m.primary_org_unit_id).await?);
@@ -286,7 +286,7 @@ pub async fn edit_page(State(state): State<AppState>, p: Principal, Path(id): Pa
 }
 
 pub async fn update(
-    State(state): State<AppState>,
+    State(state): State<Console>,
     p: Principal,
     Path(id): Path<String>,
     Form(f): Form<MemberForm>,
@@ -325,7 +325,7 @@ pub async fn update(
         }
     };
     if let Some(pw) = &patch.password
-        && let Err(e) = crate::access::password::check_strength(&pw.0)
+        && let Err(e) = crate::directory::validate::password(&pw.0)
     {
         return form_refused(&p, Some(m.id), f, Errors::from_directory(e)?);
     }
@@ -348,7 +348,7 @@ pub struct StateForm {
 }
 
 pub async fn set_state(
-    State(state): State<AppState>,
+    State(state): State<Console>,
     p: Principal,
     Path(id): Path<String>,
     Form(f): Form<StateForm>,
@@ -364,9 +364,6 @@ pub async fn set_state(
         },
     ];
     d.apply(&p.actor(), changes).await.map_err(|e| Failure::from_directory(&e.error))?;
-    if new_state == MemberState::Suspended {
-        d.store().sessions_end(Some(m.id), None).await?;
-    }
     Ok(see_other(&format!("/admin/members/{}?done=member.saved", m.id)))
 }
 
@@ -380,7 +377,7 @@ pub struct DeleteForm {
 }
 
 pub async fn delete(
-    State(state): State<AppState>,
+    State(state): State<Console>,
     p: Principal,
     Path(id): Path<String>,
     Form(f): Form<DeleteForm>,

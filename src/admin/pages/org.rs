@@ -10,13 +10,13 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{Errors, Page, opt, uuid};
+use crate::admin::Console;
 use crate::admin::views::{Chrome, html};
 use crate::admin::{Failure, Principal, directory, see_other};
 use crate::directory::DirectoryService;
 use crate::directory::model::{Member, OrgUnit, Permission};
 use crate::directory::query::{Expr, Field, Op, Query as Q, Val};
 use crate::directory::{Applied, Change, NewOrgUnit};
-use crate::http::AppState;
 
 pub const PAGE_SIZE: i64 = 50;
 
@@ -119,7 +119,7 @@ fn can_view(p: &Principal, path: &[Uuid]) -> bool {
     p.has_at(Permission::ManageOrg, path) || p.has_at(Permission::ManageMembers, path)
 }
 
-pub async fn org_page(State(state): State<AppState>, p: Principal, Query(q): Query<OrgQuery>) -> Page {
+pub async fn org_page(State(state): State<Console>, p: Principal, Query(q): Query<OrgQuery>) -> Page {
     let d = directory(&state)?;
     p.require(d, p.has(Permission::ManageOrg) || p.has(Permission::ManageMembers), "org.view").await?;
     let selected = match q.unit.as_deref().filter(|u| !u.is_empty()) {
@@ -211,7 +211,7 @@ pub struct TreeQuery {
 }
 
 /// The children of a unit, for the tree (an htmx partial).
-pub async fn tree_children(State(state): State<AppState>, p: Principal, Query(q): Query<TreeQuery>) -> Page {
+pub async fn tree_children(State(state): State<Console>, p: Principal, Query(q): Query<TreeQuery>) -> Page {
     let d = directory(&state)?;
     let parent = uuid(&q.parent)?;
     let ancestors = d.store().org_unit_ancestors(parent).await?;
@@ -266,7 +266,7 @@ pub struct NewUnitForm {
     name: String,
 }
 
-pub async fn create_unit(State(state): State<AppState>, p: Principal, Form(f): Form<NewUnitForm>) -> Page {
+pub async fn create_unit(State(state): State<Console>, p: Principal, Form(f): Form<NewUnitForm>) -> Page {
     let d = directory(&state)?;
     let parent = match opt(&f.parent) {
         Some(id) => Some(uuid(&id)?),
@@ -297,7 +297,7 @@ async fn require_unit(d: &DirectoryService, p: &Principal, id: Uuid, what: &str)
 }
 
 pub async fn rename_unit(
-    State(state): State<AppState>,
+    State(state): State<Console>,
     p: Principal,
     Path(id): Path<String>,
     Form(f): Form<RenameForm>,
@@ -327,7 +327,7 @@ pub struct MoveForm {
 }
 
 pub async fn move_unit(
-    State(state): State<AppState>,
+    State(state): State<Console>,
     p: Principal,
     Path(id): Path<String>,
     Form(f): Form<MoveForm>,
@@ -372,7 +372,7 @@ pub async fn move_unit(
     }
 }
 
-pub async fn delete_unit(State(state): State<AppState>, p: Principal, Path(id): Path<String>) -> Page {
+pub async fn delete_unit(State(state): State<Console>, p: Principal, Path(id): Path<String>) -> Page {
     let d = directory(&state)?;
     let id = uuid(&id)?;
     require_unit(d, &p, id, "org_unit.delete").await?;

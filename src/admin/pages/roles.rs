@@ -9,12 +9,12 @@ use uuid::Uuid;
 
 use super::members::unit_path;
 use super::{Done, Errors, Page, opt, uuid};
+use crate::admin::Console;
 use crate::admin::views::{Chrome, html};
 use crate::admin::{Failure, Principal, directory, see_other};
 use crate::directory::DirectoryService;
 use crate::directory::model::{Member, Permission, Role};
 use crate::directory::{Applied, Change, NewRole};
-use crate::http::AppState;
 
 #[derive(Template)]
 #[template(path = "roles.html", config = "src/admin/askama.toml")]
@@ -82,7 +82,7 @@ async fn require_super(d: &DirectoryService, p: &Principal, what: &str) -> Resul
     p.require(d, p.is_super(), what).await
 }
 
-pub async fn list(State(state): State<AppState>, p: Principal, Query(q): Query<Done>) -> Page {
+pub async fn list(State(state): State<Console>, p: Principal, Query(q): Query<Done>) -> Page {
     let d = directory(&state)?;
     require_super(d, &p, "role.view").await?;
     let c = p.chrome(p.lang.t("menu.roles")).at("/admin/roles").flash(q.done.as_deref());
@@ -98,7 +98,7 @@ pub async fn list(State(state): State<AppState>, p: Principal, Query(q): Query<D
 }
 
 pub async fn create(
-    State(state): State<AppState>,
+    State(state): State<Console>,
     p: Principal,
     axum::Form(form): axum::Form<Vec<(String, String)>>,
 ) -> Page {
@@ -156,7 +156,7 @@ async fn detail_page(
 }
 
 pub async fn detail(
-    State(state): State<AppState>,
+    State(state): State<Console>,
     p: Principal,
     Path(id): Path<String>,
     Query(q): Query<Done>,
@@ -167,7 +167,7 @@ pub async fn detail(
 }
 
 pub async fn update(
-    State(state): State<AppState>,
+    State(state): State<Console>,
     p: Principal,
     Path(id): Path<String>,
     axum::Form(form): axum::Form<Vec<(String, String)>>,
@@ -193,7 +193,7 @@ pub async fn update(
     }
 }
 
-pub async fn delete(State(state): State<AppState>, p: Principal, Path(id): Path<String>) -> Page {
+pub async fn delete(State(state): State<Console>, p: Principal, Path(id): Path<String>) -> Page {
     let d = directory(&state)?;
     require_super(d, &p, "role.delete").await?;
     let id = uuid(&id)?;
@@ -224,7 +224,7 @@ pub async fn find_member(d: &DirectoryService, who: &str) -> Result<Option<Membe
 }
 
 pub async fn grant(
-    State(state): State<AppState>,
+    State(state): State<Console>,
     p: Principal,
     Path(id): Path<String>,
     axum::Form(f): axum::Form<GrantForm>,
@@ -258,7 +258,7 @@ pub async fn grant(
 }
 
 pub async fn revoke(
-    State(state): State<AppState>,
+    State(state): State<Console>,
     p: Principal,
     Path((id, member)): Path<(String, String)>,
 ) -> Page {

@@ -8,11 +8,11 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 
 use super::{Done, Errors, Page};
+use crate::access::store::TokenInfo;
+use crate::admin::Console;
 use crate::admin::views::{Chrome, html, when, when_opt};
 use crate::admin::{Failure, Principal, directory, see_other};
 use crate::directory::model::Permission;
-use crate::http::AppState;
-use crate::store::TokenInfo;
 
 #[derive(Template)]
 #[template(path = "scim.html", config = "src/admin/askama.toml")]
@@ -44,28 +44,33 @@ impl TokensPage {
 }
 
 async fn page(
-    state: &AppState,
+    state: &Console,
     p: &Principal,
     secret: Option<(String, String)>,
     errors: Errors,
     typed: String,
     done: Option<&str>,
 ) -> Page {
-    let d = directory(state)?;
     let status = if errors.is_empty() {
         axum::http::StatusCode::OK
     } else {
         axum::http::StatusCode::UNPROCESSABLE_ENTITY
     };
     let c = p.chrome(p.lang.t("menu.scim")).at("/admin/scim").flash(done);
-    let page =
-        TokensPage { c, tokens: d.store().tokens().await?, secret, errors, typed, can_rotate: p.is_super() };
+    let page = TokensPage {
+        c,
+        tokens: crate::admin::ready(state)?.access.store().tokens().await?,
+        secret,
+        errors,
+        typed,
+        can_rotate: p.is_super(),
+    };
     let mut res = (status, html(&page)).into_response();
     res.headers_mut().insert(axum::http::header::CACHE_CONTROL, "no-store".parse().expect("valid"));
     Ok(res)
 }
 
-pub async fn tokens(State(state): State<AppState>, p: Principal, Query(q): Query<Done>) -> Page {
+pub async fn tokens(State(state): State<Console>, p: Principal, Query(q): Query<Done>) -> Page {
     let d = directory(&state)?;
     p.require(d, p.has(Permission::ManageScim), "token.view").await?;
     page(&state, &p, None, Errors::default(), String::new(), q.done.as_deref()).await
@@ -79,12 +84,16 @@ pub struct CreateForm {
     adopt_existing: Option<String>,
 }
 
-pub async fn create_token(State(state): State<AppState>, p: Principal, Form(f): Form<CreateForm>) -> Page {
+pub async fn create_token(State(state): State<Console>, p: Principal, Form(f): Form<CreateForm>) -> Page {
     let d = directory(&state)?;
     p.require(d, p.has(Permission::ManageScim), "token.create").await?;
     // A token that may take over members other sources created acts on the whole directory.
     p.require(d, p.is_super() || f.adopt_existing.is_none(), "token.create_adopting").await?;
-    match d.create_token(&p.actor(), &f.name, f.adopt_existing.is_some()).await {
+    match crate::admin::ready(&state)?
+        .access
+        .create_token(&p.actor(), &f.name, f.adopt_existing.is_some())
+        .await
+    {
         Ok(secret) => {
             page(&state, &p, Some((f.name.trim().to_owned(), secret)), Errors::default(), String::new(), None)
                 .await
@@ -93,19 +102,23 @@ pub async fn create_token(State(state): State<AppState>, p: Principal, Form(f): 
     }
 }
 
-pub async fn revoke_token(State(state): State<AppState>, p: Principal, Path(name): Path<String>) -> Page {
+pub async fn revoke_token(State(state): State<Console>, p: Principal, Path(name): Path<String>) -> Page {
     let d = directory(&state)?;
     p.require(d, p.has(Permission::ManageScim), "token.revoke").await?;
-    d.revoke_token(&p.actor(), &name).await.map_err(|e| Failure::from_directory(&e))?;
+    crate::admin::ready(&state)?
+        .access
+        .revoke_token(&p.actor(), &name)
+        .await
+        .map_err(|e| Failure::from_directory(&e))?;
     Ok(see_other("/admin/scim?done=scim.revoked"))
 }
 
 /// Gives the token `name` a new secret, shown once. The super admin only: whoever holds the new
 /// secret acts as the source and changes every member it provisioned.
-pub async fn rotate_token(State(state): State<AppState>, p: Principal, Path(name): Path<String>) -> Page {
+pub async fn rotate_token(State(state): State<Console>, p: Principal, Path(name): Path<String>) -> Page {
     let d = directory(&state)?;
     p.require(d, p.is_super(), "token.rotate").await?;
-    match d.rotate_token(&p.actor(), &name).await {
+    match crate::admin::ready(&state)?.access.rotate_token(&p.actor(), &name).await {
         Ok(secret) => page(&state, &p, Some((name, secret)), Errors::default(), String::new(), None).await,
         Err(e) => Err(Failure::from_directory(&e)),
     }

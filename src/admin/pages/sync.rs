@@ -9,12 +9,12 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{Done, Page};
+use crate::admin::Console;
 use crate::admin::views::{Chrome, html, when, when_opt};
 use crate::admin::{Failure, Principal, directory, see_other};
 use crate::config::LdapSource;
 use crate::directory::model::Permission;
-use crate::http::AppState;
-use crate::store::SyncRun;
+use crate::sync::store::SyncRun;
 use crate::sync::{Report, RunOptions};
 
 #[derive(Template)]
@@ -75,34 +75,33 @@ pub struct RunPage {
 }
 
 async fn overview_page(
-    state: &AppState,
+    state: &Console,
     p: &Principal,
     report: Option<Report>,
     error: Option<String>,
     done: Option<&str>,
 ) -> Page {
-    let d = directory(state)?;
     let c = p.chrome(p.lang.t("menu.sync")).at("/admin/sync").flash(done);
     let page = OverviewPage {
         c,
         sources: state.config.sync.ldap.clone(),
-        runs: d.store().runs_recent(50).await?,
+        runs: crate::admin::ready(state)?.runs.runs_recent(50).await?,
         report,
         error,
     };
     Ok(html(&page).into_response())
 }
 
-pub async fn overview(State(state): State<AppState>, p: Principal, Query(q): Query<Done>) -> Page {
+pub async fn overview(State(state): State<Console>, p: Principal, Query(q): Query<Done>) -> Page {
     let d = directory(&state)?;
     p.require(d, p.has(Permission::ManageSync), "sync.view").await?;
     overview_page(&state, &p, None, None, q.done.as_deref()).await
 }
 
-pub async fn run_page(State(state): State<AppState>, p: Principal, Path(id): Path<i64>) -> Page {
+pub async fn run_page(State(state): State<Console>, p: Principal, Path(id): Path<i64>) -> Page {
     let d = directory(&state)?;
     p.require(d, p.has(Permission::ManageSync), "sync.view").await?;
-    let run = d.store().run(id).await?.ok_or(Failure::NotFound)?;
+    let run = crate::admin::ready(&state)?.runs.run(id).await?.ok_or(Failure::NotFound)?;
     let errors = run
         .errors
         .as_array()
@@ -114,7 +113,7 @@ pub async fn run_page(State(state): State<AppState>, p: Principal, Path(id): Pat
         finished: when_opt(&run.finished_at),
         counts: compact_counts(&run.counts),
         errors,
-        plan: d.store().run_plan(id).await?,
+        plan: crate::admin::ready(&state)?.runs.run_plan(id).await?,
         run,
     };
     Ok(html(&page).into_response())
@@ -131,14 +130,14 @@ pub struct RunForm {
 /// Starts a run. A dry run is waited for and its plan shown; a real run goes on in the
 /// background (its progress is in the runs list).
 pub async fn run_now(
-    State(state): State<AppState>,
+    State(state): State<Console>,
     p: Principal,
     Path(name): Path<String>,
     Form(f): Form<RunForm>,
 ) -> Page {
     let d = directory(&state)?;
     p.require(d, p.has(Permission::ManageSync), "sync.run").await?;
-    let sync = state.sync.get().ok_or(Failure::Unavailable)?.clone();
+    let sync = crate::admin::ready(&state)?.sync.clone();
     if !sync.sources().iter().any(|s| s.name == name) {
         return Err(Failure::NotFound);
     }
@@ -167,11 +166,11 @@ pub async fn run_now(
     Ok(see_other("/admin/sync?done=sync.run"))
 }
 
-pub async fn approve(State(state): State<AppState>, p: Principal, Path(id): Path<i64>) -> Page {
+pub async fn approve(State(state): State<Console>, p: Principal, Path(id): Path<i64>) -> Page {
     let d = directory(&state)?;
     p.require(d, p.has(Permission::ManageSync), "sync.approve").await?;
-    let sync = state.sync.get().ok_or(Failure::Unavailable)?.clone();
-    let run = d.store().run(id).await?.ok_or(Failure::NotFound)?;
+    let sync = crate::admin::ready(&state)?.sync.clone();
+    let run = crate::admin::ready(&state)?.runs.run(id).await?.ok_or(Failure::NotFound)?;
     if run.status != "held" {
         return Err(Failure::Conflict(format!("run {id} is {}, not held", run.status)));
     }

@@ -1,12 +1,14 @@
-//! Passwords: argon2 hashes, generated one-time passwords, strength rules.
+//! Secrets: the redacted [`Secret`] type, argon2 password hashes (on a bounded pool, so a burst
+//! of sign-ins cannot take every core), generated one-time passwords and ids.
+//!
+//! A leaf: it imports nothing from the rest of the crate, so the configuration, the directory
+//! core and access all use it without depending on each other.
 
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use rand::Rng;
 use rand::distr::Alphanumeric;
-
-use crate::directory::DirectoryError;
 
 /// A secret: a password on its way to being hashed, or a credential from the configuration
 /// (an LDAP bind password, an SMTP password, an API token, a header value). `Debug`, `Display`
@@ -123,16 +125,6 @@ pub fn verify(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
         .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
         .unwrap_or(false)
-}
-
-pub fn check_strength(password: &str) -> Result<(), DirectoryError> {
-    if password.chars().count() < MIN_LEN {
-        return Err(DirectoryError::invalid("password", format!("must be at least {MIN_LEN} characters")));
-    }
-    if password.chars().any(char::is_control) {
-        return Err(DirectoryError::invalid("password", "must not contain control characters"));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

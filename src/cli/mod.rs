@@ -10,9 +10,9 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+pub mod jsonl;
 use crate::app;
 use crate::config::{Config, ConfigError};
-use crate::directory::DirectoryService;
 use crate::directory::model::{Actor, Source};
 
 #[derive(Parser, Debug)]
@@ -267,7 +267,7 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<ExitCode> {
             app::run(listener, cfg, shutdown).await?;
         }
         Command::Migrate => {
-            app::open_directory(&cfg).await?.store().close().await;
+            app::open(&cfg).await?.store.close().await;
             eprintln!("migrations are up to date");
         }
         Command::CheckConfig => {
@@ -276,42 +276,42 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<ExitCode> {
         Command::Healthcheck { url } => return healthcheck(&cfg, url).await,
         Command::Admin { command: AdminCommand::ResetPassword { password_file } } => {
             let password = read_password(password_file)?;
-            let directory = app::open_migrated(&cfg).await?;
-            let mut result = directory.set_super_password(&console, &cfg.enterprise, &password).await;
-            if result.is_ok() {
-                // Console sessions signed in with the old password end with it.
-                result = directory.store().sessions_end(None, None).await.map(|_| ()).map_err(Into::into);
-            }
-            directory.store().close().await;
+            let services = app::open_migrated(&cfg).await?;
+            // Console sessions signed in with the old password end with it, in its transaction.
+            let result = services
+                .directory
+                .set_super_password(&console, &cfg.enterprise.seed(), &password, None)
+                .await;
+            services.store.close().await;
             result?;
             eprintln!("the super-admin password was changed; console sessions of the super admin were ended");
         }
         Command::Token { command } => {
-            let directory = app::open_directory(&cfg).await?;
-            let result = token(&directory, &console, command).await;
-            directory.store().close().await;
+            let services = app::open(&cfg).await?;
+            let result = token(&services, &console, command).await;
+            services.store.close().await;
             result?;
         }
         Command::Mail { command: MailCommand::Test { address } } => return mail_test(&cfg, &address).await,
         Command::Sms { command } => {
-            let directory = app::open_directory(&cfg).await?;
-            let result = sms(&directory, &console, command).await;
-            directory.store().close().await;
+            let services = app::open(&cfg).await?;
+            let result = sms(&services, &console, command).await;
+            services.store.close().await;
             result?;
         }
         Command::Broadcast { command } => {
-            let directory = app::open_directory(&cfg).await?;
-            let result = broadcast(&cfg, &directory, &console, command).await;
-            directory.store().close().await;
+            let services = app::open(&cfg).await?;
+            let result = broadcast(&cfg, &services, &console, command).await;
+            services.store.close().await;
             return result;
         }
         Command::Outbox { command } => {
-            let directory = app::open_directory(&cfg).await?;
-            let result = outbox(&cfg, &directory, command).await;
-            directory.store().close().await;
+            let services = app::open(&cfg).await?;
+            let result = outbox(&cfg, &services, command).await;
+            services.store.close().await;
             return result;
         }
-        Command::Import { file, batch } => return crate::import::run(&cfg, &file, batch).await,
+        Command::Import { file, batch } => return jsonl::run(&cfg, &file, batch).await,
         Command::Sync(args) => return sync(&cfg, args).await,
     }
     Ok(ExitCode::SUCCESS)
@@ -336,18 +336,16 @@ async fn mail_test(cfg: &Config, address: &str) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn sms(directory: &DirectoryService, console: &Actor, command: SmsCommand) -> anyhow::Result<()> {
+async fn sms(services: &app::Services, console: &Actor, command: SmsCommand) -> anyhow::Result<()> {
+    let store = &services.delivery;
     match command {
-        SmsCommand::Balance => println!("{}", directory.store().sms_balance().await?),
+        SmsCommand::Balance => println!("{}", store.sms_balance().await?),
         SmsCommand::TopUp { amount, note } => {
-            let change = crate::directory::Change::SmsTopUp { amount, note };
-            match directory.apply_one(console, change).await? {
-                crate::directory::Applied::SmsBalance(b) => println!("balance: {b}"),
-                other => bail!("unexpected result {other:?}"),
-            }
+            let balance = crate::delivery::desk::top_up(store.as_ref(), console, amount, note).await?;
+            println!("balance: {balance}");
         }
         SmsCommand::Ledger { limit, json } => {
-            let lines = directory.store().sms_ledger(limit).await?;
+            let lines = store.sms_ledger(limit).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&lines)?);
                 return Ok(());
@@ -378,11 +376,11 @@ async fn sms(directory: &DirectoryService, console: &Actor, command: SmsCommand)
 
 async fn broadcast(
     cfg: &Config,
-    directory: &DirectoryService,
+    services: &app::Services,
     console: &Actor,
     command: BroadcastCommand,
 ) -> anyhow::Result<ExitCode> {
-    let store = directory.store();
+    let store = &services.delivery;
     match command {
         BroadcastCommand::Send { title, text, units, sms, no_email, json } => {
             if sms && cfg.delivery.sms.is_none() {
@@ -392,7 +390,7 @@ async fn broadcast(
             if !email && !sms {
                 bail!("nothing to send with: configure delivery.smtp, or pass --sms");
             }
-            let n = crate::directory::NewBroadcast {
+            let n = crate::delivery::desk::NewBroadcast {
                 title,
                 text,
                 units,
@@ -401,21 +399,19 @@ async fn broadcast(
                 language: cfg.delivery.language.clone(),
             };
             let started = std::time::Instant::now();
-            match directory.apply_one(console, crate::directory::Change::Broadcast(n)).await? {
-                crate::directory::Applied::Broadcast { broadcast, messages } => {
-                    if json {
-                        println!("{}", serde_json::json!({"broadcast": broadcast, "messages": messages}));
-                    } else {
-                        println!(
-                            "broadcast {} queued: {} recipients, {} messages ({:.2} s)",
-                            broadcast.id,
-                            broadcast.recipients,
-                            messages,
-                            started.elapsed().as_secs_f64()
-                        );
-                    }
-                }
-                other => bail!("unexpected result {other:?}"),
+            let read = services.directory.store();
+            let (broadcast, messages) =
+                crate::delivery::desk::broadcast(read.as_ref(), store.as_ref(), console, n).await?;
+            if json {
+                println!("{}", serde_json::json!({"broadcast": broadcast, "messages": messages}));
+            } else {
+                println!(
+                    "broadcast {} queued: {} recipients, {} messages ({:.2} s)",
+                    broadcast.id,
+                    broadcast.recipients,
+                    messages,
+                    started.elapsed().as_secs_f64()
+                );
             }
         }
         BroadcastCommand::Status { id, json } => {
@@ -455,12 +451,8 @@ async fn broadcast(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn outbox(
-    cfg: &Config,
-    directory: &DirectoryService,
-    command: OutboxCommand,
-) -> anyhow::Result<ExitCode> {
-    let store = directory.store();
+async fn outbox(cfg: &Config, services: &app::Services, command: OutboxCommand) -> anyhow::Result<ExitCode> {
+    let store = &services.delivery;
     match command {
         OutboxCommand::List { state, limit, json } => {
             let list = store.deliveries_list(state.as_deref(), limit).await?;
@@ -489,7 +481,9 @@ async fn outbox(
             }
         }
         OutboxCommand::Retry { id } => {
-            if !directory.retry_delivery(&Actor::new(Source::console(), "cli"), id).await? {
+            if !crate::delivery::desk::retry(store.as_ref(), &Actor::new(Source::console(), "cli"), id)
+                .await?
+            {
                 eprintln!("error: no dead or held message {id}");
                 return Ok(ExitCode::FAILURE);
             }
@@ -497,7 +491,9 @@ async fn outbox(
         }
         OutboxCommand::Purge { older_than_days } => {
             let before = chrono::Utc::now() - chrono::Duration::days(older_than_days.max(0));
-            let deleted = directory.purge_deliveries(&Actor::new(Source::console(), "cli"), before).await?;
+            let deleted =
+                crate::delivery::desk::purge(store.as_ref(), &Actor::new(Source::console(), "cli"), before)
+                    .await?;
             println!("deleted {deleted} sent or dead messages");
         }
         OutboxCommand::Dispatch { json } => {
@@ -529,17 +525,18 @@ async fn outbox(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn token(directory: &DirectoryService, console: &Actor, command: TokenCommand) -> anyhow::Result<()> {
+async fn token(services: &app::Services, console: &Actor, command: TokenCommand) -> anyhow::Result<()> {
+    let access = &services.access;
     match command {
         TokenCommand::Create { name, adopt_existing } => {
-            let secret = directory.create_token(console, &name, adopt_existing).await?;
+            let secret = access.create_token(console, &name, adopt_existing).await?;
             eprintln!("created token {name:?}; it is shown only this once:");
             println!("{secret}");
         }
         TokenCommand::List => {
             let mut out = std::io::stdout().lock();
             writeln!(out, "{:<32} {:<25} {:<25} {:<25} REVOKED", "NAME", "CREATED", "LAST USED", "ROTATED")?;
-            for t in directory.store().tokens().await? {
+            for t in access.store().tokens().await? {
                 let when = |d: Option<chrono::DateTime<chrono::Utc>>| {
                     d.map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_else(|| "-".into())
                 };
@@ -555,11 +552,11 @@ async fn token(directory: &DirectoryService, console: &Actor, command: TokenComm
             }
         }
         TokenCommand::Revoke { name } => {
-            directory.revoke_token(console, &name).await?;
+            access.revoke_token(console, &name).await?;
             eprintln!("revoked token {name:?}");
         }
         TokenCommand::Rotate { name } => {
-            let secret = directory.rotate_token(console, &name).await?;
+            let secret = access.rotate_token(console, &name).await?;
             eprintln!(
                 "rotated token {name:?}; the old secret no longer works; the new one is shown only this once:"
             );
@@ -570,15 +567,15 @@ async fn token(directory: &DirectoryService, console: &Actor, command: TokenComm
 }
 
 async fn sync(cfg: &Config, args: SyncArgs) -> anyhow::Result<ExitCode> {
-    use crate::sync::{Outcome, RunOptions, SyncService};
-    let directory = app::open_directory(cfg).await?;
-    let mut service = SyncService::new(directory.clone(), cfg.sync.ldap.clone());
+    use crate::sync::{Outcome, RunOptions};
+    let services = app::open(cfg).await?;
+    let mut service = services.sync(cfg);
     if std::io::stderr().is_terminal() && !args.json {
         service = service.with_progress();
     }
     let report = match args.command {
         Some(SyncCommand::Status { json }) => {
-            let runs = directory.store().runs_recent(50).await?;
+            let runs = services.runs.runs_recent(50).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&runs)?);
             } else {
@@ -594,7 +591,7 @@ async fn sync(cfg: &Config, args: SyncArgs) -> anyhow::Result<ExitCode> {
                     );
                 }
             }
-            directory.store().close().await;
+            services.store.close().await;
             return Ok(ExitCode::SUCCESS);
         }
         Some(SyncCommand::Approve { run_id }) => service.approve(run_id).await,
@@ -607,7 +604,7 @@ async fn sync(cfg: &Config, args: SyncArgs) -> anyhow::Result<ExitCode> {
             service.run(&source, opts).await
         }
     };
-    directory.store().close().await;
+    services.store.close().await;
     let report = report?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -47,10 +47,10 @@ pub async fn run(cfg: &Config, file: &Path, batch: usize) -> anyhow::Result<Exit
             return Ok(ExitCode::from(2));
         }
     };
-    let directory = crate::app::open_directory(cfg).await?;
+    let services = crate::app::open(cfg).await?;
 
-    let code = apply_all(&directory, changes, batch).await;
-    directory.store().close().await;
+    let code = apply_all(&services.directory, changes, batch).await;
+    services.store.close().await;
     code
 }
 

@@ -1,0 +1,95 @@
+//! Access's persistence: API tokens, console sessions and sign-in failures.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::directory::model::AuditRecord;
+use crate::directory::store::Result;
+
+/// An API token as listed (the secret itself is never stored).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
+pub struct TokenInfo {
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// The client may take over members that another source created, matching by userName.
+    pub adopt_existing: bool,
+    /// When its secret was last replaced ([`AccessStore::token_rotate`]).
+    pub rotated_at: Option<DateTime<Utc>>,
+}
+
+/// A console session (the cookie carries a secret; only its hash is stored).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AdminSession {
+    pub id_hash: String,
+    /// `None`: the super admin.
+    pub member_id: Option<Uuid>,
+    pub csrf: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub ip: String,
+}
+
+/// Failed sign-ins under one key (`login:<name>`, `ip:<address>`) in the current window.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SignInFailures {
+    pub key: String,
+    pub failures: i64,
+    pub window_start: DateTime<Utc>,
+    pub locked_until: Option<DateTime<Utc>>,
+}
+
+#[async_trait]
+pub trait AccessStore: Send + Sync + 'static {
+    async fn tokens(&self) -> Result<Vec<TokenInfo>>;
+    /// The live (not revoked) token with this hash; records its use.
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenInfo>>;
+    /// Console sessions and sign-in failures: bookkeeping, like token use times.
+    async fn session_insert(&self, s: &AdminSession) -> Result<()>;
+    async fn session(&self, id_hash: &str) -> Result<Option<AdminSession>>;
+    async fn session_touch(&self, id_hash: &str, seen: DateTime<Utc>, expires: DateTime<Utc>) -> Result<()>;
+    async fn session_delete(&self, id_hash: &str) -> Result<()>;
+    /// Ends every session of a member (or of the super admin when `None`), but `keep`.
+    async fn sessions_end(&self, member_id: Option<Uuid>, keep: Option<&str>) -> Result<u64>;
+    async fn sessions_purge(&self, before: DateTime<Utc>) -> Result<u64>;
+    async fn sign_in_failures(&self, key: &str) -> Result<Option<SignInFailures>>;
+    /// Counts one more failure under `key` (starting a new window at `now` when the current one
+    /// began before `window_from`), in one statement; returns the failures in the window.
+    async fn sign_in_failure_add(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        window_from: DateTime<Utc>,
+    ) -> Result<i64>;
+    /// Takes back one attempt counted under `key` (it succeeded, or was never evaluated).
+    async fn sign_in_failure_undo(&self, key: &str) -> Result<()>;
+    async fn sign_in_lock(&self, key: &str, until: DateTime<Utc>) -> Result<()>;
+    async fn sign_in_failures_clear(&self, key: &str) -> Result<()>;
+    /// Forgets failures whose window began before `before` and that lock nothing.
+    async fn sign_in_failures_purge(&self, before: DateTime<Utc>) -> Result<u64>;
+
+    /// Adds a token, audited in the same transaction.
+    async fn token_insert(
+        &self,
+        name: &str,
+        hash: &str,
+        adopt_existing: bool,
+        at: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> Result<()>;
+    /// Replaces the secret of the token `name` (live or revoked; a revoked one is live again),
+    /// audited in the same transaction; false (and nothing written) when there is no such token.
+    async fn token_rotate(
+        &self,
+        name: &str,
+        hash: &str,
+        at: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> Result<bool>;
+    /// Marks the live token `name` revoked, audited in the same transaction; false (and nothing
+    /// written) when there is none.
+    async fn token_revoke(&self, name: &str, at: DateTime<Utc>, audit: &AuditRecord) -> Result<bool>;
+}

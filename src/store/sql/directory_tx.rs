@@ -1,0 +1,55 @@
+//! [`DirectoryTx`](crate::directory::store::DirectoryTx): commit, audit, outbox and version checks of the write transaction.
+macro_rules! sql_directory_tx {
+    ($db:ty, $Store:ident, $Tx:ident, $err:path, $children:expr, $keys:expr, $memberships:expr) => {
+        #[async_trait::async_trait]
+        impl $crate::directory::store::DirectoryTx for $Tx {
+            async fn commit(self: Box<Self>) -> Result<()> {
+                self.tx.commit().await.map_err($err)
+            }
+
+            async fn audit_insert(&mut self, entries: &[m::AuditRecord]) -> Result<()> {
+                bulk::audit_insert(&mut self.tx, entries).await
+            }
+
+            async fn outbox_insert(&mut self, messages: &[m::OutboxRecord]) -> Result<()> {
+                bulk::outbox_insert(&mut self.tx, messages).await
+            }
+
+            async fn sync_cursor_set(&mut self, source: &str, cursor: &str) -> Result<()> {
+                exec(
+                    &mut self.tx,
+                    q("INSERT INTO sync_cursors (source, cursor) VALUES ($1, $2) \
+                    ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor")
+                    .bind(source.to_owned())
+                    .bind(cursor.to_owned()),
+                )
+                .await?;
+                Ok(())
+            }
+
+            async fn version_of(&mut self, kind: &str, id: Uuid) -> Result<Option<i64>> {
+                let sql = match kind {
+                    "member" => "SELECT version FROM members WHERE id = $1",
+                    "org_unit" => "SELECT version FROM org_units WHERE id = $1",
+                    "group" => "SELECT version FROM groups WHERE id = $1",
+                    "role" => "SELECT version FROM roles WHERE id = $1",
+                    _ => return Ok(None),
+                };
+                let row: Option<(i64,)> =
+                    sqlx::query_as(sql).bind(id).fetch_optional(&mut *self.tx).await.map_err($err)?;
+                Ok(row.map(|r| r.0))
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::directory::store::DirectoryWrite for $Store {
+            async fn begin(
+                &self,
+                _key: $crate::directory::store::WriteKey,
+            ) -> Result<Box<dyn $crate::directory::store::DirectoryTx>> {
+                let tx = self.begin_tx().await?;
+                Ok(Box::new($Tx { tx }))
+            }
+        }
+    };
+}
