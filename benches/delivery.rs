@@ -6,7 +6,7 @@
 //! `scripts/bench-delivery [sqlite|postgres]... [--members N]` (both stores by default).
 //! Prints a Markdown table on stdout, progress on stderr.
 
-#[path = "../tests/it/pg.rs"]
+#[path = "../tests/it/fixtures/pg.rs"]
 mod pg;
 
 use std::sync::Arc;

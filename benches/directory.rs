@@ -5,7 +5,7 @@
 //! and 10,000 org units by default). Prints a Markdown table on stdout, progress on stderr.
 //! See BENCHMARKS.md for the results and how to read them.
 
-#[path = "../tests/it/pg.rs"]
+#[path = "../tests/it/fixtures/pg.rs"]
 mod pg;
 
 use std::time::{Duration, Instant};

@@ -82,7 +82,7 @@ impl AppState {
     }
 
     /// Hands the services to every adapter.
-    fn ready(&self, services: &Services, sync: crate::sync::SyncService) {
+    pub fn ready(&self, services: &Services, sync: crate::sync::SyncService) {
         let _ = self.health.store.set(services.store.clone());
         let _ = self.scim.ready.set(crate::scim::Ready {
             directory: services.directory.clone(),

@@ -590,7 +590,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(key: &str, message: impl Into<String>) -> ConfigError {
+    pub fn new(key: &str, message: impl Into<String>) -> ConfigError {
         ConfigError { key: key.into(), message: message.into(), origin: None }
     }
 }

@@ -40,12 +40,15 @@ pub trait LeaseStore: Send + Sync + 'static {
     async fn job_leases(&self) -> Result<Vec<(String, String, DateTime<Utc>)>>;
 }
 
-/// What a job does when it is due; the error is for the log.
+/// What a job does when it is due.
 pub type Run = Arc<dyn Fn() -> Pending + Send + Sync>;
+
+/// Why a run failed (for the log; the job runs again on schedule).
+pub type Failure = Box<dyn std::error::Error + Send + Sync>;
 
 /// A job's run in progress.
 pub type Pending =
-    std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<(), String>> + Send>>;
+    std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<(), Failure>> + Send>>;
 
 /// One scheduled job.
 pub struct Job {
@@ -59,7 +62,7 @@ impl Job {
     pub fn new<F, Fut>(name: impl Into<String>, schedule: cron::Schedule, run: F) -> Job
     where
         F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: std::future::Future<Output = std::result::Result<(), String>> + Send + 'static,
+        Fut: std::future::Future<Output = std::result::Result<(), Failure>> + Send + 'static,
     {
         Job { name: name.into(), schedule, run: Arc::new(move || Box::pin(run())) }
     }

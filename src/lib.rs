@@ -1,20 +1,33 @@
 //! Roster: `rosterd` keeps a company's account center in step with its directory.
 //!
-//! Layout (see `../shared/DESIGN.md` for the whole map):
-//! - [`config`]: figment configuration, built-in defaults < file < `ROSTER_*` environment.
-//! - [`store`]: the `Store` trait and its SQLite and PostgreSQL implementations. Only the store
-//!   speaks SQL.
+//! The map of the code is `ARCHITECTURE.md` at the top of the repository; a tour, from the core
+//! outwards:
+//!
 //! - [`directory`]: the domain model and [`directory::DirectoryService`], the ONE write path for
-//!   enterprise, org units, members, groups and account numbers. It validates a change set, writes
-//!   it in one transaction with its audit-log and outbox rows, and returns typed errors.
-//! - [`sync`]: LDAP / Active Directory sources pulled into the directory on a schedule.
-//! - [`delivery`]: the outbox's consumers: e-mail (SMTP), SMS (provider plugins, the SMS
-//!   account and its ledger), templates, retries, leases.
-//! - [`access`]: API tokens and the super-admin password.
-//! - [`http`]: the router, middleware (request ids, limits, timeouts, metrics) and health checks.
-//! - [`scim`]: the SCIM 2.0 endpoint identity providers provision into.
+//!   the enterprise, org units, members, groups, account numbers, roles and grants. It validates
+//!   a change set and writes it in one transaction with its audit-log and outbox rows. Its store
+//!   port ([`directory::store`]) is read-only for everyone else: only `directory` can open a write
+//!   transaction.
+//! - [`access`]: API tokens, console sessions and sign-in failures, and the pass-through password
+//!   check against a member's own directory.
+//! - [`delivery`]: the outbox's consumers: e-mail (SMTP), SMS (providers, the SMS account and its
+//!   ledger), broadcasts, templates, retries, mailbox bindings.
+//! - [`sync`]: LDAP / Active Directory sources pulled into the directory: read, map, plan, apply;
+//!   the record of runs.
+//! - [`jobs`]: the one scheduler; every scheduled job runs under a leader lease.
+//! - [`store`]: every owner's store trait implemented for SQLite and PostgreSQL. Only the store
+//!   speaks SQL.
+//! - [`scim`]: the SCIM 2.0 server identity providers provision into.
+//! - [`admin`]: the account center console under `/admin`.
+//! - [`http`]: middleware, health checks and `/metrics`, shared by the HTTP adapters.
 //! - [`app`]: wiring; `run(listener, config, shutdown)` is what `rosterd serve` and the tests call.
-//! - [`cli`]: the `rosterd` command line.
+//! - [`cli`]: the `rosterd` command line (and `rosterd import`).
+//! - [`config`]: figment configuration, built-in defaults < file < `ROSTER_*` environment.
+//! - Leaves every module may use: [`secret`] (redacted secrets, password hashing), [`text`]
+//!   (closed sets stored as text), [`telemetry`] (metrics).
+
+#[macro_use]
+pub mod text;
 
 pub mod access;
 pub mod admin;

@@ -9,7 +9,7 @@
   helper.py report FILE                      one line summarising a `sync --json` report
   helper.py field FILE KEY[.KEY...]          a field of that report, JSON-encoded (null if absent)
 
-The tree mirrors tests/it/slapd.rs `base_ldif()` and `generate()` entry for entry: about
+The tree mirrors tests/it/fixtures/slapd.rs `base_ldif()` and `generate()` entry for entry: about
 sqrt(units) departments `ou=deptNNNN,ou=people`, the remaining units as teams `ou=teamNNNNNN`
 spread over them, users `uid=userNNNNNN` round-robin over the units, groups `cn=groupNNNNN`
 (user i in group i mod groups, every tenth user in one more).

@@ -15,11 +15,9 @@ use async_trait::async_trait;
 use chrono::{SubsecRound, Utc};
 use serde_json::json;
 
-use crate::directory::DirectoryError;
 use crate::directory::model::{Actor, AuditRecord};
+use crate::directory::{DirectoryError, DirectoryResult};
 use store::{AccessStore, TokenInfo};
-
-type R<T> = Result<T, DirectoryError>;
 
 /// Checks a member's password against the directory the member came from (console sign-in by
 /// pass-through). Implemented by the LDAP sync adapter, handed in by the wiring, so that the console never imports the sync adapter.
@@ -27,16 +25,21 @@ type R<T> = Result<T, DirectoryError>;
 pub trait PassThrough: Send + Sync + 'static {
     /// `None` when `source` is not one this checker knows (the member signs in with a local
     /// password). `Some(Ok(false))`: wrong password or no such entry; `Some(Err(_))`: the
-    /// directory could not be asked (the text is for the log).
-    async fn verify(&self, source: &str, anchor: &str, password: &str) -> Option<Result<bool, String>>;
+    /// directory could not be asked.
+    async fn verify(&self, source: &str, anchor: &str, password: &str) -> Option<Result<bool, Unreachable>>;
 }
+
+/// A member's directory could not be asked for their password (its text is for the log).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreachable(pub String);
 
 /// No pass-through directory (tests, and deployments without LDAP sources).
 pub struct NoPassThrough;
 
 #[async_trait]
 impl PassThrough for NoPassThrough {
-    async fn verify(&self, _: &str, _: &str, _: &str) -> Option<Result<bool, String>> {
+    async fn verify(&self, _: &str, _: &str, _: &str) -> Option<Result<bool, Unreachable>> {
         None
     }
 }
@@ -50,11 +53,8 @@ pub fn jobs(access: &Access) -> Vec<crate::jobs::Job> {
         let store = store.clone();
         async move {
             let now = Utc::now();
-            let sessions = store.sessions_purge(now).await.map_err(|e| e.to_string())?;
-            let failures = store
-                .sign_in_failures_purge(now - chrono::Duration::days(1))
-                .await
-                .map_err(|e| e.to_string())?;
+            let sessions = store.sessions_purge(now).await?;
+            let failures = store.sign_in_failures_purge(now - chrono::Duration::days(1)).await?;
             tracing::debug!(sessions, failures, "purged ended sessions and old sign-in failures");
             Ok(())
         }
@@ -81,7 +81,12 @@ impl Access {
     /// Creates an API token; returns the secret (shown once, only its hash is stored). A name
     /// is a source's identity (`scim:<name>`): once used it is never handed out again, revoked
     /// or not, or a new client would inherit every member the old one provisioned.
-    pub async fn create_token(&self, actor: &Actor, name: &str, adopt_existing: bool) -> R<String> {
+    pub async fn create_token(
+        &self,
+        actor: &Actor,
+        name: &str,
+        adopt_existing: bool,
+    ) -> DirectoryResult<String> {
         let name = tokens::check_name(name)?;
         let (secret, hash) = tokens::generate();
         let at = Utc::now().trunc_subsecs(6);
@@ -99,7 +104,7 @@ impl Access {
     /// and so the source `scim:<name>` and everything it provisioned, stays with the client; a
     /// revoked token is live again. Names are never handed out twice (see
     /// [`Self::create_token`]), so this is the only way to give a source a new secret.
-    pub async fn rotate_token(&self, actor: &Actor, name: &str) -> R<String> {
+    pub async fn rotate_token(&self, actor: &Actor, name: &str) -> DirectoryResult<String> {
         let (secret, hash) = tokens::generate();
         let at = Utc::now().trunc_subsecs(6);
         let audit =
@@ -112,7 +117,7 @@ impl Access {
     }
 
     /// Revokes the live token `name`.
-    pub async fn revoke_token(&self, actor: &Actor, name: &str) -> R<()> {
+    pub async fn revoke_token(&self, actor: &Actor, name: &str) -> DirectoryResult<()> {
         let at = Utc::now().trunc_subsecs(6);
         let audit =
             AuditRecord::new::<()>(actor, at, "token.revoke", ("token", Some(name.to_owned())), None, None);
@@ -124,7 +129,7 @@ impl Access {
     }
 
     /// The live token with this secret, if any (see [`tokens::Cache`]).
-    pub async fn authenticate_token(&self, secret: &str) -> R<Option<TokenInfo>> {
+    pub async fn authenticate_token(&self, secret: &str) -> DirectoryResult<Option<TokenInfo>> {
         let hash = tokens::hash(secret);
         if let Some(info) = self.tokens.get(&hash) {
             return Ok(Some(info));

@@ -10,7 +10,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use uuid::Uuid;
 
 use super::templates::{self, Email};
-use crate::config::{HttpSmsConfig, SmsConfig, SmtpConfig, TwilioConfig};
+use crate::config::{ConfigError, HttpSmsConfig, SmsConfig, SmtpConfig, TwilioConfig};
 
 /// Why a send failed: worth retrying (the server is down, busy, or timed out) or not (the
 /// recipient or the message was refused).
@@ -28,9 +28,9 @@ pub struct Mailer {
 }
 
 impl Mailer {
-    pub fn new(cfg: &SmtpConfig) -> Result<Mailer, String> {
+    pub fn new(cfg: &SmtpConfig) -> Result<Mailer, ConfigError> {
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(&cfg.url)
-            .map_err(|e| format!("delivery.smtp.url: {e}"))?
+            .map_err(|e| ConfigError::new("delivery.smtp.url", e.to_string()))?
             .timeout(Some(Duration::from_secs(cfg.timeout_secs)));
         if let (Some(user), Some(password)) = (&cfg.user, &cfg.password) {
             builder = builder.credentials(lettre::transport::smtp::authentication::Credentials::new(
@@ -41,14 +41,14 @@ impl Mailer {
         if let Some(ca) = &cfg.ca_file {
             let host = cfg.url.split("://").nth(1).unwrap_or("").split(['/', '?', ':']).next().unwrap_or("");
             let host = host.rsplit('@').next().unwrap_or(host).to_owned();
-            let pem =
-                std::fs::read(ca).map_err(|e| format!("delivery.smtp.ca_file: {}: {e}", ca.display()))?;
+            let pem = std::fs::read(ca)
+                .map_err(|e| ConfigError::new("delivery.smtp.ca_file", format!("{}: {e}", ca.display())))?;
             let cert = lettre::transport::smtp::client::Certificate::from_pem(&pem)
-                .map_err(|e| format!("delivery.smtp.ca_file: {e}"))?;
+                .map_err(|e| ConfigError::new("delivery.smtp.ca_file", e.to_string()))?;
             let tls = lettre::transport::smtp::client::TlsParameters::builder(host)
                 .add_root_certificate(cert)
                 .build_rustls()
-                .map_err(|e| format!("delivery.smtp.ca_file: {e}"))?;
+                .map_err(|e| ConfigError::new("delivery.smtp.ca_file", e.to_string()))?;
             let tls = if cfg.url.starts_with("smtps://") {
                 lettre::transport::smtp::client::Tls::Wrapper(tls)
             } else {
@@ -56,7 +56,9 @@ impl Mailer {
             };
             builder = builder.tls(tls);
         }
-        let from = cfg.from.parse().map_err(|e| format!("delivery.smtp.from: {e}"))?;
+        let from: Mailbox = cfg.from.parse().map_err(|e: lettre::address::AddressError| {
+            ConfigError::new("delivery.smtp.from", e.to_string())
+        })?;
         Ok(Mailer { transport: builder.build(), from })
     }
 
@@ -113,25 +115,31 @@ pub trait SmsProvider: Send + Sync {
     async fn send(&self, to: &str, text: &str, key: &str) -> Result<Option<String>, SendError>;
 }
 
-pub fn sms_provider(cfg: &SmsConfig) -> Result<Arc<dyn SmsProvider>, String> {
+pub fn sms_provider(cfg: &SmsConfig) -> Result<Arc<dyn SmsProvider>, ConfigError> {
     // The process-wide TLS provider (main installs it too; library users may not have).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(cfg.timeout_secs))
         .build()
-        .map_err(|e| format!("delivery.sms: {e}"))?;
+        .map_err(|e| ConfigError::new("delivery.sms", e.to_string()))?;
     match cfg.provider.as_str() {
         "http" => {
-            let http = cfg.http.clone().ok_or("delivery.sms.http must be set for provider http")?;
+            let http = cfg
+                .http
+                .clone()
+                .ok_or_else(|| ConfigError::new("delivery.sms.http", "must be set for provider http"))?;
             reqwest::Method::from_bytes(http.method.as_bytes())
-                .map_err(|_| "delivery.sms.http.method: not a method")?;
+                .map_err(|_| ConfigError::new("delivery.sms.http.method", "not a method"))?;
             Ok(Arc::new(HttpSms { client, cfg: http }))
         }
         "twilio" => {
-            let t = cfg.twilio.clone().ok_or("delivery.sms.twilio must be set for provider twilio")?;
+            let t = cfg
+                .twilio
+                .clone()
+                .ok_or_else(|| ConfigError::new("delivery.sms.twilio", "must be set for provider twilio"))?;
             Ok(Arc::new(Twilio { client, cfg: t }))
         }
-        other => Err(format!("delivery.sms.provider: unknown provider {other:?}")),
+        other => Err(ConfigError::new("delivery.sms.provider", format!("unknown provider {other:?}"))),
     }
 }
 

@@ -14,9 +14,7 @@ use uuid::Uuid;
 use super::store::{Broadcast, DeliveryStore};
 use crate::directory::model::{Actor, AuditRecord, OutboxRecord};
 use crate::directory::store::DirectoryRead;
-use crate::directory::{DirectoryError, validate};
-
-type R<T> = Result<T, DirectoryError>;
+use crate::directory::{DirectoryError, DirectoryResult, validate};
 
 /// The outbox event a broadcast is fanned out from.
 pub const BROADCAST_EVENT: &str = "broadcast.sent";
@@ -52,7 +50,12 @@ fn now() -> DateTime<Utc> {
 
 /// Adds segments to the company's SMS balance (a ledger line; held SMS go out again). Returns
 /// the new balance.
-pub async fn top_up(store: &dyn DeliveryStore, actor: &Actor, amount: i64, note: Option<String>) -> R<i64> {
+pub async fn top_up(
+    store: &dyn DeliveryStore,
+    actor: &Actor,
+    amount: i64,
+    note: Option<String>,
+) -> DirectoryResult<i64> {
     if !(1..=100_000_000).contains(&amount) {
         return Err(DirectoryError::invalid("amount", "must be between 1 and 100,000,000 segments"));
     }
@@ -72,7 +75,7 @@ pub async fn broadcast(
     store: &dyn DeliveryStore,
     actor: &Actor,
     n: NewBroadcast,
-) -> R<(Broadcast, usize)> {
+) -> DirectoryResult<(Broadcast, usize)> {
     let title = validate::text("title", &n.title, 128)?;
     let text = validate::text("text", &n.text, 2000)?;
     if !n.email && !n.sms {
@@ -119,7 +122,7 @@ pub async fn broadcast(
 
 /// Sends a dead or held message again (pending, attempts reset). False when there is no such
 /// message.
-pub async fn retry(store: &dyn DeliveryStore, actor: &Actor, id: Uuid) -> R<bool> {
+pub async fn retry(store: &dyn DeliveryStore, actor: &Actor, id: Uuid) -> DirectoryResult<bool> {
     let at = now();
     let audit =
         AuditRecord::new::<()>(actor, at, "delivery.retry", ("delivery", Some(id.to_string())), None, None);
@@ -127,7 +130,7 @@ pub async fn retry(store: &dyn DeliveryStore, actor: &Actor, id: Uuid) -> R<bool
 }
 
 /// Deletes sent and dead messages finished before `before`.
-pub async fn purge(store: &dyn DeliveryStore, actor: &Actor, before: DateTime<Utc>) -> R<u64> {
+pub async fn purge(store: &dyn DeliveryStore, actor: &Actor, before: DateTime<Utc>) -> DirectoryResult<u64> {
     let at = now();
     let audit = |deleted: u64| {
         let detail = json!({ "before": before, "deleted": deleted });

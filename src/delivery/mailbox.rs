@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::channels::SendError;
-use crate::config::{MailboxConfig, MailboxHttpConfig, MailboxScimConfig};
+use crate::config::{ConfigError, MailboxConfig, MailboxHttpConfig, MailboxScimConfig};
 use crate::delivery::store::MailboxBinding;
 
 /// A mail system that accepts mailbox bindings.
@@ -20,23 +20,29 @@ pub trait MailboxProvider: Send + Sync {
     async fn push(&self, b: &MailboxBinding) -> Result<Option<String>, SendError>;
 }
 
-pub fn provider(cfg: &MailboxConfig) -> Result<Option<Arc<dyn MailboxProvider>>, String> {
+pub fn provider(cfg: &MailboxConfig) -> Result<Option<Arc<dyn MailboxProvider>>, ConfigError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(cfg.timeout_secs))
         .build()
-        .map_err(|e| format!("mailbox: {e}"))?;
+        .map_err(|e| ConfigError::new("mailbox", e.to_string()))?;
     match cfg.provider.as_str() {
         "none" => Ok(None),
         "scim" => {
-            let scim = cfg.scim.clone().ok_or("mailbox.scim must be set for provider scim")?;
+            let scim = cfg
+                .scim
+                .clone()
+                .ok_or_else(|| ConfigError::new("mailbox.scim", "must be set for provider scim"))?;
             Ok(Some(Arc::new(Scim { client, cfg: scim })))
         }
         "http" => {
-            let http = cfg.http.clone().ok_or("mailbox.http must be set for provider http")?;
+            let http = cfg
+                .http
+                .clone()
+                .ok_or_else(|| ConfigError::new("mailbox.http", "must be set for provider http"))?;
             Ok(Some(Arc::new(Http { client, cfg: http })))
         }
-        other => Err(format!("mailbox.provider: unknown provider {other:?}")),
+        other => Err(ConfigError::new("mailbox.provider", format!("unknown provider {other:?}"))),
     }
 }
 

@@ -26,7 +26,7 @@ use chrono::{DateTime, NaiveTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::config::{DeliveryConfig, parse_offset, parse_quiet_hours};
+use crate::config::{ConfigError, DeliveryConfig, parse_offset, parse_quiet_hours};
 use crate::directory::model::OutboxMessage;
 use crate::directory::store::StoreError;
 use channels::{Mailer, SendError, SmsProvider};
@@ -84,7 +84,7 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(store: Arc<dyn DeliveryStore>, cfg: &DeliveryConfig) -> Result<Dispatcher, String> {
+    pub fn new(store: Arc<dyn DeliveryStore>, cfg: &DeliveryConfig) -> Result<Dispatcher, ConfigError> {
         let templates = Templates::load(cfg.templates_dir.as_deref())?;
         let mailer = cfg.smtp.as_ref().map(Mailer::new).transpose()?;
         let sms = cfg.sms.as_ref().map(channels::sms_provider).transpose()?;
@@ -112,7 +112,7 @@ impl Dispatcher {
     }
 
     /// Also keeps mailbox bindings and pushes them ([`Dispatcher::push_mailboxes`]).
-    pub fn with_mailbox(mut self, cfg: &crate::config::MailboxConfig) -> Result<Dispatcher, String> {
+    pub fn with_mailbox(mut self, cfg: &crate::config::MailboxConfig) -> Result<Dispatcher, ConfigError> {
         self.mailbox = mailbox::provider(cfg)?;
         Ok(self)
     }
@@ -183,7 +183,7 @@ impl Dispatcher {
             address: from_source.unwrap_or(login).to_owned(),
             display_name: p["display_name"].as_str().unwrap_or_default().to_owned(),
             active: !deleted && p["state"] == "active",
-            state: "pending".into(),
+            state: store::BindingState::Pending,
             attempts: 0,
             next_attempt_at: event.created_at,
             last_error: None,
@@ -254,17 +254,17 @@ impl Dispatcher {
                 "display_name": r.display_name, "account_number": r.account_number, "login_name": r.login_name,
             });
             let key = format!("broadcast:{}:{}", broadcast.id, r.id);
-            let mut queue = |channel: &str, to: &str| {
+            let mut queue = |channel: store::Channel, to: &str| {
                 let mut d =
                     new_delivery(Some(event.id), channel, "broadcast", to, Some(r.id), params.clone(), &key);
                 d.broadcast_id = Some(broadcast.id);
                 messages.push(d);
             };
             if let (true, Some(email)) = (b.email, &r.email) {
-                queue("email", email);
+                queue(store::Channel::Email, email);
             }
             if let (true, Some(mobile)) = (b.sms, &r.mobile) {
-                queue("sms", mobile);
+                queue(store::Channel::Sms, mobile);
             }
         }
         Ok(messages)
@@ -299,7 +299,7 @@ impl Dispatcher {
         if let (Some(address), Some(_)) = (email, &self.parts.mailer) {
             out.push(new_delivery(
                 Some(event.id),
-                "email",
+                store::Channel::Email,
                 kind,
                 address,
                 member_id,
@@ -312,7 +312,7 @@ impl Dispatcher {
         {
             out.push(new_delivery(
                 Some(event.id),
-                "sms",
+                store::Channel::Sms,
                 kind,
                 mobile,
                 member_id,
@@ -422,8 +422,8 @@ impl Sender {
     async fn deliver(&self, d: Delivery) -> Result<(Outcome, Option<Sent>), StoreError> {
         let lang = d.params["language"].as_str().unwrap_or("en").to_owned();
         let now = Utc::now();
-        let (result, charge) = match d.channel.as_str() {
-            "email" => {
+        let (result, charge) = match d.channel {
+            store::Channel::Email => {
                 let Some(mailer) = &self.mailer else {
                     return self.defer(&d, "e-mail is not configured (delivery.smtp)", None).await;
                 };
@@ -433,7 +433,7 @@ impl Sender {
                 }
                 (mailer.send(d.id, &d.recipient, &email, &d.idempotency_key).await, None)
             }
-            "sms" => {
+            store::Channel::Sms => {
                 let Some(sms) = &self.sms else {
                     return self.defer(&d, "SMS is not configured (delivery.sms)", None).await;
                 };
@@ -464,7 +464,6 @@ impl Sender {
                 }
                 (sent, Some((d.recipient.clone(), segments)))
             }
-            other => (Err(SendError::Permanent(format!("unknown channel {other:?}"))), None),
         };
         match result {
             Ok(provider_id) => Ok((Outcome::Sent, Some(Sent { id: d.id, provider_id, sms: charge }))),
@@ -508,7 +507,7 @@ impl Sender {
         if let (Some(to), Some(_)) = (e.contact_email.as_deref(), &self.mailer) {
             let params = json!({"enterprise": e.name, "balance": balance, "language": self.cfg.language});
             let key = format!("sms.low_balance:{}", Uuid::now_v7());
-            let d = new_delivery(None, "email", "low_balance", to, None, params, &key);
+            let d = new_delivery(None, store::Channel::Email, "low_balance", to, None, params, &key);
             self.store.deliveries_enqueue(&[], &[d], &[]).await?;
         }
         Ok(())
@@ -518,7 +517,7 @@ impl Sender {
 /// A new pending message.
 pub fn new_delivery(
     event_id: Option<Uuid>,
-    channel: &str,
+    channel: store::Channel,
     kind: &str,
     recipient: &str,
     member_id: Option<Uuid>,
@@ -530,13 +529,13 @@ pub fn new_delivery(
         id: Uuid::now_v7(),
         created_at: now,
         event_id,
-        channel: channel.into(),
+        channel,
         kind: kind.into(),
         recipient: recipient.into(),
         member_id,
         params,
         idempotency_key: format!("{key}:{channel}"),
-        state: "pending".into(),
+        state: store::DeliveryState::Pending,
         attempts: 0,
         next_attempt_at: now,
         last_error: None,
@@ -583,17 +582,17 @@ pub fn jobs(
     d: Arc<Dispatcher>,
     cfg: &DeliveryConfig,
     mailbox: &crate::config::MailboxConfig,
-) -> Result<Vec<crate::jobs::Job>, String> {
+) -> Result<Vec<crate::jobs::Job>, ConfigError> {
     use crate::jobs::Job;
-    let parse = |key: &str, expr: &str| -> Result<cron::Schedule, String> {
-        expr.parse().map_err(|e| format!("{key}: not a cron expression: {e}"))
+    let parse = |key: &str, expr: &str| -> Result<cron::Schedule, ConfigError> {
+        expr.parse().map_err(|e| ConfigError::new(key, format!("not a cron expression: {e}")))
     };
     let dispatcher = d.clone();
     let mut jobs =
         vec![Job::new("delivery:dispatch", parse("delivery.schedule", &cfg.schedule)?, move || {
             let d = dispatcher.clone();
             async move {
-                let r = d.run_once().await.map_err(|e| e.to_string())?;
+                let r = d.run_once().await?;
                 if r != Round::default() {
                     tracing::info!(?r, "delivery round");
                 }
@@ -611,7 +610,7 @@ pub fn jobs(
         jobs.push(Job::new("mailbox:push", parse("mailbox.schedule", &mailbox.schedule)?, move || {
             let d = push.clone();
             async move {
-                let r = d.push_mailboxes().await.map_err(|e| e.to_string())?;
+                let r = d.push_mailboxes().await?;
                 if r != MailboxRound::default() {
                     tracing::info!(?r, "mailbox push");
                 }
@@ -625,7 +624,7 @@ pub fn jobs(
             move || {
                 let d = full.clone();
                 async move {
-                    let r = d.reconcile_mailboxes().await.map_err(|e| e.to_string())?;
+                    let r = d.reconcile_mailboxes().await?;
                     tracing::info!(?r, "mailbox reconcile");
                     Ok(())
                 }

@@ -9,6 +9,40 @@ use uuid::Uuid;
 use crate::directory::model::{AuditRecord, OutboxMessage, OutboxRecord};
 use crate::directory::store::Result;
 
+text_enum! {
+    /// How a message travels.
+    pub enum Channel as "channel" {
+        Email = "email",
+        Sms = "sms",
+    }
+}
+
+text_enum! {
+    /// Where a message is in its life.
+    pub enum DeliveryState as "delivery state" {
+        /// To send (at `next_attempt_at`).
+        Pending = "pending",
+        Sent = "sent",
+        /// Waits for something (the SMS balance; see `last_error`).
+        Held = "held",
+        /// Failed its last attempt.
+        Dead = "dead",
+    }
+}
+
+text_enum! {
+    /// Where a mailbox binding is.
+    pub enum BindingState as "mailbox binding state" {
+        /// To push.
+        Pending = "pending",
+        Pushed = "pushed",
+        /// Pushed as disabled.
+        Disabled = "disabled",
+        /// Retried at `next_attempt_at` (see `last_error`).
+        Failed = "failed",
+    }
+}
+
 /// One message to one recipient on one channel (see `crate::delivery`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
 pub struct Delivery {
@@ -16,8 +50,8 @@ pub struct Delivery {
     pub created_at: DateTime<Utc>,
     /// The outbox event it came from, if any.
     pub event_id: Option<Uuid>,
-    /// `email` or `sms`.
-    pub channel: String,
+    #[sqlx(try_from = "String")]
+    pub channel: Channel,
     /// The template: `welcome`, `suspended`, `deleted`, `password_code`, `broadcast`, `test`, `low_balance`.
     pub kind: String,
     pub recipient: String,
@@ -27,8 +61,8 @@ pub struct Delivery {
     pub params: serde_json::Value,
     /// Sent along to the provider; a receiver de-duplicates on it.
     pub idempotency_key: String,
-    /// `pending`, `sent`, `held` (waits for something, e.g. SMS balance; see `last_error`), `dead`.
-    pub state: String,
+    #[sqlx(try_from = "String")]
+    pub state: DeliveryState,
     pub attempts: i64,
     pub next_attempt_at: DateTime<Utc>,
     pub last_error: Option<String>,
@@ -48,9 +82,8 @@ pub struct MailboxBinding {
     pub display_name: String,
     /// Whether the mail system should have it enabled (suspended and deleted members: no).
     pub active: bool,
-    /// `pending` (to push), `pushed`, `disabled` (pushed as disabled), `failed` (retried at
-    /// `next_attempt_at`, see `last_error`).
-    pub state: String,
+    #[sqlx(try_from = "String")]
+    pub state: BindingState,
     pub attempts: i64,
     pub next_attempt_at: DateTime<Utc>,
     pub last_error: Option<String>,

@@ -11,6 +11,7 @@ use std::path::Path;
 /// Notification kinds; the names are also the template file names.
 pub const KINDS: &[&str] =
     &["welcome", "suspended", "deleted", "password_code", "broadcast", "low_balance", "test"];
+use crate::config::ConfigError;
 pub use crate::config::LANGUAGES;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,7 +110,7 @@ impl Templates {
 
     /// The built-in templates with the files of `dir` on top. A file with no subject line, or
     /// one that is not UTF-8, is an error naming the file.
-    pub fn load(dir: Option<&Path>) -> Result<Templates, String> {
+    pub fn load(dir: Option<&Path>) -> Result<Templates, ConfigError> {
         let mut t = Templates::builtin();
         let Some(dir) = dir else { return Ok(t) };
         for lang in LANGUAGES {
@@ -119,7 +120,8 @@ impl Templates {
                 if let Some(text) = read(&email)? {
                     let (first, body) = text.split_once('\n').unwrap_or((&text, ""));
                     let subject = first.strip_prefix("Subject:").ok_or_else(|| {
-                        format!("{}: the first line must be `Subject: ...`", email.display())
+                        let message = format!("{}: the first line must be `Subject: ...`", email.display());
+                        ConfigError::new("delivery.templates_dir", message)
                     })?;
                     t.email.insert(
                         key.clone(),
@@ -154,11 +156,13 @@ fn key(lang: &str, kind: &str) -> (String, String) {
     (lang.to_owned(), kind.to_owned())
 }
 
-fn read(path: &Path) -> Result<Option<String>, String> {
+fn read(path: &Path) -> Result<Option<String>, ConfigError> {
     match std::fs::read(path) {
-        Ok(bytes) => String::from_utf8(bytes).map(Some).map_err(|_| format!("{}: not UTF-8", path.display())),
+        Ok(bytes) => String::from_utf8(bytes).map(Some).map_err(|_| {
+            ConfigError::new("delivery.templates_dir", format!("{}: not UTF-8", path.display()))
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{}: {e}", path.display())),
+        Err(e) => Err(ConfigError::new("delivery.templates_dir", format!("{}: {e}", path.display()))),
     }
 }
 
@@ -272,7 +276,7 @@ mod tests {
         );
         assert_eq!(t.sms("en", "welcome", &p), "Yo Ann");
         std::fs::write(dir.path().join("en/deleted.email.txt"), "no subject\nbody").unwrap();
-        let err = Templates::load(Some(dir.path())).unwrap_err();
+        let err = Templates::load(Some(dir.path())).unwrap_err().to_string();
         assert!(err.contains("deleted.email.txt") && err.contains("Subject"), "{err}");
     }
 }

@@ -281,6 +281,9 @@ pub enum Applied {
     VersionChecked,
 }
 
+/// What the directory's operations return.
+pub type DirectoryResult<T> = Result<T, DirectoryError>;
+
 /// Why the directory refused a change. Each variant has a stable [`code`](Self::code).
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryError {

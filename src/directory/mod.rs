@@ -15,8 +15,8 @@ pub mod store;
 pub mod validate;
 
 pub use change::{
-    Applied, Change, ChangeError, DirectoryError, EnterprisePatch, MemberPatch, NewGroup, NewMember,
-    NewOrgUnit, NewRole,
+    Applied, Change, ChangeError, DirectoryError, DirectoryResult, EnterprisePatch, MemberPatch, NewGroup,
+    NewMember, NewOrgUnit, NewRole,
 };
 pub use service::DirectoryService;
 pub use validate::valid_domain;

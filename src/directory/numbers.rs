@@ -9,10 +9,8 @@
 use chrono::{DateTime, Duration, Utc};
 
 use super::NumberBlock;
-use super::change::DirectoryError;
+use super::change::{DirectoryError, DirectoryResult};
 use super::store::DirectoryTx;
-
-type R<T> = Result<T, DirectoryError>;
 
 /// Picks the number for a new member inside the caller's transaction.
 ///
@@ -26,7 +24,7 @@ pub async fn allocate(
     requested: Option<i64>,
     now: DateTime<Utc>,
     clear_above: &mut Option<bool>,
-) -> R<i64> {
+) -> DirectoryResult<i64> {
     if let Some(n) = requested {
         *clear_above = None;
         return take_requested(tx, cfg, n, now).await;
@@ -55,7 +53,7 @@ pub async fn take_block(
     tx: &mut dyn DirectoryTx,
     cfg: &NumberBlock,
     count: usize,
-) -> R<std::collections::VecDeque<i64>> {
+) -> DirectoryResult<std::collections::VecDeque<i64>> {
     if !tx.numbers_clear_above_high_water().await? {
         return Ok(Default::default());
     }
@@ -71,7 +69,12 @@ fn reuse_cutoff(cfg: &NumberBlock, now: DateTime<Utc>) -> Option<DateTime<Utc>> 
 
 /// An explicitly chosen number: inside the block, not in use, and out of quarantine. Choosing a
 /// reserved number is what reservations are for: it consumes the reservation.
-async fn take_requested(tx: &mut dyn DirectoryTx, cfg: &NumberBlock, n: i64, now: DateTime<Utc>) -> R<i64> {
+async fn take_requested(
+    tx: &mut dyn DirectoryTx,
+    cfg: &NumberBlock,
+    n: i64,
+    now: DateTime<Utc>,
+) -> DirectoryResult<i64> {
     let unavailable = |reason: String| DirectoryError::NumberUnavailable { number: n, reason };
     if n < cfg.first || n > cfg.last {
         return Err(unavailable(format!("outside the block {}-{}", cfg.first, cfg.last)));
@@ -100,7 +103,7 @@ async fn take_requested(tx: &mut dyn DirectoryTx, cfg: &NumberBlock, n: i64, now
 }
 
 /// Checks a number an admin wants to reserve.
-pub async fn check_reservable(tx: &mut dyn DirectoryTx, cfg: &NumberBlock, n: i64) -> R<()> {
+pub async fn check_reservable(tx: &mut dyn DirectoryTx, cfg: &NumberBlock, n: i64) -> DirectoryResult<()> {
     let unavailable = |reason: &str| DirectoryError::NumberUnavailable { number: n, reason: reason.into() };
     if n < cfg.first || n > cfg.last {
         return Err(unavailable("outside the block"));

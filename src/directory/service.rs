@@ -9,11 +9,9 @@ use uuid::Uuid;
 
 use super::change::*;
 use super::model::*;
-use super::store::{DirectoryRead, DirectoryStore, DirectoryTx, StoreError, WriteKey};
+use super::store::{DirectoryRead, DirectoryStore, DirectoryTx, StoreError, Tree, WriteKey};
 use super::{NewEnterprise, NumberBlock};
 use super::{numbers, validate};
-
-type R<T> = Result<T, DirectoryError>;
 
 /// The current time at the precision both stores keep (PostgreSQL: microseconds), so what a
 /// change returns equals what a later read returns.
@@ -32,9 +30,9 @@ pub struct DirectoryService {
 }
 
 /// Everything one change needs: the open transaction, who asks, and when. Audit and outbox
-/// rows collect here and go to the store together before the commit ([`Ctx::flush`]): a
+/// rows collect here and go to the store together before the commit ([`Applying::flush`]): a
 /// thousand-change set writes them in a few statements, not two thousand.
-struct Ctx<'a> {
+struct Applying<'a> {
     tx: &'a mut dyn DirectoryTx,
     actor: &'a Actor,
     now: DateTime<Utc>,
@@ -53,7 +51,7 @@ struct Ctx<'a> {
     next_position: std::collections::HashMap<Option<Uuid>, i64>,
     /// The index of the change being applied.
     index: usize,
-    /// Members, org units and groups created and not yet written ([`Ctx::write_pending`]).
+    /// Members, org units and groups created and not yet written ([`Applying::write_pending`]).
     pending: Pending,
     /// What the change set's creates of org units and groups need to know, read up front.
     known: Known,
@@ -211,14 +209,14 @@ impl Pending {
     }
 }
 
-impl<'a> Ctx<'a> {
+impl<'a> Applying<'a> {
     fn new(
         tx: &'a mut dyn DirectoryTx,
         actor: &'a Actor,
         now: DateTime<Utc>,
         mail_domain: String,
-    ) -> Ctx<'a> {
-        Ctx {
+    ) -> Applying<'a> {
+        Applying {
             tx,
             actor,
             now,
@@ -238,7 +236,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// Reads what the creates of org units and groups in `changes` need to know ([`Known`]).
-    async fn learn(&mut self, changes: &[Change]) -> R<()> {
+    async fn learn(&mut self, changes: &[Change]) -> DirectoryResult<()> {
         use std::collections::HashSet;
         let (mut unit_ids, mut parents, mut unit_anchors) = (HashSet::new(), HashSet::new(), HashSet::new());
         let (mut group_anchors, mut members) = (HashSet::new(), HashSet::new());
@@ -282,14 +280,15 @@ impl<'a> Ctx<'a> {
                 self.next_position.entry(parent).or_insert(n);
             }
         }
-        for (groups, asked, map) in
-            [(false, unit_anchors, &mut k.unit_anchors), (true, group_anchors, &mut k.group_anchors)]
-        {
+        for (tree, asked, map) in [
+            (Tree::OrgUnits, unit_anchors, &mut k.unit_anchors),
+            (Tree::Groups, group_anchors, &mut k.group_anchors),
+        ] {
             if asked.is_empty() {
                 continue;
             }
             let list: Vec<String> = asked.into_iter().collect();
-            let held = self.tx.anchors_held(groups, &source, &list).await?;
+            let held = self.tx.anchors_held(tree, &source, &list).await?;
             map.extend(list.into_iter().map(|a| (a, None)));
             map.extend(held.into_iter().map(|(a, id)| (a, Some(id))));
         }
@@ -302,9 +301,9 @@ impl<'a> Ctx<'a> {
     }
 
     /// Which mobile numbers and e-mail addresses of the set's creates members in the store
-    /// already hold ([`Ctx::held`]): one query for the set, so that each create keeps its
+    /// already hold ([`Applying::held`]): one query for the set, so that each create keeps its
     /// conflicting values aside before it is audited and announced.
-    async fn learn_held(&mut self, changes: &[Change]) -> R<()> {
+    async fn learn_held(&mut self, changes: &[Change]) -> DirectoryResult<()> {
         let probes: Vec<Member> = changes
             .iter()
             .filter_map(|c| match c {
@@ -358,7 +357,7 @@ impl<'a> Ctx<'a> {
     /// After a member let go of values (`before` to `after`: changed or deleted), each one that
     /// another member has been waiting for (kept aside) goes to the one that waited longest, in
     /// this transaction: a conflict resolves the moment it is gone, whoever's change resolved it.
-    async fn hand_over_released(&mut self, before: &Member, after: Option<&Member>) -> R<()> {
+    async fn hand_over_released(&mut self, before: &Member, after: Option<&Member>) -> DirectoryResult<()> {
         let mut released: Vec<(&'static str, String)> = Vec::new();
         if let Some(v) = &before.mobile
             && after.is_none_or(|a| a.mobile.as_ref() != Some(v))
@@ -393,7 +392,11 @@ impl<'a> Ctx<'a> {
     /// The member that has waited longest for `value` in `field` and can take it, locked, as it
     /// is and with the value; a waiter that has another value there now (or is gone) no longer
     /// waits and is passed over.
-    async fn next_taker(&mut self, field: &str, value: &str) -> R<Option<(Uuid, Member, Member)>> {
+    async fn next_taker(
+        &mut self,
+        field: &str,
+        value: &str,
+    ) -> DirectoryResult<Option<(Uuid, Member, Member)>> {
         while let Some(waiting) = self.tx.quarantine_waiting(field, value).await? {
             self.tx.member_lock(waiting).await?;
             if let Some(was) = self.tx.member(waiting).await? {
@@ -440,7 +443,7 @@ impl<'a> Ctx<'a> {
 
     /// Records the values a write kept aside for a member: the member's quarantine in the
     /// `fields` the write carried is replaced by `kept`, and audited when anything is kept.
-    async fn keep_aside(&mut self, id: Uuid, fields: &[&str], kept: &KeptAside) -> R<()> {
+    async fn keep_aside(&mut self, id: Uuid, fields: &[&str], kept: &KeptAside) -> DirectoryResult<()> {
         if fields.is_empty() {
             return Ok(());
         }
@@ -524,7 +527,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// Writes the collected audit and outbox rows; call before committing.
-    async fn flush(&mut self) -> R<()> {
+    async fn flush(&mut self) -> DirectoryResult<()> {
         self.tx.audit_insert(&std::mem::take(&mut self.audit)).await?;
         self.tx.outbox_insert(&std::mem::take(&mut self.outbox)).await?;
         Ok(())
@@ -537,14 +540,14 @@ impl<'a> Ctx<'a> {
         object_id: Option<String>,
         before: Option<&T>,
         after: Option<&T>,
-    ) -> R<()> {
+    ) -> DirectoryResult<()> {
         let entry = AuditRecord::new(self.actor, self.now, action, (object_kind, object_id), before, after);
         self.audit.push(entry);
         Ok(())
     }
 
     /// Queues a notification about a member; receivers de-duplicate on kind, id and version.
-    async fn notify_member(&mut self, kind: &str, m: &Member) -> R<()> {
+    async fn notify_member(&mut self, kind: &str, m: &Member) -> DirectoryResult<()> {
         /// What receivers learn about the member.
         #[derive(Serialize)]
         struct Payload<'m> {
@@ -577,7 +580,7 @@ impl<'a> Ctx<'a> {
         Ok(())
     }
 
-    fn ensure_owner(&self, kind: &'static str, id: Uuid, owner: &Source) -> R<()> {
+    fn ensure_owner(&self, kind: &'static str, id: Uuid, owner: &Source) -> DirectoryResult<()> {
         if &self.actor.source == owner {
             return Ok(());
         }
@@ -623,7 +626,7 @@ impl DirectoryService {
             .await
             .map_err(|e| at(0)(e.into()))?
             .ok_or_else(|| at(0)(DirectoryError::NoEnterprise))?;
-        let mut ctx = Ctx::new(tx.as_mut(), actor, now(), enterprise.mail_domain);
+        let mut ctx = Applying::new(tx.as_mut(), actor, now(), enterprise.mail_domain);
         ctx.hashes = hashes;
         // A set that creates members and names no numbers takes its numbers as one block.
         let fresh = changes
@@ -682,12 +685,12 @@ impl DirectoryService {
     }
 
     /// Applies a single change.
-    pub async fn apply_one(&self, actor: &Actor, change: Change) -> R<Applied> {
+    pub async fn apply_one(&self, actor: &Actor, change: Change) -> DirectoryResult<Applied> {
         let mut out = self.apply(actor, vec![change]).await.map_err(|e| e.error)?;
         Ok(out.remove(0))
     }
 
-    async fn apply_one_in(&self, ctx: &mut Ctx<'_>, change: Change) -> R<Applied> {
+    async fn apply_one_in(&self, ctx: &mut Applying<'_>, change: Change) -> DirectoryResult<Applied> {
         match change {
             Change::UpdateEnterprise(p) => update_enterprise(ctx, p).await,
             Change::CreateOrgUnit(n) => create_org_unit(ctx, n).await,
@@ -731,7 +734,7 @@ impl DirectoryService {
         }
     }
 
-    async fn create_member(&self, ctx: &mut Ctx<'_>, n: NewMember) -> R<Applied> {
+    async fn create_member(&self, ctx: &mut Applying<'_>, n: NewMember) -> DirectoryResult<Applied> {
         let id = n.id.unwrap_or_else(Uuid::now_v7);
         let mut m = Member {
             id,
@@ -800,13 +803,13 @@ impl DirectoryService {
         let hash = ctx.hashes.remove(&ctx.index);
         ctx.audit("member.create", "member", Some(m.id.to_string()), None, Some(&m)).await?;
         ctx.notify_member("member.created", &m).await?;
-        // Written by `Ctx::write_pending`, before the next change that is not such a create.
+        // Written by `Applying::write_pending`, before the next change that is not such a create.
         ctx.pending.push(ctx.index, m.clone(), hash, n.id.is_some(), kept);
         ctx.known.members_seen.insert(id);
         Ok(Applied::Member(m))
     }
 
-    async fn reserve(&self, ctx: &mut Ctx<'_>, number: i64, note: String) -> R<Applied> {
+    async fn reserve(&self, ctx: &mut Applying<'_>, number: i64, note: String) -> DirectoryResult<Applied> {
         numbers::check_reservable(ctx.tx, &self.numbers, number).await?;
         let r = Reservation {
             number,
@@ -822,7 +825,7 @@ impl DirectoryService {
 
     /// Creates the enterprise on first start. Returns the one-time super-admin password when it
     /// did; `None` when the enterprise already existed (also when another node won the race).
-    pub async fn ensure_enterprise(&self, cfg: &NewEnterprise) -> R<Option<String>> {
+    pub async fn ensure_enterprise(&self, cfg: &NewEnterprise) -> DirectoryResult<Option<String>> {
         if self.store.enterprise().await?.is_some() {
             return Ok(None);
         }
@@ -834,7 +837,12 @@ impl DirectoryService {
         }
     }
 
-    async fn create_enterprise(&self, cfg: &NewEnterprise, password: &str, must_change: bool) -> R<()> {
+    async fn create_enterprise(
+        &self,
+        cfg: &NewEnterprise,
+        password: &str,
+        must_change: bool,
+    ) -> DirectoryResult<()> {
         let hash = crate::secret::hash(password);
         let now = now();
         let e = Enterprise {
@@ -853,7 +861,7 @@ impl DirectoryService {
         };
         let mut tx = self.store.begin(WriteKey::new()).await?;
         let actor = Actor::system();
-        let mut ctx = Ctx::new(tx.as_mut(), &actor, now, e.mail_domain.clone());
+        let mut ctx = Applying::new(tx.as_mut(), &actor, now, e.mail_domain.clone());
         ctx.tx.enterprise_insert(&e, &hash).await?;
         ctx.audit("enterprise.create", "enterprise", Some(e.enterprise_id.clone()), None, Some(&e)).await?;
         ctx.flush().await?;
@@ -870,7 +878,7 @@ impl DirectoryService {
         cfg: &NewEnterprise,
         password: &str,
         keep_session: Option<&str>,
-    ) -> R<()> {
+    ) -> DirectoryResult<()> {
         crate::directory::validate::password(password)?;
         if self.store.enterprise().await?.is_none() {
             return match self.create_enterprise(cfg, password, false).await {
@@ -883,7 +891,7 @@ impl DirectoryService {
         let hash = crate::secret::hash(password);
         let mut tx = self.store.begin(WriteKey::new()).await?;
         let now = now();
-        let mut ctx = Ctx::new(tx.as_mut(), actor, now, String::new());
+        let mut ctx = Applying::new(tx.as_mut(), actor, now, String::new());
         let e = ctx.tx.enterprise().await?.ok_or(DirectoryError::NoEnterprise)?;
         ctx.tx.super_password_set(&hash, false).await?;
         // The super admin's sessions signed in with the old password end with it.
@@ -903,9 +911,9 @@ impl DirectoryService {
         object_kind: &str,
         object_id: Option<String>,
         detail: serde_json::Value,
-    ) -> R<()> {
+    ) -> DirectoryResult<()> {
         let mut tx = self.store.begin(WriteKey::new()).await?;
-        let mut ctx = Ctx::new(tx.as_mut(), actor, now(), String::new());
+        let mut ctx = Applying::new(tx.as_mut(), actor, now(), String::new());
         ctx.audit(action, object_kind, object_id, None, Some(&detail)).await?;
         ctx.flush().await?;
         tx.commit().await?;
@@ -913,7 +921,7 @@ impl DirectoryService {
     }
 }
 
-async fn update_enterprise(ctx: &mut Ctx<'_>, p: EnterprisePatch) -> R<Applied> {
+async fn update_enterprise(ctx: &mut Applying<'_>, p: EnterprisePatch) -> DirectoryResult<Applied> {
     let before = ctx.tx.enterprise().await?.ok_or(DirectoryError::NoEnterprise)?;
     let mut e = before.clone();
     let opt = |field: &str, v: Option<Option<String>>, cur: Option<String>, max| match v {
@@ -956,16 +964,16 @@ async fn update_enterprise(ctx: &mut Ctx<'_>, p: EnterprisePatch) -> R<Applied> 
     Ok(Applied::Enterprise(e))
 }
 
-async fn org_unit_or_404(ctx: &mut Ctx<'_>, id: Uuid) -> R<OrgUnit> {
+async fn org_unit_or_404(ctx: &mut Applying<'_>, id: Uuid) -> DirectoryResult<OrgUnit> {
     ctx.tx.org_unit(id).await?.ok_or(DirectoryError::NotFound { kind: "org unit", id: id.to_string() })
 }
 
 async fn check_sibling_name(
-    ctx: &mut Ctx<'_>,
+    ctx: &mut Applying<'_>,
     parent: Option<Uuid>,
     name: &str,
     this: Option<Uuid>,
-) -> R<()> {
+) -> DirectoryResult<()> {
     if this.is_none() && ctx.pending.unit_names.contains(&(parent, name.to_owned())) {
         return Err(DirectoryError::Conflict { field: "name".into(), value: name.to_owned() });
     }
@@ -981,7 +989,12 @@ async fn check_sibling_name(
     }
 }
 
-async fn check_anchor(ctx: &mut Ctx<'_>, kind: &'static str, anchor: Option<&str>, this: Uuid) -> R<()> {
+async fn check_anchor(
+    ctx: &mut Applying<'_>,
+    kind: &'static str,
+    anchor: Option<&str>,
+    this: Uuid,
+) -> DirectoryResult<()> {
     let Some(anchor) = anchor else { return Ok(()) };
     let known = match kind {
         "org unit" => ctx.known.unit_anchors.get(anchor),
@@ -1011,7 +1024,7 @@ async fn check_anchor(ctx: &mut Ctx<'_>, kind: &'static str, anchor: Option<&str
 }
 
 /// Whether org unit `id` exists, from what this transaction knows or else the store.
-async fn org_unit_exists(ctx: &mut Ctx<'_>, id: Uuid) -> R<bool> {
+async fn org_unit_exists(ctx: &mut Applying<'_>, id: Uuid) -> DirectoryResult<bool> {
     if ctx.units_seen.contains(&id) {
         return Ok(true);
     }
@@ -1025,7 +1038,7 @@ async fn org_unit_exists(ctx: &mut Ctx<'_>, id: Uuid) -> R<bool> {
     Ok(exists)
 }
 
-async fn create_org_unit(ctx: &mut Ctx<'_>, n: NewOrgUnit) -> R<Applied> {
+async fn create_org_unit(ctx: &mut Applying<'_>, n: NewOrgUnit) -> DirectoryResult<Applied> {
     let id = n.id.unwrap_or_else(Uuid::now_v7);
     if n.id.is_some() && org_unit_exists(ctx, id).await? {
         return Err(DirectoryError::Conflict { field: "id".into(), value: id.to_string() });
@@ -1077,11 +1090,11 @@ async fn create_org_unit(ctx: &mut Ctx<'_>, n: NewOrgUnit) -> R<Applied> {
 }
 
 async fn update_org_unit(
-    ctx: &mut Ctx<'_>,
+    ctx: &mut Applying<'_>,
     id: Uuid,
     name: Option<String>,
     anchor: Option<Option<String>>,
-) -> R<Applied> {
+) -> DirectoryResult<Applied> {
     let before = org_unit_or_404(ctx, id).await?;
     ctx.ensure_owner("org unit", id, &before.source)?;
     let mut u = before.clone();
@@ -1096,7 +1109,12 @@ async fn update_org_unit(
     save_org_unit(ctx, "org_unit.update", before, u).await
 }
 
-async fn save_org_unit(ctx: &mut Ctx<'_>, action: &str, before: OrgUnit, mut u: OrgUnit) -> R<Applied> {
+async fn save_org_unit(
+    ctx: &mut Applying<'_>,
+    action: &str,
+    before: OrgUnit,
+    mut u: OrgUnit,
+) -> DirectoryResult<Applied> {
     u.version += 1;
     u.updated_at = ctx.now;
     ctx.tx.org_unit_update(&u).await?;
@@ -1105,11 +1123,11 @@ async fn save_org_unit(ctx: &mut Ctx<'_>, action: &str, before: OrgUnit, mut u: 
 }
 
 async fn move_org_unit(
-    ctx: &mut Ctx<'_>,
+    ctx: &mut Applying<'_>,
     id: Uuid,
     parent_id: Option<Uuid>,
     position: Option<i64>,
-) -> R<Applied> {
+) -> DirectoryResult<Applied> {
     let before = org_unit_or_404(ctx, id).await?;
     ctx.ensure_owner("org unit", id, &before.source)?;
     if let Some(p) = parent_id {
@@ -1134,7 +1152,7 @@ async fn move_org_unit(
     save_org_unit(ctx, "org_unit.move", before, u).await
 }
 
-async fn delete_org_unit(ctx: &mut Ctx<'_>, id: Uuid) -> R<Applied> {
+async fn delete_org_unit(ctx: &mut Applying<'_>, id: Uuid) -> DirectoryResult<Applied> {
     let before = org_unit_or_404(ctx, id).await?;
     ctx.ensure_owner("org unit", id, &before.source)?;
     if ctx.tx.org_unit_has_children(id).await? {
@@ -1152,16 +1170,16 @@ async fn delete_org_unit(ctx: &mut Ctx<'_>, id: Uuid) -> R<Applied> {
     Ok(Applied::OrgUnitDeleted { id })
 }
 
-async fn member_or_404(ctx: &mut Ctx<'_>, id: Uuid) -> R<Member> {
+async fn member_or_404(ctx: &mut Applying<'_>, id: Uuid) -> DirectoryResult<Member> {
     ctx.tx.member(id).await?.ok_or(DirectoryError::NotFound { kind: "member", id: id.to_string() })
 }
 
 /// Uniqueness within the enterprise (the member's own values never conflict with themselves)
 /// and references to other objects. A `new` member's uniqueness is checked when it is written
-/// ([`Ctx::write_pending`]).
+/// ([`Applying::write_pending`]).
 /// Checks a member's org units and manager (its unique values are checked by the caller: a
 /// create against the set and the store in bulk, an update against the store).
-async fn check_member(ctx: &mut Ctx<'_>, m: &mut Member, new: bool) -> R<()> {
+async fn check_member(ctx: &mut Applying<'_>, m: &mut Member, new: bool) -> DirectoryResult<()> {
     // The primary unit is not repeated among the further ones.
     m.org_unit_ids.sort();
     m.org_unit_ids.dedup();
@@ -1191,7 +1209,7 @@ async fn check_member(ctx: &mut Ctx<'_>, m: &mut Member, new: bool) -> R<()> {
     Ok(())
 }
 
-async fn update_member(ctx: &mut Ctx<'_>, id: Uuid, p: MemberPatch) -> R<Applied> {
+async fn update_member(ctx: &mut Applying<'_>, id: Uuid, p: MemberPatch) -> DirectoryResult<Applied> {
     let before = member_or_404(ctx, id).await?;
     // A console password is not a directory attribute: the console sets it for a member of any
     // source (the only way a member who holds a role gets one when their source is not LDAP).
@@ -1386,7 +1404,7 @@ async fn hash_passwords(changes: &[Change]) -> Result<std::collections::HashMap<
     Ok(out)
 }
 
-async fn adopt_member(ctx: &mut Ctx<'_>, id: Uuid, anchor: Option<String>) -> R<Applied> {
+async fn adopt_member(ctx: &mut Applying<'_>, id: Uuid, anchor: Option<String>) -> DirectoryResult<Applied> {
     let before = member_or_404(ctx, id).await?;
     ctx.tx.member_lock(id).await?;
     if ctx.tx.member_holds_role(id).await? {
@@ -1404,7 +1422,7 @@ async fn adopt_member(ctx: &mut Ctx<'_>, id: Uuid, anchor: Option<String>) -> R<
     Ok(Applied::Member(m))
 }
 
-async fn delete_member(ctx: &mut Ctx<'_>, id: Uuid, reason: String) -> R<Applied> {
+async fn delete_member(ctx: &mut Applying<'_>, id: Uuid, reason: String) -> DirectoryResult<Applied> {
     let before = member_or_404(ctx, id).await?;
     ctx.ensure_owner("member", id, &before.source)?;
     let t = Tombstone {
@@ -1430,11 +1448,11 @@ async fn delete_member(ctx: &mut Ctx<'_>, id: Uuid, reason: String) -> R<Applied
     Ok(Applied::Tombstone(Box::new(t)))
 }
 
-async fn group_or_404(ctx: &mut Ctx<'_>, id: Uuid) -> R<Group> {
+async fn group_or_404(ctx: &mut Applying<'_>, id: Uuid) -> DirectoryResult<Group> {
     ctx.tx.group(id).await?.ok_or(DirectoryError::NotFound { kind: "group", id: id.to_string() })
 }
 
-async fn check_members_exist(ctx: &mut Ctx<'_>, field: &str, ids: &[Uuid]) -> R<()> {
+async fn check_members_exist(ctx: &mut Applying<'_>, field: &str, ids: &[Uuid]) -> DirectoryResult<()> {
     // Members this transaction created or knows about need no query.
     let k = &ctx.known;
     let unknown: Vec<Uuid> = ids
@@ -1458,7 +1476,7 @@ async fn check_members_exist(ctx: &mut Ctx<'_>, field: &str, ids: &[Uuid]) -> R<
     }
 }
 
-async fn create_group(ctx: &mut Ctx<'_>, n: NewGroup) -> R<Applied> {
+async fn create_group(ctx: &mut Applying<'_>, n: NewGroup) -> DirectoryResult<Applied> {
     let id = n.id.unwrap_or_else(Uuid::now_v7);
     if n.id.is_some() && (ctx.pending.group_ids.contains(&id) || ctx.tx.group(id).await?.is_some()) {
         return Err(DirectoryError::Conflict { field: "id".into(), value: id.to_string() });
@@ -1497,12 +1515,12 @@ async fn create_group(ctx: &mut Ctx<'_>, n: NewGroup) -> R<Applied> {
 }
 
 async fn update_group(
-    ctx: &mut Ctx<'_>,
+    ctx: &mut Applying<'_>,
     id: Uuid,
     name: Option<String>,
     owner: Option<Option<Uuid>>,
     anchor: Option<Option<String>>,
-) -> R<Applied> {
+) -> DirectoryResult<Applied> {
     let before = group_or_404(ctx, id).await?;
     ctx.ensure_owner("group", id, &before.source)?;
     let mut g = before.clone();
@@ -1525,7 +1543,12 @@ async fn update_group(
 }
 
 /// Adds or removes just the listed members: a large group is never rewritten whole.
-async fn group_members(ctx: &mut Ctx<'_>, id: Uuid, members: Vec<Uuid>, add: bool) -> R<Applied> {
+async fn group_members(
+    ctx: &mut Applying<'_>,
+    id: Uuid,
+    members: Vec<Uuid>,
+    add: bool,
+) -> DirectoryResult<Applied> {
     let before = group_or_404(ctx, id).await?;
     ctx.ensure_owner("group", id, &before.source)?;
     let changed = if add {
@@ -1543,7 +1566,7 @@ async fn group_members(ctx: &mut Ctx<'_>, id: Uuid, members: Vec<Uuid>, add: boo
     Ok(Applied::GroupMembers { id, changed })
 }
 
-async fn delete_group(ctx: &mut Ctx<'_>, id: Uuid) -> R<Applied> {
+async fn delete_group(ctx: &mut Applying<'_>, id: Uuid) -> DirectoryResult<Applied> {
     let before = group_or_404(ctx, id).await?;
     ctx.ensure_owner("group", id, &before.source)?;
     ctx.tx.group_delete(id).await?;
@@ -1551,7 +1574,7 @@ async fn delete_group(ctx: &mut Ctx<'_>, id: Uuid) -> R<Applied> {
     Ok(Applied::GroupDeleted { id })
 }
 
-async fn release_reservation(ctx: &mut Ctx<'_>, number: i64) -> R<Applied> {
+async fn release_reservation(ctx: &mut Applying<'_>, number: i64) -> DirectoryResult<Applied> {
     if !ctx.tx.number_unreserve(number).await? {
         return Err(DirectoryError::NotFound { kind: "reservation", id: number.to_string() });
     }
@@ -1559,7 +1582,7 @@ async fn release_reservation(ctx: &mut Ctx<'_>, number: i64) -> R<Applied> {
     Ok(Applied::ReservationReleased { number })
 }
 
-fn role_name(name: &str) -> R<String> {
+fn role_name(name: &str) -> DirectoryResult<String> {
     validate::text("name", name, 64)
 }
 
@@ -1567,11 +1590,11 @@ fn permissions(list: Vec<Permission>) -> Permissions {
     Permissions(list.into_iter().collect())
 }
 
-async fn role_or_404(ctx: &mut Ctx<'_>, id: Uuid) -> R<Role> {
+async fn role_or_404(ctx: &mut Applying<'_>, id: Uuid) -> DirectoryResult<Role> {
     ctx.tx.role(id).await?.ok_or(DirectoryError::NotFound { kind: "role", id: id.to_string() })
 }
 
-async fn create_role(ctx: &mut Ctx<'_>, n: NewRole) -> R<Applied> {
+async fn create_role(ctx: &mut Applying<'_>, n: NewRole) -> DirectoryResult<Applied> {
     let r = Role {
         id: n.id.unwrap_or_else(Uuid::now_v7),
         name: role_name(&n.name)?,
@@ -1586,11 +1609,11 @@ async fn create_role(ctx: &mut Ctx<'_>, n: NewRole) -> R<Applied> {
 }
 
 async fn update_role(
-    ctx: &mut Ctx<'_>,
+    ctx: &mut Applying<'_>,
     id: Uuid,
     name: Option<String>,
     list: Option<Vec<Permission>>,
-) -> R<Applied> {
+) -> DirectoryResult<Applied> {
     let before = role_or_404(ctx, id).await?;
     let mut r = before.clone();
     if let Some(name) = name {
@@ -1609,7 +1632,7 @@ async fn update_role(
     Ok(Applied::Role(r))
 }
 
-async fn delete_role(ctx: &mut Ctx<'_>, id: Uuid) -> R<Applied> {
+async fn delete_role(ctx: &mut Applying<'_>, id: Uuid) -> DirectoryResult<Applied> {
     let before = role_or_404(ctx, id).await?;
     // The grants go with the role: each one is revoked in the audit log too.
     for g in ctx.tx.grants_of_role(id).await? {
@@ -1621,7 +1644,12 @@ async fn delete_role(ctx: &mut Ctx<'_>, id: Uuid) -> R<Applied> {
     Ok(Applied::RoleDeleted { id })
 }
 
-async fn grant_role(ctx: &mut Ctx<'_>, role_id: Uuid, member_id: Uuid, scope: Option<Uuid>) -> R<Applied> {
+async fn grant_role(
+    ctx: &mut Applying<'_>,
+    role_id: Uuid,
+    member_id: Uuid,
+    scope: Option<Uuid>,
+) -> DirectoryResult<Applied> {
     role_or_404(ctx, role_id).await?;
     if let Some(unit) = scope {
         org_unit_or_404(ctx, unit).await?;
@@ -1657,7 +1685,7 @@ async fn grant_role(ctx: &mut Ctx<'_>, role_id: Uuid, member_id: Uuid, scope: Op
     Ok(Applied::RoleGranted(g))
 }
 
-async fn revoke_role(ctx: &mut Ctx<'_>, role_id: Uuid, member_id: Uuid) -> R<Applied> {
+async fn revoke_role(ctx: &mut Applying<'_>, role_id: Uuid, member_id: Uuid) -> DirectoryResult<Applied> {
     let before = ctx.tx.grant(role_id, member_id).await?.ok_or_else(|| DirectoryError::NotFound {
         kind: "role grant",
         id: format!("{role_id}:{member_id}"),

@@ -80,9 +80,16 @@ pub struct AuditFilter {
     pub limit: i64,
 }
 
+/// The two kinds of tree node a source anchors besides members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tree {
+    OrgUnits,
+    Groups,
+}
+
 /// Reads of the directory. One method per use case.
 #[async_trait]
-pub trait DirectoryRead: Send + Sync + 'static {
+pub trait DirectoryRead: RecordRead + Send + Sync + 'static {
     async fn enterprise(&self) -> Result<Option<Enterprise>>;
     async fn super_password_hash(&self) -> Result<Option<String>>;
     async fn counts(&self) -> Result<Counts>;
@@ -113,6 +120,12 @@ pub trait DirectoryRead: Send + Sync + 'static {
     /// loading every member whole.
     async fn member_keys_by_source(&self, source: &str) -> Result<Vec<MemberKey>>;
     async fn member_password_hash(&self, id: Uuid) -> Result<Option<String>>;
+}
+
+/// Reads of what the directory keeps about its members besides their rows: tombstones, account
+/// numbers, roles and grants, values kept aside, the audit log.
+#[async_trait]
+pub trait RecordRead: Send + Sync + 'static {
     async fn tombstone(&self, member_id: Uuid) -> Result<Option<Tombstone>>;
     async fn tombstones_for_number(&self, account_number: i64) -> Result<Vec<Tombstone>>;
 
@@ -266,11 +279,10 @@ pub trait TreeTx: Send {
         &mut self,
         parents: &[Option<Uuid>],
     ) -> Result<Vec<(Option<Uuid>, String, i64)>>;
-    /// `(anchor, id)` of the org units (`groups` false) or groups (`true`) of `source` that
-    /// hold one of `anchors`.
+    /// `(anchor, id)` of the org units or groups (`tree`) of `source` that hold one of `anchors`.
     async fn anchors_held(
         &mut self,
-        groups: bool,
+        tree: Tree,
         source: &str,
         anchors: &[String],
     ) -> Result<Vec<(String, Uuid)>>;

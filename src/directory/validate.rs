@@ -1,9 +1,7 @@
 //! Normalisation and validation of single values (no store access).
 
-use super::change::DirectoryError;
+use super::change::{DirectoryError, DirectoryResult};
 use super::model::{Email, Phone};
-
-type R<T> = Result<T, DirectoryError>;
 
 /// A DNS domain name such as `example.com`.
 pub fn valid_domain(d: &str) -> bool {
@@ -19,7 +17,7 @@ pub fn valid_domain(d: &str) -> bool {
 }
 
 /// A required, trimmed, printable text of at most `max` characters.
-pub fn text(field: &str, value: &str, max: usize) -> R<String> {
+pub fn text(field: &str, value: &str, max: usize) -> DirectoryResult<String> {
     let v = value.trim();
     if v.is_empty() {
         return Err(DirectoryError::invalid(field, "must not be empty"));
@@ -47,17 +45,17 @@ fn member_max(field: &str) -> usize {
 }
 
 /// A member's optional text field (`given_name`, `title`, ...), with its length limit.
-pub fn member_text(field: &'static str, value: Option<&str>) -> R<Option<String>> {
+pub fn member_text(field: &'static str, value: Option<&str>) -> DirectoryResult<Option<String>> {
     optional_text(field, value, member_max(field))
 }
 
 /// A member's display name: required, with its length limit.
-pub fn display_name(value: &str) -> R<String> {
+pub fn display_name(value: &str) -> DirectoryResult<String> {
     text("display_name", value, member_max("display_name"))
 }
 
 /// An optional text: blank becomes `None`.
-pub fn optional_text(field: &str, value: Option<&str>, max: usize) -> R<Option<String>> {
+pub fn optional_text(field: &str, value: Option<&str>, max: usize) -> DirectoryResult<Option<String>> {
     let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
         return Ok(None);
     };
@@ -71,7 +69,7 @@ pub fn optional_text(field: &str, value: Option<&str>, max: usize) -> R<Option<S
 }
 
 /// An org unit name: no `/` (department paths use it as the separator).
-pub fn org_unit_name(value: &str) -> R<String> {
+pub fn org_unit_name(value: &str) -> DirectoryResult<String> {
     let v = text("name", value, 128)?;
     if v.contains('/') {
         return Err(DirectoryError::invalid("name", "must not contain '/'"));
@@ -80,7 +78,7 @@ pub fn org_unit_name(value: &str) -> R<String> {
 }
 
 /// `alice` or `Alice@Example.com` -> `alice@example.com`; the domain must be the enterprise's.
-pub fn login_name(value: &str, mail_domain: &str) -> R<String> {
+pub fn login_name(value: &str, mail_domain: &str) -> DirectoryResult<String> {
     let v = value.trim().to_lowercase();
     let (local, domain) = match v.split_once('@') {
         Some((l, d)) => (l.to_owned(), d.to_owned()),
@@ -107,7 +105,7 @@ pub fn login_name(value: &str, mail_domain: &str) -> R<String> {
     Ok(format!("{local}@{domain}"))
 }
 
-pub fn email_address(value: &str) -> R<String> {
+pub fn email_address(value: &str) -> DirectoryResult<String> {
     let v = value.trim().to_lowercase();
     let ok = match v.split_once('@') {
         Some((l, d)) => !l.is_empty() && l.len() <= 64 && valid_domain(d) && !l.contains(char::is_whitespace),
@@ -120,7 +118,7 @@ pub fn email_address(value: &str) -> R<String> {
 }
 
 /// Normalises addresses, drops nothing silently, and makes exactly one primary when any exist.
-pub fn emails(list: &[Email]) -> R<Vec<Email>> {
+pub fn emails(list: &[Email]) -> DirectoryResult<Vec<Email>> {
     let mut out: Vec<Email> = Vec::with_capacity(list.len());
     for e in list {
         let address = email_address(&e.address)?;
@@ -148,7 +146,7 @@ pub fn emails(list: &[Email]) -> R<Vec<Email>> {
 /// Phone numbers besides the mobile: each as written (trimmed, at most 64 characters, no control
 /// characters; not reformatted: extensions and national forms stay readable), with a short kind
 /// label (`work` when none), at most one primary.
-pub fn phones(list: &[Phone]) -> R<Vec<Phone>> {
+pub fn phones(list: &[Phone]) -> DirectoryResult<Vec<Phone>> {
     let mut out: Vec<Phone> = Vec::with_capacity(list.len());
     for p in list {
         let number = p.number.trim();
@@ -175,7 +173,7 @@ pub fn phones(list: &[Phone]) -> R<Vec<Phone>> {
 }
 
 /// `+86 138-0013-8000` -> `+8613800138000`.
-pub fn mobile(value: Option<&str>) -> R<Option<String>> {
+pub fn mobile(value: Option<&str>) -> DirectoryResult<Option<String>> {
     let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
         return Ok(None);
     };
@@ -189,7 +187,7 @@ pub fn mobile(value: Option<&str>) -> R<Option<String>> {
 
 /// A password someone chose: at least [`crate::secret::MIN_LEN`] characters, no control
 /// characters.
-pub fn password(password: &str) -> R<()> {
+pub fn password(password: &str) -> DirectoryResult<()> {
     let min = crate::secret::MIN_LEN;
     if password.chars().count() < min {
         return Err(DirectoryError::invalid("password", format!("must be at least {min} characters")));

@@ -9,17 +9,19 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::{BULK_REQUEST, BULK_RESPONSE, Ctx, ScimError, group, json_body, orgunit, scim_json, user};
+use super::{BULK_REQUEST, BULK_RESPONSE, Call, ScimError, group, json_body, orgunit, scim_json, user};
+
+/// A `bulkId:<id>` that no earlier operation of the request defined.
+#[derive(Debug, thiserror::Error)]
+#[error("bulkId {0} is not defined by an earlier operation")]
+struct UnknownBulkId(String);
 
 /// Replaces `"bulkId:<id>"` strings (anywhere in `v`) with the created resource ids.
-fn resolve(v: &mut Value, ids: &HashMap<String, String>) -> Result<(), String> {
+fn resolve(v: &mut Value, ids: &HashMap<String, String>) -> Result<(), UnknownBulkId> {
     match v {
         Value::String(s) => {
             if let Some(key) = s.strip_prefix("bulkId:") {
-                *s = ids
-                    .get(key)
-                    .cloned()
-                    .ok_or_else(|| format!("bulkId {key} is not defined by an earlier operation"))?;
+                *s = ids.get(key).cloned().ok_or_else(|| UnknownBulkId(key.to_owned()))?;
             }
             Ok(())
         }
@@ -31,7 +33,7 @@ fn resolve(v: &mut Value, ids: &HashMap<String, String>) -> Result<(), String> {
 
 /// Runs one operation; returns its status and, for creates and updates, the resource.
 async fn run_one(
-    ctx: &Ctx,
+    ctx: &Call,
     method: &Method,
     path: &str,
     data: Value,
@@ -81,7 +83,7 @@ async fn run_one(
     }
 }
 
-pub async fn bulk(ctx: Ctx, headers: HeaderMap, body: Bytes) -> Result<Response, ScimError> {
+pub async fn bulk(ctx: Call, headers: HeaderMap, body: Bytes) -> Result<Response, ScimError> {
     let v = json_body(&headers, &body)?;
     let v = super::lower_keys(v);
     if let Some(schemas) = v["schemas"].as_array()
@@ -129,7 +131,7 @@ pub async fn bulk(ctx: Ctx, headers: HeaderMap, body: Bytes) -> Result<Response,
                 Err(ScimError::bad("invalidSyntax", format!("method {method:?} is not supported")))
             }
             (_, Err(e), _) | (_, _, Err(e)) => {
-                Err(ScimError::new(StatusCode::CONFLICT, Some("invalidValue"), e))
+                Err(ScimError::new(StatusCode::CONFLICT, Some("invalidValue"), e.to_string()))
             }
             _ => Err(ScimError::bad("invalidPath", "path is required")),
         };
@@ -162,7 +164,7 @@ pub async fn bulk(ctx: Ctx, headers: HeaderMap, body: Bytes) -> Result<Response,
     Ok(scim_json(StatusCode::OK, &json!({ "schemas": [BULK_RESPONSE], "Operations": results })))
 }
 
-fn resolve_path(path: &mut String, ids: &HashMap<String, String>) -> Result<(), String> {
+fn resolve_path(path: &mut String, ids: &HashMap<String, String>) -> Result<(), UnknownBulkId> {
     let mut v = Value::String(String::new());
     let resolved: Vec<String> = path
         .split('/')

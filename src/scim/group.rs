@@ -14,7 +14,7 @@ use super::patch::{OpKind, matches, parse_ops};
 use super::query::{Resource, list_query};
 use super::user::{Projection, check_schemas};
 use super::{
-    Ctx, GROUP, ListParams, ScimError, check_if_match, etag, json_body, list_response, lower_keys, project,
+    Call, GROUP, ListParams, ScimError, check_if_match, etag, json_body, list_response, lower_keys, project,
     resource,
 };
 use crate::directory::model::Group;
@@ -41,7 +41,7 @@ fn member_ids(v: &Value) -> Result<Vec<Uuid>, ScimError> {
         .collect()
 }
 
-async fn to_scim(ctx: &Ctx, g: &Group, with_members: bool) -> Result<Value, ScimError> {
+async fn to_scim(ctx: &Call, g: &Group, with_members: bool) -> Result<Value, ScimError> {
     let mut r = json!({
         "schemas": [GROUP],
         "id": g.id,
@@ -77,7 +77,7 @@ fn wants_members(p: &Projection) -> bool {
     !named(&p.excluded_attributes) && (p.attributes.is_none() || named(&p.attributes))
 }
 
-async fn load(ctx: &Ctx, id: &str) -> Result<Group, ScimError> {
+async fn load(ctx: &Call, id: &str) -> Result<Group, ScimError> {
     let uuid = Uuid::parse_str(id).map_err(|_| ScimError::not_found("group", id))?;
     ctx.directory.store().group(uuid).await?.ok_or_else(|| ScimError::not_found("group", id))
 }
@@ -90,7 +90,7 @@ fn display_name(v: &Value) -> Result<Option<String>, ScimError> {
     }
 }
 
-pub async fn create_group(ctx: &Ctx, body: Value) -> Result<(StatusCode, Value), ScimError> {
+pub async fn create_group(ctx: &Call, body: Value) -> Result<(StatusCode, Value), ScimError> {
     let v = lower_keys(body);
     check_schemas(&v, &[GROUP])?;
     let name = display_name(&v)?.ok_or_else(|| invalid("displayName is required"))?;
@@ -105,7 +105,7 @@ pub async fn create_group(ctx: &Ctx, body: Value) -> Result<(StatusCode, Value),
 
 /// The changes that make the group's members exactly `wanted`.
 async fn set_members(
-    ctx: &Ctx,
+    ctx: &Call,
     g: &Group,
     wanted: Vec<Uuid>,
     changes: &mut Vec<Change>,
@@ -125,7 +125,7 @@ async fn set_members(
 
 /// Applies the changes and returns the group as it is now (its members only if asked: a
 /// large group's list is not sent back after every change).
-async fn finish(ctx: &Ctx, g: &Group, changes: Vec<Change>, with_members: bool) -> Result<Value, ScimError> {
+async fn finish(ctx: &Call, g: &Group, changes: Vec<Change>, with_members: bool) -> Result<Value, ScimError> {
     if !changes.is_empty() {
         ctx.directory.apply(&ctx.client.actor, changes).await?;
     }
@@ -139,7 +139,7 @@ async fn finish(ctx: &Ctx, g: &Group, changes: Vec<Change>, with_members: bool) 
 }
 
 pub async fn replace_group(
-    ctx: &Ctx,
+    ctx: &Call,
     id: &str,
     body: Value,
     headers: &HeaderMap,
@@ -161,7 +161,7 @@ pub async fn replace_group(
 
 /// PATCH on a group: member operations become add/remove changes for just those members.
 /// Returns the group without its members (the handler answers 204 with the new ETag).
-pub async fn patch_group(ctx: &Ctx, id: &str, body: Value, headers: &HeaderMap) -> Result<Value, ScimError> {
+pub async fn patch_group(ctx: &Call, id: &str, body: Value, headers: &HeaderMap) -> Result<Value, ScimError> {
     let g = load(ctx, id).await?;
     check_if_match(headers, g.version)?;
     let mut changes = Vec::new();
@@ -243,7 +243,7 @@ pub async fn patch_group(ctx: &Ctx, id: &str, body: Value, headers: &HeaderMap) 
 /// Members a `members[value eq "..."]` filter selects. Equality on value (what clients send)
 /// is answered without loading the group; anything else is evaluated member by member.
 async fn filtered_members(
-    ctx: &Ctx,
+    ctx: &Call,
     g: &Group,
     filter: &super::filter::Filter,
 ) -> Result<Vec<Uuid>, ScimError> {
@@ -265,14 +265,14 @@ fn rename(g: &Group, v: &Value) -> Result<Change, ScimError> {
     Ok(Change::UpdateGroup { id: g.id, name: Some(name.to_owned()), owner_id: None, anchor: None })
 }
 
-pub async fn delete_group(ctx: &Ctx, id: &str, headers: &HeaderMap) -> Result<(), ScimError> {
+pub async fn delete_group(ctx: &Call, id: &str, headers: &HeaderMap) -> Result<(), ScimError> {
     let g = load(ctx, id).await?;
     check_if_match(headers, g.version)?;
     ctx.directory.apply_one(&ctx.client.actor, Change::DeleteGroup { id: g.id }).await?;
     Ok(())
 }
 
-async fn run_list(ctx: &Ctx, p: ListParams) -> Result<Response, ScimError> {
+async fn run_list(ctx: &Call, p: ListParams) -> Result<Response, ScimError> {
     let (q, start) = list_query(&p, Resource::Group, ctx.client.source(), ctx.cfg.max_results)?;
     let page = ctx.directory.store().search_groups(&q).await?;
     let with_members = wants_members(&Projection {
@@ -289,17 +289,17 @@ async fn run_list(ctx: &Ctx, p: ListParams) -> Result<Response, ScimError> {
 
 // --- HTTP handlers -------------------------------------------------------------------------
 
-pub async fn list(ctx: Ctx, Query(p): Query<ListParams>) -> Result<Response, ScimError> {
+pub async fn list(ctx: Call, Query(p): Query<ListParams>) -> Result<Response, ScimError> {
     run_list(&ctx, p).await
 }
 
-pub async fn search(ctx: Ctx, headers: HeaderMap, body: Bytes) -> Result<Response, ScimError> {
+pub async fn search(ctx: Call, headers: HeaderMap, body: Bytes) -> Result<Response, ScimError> {
     let v = json_body(&headers, &body)?;
     run_list(&ctx, ListParams::from_search_body(&v)?).await
 }
 
 pub async fn get(
-    ctx: Ctx,
+    ctx: Call,
     Path(id): Path<String>,
     Query(p): Query<Projection>,
 ) -> Result<Response, ScimError> {
@@ -308,13 +308,13 @@ pub async fn get(
     Ok(resource(StatusCode::OK, project(r, p.attributes.as_deref(), p.excluded_attributes.as_deref())))
 }
 
-pub async fn create(ctx: Ctx, headers: HeaderMap, body: Bytes) -> Result<Response, ScimError> {
+pub async fn create(ctx: Call, headers: HeaderMap, body: Bytes) -> Result<Response, ScimError> {
     let (status, r) = create_group(&ctx, json_body(&headers, &body)?).await?;
     Ok(resource(status, r))
 }
 
 pub async fn replace(
-    ctx: Ctx,
+    ctx: Call,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -323,7 +323,7 @@ pub async fn replace(
 }
 
 pub async fn patch(
-    ctx: Ctx,
+    ctx: Call,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -335,7 +335,7 @@ pub async fn patch(
     Ok(r)
 }
 
-pub async fn delete(ctx: Ctx, Path(id): Path<String>, headers: HeaderMap) -> Result<StatusCode, ScimError> {
+pub async fn delete(ctx: Call, Path(id): Path<String>, headers: HeaderMap) -> Result<StatusCode, ScimError> {
     delete_group(&ctx, &id, &headers).await?;
     Ok(StatusCode::NO_CONTENT)
 }

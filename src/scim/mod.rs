@@ -111,7 +111,7 @@ impl Client {
 /// What every SCIM operation needs: the directory, the settings, the client, and the base URL
 /// for `meta.location`.
 #[derive(Clone)]
-pub struct Ctx {
+pub struct Call {
     pub directory: DirectoryService,
     pub cfg: Arc<ScimConfig>,
     pub client: Client,
@@ -120,13 +120,13 @@ pub struct Ctx {
     pub max_payload: usize,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Ctx {
+impl<S: Send + Sync> FromRequestParts<S> for Call {
     type Rejection = ScimError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Ctx, ScimError> {
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Call, ScimError> {
         parts
             .extensions
-            .get::<Ctx>()
+            .get::<Call>()
             .cloned()
             .ok_or_else(|| ScimError::new(StatusCode::UNAUTHORIZED, None, "authentication required"))
     }
@@ -158,7 +158,7 @@ async fn authenticate(State(state): State<Scim>, mut req: Request, next: Next) -
     let source = Source::parse(&format!("scim:{}", info.name)).expect("token names are valid source names");
     let host =
         req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_owned();
-    let ctx = Ctx {
+    let ctx = Call {
         directory: ready.directory.clone(),
         cfg: state.cfg.clone(),
         client: Client { actor: Actor::new(source, info.name), adopt_existing: info.adopt_existing },
@@ -199,7 +199,7 @@ async fn scim_errors_for_plain_responses(r: Response) -> Response {
     out
 }
 
-async fn root_search(ctx: Ctx, body: Bytes) -> Result<Response, ScimError> {
+async fn root_search(ctx: Call, body: Bytes) -> Result<Response, ScimError> {
     let _ = (ctx, body);
     Err(ScimError::new(
         StatusCode::FORBIDDEN,

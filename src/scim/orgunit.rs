@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::user::check_schemas;
 use super::{
-    Ctx, ListParams, ORG_UNIT, ScimError, check_if_match, etag, json_body, list_response, lower_keys,
+    Call, ListParams, ORG_UNIT, ScimError, check_if_match, etag, json_body, list_response, lower_keys,
     resource,
 };
 use crate::directory::model::OrgUnit;
@@ -39,7 +39,7 @@ fn path_of(unit: &OrgUnit, all: &HashMap<Uuid, OrgUnit>) -> String {
     names.join("/")
 }
 
-fn to_scim(ctx: &Ctx, u: &OrgUnit, all: &HashMap<Uuid, OrgUnit>) -> Value {
+fn to_scim(ctx: &Call, u: &OrgUnit, all: &HashMap<Uuid, OrgUnit>) -> Value {
     let mut r = json!({
         "schemas": [ORG_UNIT],
         "id": u.id,
@@ -65,7 +65,7 @@ fn to_scim(ctx: &Ctx, u: &OrgUnit, all: &HashMap<Uuid, OrgUnit>) -> Value {
     r
 }
 
-async fn all_units(ctx: &Ctx) -> Result<HashMap<Uuid, OrgUnit>, ScimError> {
+async fn all_units(ctx: &Call) -> Result<HashMap<Uuid, OrgUnit>, ScimError> {
     Ok(ctx.directory.store().org_units_all().await?.into_iter().map(|u| (u.id, u)).collect())
 }
 
@@ -98,12 +98,12 @@ fn parse(body: Value) -> Result<Input, ScimError> {
     Ok(Input { name, parent, position, anchor: v["externalid"].as_str().map(str::to_owned) })
 }
 
-async fn load(ctx: &Ctx, id: &str) -> Result<OrgUnit, ScimError> {
+async fn load(ctx: &Call, id: &str) -> Result<OrgUnit, ScimError> {
     let uuid = Uuid::parse_str(id).map_err(|_| ScimError::not_found("org unit", id))?;
     ctx.directory.store().org_unit(uuid).await?.ok_or_else(|| ScimError::not_found("org unit", id))
 }
 
-pub async fn create_unit(ctx: &Ctx, body: Value) -> Result<(StatusCode, Value), ScimError> {
+pub async fn create_unit(ctx: &Call, body: Value) -> Result<(StatusCode, Value), ScimError> {
     let i = parse(body)?;
     let change = Change::CreateOrgUnit(NewOrgUnit {
         id: None,
@@ -119,7 +119,12 @@ pub async fn create_unit(ctx: &Ctx, body: Value) -> Result<(StatusCode, Value), 
 }
 
 /// PUT: rename, re-anchor and move in one transaction.
-pub async fn replace_unit(ctx: &Ctx, id: &str, body: Value, headers: &HeaderMap) -> Result<Value, ScimError> {
+pub async fn replace_unit(
+    ctx: &Call,
+    id: &str,
+    body: Value,
+    headers: &HeaderMap,
+) -> Result<Value, ScimError> {
     let u = load(ctx, id).await?;
     check_if_match(headers, u.version)?;
     let i = parse(body)?;
@@ -134,7 +139,7 @@ pub async fn replace_unit(ctx: &Ctx, id: &str, body: Value, headers: &HeaderMap)
 }
 
 /// PATCH: the operations apply to the unit's SCIM form, written like a PUT.
-pub async fn patch_unit(ctx: &Ctx, id: &str, body: Value, headers: &HeaderMap) -> Result<Value, ScimError> {
+pub async fn patch_unit(ctx: &Call, id: &str, body: Value, headers: &HeaderMap) -> Result<Value, ScimError> {
     let u = load(ctx, id).await?;
     check_if_match(headers, u.version)?;
     let ops = super::patch::parse_ops(&body)?;
@@ -146,7 +151,7 @@ pub async fn patch_unit(ctx: &Ctx, id: &str, body: Value, headers: &HeaderMap) -
     replace_unit(ctx, id, after, &HeaderMap::new()).await
 }
 
-pub async fn delete_unit(ctx: &Ctx, id: &str, headers: &HeaderMap) -> Result<(), ScimError> {
+pub async fn delete_unit(ctx: &Call, id: &str, headers: &HeaderMap) -> Result<(), ScimError> {
     let u = load(ctx, id).await?;
     check_if_match(headers, u.version)?;
     ctx.directory.apply_one(&ctx.client.actor, Change::DeleteOrgUnit { id: u.id }).await?;
@@ -156,7 +161,7 @@ pub async fn delete_unit(ctx: &Ctx, id: &str, headers: &HeaderMap) -> Result<(),
 // --- HTTP handlers -------------------------------------------------------------------------
 
 /// Lists units (the tree is at most some ten thousand units, so filters run in memory here).
-pub async fn list(ctx: Ctx, Query(p): Query<ListParams>) -> Result<Response, ScimError> {
+pub async fn list(ctx: Call, Query(p): Query<ListParams>) -> Result<Response, ScimError> {
     let all = all_units(&ctx).await?;
     let filter = p
         .filter
@@ -176,18 +181,18 @@ pub async fn list(ctx: Ctx, Query(p): Query<ListParams>) -> Result<Response, Sci
     Ok(list_response(total, start, page))
 }
 
-pub async fn get(ctx: Ctx, Path(id): Path<String>) -> Result<Response, ScimError> {
+pub async fn get(ctx: Call, Path(id): Path<String>) -> Result<Response, ScimError> {
     let u = load(&ctx, &id).await?;
     Ok(resource(StatusCode::OK, to_scim(&ctx, &u, &all_units(&ctx).await?)))
 }
 
-pub async fn create(ctx: Ctx, headers: HeaderMap, body: Bytes) -> Result<Response, ScimError> {
+pub async fn create(ctx: Call, headers: HeaderMap, body: Bytes) -> Result<Response, ScimError> {
     let (status, r) = create_unit(&ctx, json_body(&headers, &body)?).await?;
     Ok(resource(status, r))
 }
 
 pub async fn replace(
-    ctx: Ctx,
+    ctx: Call,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -196,7 +201,7 @@ pub async fn replace(
 }
 
 pub async fn patch(
-    ctx: Ctx,
+    ctx: Call,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -204,7 +209,7 @@ pub async fn patch(
     Ok(resource(StatusCode::OK, patch_unit(&ctx, &id, json_body(&headers, &body)?, &headers).await?))
 }
 
-pub async fn delete(ctx: Ctx, Path(id): Path<String>, headers: HeaderMap) -> Result<StatusCode, ScimError> {
+pub async fn delete(ctx: Call, Path(id): Path<String>, headers: HeaderMap) -> Result<StatusCode, ScimError> {
     delete_unit(&ctx, &id, &headers).await?;
     Ok(StatusCode::NO_CONTENT)
 }

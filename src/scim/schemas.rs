@@ -6,9 +6,9 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::{Ctx, ENTERPRISE_USER, GROUP, ORG_UNIT, ROSTER_USER, ScimError, USER, list_response, scim_json};
+use super::{Call, ENTERPRISE_USER, GROUP, ORG_UNIT, ROSTER_USER, ScimError, USER, list_response, scim_json};
 
-pub async fn service_provider_config(ctx: Ctx) -> Response {
+pub async fn service_provider_config(ctx: Call) -> Response {
     scim_json(
         StatusCode::OK,
         &json!({
@@ -52,12 +52,12 @@ fn resource_type_list(base: &str) -> Vec<Value> {
     ]
 }
 
-pub async fn resource_types(ctx: Ctx) -> Response {
+pub async fn resource_types(ctx: Call) -> Response {
     let all = resource_type_list(&ctx.base);
     list_response(all.len() as i64, 1, all)
 }
 
-pub async fn resource_type(ctx: Ctx, Path(name): Path<String>) -> Result<Response, ScimError> {
+pub async fn resource_type(ctx: Call, Path(name): Path<String>) -> Result<Response, ScimError> {
     resource_type_list(&ctx.base)
         .into_iter()
         .find(|r| r["id"].as_str().is_some_and(|id| id.eq_ignore_ascii_case(&name)))
@@ -196,12 +196,12 @@ fn schema_list(base: &str) -> Vec<Value> {
     ]
 }
 
-pub async fn schemas(ctx: Ctx) -> Response {
+pub async fn schemas(ctx: Call) -> Response {
     let all = schema_list(&ctx.base);
     list_response(all.len() as i64, 1, all)
 }
 
-pub async fn schema(ctx: Ctx, Path(id): Path<String>) -> Result<Response, ScimError> {
+pub async fn schema(ctx: Call, Path(id): Path<String>) -> Result<Response, ScimError> {
     schema_list(&ctx.base)
         .into_iter()
         .find(|s| s["id"].as_str().is_some_and(|s| s.eq_ignore_ascii_case(&id)))

@@ -16,8 +16,8 @@ use uuid::Uuid;
 
 use super::query::{Resource, list_query};
 use super::{
-    Ctx, ENTERPRISE_USER, ListParams, ROSTER_USER, ScimError, USER, as_bool, check_if_match, etag, json_body,
-    list_response, lower_keys, project, resource,
+    Call, ENTERPRISE_USER, ListParams, ROSTER_USER, ScimError, USER, as_bool, check_if_match, etag,
+    json_body, list_response, lower_keys, project, resource,
 };
 use crate::directory::model::{Email, Member, MemberState, Phone};
 use crate::directory::{Applied, Change, MemberPatch, NewMember, NewOrgUnit};
@@ -218,7 +218,7 @@ pub fn parse_user(v: &Value) -> Result<UserInput, ScimError> {
 /// Finds (or, when allowed, creates) the org unit a `department` path names. New units are
 /// returned as changes to apply in the same set as the member.
 async fn department_unit(
-    ctx: &Ctx,
+    ctx: &Call,
     path: &str,
     changes: &mut Vec<Change>,
 ) -> Result<Option<Uuid>, ScimError> {
@@ -252,7 +252,7 @@ async fn department_unit(
 
 /// Org unit fields from the input: the Roster extension wins, then `department`.
 async fn units(
-    ctx: &Ctx,
+    ctx: &Call,
     u: &UserInput,
     changes: &mut Vec<Change>,
 ) -> Result<Option<(Option<Uuid>, Vec<Uuid>)>, ScimError> {
@@ -271,7 +271,7 @@ async fn units(
 
 /// A member as a SCIM user. `departments` caches org unit paths across a page.
 pub async fn to_scim(
-    ctx: &Ctx,
+    ctx: &Call,
     m: &Member,
     departments: &mut HashMap<Uuid, String>,
 ) -> Result<Value, ScimError> {
@@ -366,7 +366,7 @@ pub async fn to_scim(
 
 /// `Sales/East/Shanghai` for a unit.
 async fn department_path(
-    ctx: &Ctx,
+    ctx: &Call,
     unit: Uuid,
     cache: &mut HashMap<Uuid, String>,
 ) -> Result<String, ScimError> {
@@ -397,7 +397,7 @@ pub(crate) fn parse_id(id: &str) -> Result<Uuid, ScimError> {
     Uuid::parse_str(id).map_err(|_| ScimError::not_found("user", id))
 }
 
-pub(crate) async fn load(ctx: &Ctx, id: &str) -> Result<Member, ScimError> {
+pub(crate) async fn load(ctx: &Call, id: &str) -> Result<Member, ScimError> {
     let uuid = parse_id(id)?;
     ctx.directory.store().member(uuid).await?.ok_or_else(|| ScimError::not_found("user", id))
 }
@@ -414,7 +414,7 @@ fn member_of(applied: Vec<Applied>) -> Member {
 }
 
 /// The member a userName names (`alice` means `alice@<mail domain>`).
-async fn find_by_user_name(ctx: &Ctx, user_name: &str) -> Result<Option<Member>, ScimError> {
+async fn find_by_user_name(ctx: &Call, user_name: &str) -> Result<Option<Member>, ScimError> {
     let store = ctx.directory.store();
     let login = user_name.trim().to_lowercase();
     let login = match login.contains('@') {
@@ -429,7 +429,7 @@ async fn find_by_user_name(ctx: &Ctx, user_name: &str) -> Result<Option<Member>,
 
 /// POST /Users: a new member with the next account number; or, for a client allowed to
 /// adopt, an existing member of another source with this userName.
-pub async fn create_user(ctx: &Ctx, body: Value) -> Result<(StatusCode, Value), ScimError> {
+pub async fn create_user(ctx: &Call, body: Value) -> Result<(StatusCode, Value), ScimError> {
     let u = parse_user(&lower_keys(body))?;
     let mut changes = Vec::new();
     let units = units(ctx, &u, &mut changes).await?;
@@ -504,7 +504,12 @@ fn replace_patch(u: &UserInput, units: Option<(Option<Uuid>, Vec<Uuid>)>) -> Mem
 }
 
 /// PUT /Users/{id}.
-pub async fn replace_user(ctx: &Ctx, id: &str, body: Value, headers: &HeaderMap) -> Result<Value, ScimError> {
+pub async fn replace_user(
+    ctx: &Call,
+    id: &str,
+    body: Value,
+    headers: &HeaderMap,
+) -> Result<Value, ScimError> {
     let current = load(ctx, id).await?;
     check_if_match(headers, current.version)?;
     let mut body = lower_keys(body);
@@ -529,7 +534,7 @@ pub async fn replace_user(ctx: &Ctx, id: &str, body: Value, headers: &HeaderMap)
 
 /// PATCH /Users/{id}: the operations are applied to the user's SCIM form, and the result is
 /// written like a PUT.
-pub async fn patch_user(ctx: &Ctx, id: &str, body: Value, headers: &HeaderMap) -> Result<Value, ScimError> {
+pub async fn patch_user(ctx: &Call, id: &str, body: Value, headers: &HeaderMap) -> Result<Value, ScimError> {
     let current = load(ctx, id).await?;
     check_if_match(headers, current.version)?;
     let ops = super::patch::parse_ops(&body)?;
@@ -563,7 +568,7 @@ pub async fn patch_user(ctx: &Ctx, id: &str, body: Value, headers: &HeaderMap) -
 }
 
 async fn finish_patch(
-    ctx: &Ctx,
+    ctx: &Call,
     current: &Member,
     u: UserInput,
     units: Option<(Option<Uuid>, Vec<Uuid>)>,
@@ -587,7 +592,7 @@ async fn finish_patch(
 }
 
 /// DELETE /Users/{id}: the member becomes a tombstone.
-pub async fn delete_user(ctx: &Ctx, id: &str, headers: &HeaderMap) -> Result<(), ScimError> {
+pub async fn delete_user(ctx: &Call, id: &str, headers: &HeaderMap) -> Result<(), ScimError> {
     let current = load(ctx, id).await?;
     check_if_match(headers, current.version)?;
     let reason = format!("deleted by SCIM client {}", ctx.client.actor.who);
@@ -596,7 +601,7 @@ pub async fn delete_user(ctx: &Ctx, id: &str, headers: &HeaderMap) -> Result<(),
 }
 
 /// Runs a list or search.
-async fn run_list(ctx: &Ctx, p: ListParams) -> Result<Response, ScimError> {
+async fn run_list(ctx: &Call, p: ListParams) -> Result<Response, ScimError> {
     let (q, start) = list_query(&p, Resource::User, ctx.client.source(), ctx.cfg.max_results)?;
     let page = ctx.directory.store().search_members(&q).await?;
     let mut cache = HashMap::new();
@@ -610,11 +615,11 @@ async fn run_list(ctx: &Ctx, p: ListParams) -> Result<Response, ScimError> {
 
 // --- HTTP handlers -------------------------------------------------------------------------
 
-pub async fn list(ctx: Ctx, Query(p): Query<ListParams>) -> Result<Response, ScimError> {
+pub async fn list(ctx: Call, Query(p): Query<ListParams>) -> Result<Response, ScimError> {
     run_list(&ctx, p).await
 }
 
-pub async fn search(ctx: Ctx, headers: HeaderMap, body: Bytes) -> Result<Response, ScimError> {
+pub async fn search(ctx: Call, headers: HeaderMap, body: Bytes) -> Result<Response, ScimError> {
     let v = json_body(&headers, &body)?;
     run_list(&ctx, ListParams::from_search_body(&v)?).await
 }
@@ -627,7 +632,7 @@ pub struct Projection {
 }
 
 pub async fn get(
-    ctx: Ctx,
+    ctx: Call,
     Path(id): Path<String>,
     Query(p): Query<Projection>,
 ) -> Result<Response, ScimError> {
@@ -636,13 +641,13 @@ pub async fn get(
     Ok(resource(StatusCode::OK, project(r, p.attributes.as_deref(), p.excluded_attributes.as_deref())))
 }
 
-pub async fn create(ctx: Ctx, headers: HeaderMap, body: Bytes) -> Result<Response, ScimError> {
+pub async fn create(ctx: Call, headers: HeaderMap, body: Bytes) -> Result<Response, ScimError> {
     let (status, r) = create_user(&ctx, json_body(&headers, &body)?).await?;
     Ok(resource(status, r))
 }
 
 pub async fn replace(
-    ctx: Ctx,
+    ctx: Call,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -652,7 +657,7 @@ pub async fn replace(
 }
 
 pub async fn patch(
-    ctx: Ctx,
+    ctx: Call,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -661,7 +666,7 @@ pub async fn patch(
     Ok(resource(StatusCode::OK, r))
 }
 
-pub async fn delete(ctx: Ctx, Path(id): Path<String>, headers: HeaderMap) -> Result<StatusCode, ScimError> {
+pub async fn delete(ctx: Call, Path(id): Path<String>, headers: HeaderMap) -> Result<StatusCode, ScimError> {
     delete_user(&ctx, &id, &headers).await?;
     Ok(StatusCode::NO_CONTENT)
 }

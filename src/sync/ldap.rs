@@ -90,13 +90,18 @@ pub async fn connect(src: &LdapSource) -> Result<Ldap, SyncError> {
 /// A search result entry as a [`RawEntry`]: attribute names lower-cased, and an attribute with
 /// any value that is not UTF-8 kept whole as bytes. The server's buffers are moved, not copied,
 /// and a malformed entry is an error (ldap3's `SearchEntry::construct` would panic on one).
-pub fn raw_entry(entry: ldap3::ResultEntry) -> Result<RawEntry, String> {
+/// An entry the server sent that does not decode as an LDAP entry.
+#[derive(Debug, thiserror::Error)]
+#[error("the server sent a malformed entry: {0}")]
+pub struct MalformedEntry(String);
+
+pub fn raw_entry(entry: ldap3::ResultEntry) -> Result<RawEntry, MalformedEntry> {
     decode_entry(entry.0)
 }
 
-fn decode_entry(entry: ldap3::asn1::StructureTag) -> Result<RawEntry, String> {
+fn decode_entry(entry: ldap3::asn1::StructureTag) -> Result<RawEntry, MalformedEntry> {
     use ldap3::asn1::StructureTag;
-    let bad = |what: &str| format!("the server sent a malformed entry: {what}");
+    let bad = |what: &str| MalformedEntry(what.to_owned());
     let mut parts = entry
         .match_id(4)
         .and_then(StructureTag::expect_constructed)
@@ -523,7 +528,7 @@ pub async fn verify_password(src: &LdapSource, anchor: &str, password: &str) -> 
             src.name, src.url
         )));
     }
-    let map = super::map::AttrMap::for_source(src).map_err(SyncError::Config)?;
+    let map = super::map::AttrMap::for_source(src)?;
     let value = if map.anchor.eq_ignore_ascii_case("objectGUID") {
         // The anchor is the GUID as text; the filter needs its 16 bytes, escaped.
         let Ok(guid) = uuid::Uuid::parse_str(anchor) else { return Ok(false) };
@@ -610,7 +615,7 @@ mod tests {
             (octets(b"x"), "not a search result entry"),
         ];
         for (e, want) in cases {
-            let err = decode_entry(e).unwrap_err();
+            let err = decode_entry(e).unwrap_err().to_string();
             assert!(err.contains(want), "{err:?} should say {want:?}");
         }
     }

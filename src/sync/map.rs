@@ -36,7 +36,7 @@ impl AttrMap {
         format!("anchor={};{}", self.anchor, roles.join(";"))
     }
 
-    pub fn for_source(src: &LdapSource) -> Result<AttrMap, String> {
+    pub fn for_source(src: &LdapSource) -> Result<AttrMap, super::SyncError> {
         let (anchor, defaults): (&str, [&str; 12]) = match src.preset {
             Preset::Openldap => (
                 "entryUUID",
@@ -77,7 +77,10 @@ impl AttrMap {
             ROLES.iter().zip(defaults).map(|(r, d)| (*r, d.to_owned())).collect();
         for (k, v) in &src.attributes {
             let role = ROLES.iter().find(|r| **r == k.as_str()).ok_or_else(|| {
-                format!("attributes.{k} is not a known attribute role ({})", ROLES.join(", "))
+                super::SyncError::Config(format!(
+                    "attributes.{k} is not a known attribute role ({})",
+                    ROLES.join(", ")
+                ))
             })?;
             map.insert(role, v.clone());
         }

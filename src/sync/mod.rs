@@ -56,6 +56,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The status a run with this outcome is recorded with.
+    pub fn status(self) -> store::RunStatus {
+        match self {
+            Outcome::Applied => store::RunStatus::Applied,
+            Outcome::Held => store::RunStatus::Held,
+            Outcome::DryRun => store::RunStatus::DryRun,
+            Outcome::Failed => store::RunStatus::Failed,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Applied => "applied",
@@ -131,7 +141,7 @@ pub fn jobs(sync: &SyncService) -> Vec<crate::jobs::Job> {
                             tracing::debug!(source = %name, "a run is already in progress elsewhere");
                             Ok(())
                         }
-                        Err(e) => Err(e.to_string()),
+                        Err(e) => Err(e.into()),
                     }
                 }
             }));
@@ -154,10 +164,19 @@ impl PassThroughLdap {
 
 #[async_trait::async_trait]
 impl crate::access::PassThrough for PassThroughLdap {
-    async fn verify(&self, source: &str, anchor: &str, password: &str) -> Option<Result<bool, String>> {
+    async fn verify(
+        &self,
+        source: &str,
+        anchor: &str,
+        password: &str,
+    ) -> Option<Result<bool, crate::access::Unreachable>> {
         let name = source.strip_prefix("ldap:")?;
         let src = self.sources.iter().find(|s| s.name == name)?;
-        Some(ldap::verify_password(src, anchor, password).await.map_err(|e| e.to_string()))
+        Some(
+            ldap::verify_password(src, anchor, password)
+                .await
+                .map_err(|e| crate::access::Unreachable(e.to_string())),
+        )
     }
 }
 
@@ -266,7 +285,7 @@ impl SyncService {
         store
             .run_finish(
                 run_id,
-                report.outcome.as_str(),
+                report.outcome.status(),
                 &report.counts,
                 &json!(report.errors),
                 &report.message,
@@ -484,7 +503,7 @@ impl SyncService {
             .run(run_id)
             .await?
             .ok_or_else(|| SyncError::Approve(format!("there is no run {run_id}")))?;
-        if run.status != "held" {
+        if run.status != store::RunStatus::Held {
             return Err(SyncError::Approve(format!("run {run_id} is {}, not held", run.status)));
         }
         let report = self
@@ -502,7 +521,7 @@ impl SyncService {
             store
                 .run_finish(
                     run_id,
-                    "approved",
+                    store::RunStatus::Approved,
                     &run.counts,
                     &run.errors,
                     &format!("approved; applied by run {}", report.run_id),
@@ -698,7 +717,7 @@ fn query_fingerprint(src: &LdapSource) -> String {
 /// Reads the source: org units (always whole), users, suspended users, groups; incrementally
 /// when a cursor is stored, the server offers content sync and no full read was asked for.
 async fn read(src: &LdapSource, stored: Option<String>, full: bool) -> Result<Read, SyncError> {
-    let attrs = map::AttrMap::for_source(src).map_err(SyncError::Config)?;
+    let attrs = map::AttrMap::for_source(src)?;
     let ad = src.preset == Preset::ActiveDirectory;
     let mut conn = ldap::connect(src).await?;
     let content_sync = !ad && ldap::supports_content_sync(&mut conn, src).await?;

@@ -6,6 +6,20 @@ use chrono::{DateTime, Utc};
 
 use crate::directory::store::Result;
 
+text_enum! {
+    /// How a sync run stands.
+    pub enum RunStatus as "sync run status" {
+        Running = "running",
+        Applied = "applied",
+        /// Its plan deleted more than the limits allow: waits for an admin's approval.
+        Held = "held",
+        Failed = "failed",
+        DryRun = "dry_run",
+        /// A held run an admin approved (applied by a later run).
+        Approved = "approved",
+    }
+}
+
 /// One sync run as recorded.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
 pub struct SyncRun {
@@ -17,8 +31,8 @@ pub struct SyncRun {
     pub dry_run: bool,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
-    /// `running`, `applied`, `held`, `failed`, `dry_run`, `approved`.
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: RunStatus,
     #[sqlx(json)]
     pub counts: serde_json::Value,
     #[sqlx(json)]
@@ -33,7 +47,7 @@ pub trait RunStore: Send + Sync + 'static {
     async fn run_finish(
         &self,
         id: i64,
-        status: &str,
+        status: RunStatus,
         counts: &serde_json::Value,
         errors: &serde_json::Value,
         message: &str,

@@ -486,7 +486,7 @@ async fn quiet_hours_hold_sms_except_password_codes() {
     d.apply_one(&console(), new_hire("ann", "+8613800000001")).await.unwrap();
     let code = roster::delivery::new_delivery(
         None,
-        "sms",
+        roster::delivery::store::Channel::Sms,
         "password_code",
         "+8613800000009",
         None,

@@ -29,7 +29,6 @@ fn pid_of(holder: &str) -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_job_runs_on_one_node_and_moves_when_it_dies() {
-    use roster::store::prelude::*;
     let url = crate::pg::fresh_database();
     let envs = [
         ("ROSTER_DATABASE__URL", url.clone()),

@@ -5,7 +5,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::IntoResponse;
 use serde::Deserialize;
 
-use super::{Done, Errors, Page};
+use super::{Done, Errors, Reply};
 use crate::admin::Console;
 use crate::admin::views::{Chrome, html, when};
 use crate::admin::{Failure, Principal, directory, see_other};
@@ -42,7 +42,7 @@ async fn page(
     errors: Errors,
     typed: (String, String),
     done: Option<&str>,
-) -> Page {
+) -> Reply {
     let d = directory(state)?;
     let n = &state.config.numbers;
     let high = d.store().number_high_water().await?;
@@ -65,7 +65,7 @@ async fn page(
     Ok((status, html(&page)).into_response())
 }
 
-pub async fn accounts(State(state): State<Console>, p: Principal, Query(q): Query<Done>) -> Page {
+pub async fn accounts(State(state): State<Console>, p: Principal, Query(q): Query<Done>) -> Reply {
     let d = directory(&state)?;
     p.require(d, p.has_everywhere(Permission::ManageMembers), "accounts.view").await?;
     page(&state, &p, Errors::default(), Default::default(), q.done.as_deref()).await
@@ -83,7 +83,7 @@ pub async fn reserve(
     State(state): State<Console>,
     p: Principal,
     axum::Form(f): axum::Form<ReserveForm>,
-) -> Page {
+) -> Reply {
     let d = directory(&state)?;
     p.require(d, p.has_everywhere(Permission::ManageMembers), "number.reserve").await?;
     let Ok(number) = f.number.trim().parse::<i64>() else {
@@ -102,7 +102,7 @@ pub async fn reserve(
     }
 }
 
-pub async fn release(State(state): State<Console>, p: Principal, Path(number): Path<i64>) -> Page {
+pub async fn release(State(state): State<Console>, p: Principal, Path(number): Path<i64>) -> Reply {
     let d = directory(&state)?;
     p.require(d, p.has_everywhere(Permission::ManageMembers), "number.release").await?;
     d.apply_one(&p.actor(), Change::ReleaseReservation { number })

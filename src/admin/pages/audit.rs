@@ -6,7 +6,7 @@ use axum::response::IntoResponse;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::Deserialize;
 
-use super::{Errors, Page, opt};
+use super::{Errors, Reply, opt};
 use crate::admin::Console;
 use crate::admin::views::{Chrome, html, when};
 use crate::admin::{Principal, directory};
@@ -62,7 +62,7 @@ fn day(s: &str) -> Result<Option<DateTime<Utc>>, ()> {
     }
 }
 
-pub async fn audit(State(state): State<Console>, p: Principal, Query(q): Query<AuditQuery>) -> Page {
+pub async fn audit(State(state): State<Console>, p: Principal, Query(q): Query<AuditQuery>) -> Reply {
     let d = directory(&state)?;
     p.require(d, p.has(Permission::ViewAudit), "audit.view").await?;
     let mut errors = Errors::default();

@@ -5,7 +5,7 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::IntoResponse;
 
-use super::{Errors, Page, opt, uuid};
+use super::{Errors, Reply, opt, uuid};
 use crate::admin::Console;
 use crate::admin::views::{Chrome, html, when};
 use crate::admin::{Failure, Principal, directory, ready, see_other};
@@ -62,7 +62,7 @@ async fn page(
     errors: Errors,
     typed: Vec<(String, String)>,
     done: Option<&str>,
-) -> Page {
+) -> Reply {
     page_with(state, p, errors, typed, done, Filter::default()).await
 }
 
@@ -73,7 +73,7 @@ async fn page_with(
     typed: Vec<(String, String)>,
     done: Option<&str>,
     filter: Filter,
-) -> Page {
+) -> Reply {
     let s = &ready(state)?.delivery;
     let mut broadcasts = Vec::new();
     for b in s.broadcasts(20).await? {
@@ -127,7 +127,7 @@ pub struct OverviewQuery {
 const MESSAGE_STATES: [&str; 4] = ["pending", "sent", "held", "dead"];
 const MAILBOX_STATES: [&str; 4] = ["pending", "pushed", "disabled", "failed"];
 
-pub async fn overview(State(state): State<Console>, p: Principal, Query(q): Query<OverviewQuery>) -> Page {
+pub async fn overview(State(state): State<Console>, p: Principal, Query(q): Query<OverviewQuery>) -> Reply {
     let d = directory(&state)?;
     p.require(d, p.has(Permission::SendSms), "delivery.view").await?;
     let filter = Filter {
@@ -144,7 +144,7 @@ struct Filter {
     mailbox: Option<String>,
 }
 
-pub async fn retry(State(state): State<Console>, p: Principal, Path(id): Path<String>) -> Page {
+pub async fn retry(State(state): State<Console>, p: Principal, Path(id): Path<String>) -> Reply {
     let r = ready(&state)?;
     p.require(&r.directory, p.has(Permission::SendSms), "delivery.retry").await?;
     let id = uuid(&id)?;
@@ -167,7 +167,7 @@ pub async fn top_up(
     State(state): State<Console>,
     p: Principal,
     axum::Form(f): axum::Form<TopUpForm>,
-) -> Page {
+) -> Reply {
     let r = ready(&state)?;
     p.require(&r.directory, p.has(Permission::SendSms), "sms.top_up").await?;
     let typed = vec![("amount".to_owned(), f.amount.clone()), ("note".to_owned(), f.note.clone())];
@@ -185,7 +185,7 @@ pub async fn broadcast(
     State(state): State<Console>,
     p: Principal,
     axum::Form(form): axum::Form<Vec<(String, String)>>,
-) -> Page {
+) -> Reply {
     let r = ready(&state)?;
     let d = &r.directory;
     p.require(d, p.has(Permission::SendSms), "broadcast.send").await?;

@@ -6,7 +6,7 @@ use axum::extract::{Query, State};
 use axum::response::IntoResponse;
 use serde::Deserialize;
 
-use super::{Done, Errors, Page, opt};
+use super::{Done, Errors, Reply, opt};
 use crate::admin::Console;
 use crate::admin::views::{Chrome, html, when, when_opt};
 use crate::admin::{Principal, directory, see_other};
@@ -73,7 +73,7 @@ fn form_of(e: &Enterprise) -> ProfileForm {
     }
 }
 
-pub async fn profile_page(State(state): State<Console>, p: Principal, Query(q): Query<Done>) -> Page {
+pub async fn profile_page(State(state): State<Console>, p: Principal, Query(q): Query<Done>) -> Reply {
     let d = directory(&state)?;
     p.require(d, p.is_super(), "enterprise.view").await?;
     let e = d.store().enterprise().await?.ok_or(crate::admin::Failure::Unavailable)?;
@@ -83,7 +83,7 @@ pub async fn profile_page(State(state): State<Console>, p: Principal, Query(q): 
     Ok(html(&page).into_response())
 }
 
-pub async fn profile(State(state): State<Console>, p: Principal, Form(f): Form<ProfileForm>) -> Page {
+pub async fn profile(State(state): State<Console>, p: Principal, Form(f): Form<ProfileForm>) -> Reply {
     let d = directory(&state)?;
     p.require(d, p.is_super(), "enterprise.update").await?;
     let e = d.store().enterprise().await?.ok_or(crate::admin::Failure::Unavailable)?;
@@ -125,7 +125,7 @@ pub struct PasswordPage {
     pub directory_password: bool,
 }
 
-pub async fn password_page(State(state): State<Console>, p: Principal, Query(q): Query<Done>) -> Page {
+pub async fn password_page(State(state): State<Console>, p: Principal, Query(q): Query<Done>) -> Reply {
     let d = directory(&state)?;
     let must_change = p.is_super() && d.store().enterprise().await?.is_some_and(|e| e.password_must_change);
     let c = p.chrome(p.lang.t("menu.password")).flash(q.done.as_deref());
@@ -157,7 +157,7 @@ pub struct PasswordForm {
 /// Changes the signed-in person's own password: the super password, or a member's console
 /// password (members from a directory change theirs there). The current one is asked again,
 /// and the person's other sessions end.
-pub async fn password(State(state): State<Console>, p: Principal, Form(f): Form<PasswordForm>) -> Page {
+pub async fn password(State(state): State<Console>, p: Principal, Form(f): Form<PasswordForm>) -> Reply {
     let d = directory(&state)?;
     let member = own_member(d, &p).await?;
     let must_change = p.is_super() && d.store().enterprise().await?.is_some_and(|e| e.password_must_change);

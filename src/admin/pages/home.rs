@@ -4,7 +4,7 @@ use askama::Template;
 use axum::extract::State;
 use axum::response::IntoResponse;
 
-use super::Page;
+use super::Reply;
 use crate::admin::Console;
 use crate::admin::Principal;
 use crate::admin::views::{Chrome, html, when, when_opt};
@@ -33,12 +33,12 @@ impl HomePage {
     }
 }
 
-pub async fn home(State(state): State<Console>, p: Principal) -> Page {
+pub async fn home(State(state): State<Console>, p: Principal) -> Reply {
     let r = crate::admin::ready(&state)?;
     let store = r.directory.store();
     let e = store.enterprise().await?.ok_or(crate::admin::Failure::Unavailable)?;
     let runs = if p.has(Permission::ManageSync) { r.runs.runs_recent(5).await? } else { Vec::new() };
-    let held = runs.iter().filter(|r| r.status == "held").count();
+    let held = runs.iter().filter(|r| r.status == crate::sync::store::RunStatus::Held).count();
     let dead = if p.has(Permission::SendSms) {
         r.delivery.delivery_counts().await?.iter().filter(|(_, s, _)| s == "dead").map(|(_, _, n)| n).sum()
     } else {

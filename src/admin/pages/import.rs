@@ -14,7 +14,7 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{Errors, Page, opt};
+use super::{Errors, Reply, opt};
 use crate::admin::Console;
 use crate::admin::views::{Chrome, html};
 use crate::admin::{Failure, Principal, directory};
@@ -60,7 +60,7 @@ pub struct ImportPage {
     pub errors: Errors,
 }
 
-pub async fn import_page(State(state): State<Console>, p: Principal) -> Page {
+pub async fn import_page(State(state): State<Console>, p: Principal) -> Reply {
     let d = directory(&state)?;
     p.require(d, p.has_everywhere(Permission::ManageMembers), "import.view").await?;
     let can_import = p.has_everywhere(Permission::ManageOrg);
@@ -94,7 +94,7 @@ pub async fn import(
     State(state): State<Console>,
     p: Principal,
     axum::Form(f): axum::Form<ImportForm>,
-) -> Page {
+) -> Reply {
     let d = directory(&state)?;
     p.require(
         d,
@@ -481,7 +481,7 @@ fn csv_response(name: &str, body: String) -> axum::response::Response {
 }
 
 /// Every member, in the import's columns plus account number and state.
-pub async fn export_members(State(state): State<Console>, p: Principal) -> Page {
+pub async fn export_members(State(state): State<Console>, p: Principal) -> Reply {
     let d = directory(&state)?;
     p.require(d, p.has_everywhere(Permission::ManageMembers), "export.members").await?;
     let units = d.store().org_units_all().await?;
@@ -525,7 +525,7 @@ pub async fn export_members(State(state): State<Console>, p: Principal) -> Page 
     Ok(csv_response("members.csv", out))
 }
 
-pub async fn export_units(State(state): State<Console>, p: Principal) -> Page {
+pub async fn export_units(State(state): State<Console>, p: Principal) -> Reply {
     let d = directory(&state)?;
     p.require(d, p.has_everywhere(Permission::ManageOrg), "export.org_units").await?;
     let units = d.store().org_units_all().await?;

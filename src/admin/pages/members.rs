@@ -10,7 +10,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::org::{MemberList, PAGE_SIZE};
-use super::{Errors, Page, opt, uuid};
+use super::{Errors, Reply, opt, uuid};
 use crate::admin::Console;
 use crate::admin::views::{Chrome, html, when};
 use crate::admin::{Failure, Principal, directory, see_other};
@@ -38,7 +38,7 @@ pub struct ListPage {
 }
 
 /// Searches every member the principal may manage.
-pub async fn list(State(state): State<Console>, p: Principal, Query(q): Query<ListQuery>) -> Page {
+pub async fn list(State(state): State<Console>, p: Principal, Query(q): Query<ListQuery>) -> Reply {
     let d = directory(&state)?;
     p.require(d, p.has(Permission::ManageMembers), "member.view").await?;
     let page = q.page.unwrap_or(1).max(1);
@@ -128,7 +128,7 @@ pub async fn detail(
     p: Principal,
     Path(id): Path<String>,
     Query(q): Query<ListQuery>,
-) -> Page {
+) -> Reply {
     let d = directory(&state)?;
     let m = managed(d, &p, &id, "member.view").await?;
     let mut grants = Vec::new();
@@ -228,7 +228,7 @@ pub struct NewQuery {
     unit: Option<String>,
 }
 
-pub async fn new_page(State(state): State<Console>, p: Principal, Query(q): Query<NewQuery>) -> Page {
+pub async fn new_page(State(state): State<Console>, p: Principal, Query(q): Query<NewQuery>) -> Reply {
     let d = directory(&state)?;
     let unit = match q.unit.as_deref().and_then(opt) {
         Some(u) => Some(uuid(&u)?),
@@ -240,14 +240,14 @@ pub async fn new_page(State(state): State<Console>, p: Principal, Query(q): Quer
     Ok(html(&FormPage { c, id: None, f, errors: Errors::default() }).into_response())
 }
 
-fn form_refused(p: &Principal, id: Option<Uuid>, f: MemberForm, errors: Errors) -> Page {
+fn form_refused(p: &Principal, id: Option<Uuid>, f: MemberForm, errors: Errors) -> Reply {
     let title = if id.is_some() { p.lang.t("common.edit") } else { p.lang.t("member.new") };
     let c = p.chrome(title).at("/admin/members");
     let page = FormPage { c, id, f: MemberForm { password: String::new(), ..f }, errors };
     Ok((axum::http::StatusCode::UNPROCESSABLE_ENTITY, html(&page)).into_response())
 }
 
-pub async fn create(State(state): State<Console>, p: Principal, Form(f): Form<MemberForm>) -> Page {
+pub async fn create(State(state): State<Console>, p: Principal, Form(f): Form<MemberForm>) -> Reply {
     let d = directory(&state)?;
     let unit = match super::org::resolve_path(d, &f.unit_path).await? {
         Ok(u) => u,
@@ -277,7 +277,7 @@ pub async fn create(State(state): State<Console>, p: Principal, Form(f): Form<Me
     }
 }
 
-pub async fn edit_page(State(state): State<Console>, p: Principal, Path(id): Path<String>) -> Page {
+pub async fn edit_page(State(state): State<Console>, p: Principal, Path(id): Path<String>) -> Reply {
     let d = directory(&state)?;
     let m = changeable(d, &p, &id, "member.update").await?;
     let f = MemberForm::of(&m, unit_path(d, m.primary_org_unit_id).await?);
@@ -290,7 +290,7 @@ pub async fn update(
     p: Principal,
     Path(id): Path<String>,
     Form(f): Form<MemberForm>,
-) -> Page {
+) -> Reply {
     let d = directory(&state)?;
     let m = changeable(d, &p, &id, "member.update").await?;
     let unit = match super::org::resolve_path(d, &f.unit_path).await? {
@@ -352,7 +352,7 @@ pub async fn set_state(
     p: Principal,
     Path(id): Path<String>,
     Form(f): Form<StateForm>,
-) -> Page {
+) -> Reply {
     let d = directory(&state)?;
     let m = changeable(d, &p, &id, "member.suspend").await?;
     let new_state = MemberState::parse(&f.state).ok_or_else(|| Failure::Bad("unknown state".into()))?;
@@ -381,7 +381,7 @@ pub async fn delete(
     p: Principal,
     Path(id): Path<String>,
     Form(f): Form<DeleteForm>,
-) -> Page {
+) -> Reply {
     let d = directory(&state)?;
     let m = changeable(d, &p, &id, "member.delete").await?;
     let reason = opt(&f.reason).unwrap_or_else(|| "deleted in the console".into());

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use super::Failure;
 use crate::directory::{ChangeError, DirectoryError};
 
-pub type Page = Result<Response, Failure>;
+pub type Reply = Result<Response, Failure>;
 
 /// Errors shown next to the fields of a form (and one for the whole form), with what the user
 /// typed kept in the form.

@@ -9,7 +9,7 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{Errors, Page, opt, uuid};
+use super::{Errors, Reply, opt, uuid};
 use crate::admin::Console;
 use crate::admin::views::{Chrome, html};
 use crate::admin::{Failure, Principal, directory, see_other};
@@ -119,7 +119,7 @@ fn can_view(p: &Principal, path: &[Uuid]) -> bool {
     p.has_at(Permission::ManageOrg, path) || p.has_at(Permission::ManageMembers, path)
 }
 
-pub async fn org_page(State(state): State<Console>, p: Principal, Query(q): Query<OrgQuery>) -> Page {
+pub async fn org_page(State(state): State<Console>, p: Principal, Query(q): Query<OrgQuery>) -> Reply {
     let d = directory(&state)?;
     p.require(d, p.has(Permission::ManageOrg) || p.has(Permission::ManageMembers), "org.view").await?;
     let selected = match q.unit.as_deref().filter(|u| !u.is_empty()) {
@@ -211,7 +211,7 @@ pub struct TreeQuery {
 }
 
 /// The children of a unit, for the tree (an htmx partial).
-pub async fn tree_children(State(state): State<Console>, p: Principal, Query(q): Query<TreeQuery>) -> Page {
+pub async fn tree_children(State(state): State<Console>, p: Principal, Query(q): Query<TreeQuery>) -> Reply {
     let d = directory(&state)?;
     let parent = uuid(&q.parent)?;
     let ancestors = d.store().org_unit_ancestors(parent).await?;
@@ -241,7 +241,7 @@ async fn refused(
     errors: Errors,
     form: &'static str,
     typed: Vec<(&'static str, String)>,
-) -> Page {
+) -> Reply {
     let selected = match unit {
         Some(id) => Some(unit_view(d, p, id, "", 1).await?),
         None => None,
@@ -266,7 +266,7 @@ pub struct NewUnitForm {
     name: String,
 }
 
-pub async fn create_unit(State(state): State<Console>, p: Principal, Form(f): Form<NewUnitForm>) -> Page {
+pub async fn create_unit(State(state): State<Console>, p: Principal, Form(f): Form<NewUnitForm>) -> Reply {
     let d = directory(&state)?;
     let parent = match opt(&f.parent) {
         Some(id) => Some(uuid(&id)?),
@@ -301,7 +301,7 @@ pub async fn rename_unit(
     p: Principal,
     Path(id): Path<String>,
     Form(f): Form<RenameForm>,
-) -> Page {
+) -> Reply {
     let d = directory(&state)?;
     let id = uuid(&id)?;
     require_unit(d, &p, id, "org_unit.rename").await?;
@@ -331,7 +331,7 @@ pub async fn move_unit(
     p: Principal,
     Path(id): Path<String>,
     Form(f): Form<MoveForm>,
-) -> Page {
+) -> Reply {
     let d = directory(&state)?;
     let id = uuid(&id)?;
     require_unit(d, &p, id, "org_unit.move").await?;
@@ -372,7 +372,7 @@ pub async fn move_unit(
     }
 }
 
-pub async fn delete_unit(State(state): State<Console>, p: Principal, Path(id): Path<String>) -> Page {
+pub async fn delete_unit(State(state): State<Console>, p: Principal, Path(id): Path<String>) -> Reply {
     let d = directory(&state)?;
     let id = uuid(&id)?;
     require_unit(d, &p, id, "org_unit.delete").await?;

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::members::unit_path;
-use super::{Done, Errors, Page, opt, uuid};
+use super::{Done, Errors, Reply, opt, uuid};
 use crate::admin::Console;
 use crate::admin::views::{Chrome, html};
 use crate::admin::{Failure, Principal, directory, see_other};
@@ -82,7 +82,7 @@ async fn require_super(d: &DirectoryService, p: &Principal, what: &str) -> Resul
     p.require(d, p.is_super(), what).await
 }
 
-pub async fn list(State(state): State<Console>, p: Principal, Query(q): Query<Done>) -> Page {
+pub async fn list(State(state): State<Console>, p: Principal, Query(q): Query<Done>) -> Reply {
     let d = directory(&state)?;
     require_super(d, &p, "role.view").await?;
     let c = p.chrome(p.lang.t("menu.roles")).at("/admin/roles").flash(q.done.as_deref());
@@ -101,7 +101,7 @@ pub async fn create(
     State(state): State<Console>,
     p: Principal,
     axum::Form(form): axum::Form<Vec<(String, String)>>,
-) -> Page {
+) -> Reply {
     let d = directory(&state)?;
     require_super(d, &p, "role.create").await?;
     let name = value(&form, "name").to_owned();
@@ -133,7 +133,7 @@ async fn detail_page(
     errors: Errors,
     typed: Option<(String, Vec<Permission>)>,
     done: Option<&str>,
-) -> Page {
+) -> Reply {
     let role = d.store().role(id).await?.ok_or(Failure::NotFound)?;
     let mut grants = Vec::new();
     for g in d.store().role_grants(id).await? {
@@ -160,7 +160,7 @@ pub async fn detail(
     p: Principal,
     Path(id): Path<String>,
     Query(q): Query<Done>,
-) -> Page {
+) -> Reply {
     let d = directory(&state)?;
     require_super(d, &p, "role.view").await?;
     detail_page(d, &p, uuid(&id)?, Errors::default(), None, q.done.as_deref()).await
@@ -171,7 +171,7 @@ pub async fn update(
     p: Principal,
     Path(id): Path<String>,
     axum::Form(form): axum::Form<Vec<(String, String)>>,
-) -> Page {
+) -> Reply {
     let d = directory(&state)?;
     require_super(d, &p, "role.update").await?;
     let id = uuid(&id)?;
@@ -193,7 +193,7 @@ pub async fn update(
     }
 }
 
-pub async fn delete(State(state): State<Console>, p: Principal, Path(id): Path<String>) -> Page {
+pub async fn delete(State(state): State<Console>, p: Principal, Path(id): Path<String>) -> Reply {
     let d = directory(&state)?;
     require_super(d, &p, "role.delete").await?;
     let id = uuid(&id)?;
@@ -228,7 +228,7 @@ pub async fn grant(
     p: Principal,
     Path(id): Path<String>,
     axum::Form(f): axum::Form<GrantForm>,
-) -> Page {
+) -> Reply {
     let d = directory(&state)?;
     require_super(d, &p, "role.grant").await?;
     let id = uuid(&id)?;
@@ -261,7 +261,7 @@ pub async fn revoke(
     State(state): State<Console>,
     p: Principal,
     Path((id, member)): Path<(String, String)>,
-) -> Page {
+) -> Reply {
     let d = directory(&state)?;
     require_super(d, &p, "role.revoke").await?;
     let (id, member) = (uuid(&id)?, uuid(&member)?);

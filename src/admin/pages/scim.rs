@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::IntoResponse;
 use serde::Deserialize;
 
-use super::{Done, Errors, Page};
+use super::{Done, Errors, Reply};
 use crate::access::store::TokenInfo;
 use crate::admin::Console;
 use crate::admin::views::{Chrome, html, when, when_opt};
@@ -50,7 +50,7 @@ async fn page(
     errors: Errors,
     typed: String,
     done: Option<&str>,
-) -> Page {
+) -> Reply {
     let status = if errors.is_empty() {
         axum::http::StatusCode::OK
     } else {
@@ -70,7 +70,7 @@ async fn page(
     Ok(res)
 }
 
-pub async fn tokens(State(state): State<Console>, p: Principal, Query(q): Query<Done>) -> Page {
+pub async fn tokens(State(state): State<Console>, p: Principal, Query(q): Query<Done>) -> Reply {
     let d = directory(&state)?;
     p.require(d, p.has(Permission::ManageScim), "token.view").await?;
     page(&state, &p, None, Errors::default(), String::new(), q.done.as_deref()).await
@@ -84,7 +84,7 @@ pub struct CreateForm {
     adopt_existing: Option<String>,
 }
 
-pub async fn create_token(State(state): State<Console>, p: Principal, Form(f): Form<CreateForm>) -> Page {
+pub async fn create_token(State(state): State<Console>, p: Principal, Form(f): Form<CreateForm>) -> Reply {
     let d = directory(&state)?;
     p.require(d, p.has(Permission::ManageScim), "token.create").await?;
     // A token that may take over members other sources created acts on the whole directory.
@@ -102,7 +102,7 @@ pub async fn create_token(State(state): State<Console>, p: Principal, Form(f): F
     }
 }
 
-pub async fn revoke_token(State(state): State<Console>, p: Principal, Path(name): Path<String>) -> Page {
+pub async fn revoke_token(State(state): State<Console>, p: Principal, Path(name): Path<String>) -> Reply {
     let d = directory(&state)?;
     p.require(d, p.has(Permission::ManageScim), "token.revoke").await?;
     crate::admin::ready(&state)?
@@ -115,7 +115,7 @@ pub async fn revoke_token(State(state): State<Console>, p: Principal, Path(name)
 
 /// Gives the token `name` a new secret, shown once. The super admin only: whoever holds the new
 /// secret acts as the source and changes every member it provisioned.
-pub async fn rotate_token(State(state): State<Console>, p: Principal, Path(name): Path<String>) -> Page {
+pub async fn rotate_token(State(state): State<Console>, p: Principal, Path(name): Path<String>) -> Reply {
     let d = directory(&state)?;
     p.require(d, p.is_super(), "token.rotate").await?;
     match crate::admin::ready(&state)?.access.rotate_token(&p.actor(), &name).await {

@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Done, Page};
+use super::{Done, Reply};
 use crate::admin::Console;
 use crate::admin::views::{Chrome, html, when, when_opt};
 use crate::admin::{Failure, Principal, directory, see_other};
@@ -80,7 +80,7 @@ async fn overview_page(
     report: Option<Report>,
     error: Option<String>,
     done: Option<&str>,
-) -> Page {
+) -> Reply {
     let c = p.chrome(p.lang.t("menu.sync")).at("/admin/sync").flash(done);
     let page = OverviewPage {
         c,
@@ -92,13 +92,13 @@ async fn overview_page(
     Ok(html(&page).into_response())
 }
 
-pub async fn overview(State(state): State<Console>, p: Principal, Query(q): Query<Done>) -> Page {
+pub async fn overview(State(state): State<Console>, p: Principal, Query(q): Query<Done>) -> Reply {
     let d = directory(&state)?;
     p.require(d, p.has(Permission::ManageSync), "sync.view").await?;
     overview_page(&state, &p, None, None, q.done.as_deref()).await
 }
 
-pub async fn run_page(State(state): State<Console>, p: Principal, Path(id): Path<i64>) -> Page {
+pub async fn run_page(State(state): State<Console>, p: Principal, Path(id): Path<i64>) -> Reply {
     let d = directory(&state)?;
     p.require(d, p.has(Permission::ManageSync), "sync.view").await?;
     let run = crate::admin::ready(&state)?.runs.run(id).await?.ok_or(Failure::NotFound)?;
@@ -134,7 +134,7 @@ pub async fn run_now(
     p: Principal,
     Path(name): Path<String>,
     Form(f): Form<RunForm>,
-) -> Page {
+) -> Reply {
     let d = directory(&state)?;
     p.require(d, p.has(Permission::ManageSync), "sync.run").await?;
     let sync = crate::admin::ready(&state)?.sync.clone();
@@ -166,12 +166,12 @@ pub async fn run_now(
     Ok(see_other("/admin/sync?done=sync.run"))
 }
 
-pub async fn approve(State(state): State<Console>, p: Principal, Path(id): Path<i64>) -> Page {
+pub async fn approve(State(state): State<Console>, p: Principal, Path(id): Path<i64>) -> Reply {
     let d = directory(&state)?;
     p.require(d, p.has(Permission::ManageSync), "sync.approve").await?;
     let sync = crate::admin::ready(&state)?.sync.clone();
     let run = crate::admin::ready(&state)?.runs.run(id).await?.ok_or(Failure::NotFound)?;
-    if run.status != "held" {
+    if run.status != crate::sync::store::RunStatus::Held {
         return Err(Failure::Conflict(format!("run {id} is {}, not held", run.status)));
     }
     d.record(&p.actor(), "sync.approve", "sync_run", Some(id.to_string()), json!({ "source": run.source }))

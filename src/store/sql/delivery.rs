@@ -30,7 +30,7 @@ macro_rules! sql_delivery {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(format!("INSERT INTO mailbox_bindings ({MAILBOX_COLS}) "));
                     qb.push_values(chunk, |mut row, b| {
                         row.push_bind(b.member_id).push_bind(b.address.clone()).push_bind(b.display_name.clone())
-                            .push_bind(b.active).push_bind(b.state.clone()).push_bind(b.attempts).push_bind(b.next_attempt_at)
+                            .push_bind(b.active).push_bind(b.state.as_str()).push_bind(b.attempts).push_bind(b.next_attempt_at)
                             .push_bind(b.last_error.clone()).push_bind(b.remote_id.clone()).push_bind(b.pushed_at)
                             .push_bind(b.updated_at);
                     });

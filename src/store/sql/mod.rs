@@ -2,7 +2,7 @@
 //!
 //! `shared_sql!(Db, Store, Tx, err, MEMBER_CHILDREN, MEMBER_KEYS, GROUP_MEMBERSHIPS)` expands to the
 //! implementations of every owner's store trait for one sqlx database, one `sql_*` macro a file and
-//! an owner (`directory_read`, `members_tx`, `tree_tx`, `accounts_tx`, `directory_tx`, `delivery`,
+//! an owner (`directory_read`, `records_read`, `members_tx`, `tree_tx`, `accounts_tx`, `directory_tx`, `delivery`,
 //! `runs`, `access`, `leases`, `maintenance`), so that no file of SQL grows past a few hundred lines. The backend supplies a `Store` struct with `read`
 //! and `write` pools and the dialect-specific inherent methods `backend_name`, `run_migrations`
 //! and `schema_state_impl`, a `Tx` struct wrapping `sqlx::Transaction<'static, Db>`, `err`, which
@@ -113,6 +113,8 @@ mod search;
 #[macro_use]
 mod directory_read;
 #[macro_use]
+mod records_read;
+#[macro_use]
 mod members_tx;
 #[macro_use]
 mod tree_tx;
@@ -137,6 +139,7 @@ macro_rules! shared_sql {
         sql_common!($($args)*);
         sql_search!($($args)*);
         sql_directory_read!($($args)*);
+        sql_records_read!($($args)*);
         sql_members_tx!($($args)*);
         sql_tree_tx!($($args)*);
         sql_accounts_tx!($($args)*);

@@ -22,10 +22,10 @@ macro_rules! sql_runs {
                 Ok(id)
             }
 
-            async fn run_finish(&self, id: i64, status: &str, counts: &serde_json::Value, errors: &serde_json::Value, message: &str) -> Result<()> {
+            async fn run_finish(&self, id: i64, status: $crate::sync::store::RunStatus, counts: &serde_json::Value, errors: &serde_json::Value, message: &str) -> Result<()> {
                 q("UPDATE sync_runs SET status = $2, counts = $3, errors = $4, message = $5, finished_at = $6 WHERE id = $1")
                     .bind(id)
-                    .bind(status.to_owned())
+                    .bind(status.as_str())
                     .bind(Json(counts.clone()))
                     .bind(Json(errors.clone()))
                     .bind(message.to_owned())

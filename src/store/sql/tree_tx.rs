@@ -94,8 +94,11 @@ macro_rules! sql_tree_tx {
                 Ok(found)
             }
 
-            async fn anchors_held(&mut self, groups: bool, source: &str, anchors: &[String]) -> Result<Vec<(String, Uuid)>> {
-                let table = if groups { "groups" } else { "org_units" };
+            async fn anchors_held(&mut self, tree: $crate::directory::store::Tree, source: &str, anchors: &[String]) -> Result<Vec<(String, Uuid)>> {
+                let table = match tree {
+                    $crate::directory::store::Tree::Groups => "groups",
+                    $crate::directory::store::Tree::OrgUnits => "org_units",
+                };
                 let mut found = Vec::new();
                 for chunk in anchors.chunks(1000) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(format!("SELECT anchor, id FROM {table} WHERE source = "));
