@@ -1,5 +1,6 @@
 //! Delivery benchmark: a broadcast to N members (30,000 by default): the time to queue it
-//! (`DirectoryService::apply(Change::Broadcast)`, one transaction) and the dispatch throughput
+//! (`delivery::desk::broadcast`, one transaction with its outbox event, then the dispatcher's
+//! fan-out into one message a recipient, `Dispatcher::fan_out`) and the dispatch throughput
 //! of one dispatcher against an HTTP SMS gateway on loopback that accepts everything at once (no
 //! rate limit). SMS only: every message reserves and charges balance and writes a ledger line.
 //!
@@ -92,9 +93,13 @@ async fn run(store: &'static str, url: String, members: usize) -> Result {
         language: "en".into(),
         ..Default::default()
     };
-    // Recorded with its outbox event; the dispatcher's first round fans it out.
+    // Recorded with its outbox event, then fanned out into one message a recipient: the time
+    // until every message is queued.
     let (_, messages) =
         roster::delivery::desk::broadcast(d.store().as_ref(), s.delivery.as_ref(), &actor, b).await.unwrap();
+    let queued =
+        Dispatcher::new(s.delivery.clone(), &DeliveryConfig::default()).unwrap().fan_out().await.unwrap();
+    assert_eq!(queued.queued as usize, messages, "every recipient's message is queued");
     let enqueue_s = started.elapsed().as_secs_f64();
 
     let delivery = DeliveryConfig {

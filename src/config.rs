@@ -63,8 +63,9 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct JobsConfig {
-    /// How long a node's lease on a job lasts without renewal: when a node dies, another takes
-    /// its jobs over within this time.
+    /// When a node dies, another takes its jobs over within this time. (A leader renews its
+    /// leases every third of it, each time for two thirds of it; the nodes' clocks must agree to
+    /// well within a third of it, as NTP keeps them.)
     pub lease_secs: u64,
 }
 

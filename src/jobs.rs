@@ -26,18 +26,29 @@ use crate::directory::store::Result;
 #[async_trait]
 pub trait LeaseStore: Send + Sync + 'static {
     /// Takes the lease on `job` for `holder` until `until`, or renews it when `holder` has it;
-    /// false when another holder's lease is live at `now`.
+    /// `None` when another holder's lease is live at `now`. With the lease comes the last due time
+    /// any holder ran the job for ([`Self::job_ran`]), so a new holder can catch up a run the old
+    /// one missed.
     async fn job_lease(
         &self,
         job: &str,
         holder: &str,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
-    ) -> Result<bool>;
+    ) -> Result<Option<Held>>;
+    /// Records that `holder` ran `job` for its due time `due`.
+    async fn job_ran(&self, job: &str, holder: &str, due: DateTime<Utc>) -> Result<()>;
     /// Gives the lease up (a node that stops cleanly hands its jobs over at once).
     async fn job_lease_release(&self, job: &str, holder: &str) -> Result<()>;
-    /// `(job, holder, expires_at)` of every lease, for the console and the tests.
+    /// `(job, holder, expires_at)` of every lease (the tests read them).
     async fn job_leases(&self) -> Result<Vec<(String, String, DateTime<Utc>)>>;
+}
+
+/// A lease just taken or renewed.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Held {
+    /// The due time the job last ran for, on whichever node (`None`: never).
+    pub last_due: Option<DateTime<Utc>>,
 }
 
 /// What a job does when it is due.
@@ -110,23 +121,33 @@ async fn run_job(
             Err(e) => {
                 // Cannot tell: act as if not leader (another node may be).
                 tracing::warn!(job = %job.name, error = %e, "job lease could not be renewed");
-                false
+                None
             }
         };
-        if held != leader {
-            leader = held;
+        if held.is_some() != leader {
+            leader = held.is_some();
+            metrics::gauge!("roster_job_leader", "job" => job.name.clone()).set(f64::from(u8::from(leader)));
             if leader {
                 tracing::info!(job = %job.name, %holder, "job lease taken: this node runs the job");
+                // A due time that passed while nobody held the lease (the old leader died) is
+                // run now, once, rather than skipped until the next one.
+                let missed = held
+                    .and_then(|h| h.last_due)
+                    .and_then(|last| job.schedule.after(&last).next())
+                    .filter(|due| *due <= now);
+                if let Some(due) = missed {
+                    tracing::info!(job = %job.name, %due, "running a due time the previous holder missed");
+                    run_once(&leases, &holder, lease, beat, &job, due).await;
+                }
             } else {
                 tracing::info!(job = %job.name, "job lease lost: another node runs the job");
             }
-            metrics::gauge!("roster_job_leader", "job" => job.name.clone()).set(f64::from(u8::from(leader)));
         }
         let Some(due) = next else { break };
         if Utc::now() >= due {
             next = job.schedule.after(&Utc::now()).next();
             if leader {
-                run_once(&leases, &holder, lease, beat, &job).await;
+                run_once(&leases, &holder, lease, beat, &job, due).await;
             }
             continue;
         }
@@ -141,13 +162,16 @@ async fn run_job(
     }
 }
 
-/// Runs the job, renewing its lease while it runs (a run may take longer than a lease).
+/// Runs the job for its due time `due`, renewing its lease while it runs (a run may take longer
+/// than a lease). A run whose lease another node took (this node was cut off from the database
+/// for longer than the lease) is stopped, so the job never runs on two nodes at once.
 async fn run_once(
     leases: &Arc<dyn LeaseStore>,
     holder: &str,
     lease: chrono::Duration,
     beat: Duration,
     job: &Job,
+    due: DateTime<Utc>,
 ) {
     let started = std::time::Instant::now();
     let run = (job.run)();
@@ -158,13 +182,16 @@ async fn run_once(
             _ = tokio::time::sleep(beat) => {
                 let now = Utc::now();
                 match leases.job_lease(&job.name, holder, now, now + lease).await {
-                    Ok(true) => {}
-                    Ok(false) => tracing::error!(job = %job.name, "job lease taken by another node while running"),
+                    Ok(Some(_)) => {}
+                    Ok(None) => break Err("the lease was taken by another node; the run was stopped".into()),
                     Err(e) => tracing::warn!(job = %job.name, error = %e, "job lease could not be renewed"),
                 }
             }
         }
     };
+    if let Err(e) = leases.job_ran(&job.name, holder, due).await {
+        tracing::warn!(job = %job.name, error = %e, "could not record the run");
+    }
     let secs = started.elapsed().as_secs_f64();
     metrics::histogram!("roster_job_duration_seconds", "job" => job.name.clone()).record(secs);
     match result {

@@ -23,8 +23,8 @@
 //! - [`app`]: wiring; `run(listener, config, shutdown)` is what `rosterd serve` and the tests call.
 //! - [`cli`]: the `rosterd` command line (and `rosterd import`).
 //! - [`config`]: figment configuration, built-in defaults < file < `ROSTER_*` environment.
-//! - Leaves every module may use: [`secret`] (redacted secrets, password hashing), [`text`]
-//!   (closed sets stored as text), [`telemetry`] (metrics).
+//! - Small modules every module may use: [`secret`] (redacted secrets, password hashing) and
+//!   [`text`] (closed sets stored as text), both leaves; [`telemetry`] (metrics).
 
 #[macro_use]
 pub mod text;

@@ -4,5 +4,7 @@
 CREATE TABLE job_leases (
     job TEXT PRIMARY KEY,
     holder TEXT NOT NULL,
-    expires_at TEXT NOT NULL
+    expires_at TEXT NOT NULL,
+    -- The due time the job last ran for (a new holder runs a due time the old one missed).
+    last_due TEXT
 );

@@ -94,7 +94,7 @@ impl Access {
         let audit =
             AuditRecord::new(actor, at, "token.create", ("token", Some(name.clone())), None, Some(&after));
         self.store
-            .token_insert(&name, &hash, adopt_existing, at, &audit)
+            .token_insert(&store::Sealed::new(), &name, &hash, adopt_existing, at, &audit)
             .await
             .map_err(DirectoryError::from_store)?;
         Ok(secret)
@@ -109,7 +109,7 @@ impl Access {
         let at = Utc::now().trunc_subsecs(6);
         let audit =
             AuditRecord::new::<()>(actor, at, "token.rotate", ("token", Some(name.to_owned())), None, None);
-        if !self.store.token_rotate(name, &hash, at, &audit).await? {
+        if !self.store.token_rotate(&store::Sealed::new(), name, &hash, at, &audit).await? {
             return Err(DirectoryError::NotFound { kind: "token", id: name.to_owned() });
         }
         self.tokens.clear();
@@ -121,7 +121,7 @@ impl Access {
         let at = Utc::now().trunc_subsecs(6);
         let audit =
             AuditRecord::new::<()>(actor, at, "token.revoke", ("token", Some(name.to_owned())), None, None);
-        if !self.store.token_revoke(name, at, &audit).await? {
+        if !self.store.token_revoke(&store::Sealed::new(), name, at, &audit).await? {
             return Err(DirectoryError::NotFound { kind: "token", id: name.to_owned() });
         }
         self.tokens.clear();

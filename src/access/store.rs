@@ -42,6 +42,16 @@ pub struct SignInFailures {
     pub locked_until: Option<DateTime<Utc>>,
 }
 
+/// The proof that the caller is `access` itself: the audited token writes take one, and only
+/// this module makes it, so they are reachable only through [`super::Access`].
+pub struct Sealed(());
+
+impl Sealed {
+    pub(super) fn new() -> Sealed {
+        Sealed(())
+    }
+}
+
 #[async_trait]
 pub trait AccessStore: Send + Sync + 'static {
     async fn tokens(&self) -> Result<Vec<TokenInfo>>;
@@ -52,8 +62,6 @@ pub trait AccessStore: Send + Sync + 'static {
     async fn session(&self, id_hash: &str) -> Result<Option<AdminSession>>;
     async fn session_touch(&self, id_hash: &str, seen: DateTime<Utc>, expires: DateTime<Utc>) -> Result<()>;
     async fn session_delete(&self, id_hash: &str) -> Result<()>;
-    /// Ends every session of a member (or of the super admin when `None`), but `keep`.
-    async fn sessions_end(&self, member_id: Option<Uuid>, keep: Option<&str>) -> Result<u64>;
     async fn sessions_purge(&self, before: DateTime<Utc>) -> Result<u64>;
     async fn sign_in_failures(&self, key: &str) -> Result<Option<SignInFailures>>;
     /// Counts one more failure under `key` (starting a new window at `now` when the current one
@@ -74,6 +82,7 @@ pub trait AccessStore: Send + Sync + 'static {
     /// Adds a token, audited in the same transaction.
     async fn token_insert(
         &self,
+        key: &Sealed,
         name: &str,
         hash: &str,
         adopt_existing: bool,
@@ -84,6 +93,7 @@ pub trait AccessStore: Send + Sync + 'static {
     /// audited in the same transaction; false (and nothing written) when there is no such token.
     async fn token_rotate(
         &self,
+        key: &Sealed,
         name: &str,
         hash: &str,
         at: DateTime<Utc>,
@@ -91,5 +101,11 @@ pub trait AccessStore: Send + Sync + 'static {
     ) -> Result<bool>;
     /// Marks the live token `name` revoked, audited in the same transaction; false (and nothing
     /// written) when there is none.
-    async fn token_revoke(&self, name: &str, at: DateTime<Utc>, audit: &AuditRecord) -> Result<bool>;
+    async fn token_revoke(
+        &self,
+        key: &Sealed,
+        name: &str,
+        at: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> Result<bool>;
 }

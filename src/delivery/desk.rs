@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::store::{Broadcast, DeliveryStore};
+use super::store::{Broadcast, DeliveryStore, Sealed};
 use crate::directory::model::{Actor, AuditRecord, OutboxRecord};
 use crate::directory::store::DirectoryRead;
 use crate::directory::{DirectoryError, DirectoryResult, validate};
@@ -65,7 +65,7 @@ pub async fn top_up(
         let after = json!({"amount": amount, "balance": balance, "note": note});
         AuditRecord::new(actor, at, "sms.top_up", ("sms_account", None), None, Some(&after))
     };
-    Ok(store.sms_top_up(amount, &actor.who, note.as_deref(), at, &audit).await?)
+    Ok(store.sms_top_up(&Sealed::new(), amount, &actor.who, note.as_deref(), at, &audit).await?)
 }
 
 /// Records a broadcast and queues it (through the outbox) to the active members of `units`'
@@ -116,7 +116,7 @@ pub async fn broadcast(
     };
     let audit =
         AuditRecord::new(actor, at, "broadcast.send", ("broadcast", Some(b.id.to_string())), None, Some(&b));
-    store.broadcast_insert(&b, &event, &audit).await?;
+    store.broadcast_insert(&Sealed::new(), &b, &event, &audit).await?;
     Ok((b, messages))
 }
 
@@ -126,7 +126,7 @@ pub async fn retry(store: &dyn DeliveryStore, actor: &Actor, id: Uuid) -> Direct
     let at = now();
     let audit =
         AuditRecord::new::<()>(actor, at, "delivery.retry", ("delivery", Some(id.to_string())), None, None);
-    Ok(store.delivery_retry(id, at, &audit).await?)
+    Ok(store.delivery_retry(&Sealed::new(), id, at, &audit).await?)
 }
 
 /// Deletes sent and dead messages finished before `before`.
@@ -136,5 +136,5 @@ pub async fn purge(store: &dyn DeliveryStore, actor: &Actor, before: DateTime<Ut
         let detail = json!({ "before": before, "deleted": deleted });
         AuditRecord::new(actor, at, "delivery.purge", ("delivery", None), None, Some(&detail))
     };
-    Ok(store.deliveries_purge(before, &audit).await?)
+    Ok(store.deliveries_purge(&Sealed::new(), before, &audit).await?)
 }

@@ -207,6 +207,14 @@ impl Dispatcher {
         Ok(round)
     }
 
+    /// Turns pending outbox events into messages (and mailbox bindings) without sending any:
+    /// the first step of [`Self::run_once`].
+    pub async fn fan_out(&self) -> Result<Round, StoreError> {
+        let mut round = Round::default();
+        self.expand(&mut round).await?;
+        Ok(round)
+    }
+
     /// Turns pending outbox events into messages.
     async fn expand(&self, round: &mut Round) -> Result<(), StoreError> {
         let enterprise = self.parts.store.enterprise_profile().await?.map(|e| e.name).unwrap_or_default();
@@ -244,9 +252,15 @@ impl Dispatcher {
             }
         };
         let Some(broadcast) = self.parts.store.broadcast(b.broadcast_id).await? else {
+            tracing::error!(event = %event.id, broadcast = %b.broadcast_id, "broadcast event names no broadcast; skipped");
             return Ok(Vec::new());
         };
         let recipients = self.parts.store.broadcast_recipients(&b.units).await?;
+        if recipients.len() as i64 != broadcast.recipients {
+            // Members joined, left or moved since it was sent: it reaches them as they are now.
+            tracing::info!(broadcast = %broadcast.id, sent_to = broadcast.recipients, now = recipients.len(),
+                "broadcast recipients changed between sending and fan-out");
+        }
         let mut messages = Vec::with_capacity(recipients.len() * 2);
         for r in &recipients {
             let params = json!({

@@ -122,7 +122,7 @@ pub struct Recipient {
     pub email: Option<String>,
 }
 
-/// A message the provider accepted, to be recorded (see [`Store::deliveries_sent`]).
+/// A message the provider accepted, to be recorded (see [`DeliveryStore::deliveries_sent`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sent {
     pub id: Uuid,
@@ -146,6 +146,17 @@ pub struct SmsLedgerEntry {
     pub provider_id: Option<String>,
     pub actor: String,
     pub note: Option<String>,
+}
+
+/// The proof that the caller is `delivery` itself: the audited writes an admin asks for (retry,
+/// purge, top-up, broadcast) take one, and only this module makes it, so they are reachable only
+/// through [`super::desk`].
+pub struct Sealed(());
+
+impl Sealed {
+    pub(super) fn new() -> Sealed {
+        Sealed(())
+    }
 }
 
 #[async_trait]
@@ -245,11 +256,18 @@ pub trait DeliveryStore: Send + Sync + 'static {
     async fn enterprise_profile(&self) -> Result<Option<crate::directory::model::Enterprise>>;
     /// A dead or held message pending again, attempts reset, audited in the same transaction.
     /// False (and nothing written) when there is no such message.
-    async fn delivery_retry(&self, id: Uuid, at: DateTime<Utc>, audit: &AuditRecord) -> Result<bool>;
+    async fn delivery_retry(
+        &self,
+        key: &Sealed,
+        id: Uuid,
+        at: DateTime<Utc>,
+        audit: &AuditRecord,
+    ) -> Result<bool>;
     /// Deletes sent and dead messages finished before `before`, with the audit row `audit`
     /// makes of the count, in one transaction.
     async fn deliveries_purge(
         &self,
+        key: &Sealed,
         before: DateTime<Utc>,
         audit: &(dyn Fn(u64) -> AuditRecord + Send + Sync),
     ) -> Result<u64>;
@@ -257,6 +275,7 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// `audit` makes of the new balance is written in the same transaction. Returns the balance.
     async fn sms_top_up(
         &self,
+        key: &Sealed,
         amount: i64,
         actor: &str,
         note: Option<&str>,
@@ -267,5 +286,11 @@ pub trait DeliveryStore: Send + Sync + 'static {
     async fn broadcast_recipients(&self, units: &[Uuid]) -> Result<Vec<Recipient>>;
     /// Records a broadcast with the outbox event that fans it out to its recipients and its
     /// audit row, in one transaction.
-    async fn broadcast_insert(&self, b: &Broadcast, event: &OutboxRecord, audit: &AuditRecord) -> Result<()>;
+    async fn broadcast_insert(
+        &self,
+        key: &Sealed,
+        b: &Broadcast,
+        event: &OutboxRecord,
+        audit: &AuditRecord,
+    ) -> Result<()>;
 }

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::change::*;
 use super::model::*;
-use super::store::{DirectoryRead, DirectoryStore, DirectoryTx, StoreError, Tree, WriteKey};
+use super::store::{DirectoryRead, DirectoryStore, DirectoryTx, StoreError, Tree, Versioned, WriteKey};
 use super::{NewEnterprise, NumberBlock};
 use super::{numbers, validate};
 
@@ -720,7 +720,11 @@ impl DirectoryService {
             }
             Change::RevokeRole { role_id, member_id } => revoke_role(ctx, role_id, member_id).await,
             Change::ExpectVersion { kind, id, version } => {
-                let current = ctx.tx.version_of(&kind, id).await?;
+                let Some(versioned) = Versioned::parse(&kind) else {
+                    let known = "must be member, org_unit, group or role";
+                    return Err(DirectoryError::invalid("kind", known));
+                };
+                let current = ctx.tx.version_of(versioned, id).await?;
                 match current {
                     None => Err(DirectoryError::NotFound { kind: "object", id: id.to_string() }),
                     Some(current) if current != version => Err(DirectoryError::Stale { kind, id, current }),

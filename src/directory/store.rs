@@ -80,6 +80,16 @@ pub struct AuditFilter {
     pub limit: i64,
 }
 
+text_enum! {
+    /// The objects that carry a version (optimistic concurrency: [`super::Change::ExpectVersion`]).
+    pub enum Versioned as "versioned object kind" {
+        Member = "member",
+        OrgUnit = "org_unit",
+        Group = "group",
+        Role = "role",
+    }
+}
+
 /// The two kinds of tree node a source anchors besides members.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tree {
@@ -191,7 +201,7 @@ pub trait DirectoryTx: MemberTx + TreeTx + AccountTx + Send {
     async fn outbox_insert(&mut self, messages: &[OutboxRecord]) -> Result<()>;
     async fn sync_cursor_set(&mut self, source: &str, cursor: &str) -> Result<()>;
     /// The version of a member, org unit, group or role (`None`: no such object).
-    async fn version_of(&mut self, kind: &str, id: Uuid) -> Result<Option<i64>>;
+    async fn version_of(&mut self, kind: Versioned, id: Uuid) -> Result<Option<i64>>;
 }
 
 /// Members, their kept-aside values and tombstones, inside the write transaction.

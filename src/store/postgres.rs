@@ -207,7 +207,7 @@ mod bulk {
         Ok(())
     }
 
-    /// See [`StoreTx::member_lock`](crate::store::StoreTx::member_lock): a row lock.
+    /// See [`MemberTx::member_lock`](crate::directory::store::MemberTx::member_lock): a row lock.
     pub async fn member_lock(c: &mut PgConnection, id: Uuid) -> Result<()> {
         sqlx::query("SELECT 1 FROM members WHERE id = $1 FOR UPDATE")
             .bind(id)
@@ -217,7 +217,7 @@ mod bulk {
         Ok(())
     }
 
-    /// See [`StoreTx::members_conflicts`](crate::store::StoreTx::members_conflicts).
+    /// See [`MemberTx::members_conflicts`](crate::directory::store::MemberTx::members_conflicts).
     pub async fn members_conflicts(
         c: &mut PgConnection,
         ms: &[m::Member],

@@ -282,13 +282,13 @@ mod bulk {
         Ok(())
     }
 
-    /// See [`StoreTx::member_lock`](crate::store::StoreTx::member_lock): nothing to do, the
+    /// See [`MemberTx::member_lock`](crate::directory::store::MemberTx::member_lock): nothing to do, the
     /// transaction holds the database's one write lock from its start (`BEGIN IMMEDIATE`).
     pub async fn member_lock(_c: &mut SqliteConnection, _id: Uuid) -> Result<()> {
         Ok(())
     }
 
-    /// See [`StoreTx::members_conflicts`](crate::store::StoreTx::members_conflicts).
+    /// See [`MemberTx::members_conflicts`](crate::directory::store::MemberTx::members_conflicts).
     pub async fn members_conflicts(
         c: &mut SqliteConnection,
         ms: &[m::Member],

@@ -151,7 +151,7 @@ fn sourced_digest(u: &SrcUser, unit: Option<Uuid>, manager: Option<Uuid>, mail_d
 
 /// Digests for the members [`Current::members`] holds whole whose stored digest is unknown
 /// (rows from before digests were kept): `(id, version, digest)`, for
-/// [`crate::store::Store::member_digests_fill`].
+/// [`crate::directory::DirectoryService::fill_digests`].
 pub fn missing_digests(cur: &Current) -> Vec<(Uuid, i64, i64)> {
     let unknown: HashSet<Uuid> = cur.keys.iter().filter(|k| k.digest.is_none()).map(|k| k.id).collect();
     cur.members.iter().filter(|m| unknown.contains(&m.id)).map(|m| (m.id, m.version, m.digest())).collect()

@@ -64,15 +64,6 @@ macro_rules! sql_access {
                 Ok(())
             }
 
-            async fn sessions_end(&self, member_id: Option<Uuid>, keep: Option<&str>) -> Result<u64> {
-                let keep = keep.unwrap_or("").to_owned();
-                let r = match member_id {
-                    Some(id) => q("DELETE FROM admin_sessions WHERE member_id = $1 AND id_hash <> $2").bind(id).bind(keep),
-                    None => q("DELETE FROM admin_sessions WHERE member_id IS NULL AND id_hash <> $1").bind(keep),
-                };
-                Ok(r.execute(&self.write).await.map_err($err)?.rows_affected())
-            }
-
             async fn sessions_purge(&self, before: DateTime<Utc>) -> Result<u64> {
                 Ok(q("DELETE FROM admin_sessions WHERE expires_at < $1").bind(before)
                     .execute(&self.write).await.map_err($err)?.rows_affected())
@@ -119,7 +110,7 @@ macro_rules! sql_access {
                     .bind(before).execute(&self.write).await.map_err($err)?.rows_affected())
             }
 
-            async fn token_insert(&self, name: &str, hash: &str, adopt_existing: bool, at: DateTime<Utc>, audit: &m::AuditRecord) -> Result<()> {
+            async fn token_insert(&self, _key: &$crate::access::store::Sealed, name: &str, hash: &str, adopt_existing: bool, at: DateTime<Utc>, audit: &m::AuditRecord) -> Result<()> {
                 let mut tx = self.begin_tx().await?;
                 exec(&mut tx, q("INSERT INTO api_tokens (name, token_hash, created_at, adopt_existing) VALUES ($1, $2, $3, $4)")
                     .bind(name.to_owned()).bind(hash.to_owned()).bind(at).bind(adopt_existing)).await?;
@@ -127,7 +118,7 @@ macro_rules! sql_access {
                 tx.commit().await.map_err($err)
             }
 
-            async fn token_rotate(&self, name: &str, hash: &str, at: DateTime<Utc>, audit: &m::AuditRecord) -> Result<bool> {
+            async fn token_rotate(&self, _key: &$crate::access::store::Sealed, name: &str, hash: &str, at: DateTime<Utc>, audit: &m::AuditRecord) -> Result<bool> {
                 let mut tx = self.begin_tx().await?;
                 let n = exec(&mut tx, q("UPDATE api_tokens SET token_hash = $1, rotated_at = $2, revoked_at = NULL WHERE name = $3")
                     .bind(hash.to_owned()).bind(at).bind(name.to_owned())).await?;
@@ -139,7 +130,7 @@ macro_rules! sql_access {
                 Ok(true)
             }
 
-            async fn token_revoke(&self, name: &str, at: DateTime<Utc>, audit: &m::AuditRecord) -> Result<bool> {
+            async fn token_revoke(&self, _key: &$crate::access::store::Sealed, name: &str, at: DateTime<Utc>, audit: &m::AuditRecord) -> Result<bool> {
                 let mut tx = self.begin_tx().await?;
                 let n = exec(&mut tx, q("UPDATE api_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL")
                     .bind(at).bind(name.to_owned())).await?;

@@ -275,7 +275,7 @@ macro_rules! sql_delivery {
                 enterprise_get(&mut c).await
             }
 
-            async fn delivery_retry(&self, id: Uuid, at: DateTime<Utc>, audit: &m::AuditRecord) -> Result<bool> {
+            async fn delivery_retry(&self, _key: &$crate::delivery::store::Sealed, id: Uuid, at: DateTime<Utc>, audit: &m::AuditRecord) -> Result<bool> {
                 let mut tx = self.begin_tx().await?;
                 let n = exec(&mut tx, q("UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = $2, lease_holder = NULL, \
                       lease_until = NULL WHERE id = $1 AND state IN ('dead', 'held')")
@@ -288,7 +288,7 @@ macro_rules! sql_delivery {
                 Ok(true)
             }
 
-            async fn deliveries_purge(&self, before: DateTime<Utc>, audit: &(dyn Fn(u64) -> m::AuditRecord + Send + Sync)) -> Result<u64> {
+            async fn deliveries_purge(&self, _key: &$crate::delivery::store::Sealed, before: DateTime<Utc>, audit: &(dyn Fn(u64) -> m::AuditRecord + Send + Sync)) -> Result<u64> {
                 let mut tx = self.begin_tx().await?;
                 let n = exec(&mut tx, q("DELETE FROM deliveries WHERE (state = 'sent' AND sent_at < $1) OR (state = 'dead' AND next_attempt_at < $1)")
                     .bind(before)).await?;
@@ -297,7 +297,7 @@ macro_rules! sql_delivery {
                 Ok(n)
             }
 
-            async fn sms_top_up(&self, amount: i64, actor: &str, note: Option<&str>, at: DateTime<Utc>, audit: &(dyn Fn(i64) -> m::AuditRecord + Send + Sync)) -> Result<i64> {
+            async fn sms_top_up(&self, _key: &$crate::delivery::store::Sealed, amount: i64, actor: &str, note: Option<&str>, at: DateTime<Utc>, audit: &(dyn Fn(i64) -> m::AuditRecord + Send + Sync)) -> Result<i64> {
                 let mut tx = self.begin_tx().await?;
                 let (balance,): (i64,) = sqlx::query_as(
                     "UPDATE sms_account SET balance = balance + $1, low_warned_at = NULL WHERE singleton = 1 RETURNING balance",
@@ -331,7 +331,7 @@ macro_rules! sql_delivery {
                 qb.build_query_as().persistent(false).fetch_all(&self.read).await.map_err($err)
             }
 
-            async fn broadcast_insert(&self, b: &$crate::delivery::store::Broadcast, event: &m::OutboxRecord, audit: &m::AuditRecord) -> Result<()> {
+            async fn broadcast_insert(&self, _key: &$crate::delivery::store::Sealed, b: &$crate::delivery::store::Broadcast, event: &m::OutboxRecord, audit: &m::AuditRecord) -> Result<()> {
                 let mut tx = self.begin_tx().await?;
                 exec(&mut tx, q(sql!("INSERT INTO broadcasts ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", BROADCAST_COLS))
                     .bind(b.id).bind(b.created_at).bind(b.created_by.clone()).bind(b.title.clone()).bind(b.text.clone())

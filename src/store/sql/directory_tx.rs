@@ -27,13 +27,17 @@ macro_rules! sql_directory_tx {
                 Ok(())
             }
 
-            async fn version_of(&mut self, kind: &str, id: Uuid) -> Result<Option<i64>> {
+            async fn version_of(
+                &mut self,
+                kind: $crate::directory::store::Versioned,
+                id: Uuid,
+            ) -> Result<Option<i64>> {
+                use $crate::directory::store::Versioned;
                 let sql = match kind {
-                    "member" => "SELECT version FROM members WHERE id = $1",
-                    "org_unit" => "SELECT version FROM org_units WHERE id = $1",
-                    "group" => "SELECT version FROM groups WHERE id = $1",
-                    "role" => "SELECT version FROM roles WHERE id = $1",
-                    _ => return Ok(None),
+                    Versioned::Member => "SELECT version FROM members WHERE id = $1",
+                    Versioned::OrgUnit => "SELECT version FROM org_units WHERE id = $1",
+                    Versioned::Group => "SELECT version FROM groups WHERE id = $1",
+                    Versioned::Role => "SELECT version FROM roles WHERE id = $1",
                 };
                 let row: Option<(i64,)> =
                     sqlx::query_as(sql).bind(id).fetch_optional(&mut *self.tx).await.map_err($err)?;
