@@ -2,8 +2,6 @@
 //! lockout; every page against every role (permissions are enforced on the server, and each
 //! refusal is audited); the forms' bad input; CSV import; sync from the console.
 
-#[allow(unused_imports)]
-use roster::store::prelude::*;
 use std::collections::HashMap;
 
 use reqwest::StatusCode;

@@ -1,7 +1,5 @@
 //! The `rosterd` command line, run as a user would.
 
-#[allow(unused_imports)]
-use roster::store::prelude::*;
 use std::io::Write;
 use std::process::Stdio;
 

@@ -5,8 +5,6 @@
 //! every run; with `ROSTER_UPDATE_SCREENSHOTS=1` they replace the checked-in ones in
 //! `docs/screenshots/` (shown in the README), else they go to the test target's temp dir.
 
-#[allow(unused_imports)]
-use roster::store::prelude::*;
 use std::path::PathBuf;
 
 use crate::admin::{Console, MEMBER_PW, SUPER_PW};

@@ -2,8 +2,6 @@
 
 #![allow(dead_code)]
 
-#[allow(unused_imports)]
-use roster::store::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

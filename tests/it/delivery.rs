@@ -3,8 +3,6 @@
 //! accept) receives the SMS. Rounds are run directly ([`Dispatcher::run_once`]) or by the
 //! `rosterd outbox dispatch` command.
 
-#[allow(unused_imports)]
-use roster::store::prelude::*;
 use std::collections::VecDeque;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};

@@ -1,8 +1,6 @@
 //! Faults: a read-only store, and signals in the middle of a write. Each shows the error the
 //! user sees and that stored data is intact.
 
-#[allow(unused_imports)]
-use roster::store::prelude::*;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

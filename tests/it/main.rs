@@ -11,6 +11,7 @@ mod daemon;
 mod delivery;
 mod faults;
 mod fixtures;
+mod house;
 mod messy;
 mod migrations;
 mod nodes;

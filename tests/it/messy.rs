@@ -3,8 +3,6 @@
 //! conflict is gone; against a real slapd and a running rosterd.
 
 use reqwest::{Method, StatusCode};
-#[allow(unused_imports)]
-use roster::store::prelude::*;
 use roster::sync::{RunOptions, SyncService};
 use serde_json::{Value, json};
 

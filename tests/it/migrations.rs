@@ -1,7 +1,5 @@
 //! Both migration sets stay in step.
 
-#[allow(unused_imports)]
-use roster::store::prelude::*;
 use std::collections::BTreeSet;
 
 fn versions(dir: &str) -> BTreeSet<String> {

@@ -1,8 +1,6 @@
 //! SCIM over real HTTP against a running rosterd, on both stores: what Entra ID and Okta send,
 //! and what a broken client sends.
 
-#[allow(unused_imports)]
-use roster::store::prelude::*;
 use std::collections::BTreeSet;
 
 use reqwest::{Method, StatusCode};

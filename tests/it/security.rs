@@ -7,8 +7,6 @@
 use reqwest::{Method, StatusCode};
 use roster::directory::model::Permission;
 use roster::directory::{Applied, Change, MemberPatch};
-#[allow(unused_imports)]
-use roster::store::prelude::*;
 use serde_json::{Value, json};
 
 use crate::admin::{Console, MEMBER_PW, SUPER_PW};

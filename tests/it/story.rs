@@ -1,7 +1,5 @@
 //! The behaviour suite: every store operation, through `DirectoryService`, on both backends.
 
-#[allow(unused_imports)]
-use roster::store::prelude::*;
 use std::collections::BTreeSet;
 
 use roster::directory::model::{Actor, Email, MemberState, Source};

@@ -2,8 +2,6 @@
 
 use roster::config::{LdapSearch, LdapSource, SyncLimits};
 use roster::directory::model::MemberState;
-#[allow(unused_imports)]
-use roster::store::prelude::*;
 use roster::sync::{Outcome, ReadMode, RunOptions, SyncService};
 
 use crate::common::{Backend, TestDb};

@@ -5,8 +5,6 @@
 
 use roster::config::{LdapSearch, LdapSource, Preset, SyncLimits};
 use roster::directory::model::MemberState;
-#[allow(unused_imports)]
-use roster::store::prelude::*;
 use roster::sync::{Outcome, ReadMode, RunOptions, SyncService};
 
 use crate::common::{Backend, TestDb};
