@@ -207,3 +207,126 @@ async fn run_once(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// Leases in memory: one row a job, as the table keeps them.
+    #[derive(Default)]
+    struct Leases {
+        rows: Mutex<std::collections::HashMap<String, (String, DateTime<Utc>, Option<DateTime<Utc>>)>>,
+    }
+
+    #[async_trait]
+    impl LeaseStore for Leases {
+        async fn job_lease(
+            &self,
+            job: &str,
+            holder: &str,
+            now: DateTime<Utc>,
+            until: DateTime<Utc>,
+        ) -> Result<Option<Held>> {
+            let mut rows = self.rows.lock().unwrap();
+            let row = rows.entry(job.to_owned()).or_insert((holder.to_owned(), until, None));
+            if row.0 == holder || row.1 < now {
+                row.0 = holder.to_owned();
+                row.1 = until;
+                return Ok(Some(Held { last_due: row.2 }));
+            }
+            Ok(None)
+        }
+        async fn job_ran(&self, job: &str, holder: &str, due: DateTime<Utc>) -> Result<()> {
+            if let Some(row) = self.rows.lock().unwrap().get_mut(job).filter(|r| r.0 == holder) {
+                row.2 = Some(due);
+            }
+            Ok(())
+        }
+        async fn job_lease_release(&self, job: &str, holder: &str) -> Result<()> {
+            if let Some(row) = self.rows.lock().unwrap().get_mut(job).filter(|r| r.0 == holder) {
+                row.1 = DateTime::<Utc>::UNIX_EPOCH;
+            }
+            Ok(())
+        }
+        async fn job_leases(&self) -> Result<Vec<(String, String, DateTime<Utc>)>> {
+            Ok(self.rows.lock().unwrap().iter().map(|(j, r)| (j.clone(), r.0.clone(), r.1)).collect())
+        }
+    }
+
+    fn counting(name: &str, schedule: &str, runs: Arc<AtomicUsize>) -> Job {
+        Job::new(name, schedule.parse().unwrap(), move || {
+            let runs = runs.clone();
+            async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+        })
+    }
+
+    /// A yearly job whose last run was two years ago: its new holder runs the missed due time at
+    /// once, once; a job with no run recorded waits for its next due time.
+    #[tokio::test]
+    async fn a_new_holder_runs_a_missed_due_time_once() {
+        let leases = Arc::new(Leases::default());
+        let long_ago = Utc::now() - chrono::Duration::days(730);
+        leases
+            .rows
+            .lock()
+            .unwrap()
+            .insert("yearly".into(), ("a dead node".into(), DateTime::<Utc>::UNIX_EPOCH, Some(long_ago)));
+        let (missed, fresh) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let jobs = vec![
+            counting("yearly", "0 0 0 1 1 *", missed.clone()),
+            counting("fresh", "0 0 0 1 1 *", fresh.clone()),
+        ];
+        let (tracker, stop) = (TaskTracker::new(), CancellationToken::new());
+        spawn(&tracker, leases.clone(), Duration::from_millis(300), jobs, stop.clone());
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        stop.cancel();
+        tracker.close();
+        tracker.wait().await;
+        assert_eq!(missed.load(Ordering::SeqCst), 1, "the missed due time runs once");
+        assert_eq!(fresh.load(Ordering::SeqCst), 0, "nothing was missed: wait for the next due time");
+        let rows = leases.rows.lock().unwrap();
+        assert!(rows["yearly"].2.unwrap() > long_ago, "the run is recorded");
+        assert_eq!(rows["yearly"].1, DateTime::<Utc>::UNIX_EPOCH, "given up at shutdown");
+    }
+
+    /// Two nodes: only the holder runs a job due every second; the other runs it once the holder
+    /// has stopped (its lease given up).
+    #[tokio::test]
+    async fn only_the_holder_runs_and_the_job_moves_when_it_stops() {
+        let leases = Arc::new(Leases::default());
+        let (a_runs, b_runs) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (a, b) =
+            ((TaskTracker::new(), CancellationToken::new()), (TaskTracker::new(), CancellationToken::new()));
+        let lease = Duration::from_millis(600);
+        spawn(
+            &a.0,
+            leases.clone(),
+            lease,
+            vec![counting("tick", "* * * * * *", a_runs.clone())],
+            a.1.clone(),
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        spawn(
+            &b.0,
+            leases.clone(),
+            lease,
+            vec![counting("tick", "* * * * * *", b_runs.clone())],
+            b.1.clone(),
+        );
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(a_runs.load(Ordering::SeqCst) >= 2, "the holder runs the job");
+        assert_eq!(b_runs.load(Ordering::SeqCst), 0, "the other node does not");
+        a.1.cancel();
+        a.0.close();
+        a.0.wait().await;
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(b_runs.load(Ordering::SeqCst) >= 1, "the job moved to the other node");
+        b.1.cancel();
+    }
+}
