@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::directory::model::{Actor, AuditRecord};
 use crate::directory::{DirectoryError, DirectoryResult};
-use store::{AccessStore, TokenInfo};
+use store::{AccessStore, TokenInfo, TokenKind};
 
 /// Checks a member's password against the directory the member came from (console sign-in by
 /// pass-through). Implemented by the LDAP sync adapter, handed in by the wiring, so that the console never imports the sync adapter.
@@ -87,14 +87,32 @@ impl Access {
         name: &str,
         adopt_existing: bool,
     ) -> DirectoryResult<String> {
+        self.create_token_of(actor, name, TokenKind::Scim, adopt_existing).await
+    }
+
+    /// Creates a token of `kind` (see [`Self::create_token`]). Only a SCIM client may adopt
+    /// members (`adopt_existing`). Names are unique over every kind.
+    pub async fn create_token_of(
+        &self,
+        actor: &Actor,
+        name: &str,
+        kind: TokenKind,
+        adopt_existing: bool,
+    ) -> DirectoryResult<String> {
         let name = tokens::check_name(name)?;
+        if adopt_existing && kind != TokenKind::Scim {
+            return Err(DirectoryError::invalid(
+                "adopt_existing",
+                "only a SCIM client's token may adopt members",
+            ));
+        }
         let (secret, hash) = tokens::generate();
         let at = Utc::now().trunc_subsecs(6);
-        let after = json!({ "name": name, "adopt_existing": adopt_existing });
+        let after = json!({ "name": name, "kind": kind, "adopt_existing": adopt_existing });
         let audit =
             AuditRecord::new(actor, at, "token.create", ("token", Some(name.clone())), None, Some(&after));
         self.store
-            .token_insert(&store::Sealed::new(), &name, &hash, adopt_existing, at, &audit)
+            .token_insert(&store::Sealed::new(), &name, &hash, kind, adopt_existing, at, &audit)
             .await
             .map_err(DirectoryError::from_store)?;
         Ok(secret)

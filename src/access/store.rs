@@ -7,6 +7,29 @@ use uuid::Uuid;
 use crate::directory::model::AuditRecord;
 use crate::directory::store::Result;
 
+text_enum! {
+    /// What a token lets its holder do.
+    pub enum TokenKind as "token kind" {
+        /// An identity provider's SCIM client; its source is `scim:<name>`.
+        Scim = "scim",
+        /// An IM server posting message records; its source is `im:<name>`.
+        Archive = "archive",
+        /// A compliance tool reading the message archive.
+        ArchiveRead = "archive-read",
+    }
+}
+
+impl TokenKind {
+    /// The source a token of this kind writes as, if it writes (`scim:<name>`, `im:<name>`).
+    pub fn source(self, name: &str) -> Option<crate::directory::model::Source> {
+        match self {
+            TokenKind::Scim => crate::directory::model::Source::parse(&format!("scim:{name}")),
+            TokenKind::Archive => crate::directory::model::Source::parse(&format!("im:{name}")),
+            TokenKind::ArchiveRead => None,
+        }
+    }
+}
+
 /// An API token as listed (the secret itself is never stored).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
 pub struct TokenInfo {
@@ -16,6 +39,8 @@ pub struct TokenInfo {
     pub revoked_at: Option<DateTime<Utc>>,
     /// The client may take over members that another source created, matching by userName.
     pub adopt_existing: bool,
+    #[sqlx(try_from = "String")]
+    pub kind: TokenKind,
     /// When its secret was last replaced ([`AccessStore::token_rotate`]).
     pub rotated_at: Option<DateTime<Utc>>,
 }
@@ -85,6 +110,7 @@ pub trait AccessStore: Send + Sync + 'static {
         key: &Sealed,
         name: &str,
         hash: &str,
+        kind: TokenKind,
         adopt_existing: bool,
         at: DateTime<Utc>,
         audit: &AuditRecord,

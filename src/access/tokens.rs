@@ -21,7 +21,7 @@ pub fn hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-/// Token names become SCIM sources (`scim:<name>`): 1-64 of `[A-Za-z0-9._-]`.
+/// Token names become sources (`scim:<name>`, `im:<name>`): 1-64 of `[A-Za-z0-9._-]`.
 pub fn check_name(name: &str) -> Result<String, DirectoryError> {
     let name = name.trim();
     if crate::directory::model::Source::parse(&format!("scim:{name}")).is_none() {

@@ -217,6 +217,10 @@ pub enum TokenCommand {
         /// (off by default: a client never silently takes over members it does not own).
         #[arg(long)]
         adopt_existing: bool,
+        /// `scim` (an identity provider's client, source scim:NAME), `archive` (an IM server
+        /// posting message records, source im:NAME) or `archive-read` (a compliance tool).
+        #[arg(long, default_value = "scim", value_parser = parse_token_kind)]
+        kind: crate::access::store::TokenKind,
     },
     /// List tokens (names and dates; never the secrets).
     List,
@@ -525,25 +529,35 @@ async fn outbox(cfg: &Config, services: &app::Services, command: OutboxCommand) 
     Ok(ExitCode::SUCCESS)
 }
 
+fn parse_token_kind(s: &str) -> Result<crate::access::store::TokenKind, String> {
+    crate::access::store::TokenKind::parse(s)
+        .ok_or_else(|| format!("{s:?}: use scim, archive or archive-read"))
+}
+
 async fn token(services: &app::Services, console: &Actor, command: TokenCommand) -> anyhow::Result<()> {
     let access = &services.access;
     match command {
-        TokenCommand::Create { name, adopt_existing } => {
-            let secret = access.create_token(console, &name, adopt_existing).await?;
+        TokenCommand::Create { name, adopt_existing, kind } => {
+            let secret = access.create_token_of(console, &name, kind, adopt_existing).await?;
             eprintln!("created token {name:?}; it is shown only this once:");
             println!("{secret}");
         }
         TokenCommand::List => {
             let mut out = std::io::stdout().lock();
-            writeln!(out, "{:<32} {:<25} {:<25} {:<25} REVOKED", "NAME", "CREATED", "LAST USED", "ROTATED")?;
+            writeln!(
+                out,
+                "{:<32} {:<12} {:<25} {:<25} {:<25} REVOKED",
+                "NAME", "KIND", "CREATED", "LAST USED", "ROTATED"
+            )?;
             for t in access.store().tokens().await? {
                 let when = |d: Option<chrono::DateTime<chrono::Utc>>| {
                     d.map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_else(|| "-".into())
                 };
                 writeln!(
                     out,
-                    "{:<32} {:<25} {:<25} {:<25} {}",
+                    "{:<32} {:<12} {:<25} {:<25} {:<25} {}",
                     t.name,
+                    t.kind,
                     when(Some(t.created_at)),
                     when(t.last_used_at),
                     when(t.rotated_at),

@@ -19,8 +19,9 @@ impl Source {
     pub const IMPORT: &'static str = "import";
     pub const SYSTEM: &'static str = "system";
 
-    /// Parses a source name: `console`, `import`, `system`, or `ldap:<name>` / `scim:<name>`
-    /// where name is 1-64 characters of `[A-Za-z0-9._-]`.
+    /// Parses a source name: `console`, `import`, `system`, or `ldap:<name>` / `scim:<name>` /
+    /// `im:<name>` (an IM server posting message records) where name is 1-64 characters of
+    /// `[A-Za-z0-9._-]`.
     pub fn parse(s: &str) -> Option<Source> {
         let ok_name = |n: &str| {
             !n.is_empty()
@@ -29,7 +30,7 @@ impl Source {
         };
         let valid = match s.split_once(':') {
             None => [Self::CONSOLE, Self::IMPORT, Self::SYSTEM].contains(&s),
-            Some((kind, name)) => ["ldap", "scim"].contains(&kind) && ok_name(name),
+            Some((kind, name)) => ["ldap", "scim", "im"].contains(&kind) && ok_name(name),
         };
         valid.then(|| Source(s.to_owned()))
     }

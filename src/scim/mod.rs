@@ -151,7 +151,9 @@ async fn authenticate(State(state): State<Scim>, mut req: Request, next: Next) -
         return unauthorized("a bearer token is required (rosterd token create --name NAME)");
     };
     let info = match ready.access.authenticate_token(token).await {
-        Ok(Some(info)) => info,
+        // Only a SCIM client's token: an archive token provisions nothing.
+        Ok(Some(info)) if info.kind == crate::access::store::TokenKind::Scim => info,
+        Ok(Some(_)) => return unauthorized("the bearer token is not a SCIM client's token"),
         Ok(None) => return unauthorized("the bearer token is not valid or has been revoked"),
         Err(e) => return ScimError::from(e).into_response(),
     };

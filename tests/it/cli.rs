@@ -271,3 +271,34 @@ async fn two_processes_on_one_postgres_never_share_a_number() {
     let owners: Vec<bool> = members.iter().map(|m| m.login_name.starts_with("p0")).collect();
     assert!(owners.windows(2).filter(|w| w[0] != w[1]).count() > 1, "imports did not overlap");
 }
+
+/// Token kinds (for the message archive): `--kind archive` makes an IM server's token (source
+/// `im:NAME`), listed with its kind; an unknown kind or an adopting archive token is refused and
+/// creates nothing. Names are unique over every kind.
+#[test]
+fn token_kinds_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(rosterd(dir.path()).args(["token", "create", "--name", "chat", "--kind", "archive"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).lines().last().unwrap().starts_with("rst_"));
+    let bad = run(rosterd(dir.path()).args(["token", "create", "--name", "x", "--kind", "telnet"]));
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
+    assert!(text(&bad.stderr).contains("use scim, archive or archive-read"), "{}", text(&bad.stderr));
+    let adopt = run(rosterd(dir.path()).args([
+        "token",
+        "create",
+        "--name",
+        "y",
+        "--kind",
+        "archive",
+        "--adopt-existing",
+    ]));
+    assert_eq!(adopt.status.code(), Some(1));
+    assert!(text(&adopt.stderr).contains("only a SCIM client's token may adopt"), "{}", text(&adopt.stderr));
+    let same = run(rosterd(dir.path()).args(["token", "create", "--name", "chat"]));
+    assert_eq!(same.status.code(), Some(1), "a SCIM token cannot take an archive token's name");
+    let list = text(&run(rosterd(dir.path()).args(["token", "list"])).stdout);
+    let rows: Vec<&str> = list.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1, "{list}");
+    assert!(rows[0].starts_with("chat") && rows[0].contains(" archive "), "{list}");
+}

@@ -72,6 +72,16 @@ async fn scim_routes_and_error_bodies() {
     let authed =
         |req: axum::http::request::Builder| req.header(header::AUTHORIZATION, format!("Bearer {token}"));
 
+    // A token of another kind (an IM server's, for the archive) is not a SCIM client's.
+    let archive = s
+        .access
+        .create_token_of(&actor, "chat", roster::access::store::TokenKind::Archive, false)
+        .await
+        .unwrap();
+    let other = Request::get("/scim/v2/Users").header(header::AUTHORIZATION, format!("Bearer {archive}"));
+    let (status, _, body) = send(&app, other.body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{}", String::from_utf8_lossy(&body));
+
     let (status, headers, body) = send(&app, get("/scim/v2/Users")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(headers.contains_key(header::WWW_AUTHENTICATE));
