@@ -64,8 +64,7 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct JobsConfig {
     /// When a node dies, another takes its jobs over within this time. (A leader renews its
-    /// leases every third of it, each time for two thirds of it; the nodes' clocks must agree to
-    /// well within a third of it, as NTP keeps them.)
+    /// leases every third of it, each time for two thirds of it, by the database's clock.)
     pub lease_secs: u64,
 }
 

@@ -113,6 +113,7 @@ async fn run_job(
     // a live leader, and at most two thirds ahead of a dead one.
     let lease = chrono::Duration::from_std(lease * 2 / 3).unwrap_or(chrono::Duration::seconds(20));
     let mut leader = false;
+    metrics::gauge!("roster_job_leader", "job" => job.name.clone()).set(0.0);
     let mut next = job.schedule.upcoming(Utc).next();
     loop {
         let now = Utc::now();

@@ -50,6 +50,13 @@ impl PgStore {
         Ok(PgStore { read: pool.clone(), write: pool })
     }
 
+    /// The time by the database's clock, which every node shares (leader leases use it).
+    async fn clock(&self) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+        let (now,): (chrono::DateTime<chrono::Utc>,) =
+            sqlx::query_as("SELECT now()").fetch_one(&self.write).await.map_err(err)?;
+        Ok(now)
+    }
+
     fn backend_name() -> &'static str {
         "postgres"
     }

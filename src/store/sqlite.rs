@@ -103,6 +103,11 @@ impl SqliteStore {
         Ok(SqliteStore { read, write })
     }
 
+    /// The time for leader leases: this process's clock (an SQLite file has one node).
+    async fn clock(&self) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+        Ok(chrono::Utc::now())
+    }
+
     fn backend_name() -> &'static str {
         "sqlite"
     }

@@ -4,6 +4,10 @@ macro_rules! sql_leases {
         #[async_trait::async_trait]
         impl $crate::jobs::LeaseStore for $Store {
             async fn job_lease(&self, job: &str, holder: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<Option<$crate::jobs::Held>> {
+                // The database's clock, not the node's: nodes whose clocks disagree still agree
+                // on who holds a lease (the period asked for is kept).
+                let db_now = self.clock().await?;
+                let (now, until) = (db_now, db_now + (until - now));
                 // One statement: take the lease when it is free or expired, renew it when it is
                 // ours; another holder's live lease is left alone (no row, nothing returned).
                 sqlx::query_as::<_, $crate::jobs::Held>(
