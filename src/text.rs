@@ -41,7 +41,8 @@ macro_rules! text_enum {
 
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
+                // `pad`, not `write_str`: column widths (`{:<8}`) apply.
+                f.pad(self.as_str())
             }
         }
 
@@ -64,4 +65,25 @@ macro_rules! text_enum {
             }
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    text_enum! {
+        enum Colour as "colour" {
+            Red = "red",
+        }
+    }
+
+    #[test]
+    fn text_values_parse_compare_and_pad() {
+        assert_eq!(Colour::parse("red"), Some(Colour::Red));
+        assert_eq!(
+            Colour::try_from("blue".to_owned()).unwrap_err().to_string(),
+            "\"blue\" is not a known colour"
+        );
+        assert!(Colour::Red == "red");
+        assert_eq!(format!("[{:<5}]", Colour::Red), "[red  ]");
+        assert_eq!(serde_json::to_string(&Colour::Red).unwrap(), "\"red\"");
+    }
 }
