@@ -89,11 +89,9 @@ pub async fn broadcast(
     if directory.enterprise().await?.is_none() {
         return Err(DirectoryError::NoEnterprise);
     }
-    let recipients = store.broadcast_recipients(&n.units).await?;
-    let messages = recipients
-        .iter()
-        .map(|r| usize::from(n.email && r.email.is_some()) + usize::from(n.sms && r.mobile.is_some()))
-        .sum();
+    // Counted, not loaded: the dispatcher loads the recipients when it fans the broadcast out.
+    let (members, with_email, with_mobile) = store.broadcast_reach(&n.units).await?;
+    let messages = (if n.email { with_email } else { 0 } + if n.sms { with_mobile } else { 0 }) as usize;
     let at = now();
     let b = Broadcast {
         id: Uuid::now_v7(),
@@ -103,7 +101,7 @@ pub async fn broadcast(
         text,
         sms: n.sms,
         scope: n.units.clone(),
-        recipients: recipients.len() as i64,
+        recipients: members,
     };
     let language = if n.language.is_empty() { "en".to_owned() } else { n.language };
     let event = BroadcastEvent { broadcast_id: b.id, units: n.units, email: n.email, sms: n.sms, language };

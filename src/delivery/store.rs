@@ -284,6 +284,9 @@ pub trait DeliveryStore: Send + Sync + 'static {
     ) -> Result<i64>;
     /// Active members in the subtrees of `units` (everybody when empty).
     async fn broadcast_recipients(&self, units: &[Uuid]) -> Result<Vec<Recipient>>;
+    /// How many [`Self::broadcast_recipients`] there are, and how many of them have an e-mail
+    /// address and a mobile: `(members, with e-mail, with mobile)`, counted in the database.
+    async fn broadcast_reach(&self, units: &[Uuid]) -> Result<(i64, i64, i64)>;
     /// Records a broadcast with the outbox event that fans it out to its recipients and its
     /// audit row, in one transaction.
     async fn broadcast_insert(

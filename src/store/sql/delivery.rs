@@ -1,6 +1,24 @@
 //! [`DeliveryStore`](crate::delivery::store::DeliveryStore): the outbox's consumers' bookkeeping.
 macro_rules! sql_delivery {
     ($db:ty, $Store:ident, $Tx:ident, $err:path, $children:expr, $keys:expr, $memberships:expr) => {
+        /// The active members in the subtrees of `units` (everybody when empty), as a `SELECT` of
+        /// a `Recipient`'s columns.
+        fn push_recipients(qb: &mut sqlx::QueryBuilder<$db>, units: &[Uuid]) {
+            if !units.is_empty() {
+                qb.push("WITH RECURSIVE sub(id) AS (SELECT id FROM org_units WHERE id IN (");
+                let mut list = qb.separated(", ");
+                units.iter().for_each(|u| { list.push_bind(*u); });
+                qb.push(") UNION SELECT o.id FROM org_units o JOIN sub ON o.parent_id = sub.id) ");
+            }
+            qb.push("SELECT id, account_number, login_name, display_name, mobile, \
+                (SELECT address FROM member_emails e WHERE e.member_id = members.id ORDER BY is_primary DESC, position LIMIT 1) AS email \
+                FROM members WHERE state = 'active'");
+            if !units.is_empty() {
+                qb.push(" AND (primary_org_unit_id IN (SELECT id FROM sub) OR id IN \
+                    (SELECT member_id FROM member_org_units WHERE org_unit_id IN (SELECT id FROM sub)))");
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::delivery::store::DeliveryStore for $Store {
 
@@ -314,22 +332,18 @@ macro_rules! sql_delivery {
 
             async fn broadcast_recipients(&self, units: &[Uuid]) -> Result<Vec<$crate::delivery::store::Recipient>> {
                 let mut qb = sqlx::QueryBuilder::<$db>::new("");
-                if !units.is_empty() {
-                    qb.push("WITH RECURSIVE sub(id) AS (SELECT id FROM org_units WHERE id IN (");
-                    let mut list = qb.separated(", ");
-                    units.iter().for_each(|u| { list.push_bind(*u); });
-                    qb.push(") UNION SELECT o.id FROM org_units o JOIN sub ON o.parent_id = sub.id) ");
-                }
-                qb.push("SELECT id, account_number, login_name, display_name, mobile, \
-                    (SELECT address FROM member_emails e WHERE e.member_id = members.id ORDER BY is_primary DESC, position LIMIT 1) AS email \
-                    FROM members WHERE state = 'active'");
-                if !units.is_empty() {
-                    qb.push(" AND (primary_org_unit_id IN (SELECT id FROM sub) OR id IN \
-                        (SELECT member_id FROM member_org_units WHERE org_unit_id IN (SELECT id FROM sub)))");
-                }
+                push_recipients(&mut qb, units);
                 qb.push(" ORDER BY account_number");
                 qb.build_query_as().persistent(false).fetch_all(&self.read).await.map_err($err)
             }
+
+            async fn broadcast_reach(&self, units: &[Uuid]) -> Result<(i64, i64, i64)> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT COUNT(*), COUNT(email), COUNT(mobile) FROM (");
+                push_recipients(&mut qb, units);
+                qb.push(") r");
+                qb.build_query_as().persistent(false).fetch_one(&self.read).await.map_err($err)
+            }
+
 
             async fn broadcast_insert(&self, _key: &$crate::delivery::store::Sealed, b: &$crate::delivery::store::Broadcast, event: &m::OutboxRecord, audit: &m::AuditRecord) -> Result<()> {
                 let mut tx = self.begin_tx().await?;
