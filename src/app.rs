@@ -38,14 +38,18 @@ pub struct Services {
     pub delivery: Arc<dyn DeliveryStore>,
     pub runs: Arc<dyn RunStore>,
     pub leases: Arc<dyn LeaseStore>,
+    /// The message record archive.
+    pub archive: crate::archive::Archive,
     /// The store itself, for its upkeep (health, shutdown) and the wiring.
     pub store: Arc<dyn Store>,
 }
 
 impl Services {
     fn new(store: Arc<dyn Store>, cfg: &Config) -> Services {
+        let directory = DirectoryService::new(store.clone(), cfg.numbers.rules());
         Services {
-            directory: DirectoryService::new(store.clone(), cfg.numbers.rules()),
+            archive: crate::archive::Archive::new(store.clone(), directory.clone(), cfg.archive.clone()),
+            directory,
             access: Access::new(store.clone()),
             delivery: store.clone(),
             runs: store.clone(),
@@ -66,6 +70,7 @@ pub struct AppState {
     pub health: http::Health,
     pub scim: crate::scim::Scim,
     pub console: crate::admin::Console,
+    pub api: crate::api::Api,
 }
 
 impl AppState {
@@ -78,6 +83,7 @@ impl AppState {
                 max_body_bytes: cfg.http.max_body_bytes,
             },
             console: crate::admin::Console::new(cfg),
+            api: crate::api::Api::new(),
         }
     }
 
@@ -88,6 +94,10 @@ impl AppState {
             directory: services.directory.clone(),
             access: services.access.clone(),
         });
+        let _ = self
+            .api
+            .ready
+            .set(crate::api::Ready { access: services.access.clone(), archive: services.archive.clone() });
         let pass_through = Arc::new(crate::sync::PassThroughLdap::new(sync.sources().to_vec()));
         let _ = self.console.ready.set(crate::admin::Ready {
             directory: services.directory.clone(),
@@ -100,7 +110,9 @@ impl AppState {
     }
 
     /// The whole HTTP surface: health and metrics, SCIM under `/scim/v2`, the console under
-    /// `/admin` when `admin.enabled`, with the middleware every request passes.
+    /// `/admin` when `admin.enabled`, the API under `/api/v1` (with its own body limit,
+    /// `archive.max_request_bytes`; everything else has `http.max_body_bytes`), with the
+    /// middleware every request passes.
     pub fn router(&self, cfg: &Config) -> axum::Router {
         let mut router = axum::Router::new()
             .merge(http::routes(self.health.clone()))
@@ -113,6 +125,9 @@ impl AppState {
                 )
                 .nest("/admin", crate::admin::router(self.console.clone()));
         }
+        let router = router
+            .layer(tower_http::limit::RequestBodyLimitLayer::new(cfg.http.max_body_bytes))
+            .nest("/api/v1", crate::api::archive::router(self.api.clone(), cfg.archive.max_request_bytes));
         const FORMS: &[http::ErrorForm] = &[("/scim/", crate::scim::error_form)];
         http::with_layers(router.fallback(http::not_found), &cfg.http, FORMS)
     }

@@ -56,6 +56,7 @@ pub struct Config {
     pub mailbox: MailboxConfig,
     pub admin: AdminConfig,
     pub jobs: JobsConfig,
+    pub archive: ArchiveConfig,
 }
 
 /// `[jobs]`: the scheduler. Each scheduled job (sync schedules, delivery dispatch, mailbox
@@ -71,6 +72,75 @@ pub struct JobsConfig {
 impl Default for JobsConfig {
     fn default() -> Self {
         JobsConfig { lease_secs: 30 }
+    }
+}
+
+/// `[archive]`: the message record archive (IM servers post records; compliance reads them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArchiveConfig {
+    /// The largest request body under `/api/v1/archive` (a JSON Lines batch, a blob).
+    pub max_request_bytes: usize,
+    /// The largest message text, in bytes; a longer line is refused.
+    pub max_text_bytes: usize,
+    /// The largest attachment, in bytes.
+    pub max_blob_bytes: usize,
+    /// Attachment media types accepted (`type/*` matches a whole type).
+    pub attachment_types: Vec<String>,
+    /// Domains of the IM server's addresses (XMPP JIDs): the part before @ of such an address
+    /// is a member's login name or account number. The enterprise's mail domain always is.
+    pub im_domains: Vec<String>,
+    /// Where finished exports are written (several nodes: a directory they share).
+    pub export_dir: std::path::PathBuf,
+    /// An export file is deleted this long after it is ready.
+    pub export_ttl_hours: i64,
+    /// When the retention purge runs (cron, with seconds), under the scheduler's lease.
+    pub purge_schedule: String,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        ArchiveConfig {
+            max_request_bytes: 32 * 1024 * 1024,
+            max_text_bytes: 64 * 1024,
+            max_blob_bytes: 25 * 1024 * 1024,
+            attachment_types: [
+                "image/png",
+                "image/jpeg",
+                "image/gif",
+                "image/webp",
+                "image/heic",
+                "audio/*",
+                "video/*",
+                "application/pdf",
+                "text/plain",
+                "application/zip",
+                "application/msword",
+                "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                "application/vnd.ms-excel",
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                "application/vnd.ms-powerpoint",
+                "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+            ]
+            .map(String::from)
+            .to_vec(),
+            im_domains: Vec::new(),
+            export_dir: "./data/exports".into(),
+            export_ttl_hours: 72,
+            purge_schedule: "0 30 3 * * *".into(),
+        }
+    }
+}
+
+impl ArchiveConfig {
+    /// Is this media type one of `attachment_types`?
+    pub fn allows(&self, mime: &str) -> bool {
+        let mime = mime.trim().to_ascii_lowercase();
+        let major = mime.split('/').next().unwrap_or("");
+        self.attachment_types.iter().any(|t| {
+            let t = t.trim().to_ascii_lowercase();
+            t == mime || t.strip_suffix("/*").is_some_and(|m| m == major)
+        })
     }
 }
 

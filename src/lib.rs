@@ -31,7 +31,9 @@ pub mod text;
 
 pub mod access;
 pub mod admin;
+pub mod api;
 pub mod app;
+pub mod archive;
 pub mod cli;
 pub mod config;
 pub mod delivery;

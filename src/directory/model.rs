@@ -20,7 +20,8 @@ impl Source {
     pub const SYSTEM: &'static str = "system";
 
     /// Parses a source name: `console`, `import`, `system`, or `ldap:<name>` / `scim:<name>` /
-    /// `im:<name>` (an IM server posting message records) where name is 1-64 characters of
+    /// `im:<name>` (an IM server posting message records) / `api:<name>` (an app reading through
+    /// the API with a token, e.g. a compliance tool) where name is 1-64 characters of
     /// `[A-Za-z0-9._-]`.
     pub fn parse(s: &str) -> Option<Source> {
         let ok_name = |n: &str| {
@@ -30,7 +31,7 @@ impl Source {
         };
         let valid = match s.split_once(':') {
             None => [Self::CONSOLE, Self::IMPORT, Self::SYSTEM].contains(&s),
-            Some((kind, name)) => ["ldap", "scim", "im"].contains(&kind) && ok_name(name),
+            Some((kind, name)) => ["ldap", "scim", "im", "api"].contains(&kind) && ok_name(name),
         };
         valid.then(|| Source(s.to_owned()))
     }

@@ -18,7 +18,6 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use tower::ServiceBuilder;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
@@ -70,11 +69,11 @@ pub fn routes(health: Health) -> Router {
 }
 
 /// Middleware for every route, outermost first: a request id (kept from the client or made up),
-/// a tracing span carrying it, the id echoed in the response, metrics, the request timeout
-/// (408) and the body limit (413).
+/// a tracing span carrying it (the path only: a query string may carry a token), the id echoed
+/// in the response, metrics, and the request timeout (408). Body limits (413) are the routers'
+/// own ([`crate::app::AppState::router`]).
 pub fn with_layers(router: Router, cfg: &HttpConfig, forms: &'static [ErrorForm]) -> Router {
     router
-        .layer(RequestBodyLimitLayer::new(cfg.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(cfg.request_timeout_secs),

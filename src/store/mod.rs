@@ -3,6 +3,7 @@
 //! The traits belong to their owners, next to the code that uses them:
 //! [`crate::directory::store`] (reads, and the sealed write transaction only the directory core
 //! can open), [`crate::delivery::store`], [`crate::sync::store`], [`crate::access::store`] and
+//! [`crate::archive::store`] and
 //! [`crate::jobs::LeaseStore`]. This module implements them all, knows SQL and nothing of the
 //! rules, and adds [`Maintenance`] (migrations, health, shutdown). [`Store`] is the sum of them,
 //! for the wiring in [`crate::app`]: each owner gets its own trait object from it.
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::access::store::AccessStore;
+use crate::archive::store::ArchiveStore;
 use crate::delivery::store::DeliveryStore;
 use crate::directory::model::Member;
 use crate::directory::store::DirectoryStore;
@@ -35,6 +37,7 @@ pub use postgres::PgStore;
 pub mod prelude {
     pub use super::{Maintenance, Store};
     pub use crate::access::store::AccessStore;
+    pub use crate::archive::store::ArchiveStore;
     pub use crate::delivery::store::DeliveryStore;
     pub use crate::directory::store::DirectoryRead;
     pub use crate::jobs::LeaseStore;
@@ -71,9 +74,14 @@ pub trait Maintenance: Send + Sync + 'static {
 
 /// Every owner's store in one: what [`open`] returns and [`crate::app`] hands out, each owner
 /// getting only its own trait (`Arc<dyn Store>` coerces to `Arc<dyn DeliveryStore>` and so on).
-pub trait Store: DirectoryStore + DeliveryStore + RunStore + AccessStore + LeaseStore + Maintenance {}
-impl<T> Store for T where T: DirectoryStore + DeliveryStore + RunStore + AccessStore + LeaseStore + Maintenance
-{}
+pub trait Store:
+    DirectoryStore + DeliveryStore + RunStore + AccessStore + ArchiveStore + LeaseStore + Maintenance
+{
+}
+impl<T> Store for T where
+    T: DirectoryStore + DeliveryStore + RunStore + AccessStore + ArchiveStore + LeaseStore + Maintenance
+{
+}
 
 /// A member's ordered contact value as its table keeps it: `(member, position, value, kind,
 /// primary)`, an e-mail address or a phone number.

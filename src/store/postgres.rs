@@ -317,4 +317,96 @@ mod bulk {
         .map_err(err)?;
         Ok(())
     }
+
+    /// Archive messages with their search terms (a GIN-indexed array), skipping ids the source
+    /// already has; then their parties. Returns each message's new id.
+    pub async fn archive_insert(
+        c: &mut PgConnection,
+        source: &str,
+        conversations: &[i64],
+        msgs: &[crate::archive::store::MessageIn],
+        ingested_at: i64,
+    ) -> Result<Vec<Option<i64>>> {
+        let mut ids: Vec<Option<i64>> = vec![None; msgs.len()];
+        if msgs.is_empty() {
+            return Ok(ids);
+        }
+        let terms: Vec<String> = msgs
+            .iter()
+            .map(|m| {
+                let t: Vec<String> = m.terms.iter().map(i64::to_string).collect();
+                format!("{{{}}}", t.join(","))
+            })
+            .collect();
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "INSERT INTO archive_messages (source, ext_id, conversation, sender_member, sender_external, sent_at, \
+             kind, body, attachments, ingested_at, grams) \
+             SELECT $1, ext_id, conversation, sender_member, sender_external, sent_at, kind, body, attachments, $2, grams::int8[] \
+             FROM UNNEST($3::text[], $4::int8[], $5::uuid[], $6::text[], $7::int8[], $8::text[], $9::text[], $10::text[], $11::text[]) \
+             WITH ORDINALITY AS r (ext_id, conversation, sender_member, sender_external, sent_at, kind, body, attachments, grams, n) \
+             ORDER BY n ON CONFLICT (source, ext_id) DO NOTHING RETURNING id, ext_id",
+        )
+        .bind(source.to_owned())
+        .bind(ingested_at)
+        .bind(msgs.iter().map(|m| m.ext_id.clone()).collect::<Vec<_>>())
+        .bind(msgs.iter().map(|m| conversations[m.conversation]).collect::<Vec<_>>())
+        .bind(msgs.iter().map(|m| m.sender_member).collect::<Vec<_>>())
+        .bind(msgs.iter().map(|m| m.sender_external.clone()).collect::<Vec<_>>())
+        .bind(msgs.iter().map(|m| m.sent_at).collect::<Vec<_>>())
+        .bind(msgs.iter().map(|m| m.kind.clone()).collect::<Vec<_>>())
+        .bind(msgs.iter().map(|m| m.body.clone()).collect::<Vec<_>>())
+        .bind(msgs.iter().map(|m| m.attachments.clone()).collect::<Vec<_>>())
+        .bind(terms)
+        .fetch_all(&mut *c)
+        .await
+        .map_err(err)?;
+        let mut at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for (i, m) in msgs.iter().enumerate() {
+            at.entry(m.ext_id.as_str()).or_insert(i);
+        }
+        for (id, ext) in rows {
+            if let Some(&i) = at.get(ext.as_str()) {
+                ids[i] = Some(id);
+            }
+        }
+        let mut members = Vec::new();
+        let mut convs = Vec::new();
+        let mut times = Vec::new();
+        let mut messages = Vec::new();
+        for (id, msg) in ids.iter().zip(msgs) {
+            let Some(id) = id else { continue };
+            for p in &msg.parties {
+                members.push(*p);
+                convs.push(conversations[msg.conversation]);
+                times.push(msg.sent_at);
+                messages.push(*id);
+            }
+        }
+        if !members.is_empty() {
+            sqlx::query(
+                "INSERT INTO archive_parties (member_id, conversation, sent_at, message) \
+                 SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::int8[], $4::int8[]) ON CONFLICT DO NOTHING",
+            )
+            .bind(members)
+            .bind(convs)
+            .bind(times)
+            .bind(messages)
+            .execute(&mut *c)
+            .await
+            .map_err(err)?;
+        }
+        Ok(ids)
+    }
+
+    /// The terms live in the message row: nothing to remove.
+    pub async fn archive_unindex(_c: &mut PgConnection, _ids: &[i64]) -> Result<()> {
+        Ok(())
+    }
+
+    /// `m` holds every term.
+    pub fn archive_terms(qb: &mut sqlx::QueryBuilder<sqlx::Postgres>, terms: &[i64]) {
+        qb.push("m.grams @> ");
+        qb.push_bind(terms.to_vec());
+        qb.push("::int8[]");
+    }
 }

@@ -428,6 +428,101 @@ mod bulk {
         .await?;
         Ok(())
     }
+
+    /// Archive messages, multi-row, skipping ids the source already has; then their search
+    /// terms (FTS5, rowid = message id) and parties. Returns each message's new id.
+    pub async fn archive_insert(
+        c: &mut SqliteConnection,
+        source: &str,
+        conversations: &[i64],
+        msgs: &[crate::archive::store::MessageIn],
+        ingested_at: i64,
+    ) -> Result<Vec<Option<i64>>> {
+        let mut ids: Vec<Option<i64>> = vec![None; msgs.len()];
+        const MESSAGE_ROWS: usize = 300; // 10 values a row
+        for (n, chunk) in msgs.chunks(MESSAGE_ROWS).enumerate() {
+            let mut qb = Qb::new(
+                "INSERT INTO archive_messages (source, ext_id, conversation, sender_member, sender_external, \
+                 sent_at, kind, body, attachments, ingested_at) ",
+            );
+            qb.push_values(chunk, |mut row, msg| {
+                row.push_bind(source.to_owned())
+                    .push_bind(msg.ext_id.clone())
+                    .push_bind(conversations[msg.conversation])
+                    .push_bind(msg.sender_member)
+                    .push_bind(msg.sender_external.clone())
+                    .push_bind(msg.sent_at)
+                    .push_bind(msg.kind.clone())
+                    .push_bind(msg.body.clone())
+                    .push_bind(msg.attachments.clone())
+                    .push_bind(ingested_at);
+            });
+            qb.push(" ON CONFLICT (source, ext_id) DO NOTHING RETURNING id, ext_id");
+            let rows: Vec<(i64, String)> = qb
+                .build_query_as()
+                .persistent(chunk.len() == MESSAGE_ROWS)
+                .fetch_all(&mut *c)
+                .await
+                .map_err(err)?;
+            let base = n * MESSAGE_ROWS;
+            for (id, ext) in rows {
+                if let Some(i) = chunk.iter().position(|m| m.ext_id == ext) {
+                    ids[base + i] = Some(id);
+                }
+            }
+        }
+        let stored: Vec<(i64, &crate::archive::store::MessageIn)> =
+            ids.iter().zip(msgs).filter_map(|(id, msg)| id.map(|id| (id, msg))).collect();
+        each_chunk(c, &stored, CHILD_ROWS, |chunk| {
+            let mut qb = Qb::new("INSERT INTO archive_text (rowid, grams) ");
+            qb.push_values(chunk, |mut row, (id, msg)| {
+                let text: Vec<String> = msg.terms.iter().map(|t| crate::archive::grams::token(*t)).collect();
+                row.push_bind(*id).push_bind(text.join(" "));
+            });
+            qb
+        })
+        .await?;
+        let parties: Vec<(Uuid, i64, i64, i64)> = stored
+            .iter()
+            .flat_map(|(id, msg)| {
+                let conversation = conversations[msg.conversation];
+                msg.parties.iter().map(move |p| (*p, conversation, msg.sent_at, *id))
+            })
+            .collect();
+        each_chunk(c, &parties, CHILD_ROWS, |chunk| {
+            let mut qb =
+                Qb::new("INSERT OR IGNORE INTO archive_parties (member_id, conversation, sent_at, message) ");
+            qb.push_values(chunk, |mut row, p| {
+                row.push_bind(p.0).push_bind(p.1).push_bind(p.2).push_bind(p.3);
+            });
+            qb
+        })
+        .await?;
+        Ok(ids)
+    }
+
+    /// Removes deleted messages' search terms.
+    pub async fn archive_unindex(c: &mut SqliteConnection, ids: &[i64]) -> Result<()> {
+        each_chunk(c, ids, CHILD_ROWS, |chunk| {
+            let mut qb = Qb::new("DELETE FROM archive_text WHERE rowid IN (");
+            let mut list = qb.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            qb.push(")");
+            qb
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// `m.id` holds every term (an FTS5 query of the terms' tokens, all required).
+    pub fn archive_terms(qb: &mut Qb, terms: &[i64]) {
+        let tokens: Vec<String> = terms.iter().map(|t| crate::archive::grams::token(*t)).collect();
+        qb.push("m.id IN (SELECT rowid FROM archive_text WHERE archive_text MATCH ");
+        qb.push_bind(tokens.join(" AND "));
+        qb.push(")");
+    }
 }
 
 #[cfg(test)]

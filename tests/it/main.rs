@@ -5,6 +5,7 @@
 //! operation against SQLite and PostgreSQL alike.
 
 mod admin;
+mod archive;
 mod cli;
 mod console_e2e;
 mod daemon;

@@ -1,0 +1,380 @@
+//! `/api/v1/archive`: ingest (`archive` tokens) and the read API (`archive-read` tokens).
+//!
+//! | route | token | what |
+//! |---|---|---|
+//! | `POST /messages` | archive | JSON Lines; per-line outcome |
+//! | `PUT /blobs/{sha256}` | archive | attachment bytes, checked against the hash |
+//! | `POST /xmpp?token=SECRET` | archive | one stanza from ejabberd's `mod_post_log` |
+//! | `GET /messages` | archive-read | search and page, oldest first |
+//! | `GET /blobs/{sha256}` | archive-read | attachment bytes (download) |
+//!
+//! `mod_post_log` cannot send headers of its own, so its token travels in the query string:
+//! the request log and the metrics record the path and the route only, never the query.
+
+use std::collections::{HashMap, HashSet};
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{post, put};
+use chrono::{DateTime, TimeZone, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::{Api, authenticate, bearer};
+use crate::access::store::TokenKind;
+use crate::archive::ingest::{Line, Outcome, Status};
+use crate::archive::store::MessageRow;
+use crate::archive::{Archive, BlobError, Cursor, Search, Viewer, xmpp};
+use crate::directory::model::{Actor, Source};
+use crate::http::ApiError;
+
+/// The archive's routes, with their own body limit (`archive.max_request_bytes`).
+pub fn router(api: Api, max_request_bytes: usize) -> Router {
+    Router::new()
+        .route("/archive/messages", post(post_messages).get(get_messages))
+        .route("/archive/blobs/{sha256}", put(put_blob).get(get_blob))
+        .route("/archive/xmpp", post(post_xmpp))
+        .layer(DefaultBodyLimit::max(max_request_bytes))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(max_request_bytes))
+        .with_state(api)
+}
+
+fn writer(info: &crate::access::store::TokenInfo) -> Actor {
+    let source = TokenKind::Archive.source(&info.name).expect("token names are valid source names");
+    Actor::new(source, info.name.clone())
+}
+
+fn reader(info: &crate::access::store::TokenInfo) -> Viewer {
+    let source = Source::parse(&format!("api:{}", info.name)).expect("token names are valid source names");
+    Viewer { actor: Actor::new(source, info.name.clone()), units: None }
+}
+
+/// Parses a JSON Lines body: each non-blank line a message or the reason it is not one.
+pub fn parse_lines(body: &[u8]) -> Vec<(usize, Result<Line, Outcome>)> {
+    body.split(|b| *b == b'\n')
+        .enumerate()
+        .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
+        .map(|(i, raw)| {
+            let n = i + 1;
+            let text = match std::str::from_utf8(raw) {
+                Ok(t) => t,
+                Err(_) => return (n, Err(Outcome::refused(n, None, "malformed", "the line is not UTF-8"))),
+            };
+            let value: Value = match serde_json::from_str(text) {
+                Ok(v) => v,
+                Err(e) => return (n, Err(Outcome::refused(n, None, "malformed", format!("not JSON: {e}")))),
+            };
+            let id = value.get("id").and_then(Value::as_str).map(str::to_owned);
+            match serde_json::from_value::<Line>(value) {
+                Ok(line) => (n, Ok(line)),
+                Err(e) => (n, Err(Outcome::refused(n, id, "malformed", format!("not a message: {e}")))),
+            }
+        })
+        .collect()
+}
+
+fn summary(results: &[Outcome]) -> Value {
+    let count = |s: Status| results.iter().filter(|o| o.status == s).count();
+    json!({
+        "stored": count(Status::Stored),
+        "duplicates": count(Status::Duplicate),
+        "refused": count(Status::Refused),
+        "results": results,
+    })
+}
+
+async fn post_messages(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let ready = api.ready()?;
+    let info = authenticate(&ready.access, bearer(&headers), TokenKind::Archive).await?;
+    let lines = parse_lines(&body);
+    if lines.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "empty",
+            "the body holds no lines (JSON Lines, one message a line)",
+        ));
+    }
+    let results = ready.archive.ingest(&writer(&info), lines).await?;
+    Ok(Json(summary(&results)).into_response())
+}
+
+async fn post_xmpp(
+    State(api): State<Api>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let ready = api.ready()?;
+    let token = query.as_deref().and_then(|q| {
+        form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "token").map(|(_, v)| v.into_owned())
+    });
+    let info =
+        authenticate(&ready.access, token.as_deref().filter(|t| !t.is_empty()), TokenKind::Archive).await?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "not_a_stanza", "the body is not UTF-8 XML"))?;
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let line = match xmpp::line(
+        text,
+        header("x-message-from").as_deref(),
+        header("x-message-to").as_deref(),
+        Utc::now(),
+    ) {
+        Ok(line) => line,
+        Err(xmpp::Refusal::NotAStanza(why)) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "not_a_stanza",
+                format!("not an XMPP message stanza: {why}"),
+            ));
+        }
+        Err(xmpp::Refusal::Nothing(what)) => {
+            return Ok(Json(json!({ "status": "ignored", "reason": what })).into_response());
+        }
+    };
+    let results = ready.archive.ingest(&writer(&info), vec![(1, Ok(line))]).await?;
+    let result = results.into_iter().next().expect("one line, one outcome");
+    let status =
+        if result.status == Status::Refused { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    Ok((status, Json(result)).into_response())
+}
+
+async fn put_blob(
+    State(api): State<Api>,
+    Path(sha256): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let ready = api.ready()?;
+    authenticate(&ready.access, bearer(&headers), TokenKind::Archive).await?;
+    match ready.archive.put_blob(&sha256, body.to_vec()).await {
+        Ok((created, mime)) => {
+            let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+            Ok((status, Json(json!({ "sha256": sha256.to_ascii_lowercase(), "size": body.len(), "mime": mime, "created": created }))).into_response())
+        }
+        Err(e) => Err(match e {
+            BlobError::BadHash => ApiError::new(StatusCode::BAD_REQUEST, "invalid_hash", e.to_string()),
+            BlobError::Mismatch(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "hash_mismatch", e.to_string())
+            }
+            BlobError::TooLarge(..) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
+            }
+            BlobError::Type(_) => {
+                ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "attachment_type", e.to_string())
+            }
+            BlobError::Store(e) => e.into(),
+        }),
+    }
+}
+
+async fn get_blob(
+    State(api): State<Api>,
+    Path(sha256): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let ready = api.ready()?;
+    let info = authenticate(&ready.access, bearer(&headers), TokenKind::ArchiveRead).await?;
+    let viewer = reader(&info);
+    let sha256 = sha256.to_ascii_lowercase();
+    let blob =
+        ready.archive.store().archive_blob(&sha256).await.map_err(crate::directory::DirectoryError::from)?;
+    let Some(blob) = blob else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such blob"));
+    };
+    ready
+        .archive
+        .audit_view(
+            &viewer,
+            "archive.blob",
+            ("archive_blob", Some(sha256.clone())),
+            json!({ "size": blob.size }),
+        )
+        .await?;
+    Ok(blob_response(blob, false))
+}
+
+/// A blob as a response: its sniffed type, never rendered as a page (`nosniff`, a sandboxing
+/// CSP), shown inline only when it is a raster image and `inline` is asked.
+pub fn blob_response(blob: crate::archive::store::Blob, inline: bool) -> Response {
+    let mime = if crate::archive::inline_image(&blob.mime) || !inline {
+        blob.mime.clone()
+    } else {
+        "application/octet-stream".into()
+    };
+    let disposition = if inline && crate::archive::inline_image(&blob.mime) {
+        "inline".to_owned()
+    } else {
+        format!("attachment; filename=\"{}\"", &blob.sha256[..16])
+    };
+    let mut r = (StatusCode::OK, blob.bytes).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&mime).unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_str(&disposition).expect("ascii"));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; sandbox"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=3600"));
+    r
+}
+
+/// `GET /messages` query parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadQuery {
+    member: Option<String>,
+    counterpart: Option<String>,
+    group: Option<i64>,
+    conversation: Option<i64>,
+    q: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    kind: Option<String>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+fn bad(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid", format!("{field}: {}", message.into()))
+}
+
+/// A time parameter: RFC 3339, or a date (midnight UTC).
+pub fn parse_time(field: &str, s: &str) -> Result<DateTime<Utc>, ApiError> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map(|d| Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight")))
+        .map_err(|_| bad(field, "a time is RFC 3339 (2026-12-03T10:00:00Z) or a date (2026-12-03)"))
+}
+
+/// A member parameter: a member identity (UUID) or the account number of a current member.
+pub async fn parse_member(archive: &Archive, s: &str) -> Result<Uuid, ApiError> {
+    if let Ok(id) = Uuid::parse_str(s) {
+        return Ok(id);
+    }
+    let n: i64 = s.parse().map_err(|_| bad("member", "a member id (UUID) or an account number"))?;
+    match archive
+        .directory()
+        .store()
+        .member_by_number(n)
+        .await
+        .map_err(crate::directory::DirectoryError::from)?
+    {
+        Some(m) => Ok(m.id),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no member holds account number {n}"),
+        )),
+    }
+}
+
+async fn get_messages(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    query: Result<Query<ReadQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let ready = api.ready()?;
+    let info = authenticate(&ready.access, bearer(&headers), TokenKind::ArchiveRead).await?;
+    let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid", e.body_text()))?;
+    let member = match &q.member {
+        Some(m) => Some(parse_member(&ready.archive, m).await?),
+        None => None,
+    };
+    let search = Search {
+        member,
+        counterpart: q.counterpart.clone(),
+        conversation: q.conversation,
+        group: q.group,
+        from: q.from.as_deref().map(|s| parse_time("from", s)).transpose()?,
+        to: q.to.as_deref().map(|s| parse_time("to", s)).transpose()?,
+        kind: q.kind.clone(),
+        text: q.q.clone(),
+        cursor: q
+            .cursor
+            .as_deref()
+            .map(|c| Cursor::parse(c).ok_or_else(|| bad("cursor", "not a cursor this API gave")))
+            .transpose()?,
+        limit: q.limit.unwrap_or(100).min(500),
+    };
+    let viewer = reader(&info);
+    let page = ready.archive.search(&viewer, &search).await?;
+    let messages = render(&ready.archive, &page.messages).await?;
+    Ok(Json(
+        json!({ "messages": messages, "next_cursor": page.next_cursor, "prev_cursor": page.prev_cursor }),
+    )
+    .into_response())
+}
+
+/// Messages as the read API (and exports) show them.
+pub async fn render(archive: &Archive, rows: &[MessageRow]) -> Result<Vec<Value>, ApiError> {
+    let mut ids: HashSet<Uuid> = rows.iter().filter_map(|r| r.sender_member).collect();
+    let mut convs = HashMap::new();
+    for r in rows {
+        if !convs.contains_key(&r.conversation)
+            && let Some(c) = archive
+                .store()
+                .archive_conversation(r.conversation)
+                .await
+                .map_err(crate::directory::DirectoryError::from)?
+        {
+            for part in c.key.split(' ') {
+                if let Some(id) = part.strip_prefix("m:").and_then(|u| Uuid::parse_str(u).ok()) {
+                    ids.insert(id);
+                }
+            }
+            convs.insert(r.conversation, c);
+        }
+    }
+    let who = archive.who(ids).await?;
+    let party = |key: &str| -> Value {
+        match key.split_once(':') {
+            Some(("m", id)) => {
+                Uuid::parse_str(id).ok().and_then(|id| who.get(&id)).map(|w| json!(w)).unwrap_or(Value::Null)
+            }
+            Some(("x", addr)) => json!({ "external": addr, "name": addr, "deleted": false }),
+            _ => Value::Null,
+        }
+    };
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let conversation = convs.get(&r.conversation).map(|c| match c.kind {
+                crate::archive::store::ConversationKind::Direct => {
+                    json!({ "id": c.id, "kind": "direct", "parties": c.key.split(' ').map(party).collect::<Vec<_>>() })
+                }
+                crate::archive::store::ConversationKind::Group => {
+                    json!({ "id": c.id, "kind": "group", "group": { "id": c.group_id, "ext_id": c.group_ext_id, "name": c.group_name } })
+                }
+            });
+            let from = match (&r.sender_member, &r.sender_external) {
+                (Some(id), _) => who.get(id).map(|w| json!(w)).unwrap_or(Value::Null),
+                (None, Some(a)) => json!({ "external": a, "name": a, "deleted": false }),
+                _ => Value::Null,
+            };
+            let sent_at = Utc.timestamp_micros(r.sent_at).single().map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
+            json!({
+                "id": r.ext_id,
+                "archive_id": r.id,
+                "source": r.source,
+                "conversation": conversation,
+                "from": from,
+                "sent_at": sent_at,
+                "kind": r.kind,
+                "text": r.body,
+                "attachments": serde_json::from_str::<Value>(&r.attachments).unwrap_or(Value::Array(vec![])),
+            })
+        })
+        .collect())
+}

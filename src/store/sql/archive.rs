@@ -1,0 +1,391 @@
+//! [`ArchiveStore`](crate::archive::store::ArchiveStore): the message record archive. The search
+//! index differs by backend (`bulk::archive_*`: FTS5 on SQLite, a GIN array on PostgreSQL).
+macro_rules! sql_archive {
+    ($db:ty, $Store:ident, $Tx:ident, $err:path, $children:expr, $keys:expr, $memberships:expr) => {
+        use $crate::archive::store as ar;
+
+        const ARCHIVE_MESSAGE_COLS: &str =
+            "m.id, m.source, m.ext_id, m.conversation, m.sender_member, m.sender_external, m.sent_at, m.kind, m.body, m.attachments";
+        const ARCHIVE_EXPORT_COLS: &str = "id, created_by, created_at, scope, format, state, total, done, file, size, sha256, manifest, error, expires_at";
+
+        /// `(col IN subtree(units))`, bounded in depth like every walk of the tree.
+        fn push_subtree(qb: &mut sqlx::QueryBuilder<$db>, col: &str, units: &[Uuid]) {
+            if units.is_empty() {
+                qb.push("(1 = 0)");
+                return;
+            }
+            qb.push(format!("({col} IN (WITH RECURSIVE sub (id, depth) AS (SELECT id, 0 FROM org_units WHERE id IN ("));
+            let mut list = qb.separated(", ");
+            for u in units {
+                list.push_bind(*u);
+            }
+            qb.push(") UNION ALL SELECT o.id, sub.depth + 1 FROM org_units o JOIN sub ON o.parent_id = sub.id \
+                     WHERE sub.depth < 10000) SELECT id FROM sub))");
+        }
+
+        /// The FROM and WHERE of a message search (the member's parties drive it when it has one).
+        fn push_message_filter(qb: &mut sqlx::QueryBuilder<$db>, f: &ar::MessageFilter) {
+            let (t, _) = archive_order(f);
+            if let Some(member) = f.member {
+                qb.push(" FROM archive_parties p JOIN archive_messages m ON m.id = p.message WHERE p.member_id = ");
+                qb.push_bind(member);
+            } else {
+                qb.push(" FROM archive_messages m WHERE 1 = 1");
+            }
+            if let Some(c) = f.conversation {
+                qb.push(" AND m.conversation = ").push_bind(c);
+            }
+            if let Some(cp) = &f.counterpart {
+                qb.push(" AND m.conversation IN (SELECT id FROM archive_conversations WHERE kind = 'direct' AND (key LIKE ");
+                qb.push_bind(format!("{} %", like_escape(cp))).push(" ESCAPE '\\' OR key LIKE ");
+                qb.push_bind(format!("% {}", like_escape(cp))).push(" ESCAPE '\\'))");
+            }
+            if let Some(g) = f.group {
+                qb.push(" AND m.conversation IN (SELECT id FROM archive_conversations WHERE group_id = ").push_bind(g).push(")");
+            }
+            if let Some(from) = f.from {
+                qb.push(format!(" AND {t}.sent_at >= ")).push_bind(from);
+            }
+            if let Some(to) = f.to {
+                qb.push(format!(" AND {t}.sent_at < ")).push_bind(to);
+            }
+            if let Some(kind) = &f.kind {
+                qb.push(" AND m.kind = ").push_bind(kind.clone());
+            }
+            if let Some(source) = &f.source {
+                qb.push(" AND m.source = ").push_bind(source.clone());
+            }
+            if !f.terms.is_empty() {
+                qb.push(" AND ");
+                bulk::archive_terms(qb, &f.terms);
+            }
+            if let Some(units) = &f.units {
+                qb.push(" AND m.id IN (SELECT pu.message FROM archive_parties pu JOIN members x ON x.id = pu.member_id WHERE ");
+                push_subtree(qb, "x.primary_org_unit_id", units);
+                qb.push(")");
+            }
+        }
+
+        /// The table alias and id column the order uses.
+        fn archive_order(f: &ar::MessageFilter) -> (&'static str, &'static str) {
+            if f.member.is_some() { ("p", "p.message") } else { ("m", "m.id") }
+        }
+
+        fn like_escape(s: &str) -> String {
+            s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+        }
+
+        async fn archive_audit_tx(tx: &mut sqlx::Transaction<'static, $db>, audit: &m::AuditRecord) -> Result<()> {
+            bulk::audit_insert(tx, std::slice::from_ref(audit)).await
+        }
+
+        #[async_trait::async_trait]
+        impl ar::ArchiveStore for $Store {
+            async fn archive_resolve(&self, numbers: &[i64], logins: &[String], emails: &[String]) -> Result<Vec<ar::Resolved>> {
+                let mut out = Vec::new();
+                for chunk in numbers.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT account_number, id FROM members WHERE account_number IN (");
+                    let mut list = qb.separated(", ");
+                    for n in chunk { list.push_bind(*n); }
+                    qb.push(")");
+                    let rows: Vec<(i64, Uuid)> = qb.build_query_as().persistent(false).fetch_all(&self.read).await.map_err($err)?;
+                    out.extend(rows.into_iter().map(|(n, id)| (n.to_string(), id)));
+                }
+                for (chunk, sql) in logins.chunks(500).map(|c| (c, "SELECT login_name, id FROM members WHERE login_name IN ("))
+                    .chain(emails.chunks(500).map(|c| (c, "SELECT address, member_id FROM member_emails WHERE address IN (")))
+                {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(sql);
+                    let mut list = qb.separated(", ");
+                    for k in chunk { list.push_bind(k.clone()); }
+                    qb.push(")");
+                    let rows: Vec<(String, Uuid)> = qb.build_query_as().persistent(false).fetch_all(&self.read).await.map_err($err)?;
+                    out.extend(rows);
+                }
+                Ok(out)
+            }
+
+            async fn archive_groups_ensure(&self, _key: &ar::Sealed, source: &str, groups: &[ar::GroupIn], at: DateTime<Utc>) -> Result<Vec<(i64, bool)>> {
+                let mut tx = self.begin_tx().await?;
+                let mut out = Vec::with_capacity(groups.len());
+                for g in groups {
+                    let sql = if g.explicit {
+                        "INSERT INTO archive_groups (source, ext_id, name, owner_member, owner_external, kept, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (source, ext_id) DO UPDATE SET \
+                         name = COALESCE(excluded.name, archive_groups.name), owner_member = excluded.owner_member, \
+                         owner_external = excluded.owner_external, kept = excluded.kept RETURNING id, kept"
+                    } else {
+                        "INSERT INTO archive_groups (source, ext_id, name, owner_member, owner_external, kept, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (source, ext_id) DO UPDATE SET \
+                         name = COALESCE(archive_groups.name, excluded.name) RETURNING id, kept"
+                    };
+                    let row: (i64, bool) = sqlx::query_as(sql)
+                        .bind(source.to_owned()).bind(g.ext_id.clone()).bind(g.name.clone()).bind(g.owner_member)
+                        .bind(g.owner_external.clone()).bind(g.kept).bind(at)
+                        .fetch_one(&mut *tx).await.map_err($err)?;
+                    out.push(row);
+                }
+                tx.commit().await.map_err($err)?;
+                Ok(out)
+            }
+
+            async fn archive_ingest(
+                &self,
+                _key: &ar::Sealed,
+                source: &str,
+                conversations: &[ar::ConversationIn],
+                messages: &[ar::MessageIn],
+                ingested_at: i64,
+                audit: &(dyn for<'s> Fn(&'s [bool]) -> m::AuditRecord + Send + Sync),
+            ) -> Result<Vec<bool>> {
+                let mut tx = self.begin_tx().await?;
+                let mut conv_ids = Vec::with_capacity(conversations.len());
+                for c in conversations {
+                    let (id,): (i64,) = sqlx::query_as(
+                        "INSERT INTO archive_conversations (source, kind, key, group_id) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (source, key) DO UPDATE SET kind = excluded.kind RETURNING id",
+                    )
+                    .bind(source.to_owned()).bind(c.kind.as_str()).bind(c.key.clone()).bind(c.group_id)
+                    .fetch_one(&mut *tx).await.map_err($err)?;
+                    conv_ids.push(id);
+                }
+                let ids = bulk::archive_insert(&mut tx, source, &conv_ids, messages, ingested_at).await?;
+                let stored: Vec<bool> = ids.iter().map(Option::is_some).collect();
+                archive_audit_tx(&mut tx, &audit(&stored)).await?;
+                tx.commit().await.map_err($err)?;
+                Ok(stored)
+            }
+
+            async fn archive_messages(&self, f: &ar::MessageFilter) -> Result<Vec<ar::MessageRow>> {
+                let (t, id) = archive_order(f);
+                let mut qb = sqlx::QueryBuilder::<$db>::new(format!("SELECT {ARCHIVE_MESSAGE_COLS}"));
+                push_message_filter(&mut qb, f);
+                if let Some((at, after)) = f.cursor {
+                    let op = if f.before { "<" } else { ">" };
+                    qb.push(format!(" AND ({t}.sent_at {op} ")).push_bind(at);
+                    qb.push(format!(" OR ({t}.sent_at = ")).push_bind(at);
+                    qb.push(format!(" AND {id} {op} ")).push_bind(after).push("))");
+                }
+                let dir = if f.before { "DESC" } else { "ASC" };
+                qb.push(format!(" ORDER BY {t}.sent_at {dir}, {id} {dir} LIMIT ")).push_bind(f.limit.max(1));
+                qb.build_query_as().persistent(false).fetch_all(&self.read).await.map_err($err)
+            }
+
+            async fn archive_count(&self, f: &ar::MessageFilter) -> Result<i64> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT COUNT(*)");
+                push_message_filter(&mut qb, f);
+                let (n,): (i64,) = qb.build_query_as().persistent(false).fetch_one(&self.read).await.map_err($err)?;
+                Ok(n)
+            }
+
+            async fn archive_like(&self, pattern: &str, limit: i64) -> Result<Vec<i64>> {
+                let rows: Vec<(i64,)> = sqlx::query_as(
+                    "SELECT id FROM archive_messages WHERE lower(body) LIKE $1 ESCAPE '\\' ORDER BY id LIMIT $2",
+                )
+                .bind(format!("%{}%", like_escape(&pattern.to_lowercase()))).bind(limit)
+                .fetch_all(&self.read).await.map_err($err)?;
+                Ok(rows.into_iter().map(|r| r.0).collect())
+            }
+
+            async fn archive_message(&self, id: i64) -> Result<Option<ar::MessageRow>> {
+                sqlx::query_as(sql!("SELECT {} FROM archive_messages m WHERE m.id = $1", ARCHIVE_MESSAGE_COLS))
+                    .bind(id).fetch_optional(&self.read).await.map_err($err)
+            }
+
+            async fn archive_conversations_of(&self, member: Uuid) -> Result<Vec<ar::ConversationRow>> {
+                sqlx::query_as(
+                    "SELECT c.id, c.source, c.kind, c.key, c.group_id, g.name AS group_name, g.ext_id AS group_ext_id, \
+                     s.n AS messages, s.first_at, s.last_at \
+                     FROM (SELECT conversation, COUNT(*) AS n, MIN(sent_at) AS first_at, MAX(sent_at) AS last_at \
+                           FROM archive_parties WHERE member_id = $1 GROUP BY conversation) s \
+                     JOIN archive_conversations c ON c.id = s.conversation \
+                     LEFT JOIN archive_groups g ON g.id = c.group_id ORDER BY s.last_at DESC, c.id",
+                )
+                .bind(member).fetch_all(&self.read).await.map_err($err)
+            }
+
+            async fn archive_conversation(&self, id: i64) -> Result<Option<ar::ConversationRow>> {
+                sqlx::query_as(
+                    "SELECT c.id, c.source, c.kind, c.key, c.group_id, g.name AS group_name, g.ext_id AS group_ext_id, \
+                     (SELECT COUNT(*) FROM archive_messages x WHERE x.conversation = c.id) AS messages, \
+                     (SELECT MIN(sent_at) FROM archive_messages x WHERE x.conversation = c.id) AS first_at, \
+                     (SELECT MAX(sent_at) FROM archive_messages x WHERE x.conversation = c.id) AS last_at \
+                     FROM archive_conversations c LEFT JOIN archive_groups g ON g.id = c.group_id WHERE c.id = $1",
+                )
+                .bind(id).fetch_optional(&self.read).await.map_err($err)
+            }
+
+            async fn archive_groups(&self, units: Option<&[Uuid]>) -> Result<Vec<ar::GroupRow>> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT g.id, g.source, g.ext_id, g.name, g.owner_member, g.owner_external, g.kept, c.id AS conversation, \
+                     (SELECT COUNT(*) FROM archive_messages x WHERE x.conversation = c.id) AS messages \
+                     FROM archive_groups g LEFT JOIN archive_conversations c ON c.group_id = g.id",
+                );
+                if let Some(units) = units {
+                    qb.push(" WHERE g.owner_member IN (SELECT id FROM members WHERE ");
+                    push_subtree(&mut qb, "primary_org_unit_id", units);
+                    qb.push(")");
+                }
+                qb.push(" ORDER BY g.name, g.id");
+                qb.build_query_as().persistent(false).fetch_all(&self.read).await.map_err($err)
+            }
+
+            async fn archive_deleted_accounts(&self, limit: i64) -> Result<Vec<(Uuid, i64)>> {
+                sqlx::query_as(
+                    "SELECT t.member_id, (SELECT COUNT(*) FROM archive_parties p WHERE p.member_id = t.member_id) AS n \
+                     FROM tombstones t ORDER BY t.deleted_at DESC LIMIT $1",
+                )
+                .bind(limit).fetch_all(&self.read).await.map_err($err)
+            }
+
+            async fn archive_parties(&self, messages: &[i64]) -> Result<Vec<(i64, Uuid)>> {
+                let mut out = Vec::new();
+                for chunk in messages.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT message, member_id FROM archive_parties WHERE message IN (");
+                    let mut list = qb.separated(", ");
+                    for n in chunk { list.push_bind(*n); }
+                    qb.push(")");
+                    let rows: Vec<(i64, Uuid)> = qb.build_query_as().persistent(false).fetch_all(&self.read).await.map_err($err)?;
+                    out.extend(rows);
+                }
+                Ok(out)
+            }
+
+            async fn archive_blob(&self, sha256: &str) -> Result<Option<ar::Blob>> {
+                sqlx::query_as("SELECT sha256, mime, size, bytes FROM archive_blobs WHERE sha256 = $1")
+                    .bind(sha256.to_owned()).fetch_optional(&self.read).await.map_err($err)
+            }
+
+            async fn archive_blob_exists(&self, sha256: &str) -> Result<bool> {
+                let row: Option<(i64,)> = sqlx::query_as("SELECT size FROM archive_blobs WHERE sha256 = $1")
+                    .bind(sha256.to_owned()).fetch_optional(&self.read).await.map_err($err)?;
+                Ok(row.is_some())
+            }
+
+            async fn archive_blob_put(&self, _key: &ar::Sealed, b: &ar::Blob, at: DateTime<Utc>) -> Result<bool> {
+                let done = q("INSERT INTO archive_blobs (sha256, mime, size, bytes, created_at) VALUES ($1, $2, $3, $4, $5) \
+                              ON CONFLICT (sha256) DO NOTHING")
+                    .bind(b.sha256.clone()).bind(b.mime.clone()).bind(b.size).bind(b.bytes.clone()).bind(at)
+                    .execute(&self.write).await.map_err($err)?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn archive_audit(&self, _key: &ar::Sealed, audit: &m::AuditRecord) -> Result<()> {
+                let mut tx = self.begin_tx().await?;
+                archive_audit_tx(&mut tx, audit).await?;
+                tx.commit().await.map_err($err)
+            }
+
+            async fn archive_export_insert(&self, _key: &ar::Sealed, e: &ar::ExportRow, audit: &m::AuditRecord) -> Result<()> {
+                let mut tx = self.begin_tx().await?;
+                exec(&mut tx, q(sql!("INSERT INTO archive_exports ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)", ARCHIVE_EXPORT_COLS))
+                    .bind(e.id).bind(e.created_by.clone()).bind(e.created_at).bind(e.scope.clone()).bind(e.format.clone())
+                    .bind(e.state.clone()).bind(e.total).bind(e.done).bind(e.file.clone()).bind(e.size).bind(e.sha256.clone())
+                    .bind(e.manifest.clone()).bind(e.error.clone()).bind(e.expires_at)).await?;
+                archive_audit_tx(&mut tx, audit).await?;
+                tx.commit().await.map_err($err)
+            }
+
+            async fn archive_export_update(&self, _key: &ar::Sealed, e: &ar::ExportRow) -> Result<()> {
+                q("UPDATE archive_exports SET state = $2, total = $3, done = $4, file = $5, size = $6, sha256 = $7, \
+                   manifest = $8, error = $9, expires_at = $10 WHERE id = $1")
+                    .bind(e.id).bind(e.state.clone()).bind(e.total).bind(e.done).bind(e.file.clone()).bind(e.size)
+                    .bind(e.sha256.clone()).bind(e.manifest.clone()).bind(e.error.clone()).bind(e.expires_at)
+                    .execute(&self.write).await.map_err($err)?;
+                Ok(())
+            }
+
+            async fn archive_export(&self, id: Uuid) -> Result<Option<ar::ExportRow>> {
+                sqlx::query_as(sql!("SELECT {} FROM archive_exports WHERE id = $1", ARCHIVE_EXPORT_COLS))
+                    .bind(id).fetch_optional(&self.read).await.map_err($err)
+            }
+
+            async fn archive_exports(&self, limit: i64) -> Result<Vec<ar::ExportRow>> {
+                sqlx::query_as(sql!("SELECT {} FROM archive_exports ORDER BY created_at DESC LIMIT $1", ARCHIVE_EXPORT_COLS))
+                    .bind(limit).fetch_all(&self.read).await.map_err($err)
+            }
+
+            async fn archive_export_claim(&self, _key: &ar::Sealed) -> Result<Option<ar::ExportRow>> {
+                sqlx::query_as(sql!(
+                    "UPDATE archive_exports SET state = 'running' WHERE id = \
+                     (SELECT id FROM archive_exports WHERE state = 'queued' ORDER BY created_at LIMIT 1) RETURNING {}",
+                    ARCHIVE_EXPORT_COLS
+                ))
+                .fetch_optional(&self.write).await.map_err($err)
+            }
+
+            async fn archive_retention(&self) -> Result<Vec<ar::RetentionRow>> {
+                sqlx::query_as("SELECT unit_id, days, set_by, set_at FROM archive_retention")
+                    .fetch_all(&self.read).await.map_err($err)
+            }
+
+            async fn archive_retention_set(&self, _key: &ar::Sealed, unit: Uuid, days: Option<i64>, by: &str, at: DateTime<Utc>, audit: &m::AuditRecord) -> Result<()> {
+                let mut tx = self.begin_tx().await?;
+                match days {
+                    Some(days) => exec(&mut tx, q("INSERT INTO archive_retention (unit_id, days, set_by, set_at) VALUES ($1, $2, $3, $4) \
+                                                   ON CONFLICT (unit_id) DO UPDATE SET days = excluded.days, set_by = excluded.set_by, set_at = excluded.set_at")
+                        .bind(unit).bind(days).bind(by.to_owned()).bind(at)).await?,
+                    None => exec(&mut tx, q("DELETE FROM archive_retention WHERE unit_id = $1").bind(unit)).await?,
+                };
+                archive_audit_tx(&mut tx, audit).await?;
+                tx.commit().await.map_err($err)
+            }
+
+            async fn archive_holds(&self) -> Result<Vec<ar::HoldRow>> {
+                sqlx::query_as("SELECT id, target_kind, target_id, reason, created_by, created_at, released_at FROM archive_holds ORDER BY created_at DESC")
+                    .fetch_all(&self.read).await.map_err($err)
+            }
+
+            async fn archive_hold_insert(&self, _key: &ar::Sealed, h: &ar::HoldRow, audit: &m::AuditRecord) -> Result<()> {
+                let mut tx = self.begin_tx().await?;
+                exec(&mut tx, q("INSERT INTO archive_holds (id, target_kind, target_id, reason, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                    .bind(h.id).bind(h.target_kind.clone()).bind(h.target_id).bind(h.reason.clone()).bind(h.created_by.clone()).bind(h.created_at)).await?;
+                archive_audit_tx(&mut tx, audit).await?;
+                tx.commit().await.map_err($err)
+            }
+
+            async fn archive_hold_release(&self, _key: &ar::Sealed, id: Uuid, at: DateTime<Utc>, audit: &m::AuditRecord) -> Result<bool> {
+                let mut tx = self.begin_tx().await?;
+                let n = exec(&mut tx, q("UPDATE archive_holds SET released_at = $2 WHERE id = $1 AND released_at IS NULL").bind(id).bind(at)).await?;
+                if n == 0 {
+                    return Ok(false);
+                }
+                archive_audit_tx(&mut tx, audit).await?;
+                tx.commit().await.map_err($err)?;
+                Ok(true)
+            }
+
+            async fn archive_purge_candidates(&self, members: &[Uuid], before: i64, limit: i64) -> Result<Vec<(i64, i64)>> {
+                if members.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT DISTINCT message, sent_at FROM archive_parties WHERE sent_at < ");
+                qb.push_bind(before).push(" AND member_id IN (");
+                let mut list = qb.separated(", ");
+                for m in members { list.push_bind(*m); }
+                qb.push(") ORDER BY sent_at, message LIMIT ").push_bind(limit);
+                qb.build_query_as().persistent(false).fetch_all(&self.read).await.map_err($err)
+            }
+
+            async fn archive_delete(&self, _key: &ar::Sealed, messages: &[i64], audit: &m::AuditRecord) -> Result<u64> {
+                let mut tx = self.begin_tx().await?;
+                let mut n = 0;
+                for chunk in messages.chunks(500) {
+                    for table in ["DELETE FROM archive_parties WHERE message IN (", "DELETE FROM archive_messages WHERE id IN ("] {
+                        let mut qb = sqlx::QueryBuilder::<$db>::new(table);
+                        let mut list = qb.separated(", ");
+                        for id in chunk { list.push_bind(*id); }
+                        qb.push(")");
+                        let done = qb.build().persistent(false).execute(&mut *tx).await.map_err($err)?;
+                        if table.contains("archive_messages") {
+                            n += done.rows_affected();
+                        }
+                    }
+                    bulk::archive_unindex(&mut tx, chunk).await?;
+                }
+                archive_audit_tx(&mut tx, audit).await?;
+                tx.commit().await.map_err($err)?;
+                Ok(n)
+            }
+        }
+    };
+}
