@@ -9,6 +9,7 @@ use roster::directory::model::{Actor, Email, Source};
 use roster::directory::{Change, NewMember};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::common::{Backend, Opened, TestDb, console, create_member, member, on_both_stores};
 
@@ -408,4 +409,185 @@ async fn search_finds_every_substring_a_like_scan_finds(backend: Backend) {
             assert!(!oracle.is_empty(), "{q:?}");
         }
     }
+}
+
+/// A real ejabberd with `mod_post_log` posting to rosterd: two members sign in with real XMPP
+/// clients, chat one-to-one and in a room, and the records appear under their identities.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ejabberd_posts_chat_and_groupchat_records() {
+    let s = Server::start(Backend::Sqlite, |_| {}).await;
+    let alice = create_member(&s.db, &console(), member("alice")).await;
+    let bob = create_member(&s.db, &console(), member("bob")).await;
+    let post_url = format!("{}/api/v1/archive/xmpp?token={}", s.url, s.ingest);
+    let ejabberd = crate::fixtures::ejabberd::Ejabberd::start(Some(&post_url)).await;
+    ejabberd.register("alice", "pw-alice").await;
+    ejabberd.register("bob", "pw-bob").await;
+    ejabberd.create_room("team").await;
+    let mut a = ejabberd.client("alice", "pw-alice").await;
+    let mut b = ejabberd.client("bob", "pw-bob").await;
+    a.chat("bob", "你好 Bob, <b>会议</b> at 3pm").await;
+    b.chat("alice", "好的 see you").await;
+    a.join("team", "alice").await;
+    b.join("team", "bob").await;
+    a.groupchat("team", "团队 standup in 5").await;
+    b.groupchat("team", "收到").await;
+
+    let mut texts = Vec::new();
+    for _ in 0..100 {
+        texts = s.read_all(&[]).await;
+        if texts.len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(texts.len(), 4, "records so far: {texts:?}\nejabberd log:\n{}", ejabberd.log());
+    for t in ["你好 Bob, <b>会议</b> at 3pm", "好的 see you", "团队 standup in 5", "收到"] {
+        assert!(texts.iter().any(|x| x == t), "{t:?} in {texts:?}");
+    }
+    // One-to-one: both members' records, under their identities.
+    let (_, page) = s.read(&[("member", &alice.id.to_string())]).await;
+    let direct: Vec<&Value> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["conversation"]["kind"] == "direct")
+        .collect();
+    assert_eq!(direct.len(), 2, "{page}");
+    // (mod_post_log posts each stanza as it passes; the two may arrive in either order.)
+    let said =
+        |who: Uuid| direct.iter().find(|m| m["from"]["member"] == json!(who)).map(|m| m["text"].clone());
+    assert_eq!(said(alice.id), Some(json!("你好 Bob, <b>会议</b> at 3pm")));
+    assert_eq!(said(bob.id), Some(json!("好的 see you")));
+    // The room: one group conversation, kept (its first speaker, alice, is an employee).
+    let (_, found) = s.read(&[("q", "团队")]).await;
+    let group = &found["messages"][0]["conversation"];
+    assert_eq!(group["kind"], "group", "{found}");
+    assert_eq!(group["group"]["ext_id"], "team@conference.localhost");
+    let gid = group["group"]["id"].as_i64().unwrap().to_string();
+    let mut in_room = s.read_all(&[("group", &gid)]).await;
+    in_room.sort();
+    assert_eq!(in_room, ["团队 standup in 5", "收到"]);
+    // A retried post of the same stanza is a duplicate, not a second record.
+    let stanza = "<message from='alice@localhost/r' to='bob@localhost' type='chat' id='fixed-1'><body>once</body></message>";
+    for expect in ["stored", "duplicate"] {
+        let r = s
+            .http
+            .post(&post_url)
+            .header("x-message-from", "alice@localhost/r")
+            .header("x-message-to", "bob@localhost")
+            .header("content-type", "text/xml")
+            .body(stanza)
+            .send()
+            .await
+            .unwrap();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["status"], expect);
+    }
+}
+
+/// What the XMPP endpoint answers to posts that are not records, and to posts without a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xmpp_posts_that_are_not_records_get_clear_answers() {
+    let s = Server::start(Backend::Sqlite, |_| {}).await;
+    create_member(&s.db, &console(), member("alice")).await;
+    let post = |query: String, body: &'static str| {
+        let http = s.http.clone();
+        let url = format!("{}/api/v1/archive/xmpp{query}", s.url);
+        async move {
+            let r = http
+                .post(url)
+                .header("x-message-from", "alice@localhost/r")
+                .header("x-message-to", "bob@localhost")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            (status, r.text().await.unwrap())
+        }
+    };
+    let chat = "<message type='chat' id='1'><body>hi</body></message>";
+    let (status, text) = post(String::new(), chat).await;
+    assert_eq!(status, 401, "{text}");
+    let (status, text) = post("?token=wrong-secret".into(), chat).await;
+    assert_eq!(status, 401);
+    assert!(!text.contains("wrong-secret"), "the answer must not echo the token: {text}");
+    let (status, text) = post(format!("?token={}", s.read), chat).await;
+    assert_eq!(status, 403, "{text}");
+    let q = format!("?token={}", s.ingest);
+    let (status, text) = post(q.clone(), "<iq type='get' id='x'/>").await;
+    assert_eq!((status, text.contains("not_a_stanza")), (StatusCode::BAD_REQUEST, true), "{text}");
+    let (status, _) = post(q.clone(), "<message><body>unclosed").await;
+    assert_eq!(status, 400);
+    let (status, _) = post(q.clone(), "plain text").await;
+    assert_eq!(status, 400);
+    let (status, text) = post(
+        q.clone(),
+        "<message type='chat'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>",
+    )
+    .await;
+    assert_eq!((status, text.contains("ignored")), (StatusCode::OK, true), "{text}");
+    // None of it was stored; a good one still is.
+    assert!(s.read_all(&[]).await.is_empty());
+    let (status, text) = post(q, chat).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(s.read_all(&[]).await, ["hi"]);
+}
+
+/// Attachments: checked against their hash, stored once, read back with their sniffed type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_are_checked_stored_once_and_served_safely() {
+    use sha2::Digest;
+    let s = Server::start(Backend::Sqlite, |c| c.archive.max_blob_bytes = 4096).await;
+    // A 1x1 PNG.
+    let png: Vec<u8> = [
+        "89504e470d0a1a0a0000000d4948445200000001000000010806000000",
+        "1f15c4890000000d49444154789c6360000002000100e221bc330000000049454e44ae426082",
+    ]
+    .concat()
+    .as_bytes()
+    .chunks(2)
+    .map(|h| u8::from_str_radix(std::str::from_utf8(h).unwrap(), 16).unwrap())
+    .collect();
+    let sha = hex::encode(sha2::Sha256::digest(&png));
+    let put = |path: String, body: Vec<u8>, token: String| {
+        let http = s.http.clone();
+        let url = format!("{}/api/v1/archive/blobs/{path}", s.url);
+        async move {
+            let r = http.put(url).bearer_auth(token).body(body).send().await.unwrap();
+            let status = r.status();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let wrong = hex::encode(sha2::Sha256::digest(b"other bytes"));
+    let (status, body) = put(wrong.clone(), png.clone(), s.ingest.clone()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("hash_mismatch")),
+        "{body}"
+    );
+    assert_eq!(put("not-a-hash".into(), png.clone(), s.ingest.clone()).await.0, 400);
+    assert_eq!(put(sha.clone(), png.clone(), s.read.clone()).await.0, 403);
+    let big = vec![7u8; 5000];
+    let big_sha = hex::encode(sha2::Sha256::digest(&big));
+    assert_eq!(put(big_sha, big, s.ingest.clone()).await.0, 413);
+    let exe = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00PE\x00\x00".to_vec();
+    let exe_sha = hex::encode(sha2::Sha256::digest(&exe));
+    let (status, body) = put(exe_sha, exe, s.ingest.clone()).await;
+    assert_eq!(status, 415, "{body}");
+    let (status, body) = put(sha.clone(), png.clone(), s.ingest.clone()).await;
+    assert_eq!((status, body["mime"].as_str()), (StatusCode::CREATED, Some("image/png")), "{body}");
+    assert_eq!(put(sha.clone(), png.clone(), s.ingest.clone()).await.0, 200);
+    assert!(s.db.store().archive_blob(&wrong).await.unwrap().is_none());
+    let r = s
+        .http
+        .get(format!("{}/api/v1/archive/blobs/{sha}", s.url))
+        .bearer_auth(&s.read)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/png");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(r.bytes().await.unwrap().to_vec(), png);
 }
