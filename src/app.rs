@@ -106,6 +106,7 @@ impl AppState {
             runs: services.runs.clone(),
             sync,
             pass_through,
+            archive: services.archive.clone(),
         });
     }
 

@@ -59,6 +59,8 @@ pub struct Ready {
     pub sync: SyncService,
     /// Checks passwords of members who sign in with their own directory's password.
     pub pass_through: Arc<dyn PassThrough>,
+    /// The message record archive (*Message records*).
+    pub archive: crate::archive::Archive,
 }
 
 /// The console's routes (mounted under `/admin`).
@@ -99,6 +101,10 @@ pub fn router(state: Console) -> Router {
         .route("/delivery/sms/top-up", post(pages::delivery::top_up))
         .route("/delivery/broadcasts", post(pages::delivery::broadcast))
         .route("/audit", get(pages::audit::audit))
+        .route("/records", get(pages::records::records))
+        .route("/records/members/{id}", get(pages::records::member))
+        .route("/records/conversations/{id}", get(pages::records::conversation))
+        .route("/records/blobs/{sha256}", get(pages::records::blob))
         .route("/accounts", get(pages::accounts::accounts))
         .route("/accounts/reservations", post(pages::accounts::reserve))
         .route("/accounts/reservations/{number}/release", post(pages::accounts::release))

@@ -50,6 +50,7 @@ impl Chrome {
         menu.push(("/admin/sync", "menu.sync", p.has(Permission::ManageSync)));
         menu.push(("/admin/scim", "menu.scim", p.has(Permission::ManageScim)));
         menu.push(("/admin/delivery", "menu.delivery", p.has(Permission::SendSms)));
+        menu.push(("/admin/records", "menu.records", p.has(Permission::ViewMessages)));
         menu.push(("/admin/audit", "menu.audit", p.has(Permission::ViewAudit)));
         menu.push(("/admin/enterprise", "menu.enterprise", p.is_super()));
         Chrome {

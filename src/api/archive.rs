@@ -17,7 +17,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
 use chrono::{DateTime, TimeZone, Utc};
@@ -199,33 +199,7 @@ async fn get_blob(
             json!({ "size": blob.size }),
         )
         .await?;
-    Ok(blob_response(blob, false))
-}
-
-/// A blob as a response: its sniffed type, never rendered as a page (`nosniff`, a sandboxing
-/// CSP), shown inline only when it is a raster image and `inline` is asked.
-pub fn blob_response(blob: crate::archive::store::Blob, inline: bool) -> Response {
-    let mime = if crate::archive::inline_image(&blob.mime) || !inline {
-        blob.mime.clone()
-    } else {
-        "application/octet-stream".into()
-    };
-    let disposition = if inline && crate::archive::inline_image(&blob.mime) {
-        "inline".to_owned()
-    } else {
-        format!("attachment; filename=\"{}\"", &blob.sha256[..16])
-    };
-    let mut r = (StatusCode::OK, blob.bytes).into_response();
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_str(&mime).unwrap_or(HeaderValue::from_static("application/octet-stream")),
-    );
-    h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_str(&disposition).expect("ascii"));
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; sandbox"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=3600"));
-    r
+    Ok(crate::http::blob_response(&blob.sha256, &blob.mime, blob.bytes, false))
 }
 
 /// `GET /messages` query parameters.

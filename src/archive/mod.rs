@@ -530,8 +530,3 @@ pub fn sniff(bytes: &[u8]) -> String {
         }
     })
 }
-
-/// Is a sniffed type safe to show inline in the console (a raster image)? SVG and HTML never are.
-pub fn inline_image(mime: &str) -> bool {
-    matches!(mime, "image/png" | "image/jpeg" | "image/gif" | "image/webp" | "image/bmp")
-}

@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -207,4 +207,31 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(json!({ "error": self.code, "message": self.message }))).into_response()
     }
+}
+
+/// Stored bytes as a response (a message's attachment): the type sniffed from them, never
+/// rendered as a page (`nosniff`, a sandboxing CSP). Inline only when `inline` is asked and the
+/// type is a raster image; SVG, HTML and everything else is a download.
+pub fn blob_response(sha256: &str, mime: &str, bytes: Vec<u8>, inline: bool) -> Response {
+    let raster = matches!(mime, "image/png" | "image/jpeg" | "image/gif" | "image/webp" | "image/bmp");
+    let shown = inline && raster;
+    let mime = if shown || !inline { mime } else { "application/octet-stream" };
+    let disposition = if shown {
+        "inline".to_owned()
+    } else {
+        format!("attachment; filename=\"{}\"", &sha256[..sha256.len().min(16)])
+    };
+    let mut r = (StatusCode::OK, bytes).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(mime).unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; sandbox"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=3600"));
+    r
 }

@@ -415,6 +415,7 @@ async fn every_role_against_every_page(b: Backend) {
         "/admin/scim",
         "/admin/delivery",
         "/admin/audit",
+        "/admin/records",
         "/admin/enterprise",
         "/admin/password",
     ];
@@ -431,7 +432,8 @@ async fn every_role_against_every_page(b: Backend) {
                 Some(Permission::ManageSync) => page == "/admin/sync",
                 Some(Permission::ManageScim) => page == "/admin/scim",
                 Some(Permission::ViewAudit) => page == "/admin/audit",
-                Some(Permission::ViewMessages) | Some(Permission::ManageLoginPolicy) => false,
+                Some(Permission::ViewMessages) => page == "/admin/records",
+                Some(Permission::ManageLoginPolicy) => false,
             }
     };
     let mut cases: Vec<Option<Permission>> = vec![None];

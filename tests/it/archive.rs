@@ -126,6 +126,7 @@ fn statuses(answer: &Value) -> Vec<String> {
 }
 
 on_both_stores!(
+    console_message_records,
     ingest_resolves_parties_and_answers_each_line,
     deleted_accounts_keep_records_and_reused_numbers_start_empty,
     search_finds_every_substring_a_like_scan_finds
@@ -540,15 +541,7 @@ async fn blobs_are_checked_stored_once_and_served_safely() {
     use sha2::Digest;
     let s = Server::start(Backend::Sqlite, |c| c.archive.max_blob_bytes = 4096).await;
     // A 1x1 PNG.
-    let png: Vec<u8> = [
-        "89504e470d0a1a0a0000000d4948445200000001000000010806000000",
-        "1f15c4890000000d49444154789c6360000002000100e221bc330000000049454e44ae426082",
-    ]
-    .concat()
-    .as_bytes()
-    .chunks(2)
-    .map(|h| u8::from_str_radix(std::str::from_utf8(h).unwrap(), 16).unwrap())
-    .collect();
+    let png = png();
     let sha = hex::encode(sha2::Sha256::digest(&png));
     let put = |path: String, body: Vec<u8>, token: String| {
         let http = s.http.clone();
@@ -590,4 +583,135 @@ async fn blobs_are_checked_stored_once_and_served_safely() {
     assert_eq!(r.headers()["content-type"], "image/png");
     assert_eq!(r.headers()["x-content-type-options"], "nosniff");
     assert_eq!(r.bytes().await.unwrap().to_vec(), png);
+}
+
+/// A 1x1 PNG.
+pub fn png() -> Vec<u8> {
+    hex::decode(
+        "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154789c6360000002000100e221bc330000000049454e44ae426082",
+    )
+    .unwrap()
+}
+
+/// The console's *Message records*: search, a member's conversations, a conversation paged both
+/// ways with image thumbnails, deleted accounts, and a scoped grant that sees only its subtree.
+async fn console_message_records(backend: Backend) {
+    use crate::admin::{Console, MEMBER_PW};
+    use roster::directory::model::Permission;
+    use sha2::Digest;
+    let c = Console::start(backend, |_| {}).await;
+    let d = &c.directory;
+    let sales = crate::common::create_unit(d, None, "Sales").await;
+    let rnd = crate::common::create_unit(d, None, "R&D").await;
+    let in_unit = |login: &str, unit| NewMember { primary_org_unit_id: Some(unit), ..member(login) };
+    let alice = create_member(d, &console(), in_unit("alice", sales)).await;
+    let bob = create_member(d, &console(), in_unit("bob", rnd)).await;
+    let carol = create_member(d, &console(), in_unit("carol", rnd)).await;
+    let token = d.access().create_token_of(&console(), "chat", TokenKind::Archive, false).await.unwrap();
+    let url = c.base.trim_end_matches('/').to_owned();
+    let http = crate::common::http();
+    let png = png();
+    let sha = hex::encode(sha2::Sha256::digest(&png));
+    let r = http
+        .put(format!("{url}/api/v1/archive/blobs/{sha}"))
+        .bearer_auth(&token)
+        .body(png.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let (a, b, k) =
+        (alice.account_number.to_string(), bob.account_number.to_string(), carol.account_number.to_string());
+    let mut lines: Vec<Value> = (0..120)
+        .map(|i| {
+            line(
+                &format!("ab{i}"),
+                [&a, &b],
+                if i % 2 == 0 { &a } else { &b },
+                &format!("2026-11-01T10:{:02}:{:02}Z", i / 60, i % 60),
+                &format!("第{i}条 hello"),
+            )
+        })
+        .collect();
+    lines.push(line("kb", [&k, &b], &k, "2026-11-02T10:00:00Z", "carol's 秘密 note"));
+    lines.push(json!({"id": "img", "conversation": {"direct": [a, b]}, "from": a, "sent_at": "2026-11-03T10:00:00Z", "kind": "image",
+        "text": "", "attachments": [{"sha256": sha, "mime": "image/png", "size": png.len(), "name": "dot.png"}]}));
+    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let r = http
+        .post(format!("{url}/api/v1/archive/messages"))
+        .bearer_auth(&token)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["stored"], 122, "{answer}");
+
+    // The super admin searches by member and text.
+    let mut s = c.super_admin().await;
+    let p = s.get(&format!("/admin/records?member={a}&q=%E7%AC%AC1%E6%9D%A1")).await; // 第1条
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(p.has("第1条 hello") && !p.has("第2条 hello"), "{}", p.body);
+    // A member's conversations, then one conversation paged both ways, images as thumbnails.
+    let p = s.get(&format!("/admin/records/members/{}", alice.id)).await;
+    assert_eq!(p.status, 200);
+    let conv = {
+        let i = p.body.find("/admin/records/conversations/").expect("a conversation link");
+        let rest = &p.body[i + "/admin/records/conversations/".len()..];
+        rest[..rest.find('"').unwrap()].to_owned()
+    };
+    assert!(p.has("121"), "alice's conversation with bob holds 121 messages: {}", p.body);
+    let first = s.get(&format!("/admin/records/conversations/{conv}")).await;
+    assert!(first.has("第0条 hello") && first.has("第49条 hello") && !first.has("第50条 hello"));
+    let next = |page: &crate::admin::Page, id: &str| -> String {
+        let marker = format!("id=\"{id}\" href=\"");
+        let i = page.body.find(&marker).unwrap_or_else(|| panic!("no {id} link"));
+        let rest = &page.body[i + marker.len()..];
+        rest[..rest.find('"').unwrap()].replace("&amp;", "&").replace("&#38;", "&")
+    };
+    let second = s.get(&next(&first, "records-next")).await;
+    assert!(second.has("第50条 hello") && second.has("第99条 hello") && !second.has("第49条 hello"));
+    let third = s.get(&next(&second, "records-next")).await;
+    assert!(third.has("第119条 hello") && third.has(&format!("/admin/records/blobs/{sha}")));
+    assert!(!third.has("records-next"));
+    let back = s.get(&next(&third, "records-prev")).await;
+    assert!(back.has("第50条 hello") && back.has("第99条 hello") && !back.has("第100条 hello"));
+    let img = http.get(format!("{url}/admin/records/blobs/{sha}")).send().await.unwrap();
+    assert_eq!(img.url().path(), "/admin/login", "blobs need a session");
+    let img = s.get(&format!("/admin/records/blobs/{sha}")).await;
+    assert_eq!(img.status, 200);
+
+    // Bad input: a clear error by the field.
+    let p = s.get("/admin/records?from=yesterday").await;
+    assert_eq!(p.status, 400);
+    assert!(p.has("from-error"));
+    let p = s.get("/admin/records?member=nobody-here").await;
+    assert_eq!(p.status, 400);
+    assert!(p.has("member-error"));
+
+    // Carol leaves: her records stay, under Deleted accounts.
+    d.apply_one(&console(), Change::DeleteMember { id: carol.id, reason: "left".into() }).await.unwrap();
+    let p = s.get("/admin/records").await;
+    assert!(
+        p.has("deleted-accounts") && p.has(&format!("/admin/records/members/{}", carol.id)),
+        "{}",
+        p.body
+    );
+    let p = s.get(&format!("/admin/records/members/{}", carol.id)).await;
+    assert!(p.has("deleted-notice"));
+
+    // A viewer scoped to Sales sees alice's records (she is in Sales), not carol's or bob's own.
+    c.member_with("auditor", Some(sales), &[(&[Permission::ViewMessages], Some(sales))]).await;
+    let mut v = c.session();
+    assert_eq!(v.sign_in("auditor", MEMBER_PW).await.status, 303);
+    let p = v.get("/admin/records?q=hello").await;
+    assert!(p.has("第0条 hello"), "{}", p.body);
+    let p = v.get("/admin/records?q=%E7%A7%98%E5%AF%86").await; // 秘密
+    assert!(p.has("no-records") && !p.has("carol's"), "{}", p.body);
+    assert_eq!(v.get(&format!("/admin/records/members/{}", bob.id)).await.status, 404);
+    assert_eq!(v.get(&format!("/admin/records/members/{}", carol.id)).await.status, 404);
+    assert!(!v.get("/admin/records").await.has("deleted-accounts"));
+    // Every look is an audit row.
+    assert!(c.audit_count("archive.search").await >= 3);
+    assert!(c.audit_count("archive.view").await >= 4);
 }

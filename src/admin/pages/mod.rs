@@ -10,6 +10,7 @@ pub mod home;
 pub mod import;
 pub mod members;
 pub mod org;
+pub mod records;
 pub mod roles;
 pub mod scim;
 pub mod sync;
