@@ -393,6 +393,7 @@ async fn connect_store(
 fn jobs(cfg: &Config, services: &Services, sync: &crate::sync::SyncService) -> Vec<crate::jobs::Job> {
     let mut jobs = crate::sync::jobs(sync);
     jobs.extend(crate::access::jobs(&services.access));
+    jobs.extend(crate::archive::jobs(&services.archive));
     if cfg.delivery.enabled {
         let dispatcher = crate::delivery::Dispatcher::new(services.delivery.clone(), &cfg.delivery)
             .and_then(|d| d.with_mailbox(&cfg.mailbox))

@@ -743,6 +743,22 @@ impl Config {
         if !(1..=3600).contains(&self.jobs.lease_secs) {
             return Err(ConfigError::new("jobs.lease_secs", "must be between 1 and 3600 seconds"));
         }
+        let a = &self.archive;
+        if a.purge_schedule.parse::<cron::Schedule>().is_err() {
+            return Err(ConfigError::new(
+                "archive.purge_schedule",
+                "must be a cron expression with seconds, e.g. \"0 30 3 * * *\"",
+            ));
+        }
+        if a.max_request_bytes == 0 || a.max_blob_bytes == 0 || a.max_text_bytes == 0 {
+            return Err(ConfigError::new(
+                "archive.max_request_bytes",
+                "archive limits must be at least 1 byte",
+            ));
+        }
+        if a.export_ttl_hours < 1 {
+            return Err(ConfigError::new("archive.export_ttl_hours", "must be at least 1"));
+        }
         if self.http.max_body_bytes == 0 {
             return Err(ConfigError::new("http.max_body_bytes", "must be at least 1"));
         }

@@ -11,8 +11,6 @@
 //! `mod_post_log` cannot send headers of its own, so its token travels in the query string:
 //! the request log and the metrics record the path and the route only, never the query.
 
-use std::collections::{HashMap, HashSet};
-
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
@@ -291,64 +289,8 @@ async fn get_messages(
     .into_response())
 }
 
-/// Messages as the read API (and exports) show them.
+/// Messages as the read API shows them (the exports' JSON Lines form).
 pub async fn render(archive: &Archive, rows: &[MessageRow]) -> Result<Vec<Value>, ApiError> {
-    let mut ids: HashSet<Uuid> = rows.iter().filter_map(|r| r.sender_member).collect();
-    let mut convs = HashMap::new();
-    for r in rows {
-        if !convs.contains_key(&r.conversation)
-            && let Some(c) = archive
-                .store()
-                .archive_conversation(r.conversation)
-                .await
-                .map_err(crate::directory::DirectoryError::from)?
-        {
-            for part in c.key.split(' ') {
-                if let Some(id) = part.strip_prefix("m:").and_then(|u| Uuid::parse_str(u).ok()) {
-                    ids.insert(id);
-                }
-            }
-            convs.insert(r.conversation, c);
-        }
-    }
-    let who = archive.who(ids).await?;
-    let party = |key: &str| -> Value {
-        match key.split_once(':') {
-            Some(("m", id)) => {
-                Uuid::parse_str(id).ok().and_then(|id| who.get(&id)).map(|w| json!(w)).unwrap_or(Value::Null)
-            }
-            Some(("x", addr)) => json!({ "external": addr, "name": addr, "deleted": false }),
-            _ => Value::Null,
-        }
-    };
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let conversation = convs.get(&r.conversation).map(|c| match c.kind {
-                crate::archive::store::ConversationKind::Direct => {
-                    json!({ "id": c.id, "kind": "direct", "parties": c.key.split(' ').map(party).collect::<Vec<_>>() })
-                }
-                crate::archive::store::ConversationKind::Group => {
-                    json!({ "id": c.id, "kind": "group", "group": { "id": c.group_id, "ext_id": c.group_ext_id, "name": c.group_name } })
-                }
-            });
-            let from = match (&r.sender_member, &r.sender_external) {
-                (Some(id), _) => who.get(id).map(|w| json!(w)).unwrap_or(Value::Null),
-                (None, Some(a)) => json!({ "external": a, "name": a, "deleted": false }),
-                _ => Value::Null,
-            };
-            let sent_at = Utc.timestamp_micros(r.sent_at).single().map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
-            json!({
-                "id": r.ext_id,
-                "archive_id": r.id,
-                "source": r.source,
-                "conversation": conversation,
-                "from": from,
-                "sent_at": sent_at,
-                "kind": r.kind,
-                "text": r.body,
-                "attachments": serde_json::from_str::<Value>(&r.attachments).unwrap_or(Value::Array(vec![])),
-            })
-        })
-        .collect())
+    let rendered = crate::archive::export::Renderer::default().render(archive, rows).await?;
+    Ok(rendered.into_iter().map(|r| r.json).collect())
 }

@@ -14,8 +14,10 @@
 //! Every write is audited in its transaction ([`store::ArchiveStore`], sealed); every view,
 //! search and export is an audit row of who looked at whose records.
 
+pub mod export;
 pub mod grams;
 pub mod ingest;
+pub mod retention;
 pub mod store;
 pub mod xmpp;
 
@@ -31,6 +33,7 @@ use crate::config::ArchiveConfig;
 use crate::directory::model::{Actor, AuditRecord};
 use crate::directory::{DirectoryError, DirectoryResult, DirectoryService};
 use ingest::{Checked, Key, Line, Outcome, Parties, Party, Status};
+pub use retention::jobs;
 use store::{ArchiveStore, MessageFilter, MessageRow, Sealed};
 
 /// Lines stored a transaction.
@@ -114,6 +117,9 @@ pub struct Who {
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub account_number: Option<i64>,
+    /// The login name (an address in the enterprise's mail domain).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login: Option<String>,
     /// A deleted account (a tombstone).
     pub deleted: bool,
 }
@@ -495,6 +501,7 @@ impl Archive {
                     external: None,
                     name: m.display_name,
                     account_number: Some(m.account_number),
+                    login: Some(m.login_name),
                     deleted: false,
                 },
                 None => match read.tombstone(id).await? {
@@ -503,6 +510,7 @@ impl Archive {
                         external: None,
                         name: t.profile.display_name,
                         account_number: Some(t.account_number),
+                        login: Some(t.login_name),
                         deleted: true,
                     },
                     None => Who {
@@ -510,6 +518,7 @@ impl Archive {
                         external: None,
                         name: id.to_string(),
                         account_number: None,
+                        login: None,
                         deleted: true,
                     },
                 },

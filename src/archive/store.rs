@@ -273,12 +273,13 @@ pub trait ArchiveStore: Send + Sync + 'static {
         at: DateTime<Utc>,
         audit: &AuditRecord,
     ) -> Result<bool>;
-    /// Messages with a member party in `members` sent before `before`: `(message, sent_at)`,
-    /// oldest first, at most `limit`.
+    /// Messages with a member party in `members` sent before `before` and after the position
+    /// `after` (`(sent_at, message)`): `(message, sent_at)`, oldest first, at most `limit`.
     async fn archive_purge_candidates(
         &self,
         members: &[Uuid],
         before: i64,
+        after: (i64, i64),
         limit: i64,
     ) -> Result<Vec<(i64, i64)>>;
     /// Deletes messages (parties and index terms with them) with the purge's audit row.

@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+pub mod archive;
 pub mod jsonl;
 use crate::app;
 use crate::config::{Config, ConfigError};
@@ -75,6 +76,11 @@ pub enum Command {
     Outbox {
         #[command(subcommand)]
         command: OutboxCommand,
+    },
+    /// The message record archive: exports, retention, legal holds.
+    Archive {
+        #[command(subcommand)]
+        command: archive::ArchiveCommand,
     },
     /// Apply directory changes from a JSON Lines file (one change per line, `-` for stdin).
     Import {
@@ -314,6 +320,12 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<ExitCode> {
             let result = outbox(&cfg, &services, command).await;
             services.store.close().await;
             return result;
+        }
+        Command::Archive { command } => {
+            let services = app::open(&cfg).await?;
+            let result = archive::run(&services, &console, command).await;
+            services.store.close().await;
+            result?;
         }
         Command::Import { file, batch } => return jsonl::run(&cfg, &file, batch).await,
         Command::Sync(args) => return sync(&cfg, args).await,

@@ -205,6 +205,21 @@ impl Session {
         self.finish(r).await
     }
 
+    /// A GET with extra headers (e.g. `Range`), answered as raw bytes.
+    pub async fn get_bytes(
+        &mut self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, reqwest::header::HeaderMap, Vec<u8>) {
+        let mut req = self.http.get(format!("{}{path}", self.base)).header("cookie", self.cookie_header());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let r = req.send().await.unwrap();
+        let (status, h) = (r.status(), r.headers().clone());
+        (status, h, r.bytes().await.unwrap().to_vec())
+    }
+
     /// Posts a form with the session's CSRF token.
     pub async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
         let mut all: Vec<(&str, &str)> = vec![("_csrf", self.csrf.as_str())];

@@ -127,6 +127,8 @@ fn statuses(answer: &Value) -> Vec<String> {
 
 on_both_stores!(
     console_message_records,
+    exports_hold_every_record_with_attachments_and_a_manifest,
+    retention_purges_what_no_hold_keeps,
     ingest_resolves_parties_and_answers_each_line,
     deleted_accounts_keep_records_and_reused_numbers_start_empty,
     search_finds_every_substring_a_like_scan_finds
@@ -714,4 +716,325 @@ async fn console_message_records(backend: Backend) {
     // Every look is an audit row.
     assert!(c.audit_count("archive.search").await >= 3);
     assert!(c.audit_count("archive.view").await >= 4);
+}
+
+/// The files in a tar: name to bytes.
+pub fn untar(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
+    use std::io::Read;
+    let mut out = std::collections::BTreeMap::new();
+    let mut ar = tar::Archive::new(bytes);
+    for entry in ar.entries().unwrap() {
+        let mut e = entry.unwrap();
+        let name = e.path().unwrap().display().to_string();
+        let mut buf = Vec::new();
+        e.read_to_end(&mut buf).unwrap();
+        out.insert(name, buf);
+    }
+    out
+}
+
+/// Exports from the console (queued, run by the job, progress shown) in each format, downloaded
+/// whole and resumed with `Range`; the manifest's counts and sums match what is in the file.
+async fn exports_hold_every_record_with_attachments_and_a_manifest(backend: Backend) {
+    use crate::admin::Console;
+    use sha2::Digest;
+    let c = Console::start(backend, |cfg| {
+        cfg.archive.export_dir = std::env::temp_dir().join(format!("roster-exports-{}", Uuid::new_v4()))
+    })
+    .await;
+    let d = &c.directory;
+    let alice = create_member(d, &console(), member("alice")).await;
+    let bob = create_member(d, &console(), member("bob")).await;
+    let token = d.access().create_token_of(&console(), "chat", TokenKind::Archive, false).await.unwrap();
+    let url = c.base.trim_end_matches('/').to_owned();
+    let http = crate::common::http();
+    let png = png();
+    let sha = hex::encode(sha2::Sha256::digest(&png));
+    http.put(format!("{url}/api/v1/archive/blobs/{sha}"))
+        .bearer_auth(&token)
+        .body(png.clone())
+        .send()
+        .await
+        .unwrap();
+    let (a, b) = (alice.account_number.to_string(), bob.account_number.to_string());
+    let mut lines: Vec<Value> = (0..2500)
+        .map(|i| {
+            line(
+                &format!("x{i}"),
+                [&a, &b],
+                if i % 3 == 0 { &b } else { &a },
+                &format!("2026-11-{:02}T{:02}:{:02}:00Z", 1 + i / 1440, (i / 60) % 24, i % 60),
+                &format!("From the line {i}, \"quoted\", 中文"),
+            )
+        })
+        .collect();
+    lines.push(json!({"id": "img", "conversation": {"direct": [a, b]}, "from": a, "sent_at": "2026-11-20T10:00:00Z", "kind": "image",
+        "text": "", "attachments": [{"sha256": sha, "mime": "image/png", "size": png.len(), "name": "dot.png"}]}));
+    lines.push(line("other", ["bob", "partner@other.org"], "bob", "2026-11-21T10:00:00Z", "not alice's"));
+    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let r = http
+        .post(format!("{url}/api/v1/archive/messages"))
+        .bearer_auth(&token)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["stored"], 2502);
+
+    let mut s = c.super_admin().await;
+    s.get("/admin/records").await;
+    for format in ["jsonl", "csv", "eml"] {
+        let p = s.post("/admin/records/exports", &[("member", &a), ("format", format)]).await;
+        assert_eq!(p.status, 303, "{}", p.body);
+        let p = s.follow(&p).await;
+        assert!(p.has("Export queued"), "{}", p.body);
+        // The scheduler's job runs it (every 5 s); run it now rather than wait.
+        d.0.archive.run_queued_exports().await.unwrap();
+        let table = s.get("/admin/records/exports").await;
+        assert!(table.has("2501 / 2501") && table.has("ready"), "{}", table.body);
+        let row = d.store().archive_exports(1).await.unwrap().remove(0);
+        let (status, headers, tar) =
+            s.get_bytes(&format!("/admin/records/exports/{}/download", row.id), &[]).await;
+        assert_eq!(status, 200);
+        assert_eq!(headers["accept-ranges"], "bytes");
+        assert_eq!(
+            hex::encode(sha2::Sha256::digest(&tar)),
+            row.sha256.clone().unwrap(),
+            "the row's sum is the file's"
+        );
+        // Resume: a middle range, the last bytes, and one past the end.
+        let (status, headers, part) = s
+            .get_bytes(&format!("/admin/records/exports/{}/download", row.id), &[("range", "bytes=100-1123")])
+            .await;
+        assert_eq!(status, 206);
+        assert_eq!(headers["content-range"], format!("bytes 100-1123/{}", tar.len()));
+        assert_eq!(part, tar[100..1124]);
+        let (status, _, tail) = s
+            .get_bytes(&format!("/admin/records/exports/{}/download", row.id), &[("range", "bytes=-10")])
+            .await;
+        assert_eq!((status, tail.as_slice()), (StatusCode::PARTIAL_CONTENT, &tar[tar.len() - 10..]));
+        let (status, _, _) = s
+            .get_bytes(
+                &format!("/admin/records/exports/{}/download", row.id),
+                &[("range", &format!("bytes={}-", tar.len() + 5))],
+            )
+            .await;
+        assert_eq!(status, 416);
+
+        let files = untar(&tar);
+        let manifest: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+        assert_eq!(manifest["messages"], 2501);
+        assert_eq!(manifest["attachments"], 1);
+        for f in manifest["files"].as_array().unwrap() {
+            let bytes = &files[f["path"].as_str().unwrap()];
+            assert_eq!(f["size"], bytes.len(), "{f}");
+            assert_eq!(f["sha256"].as_str().unwrap(), hex::encode(sha2::Sha256::digest(bytes)), "{f}");
+        }
+        assert_eq!(files[&format!("attachments/{sha}")], png);
+        match format {
+            "jsonl" => {
+                let text = String::from_utf8(files["messages.jsonl"].clone()).unwrap();
+                let msgs: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+                assert_eq!(msgs.len(), 2501);
+                assert!(msgs.iter().all(|m| m["text"] != "not alice's"));
+                assert_eq!(msgs[1]["text"], "From the line 1, \"quoted\", 中文");
+                assert_eq!(msgs[1]["from"]["member"], json!(alice.id));
+            }
+            "csv" => {
+                let mut r = csv::Reader::from_reader(files["messages.csv"].as_slice());
+                let rows: Vec<csv::StringRecord> = r.records().map(|r| r.unwrap()).collect();
+                assert_eq!(rows.len(), 2501);
+                assert_eq!(&rows[1][11], "From the line 1, \"quoted\", 中文");
+                assert_eq!(&rows[1][8], a.as_str());
+            }
+            _ => {
+                let mbox = String::from_utf8(files["messages.mbox"].clone()).unwrap();
+                let separators = mbox.lines().filter(|l| l.starts_with("From ")).count();
+                assert_eq!(
+                    separators, 2501,
+                    "one mbox entry a record; body lines starting 'From ' are quoted"
+                );
+                assert!(mbox.contains(">From the line 1"), "mboxrd quoting");
+                assert!(mbox.contains("alice@example.com") && mbox.contains("bob@example.com"));
+            }
+        }
+    }
+    assert_eq!(c.audit_count("archive.export").await, 3);
+    assert!(c.audit_count("archive.download").await >= 3);
+    // A viewer scoped to a unit cannot export everything, nor download others' exports.
+    let sales = crate::common::create_unit(d, None, "Sales").await;
+    c.member_with(
+        "scoped",
+        Some(sales),
+        &[(&[roster::directory::model::Permission::ViewMessages], Some(sales))],
+    )
+    .await;
+    let mut v = c.session();
+    v.sign_in("scoped", crate::admin::MEMBER_PW).await;
+    v.get("/admin/records").await;
+    assert_eq!(v.post("/admin/records/exports", &[("format", "jsonl")]).await.status, 400);
+    assert_eq!(v.post("/admin/records/exports", &[("member", &a), ("format", "jsonl")]).await.status, 404);
+    let row = d.store().archive_exports(1).await.unwrap().remove(0);
+    assert_eq!(v.get_bytes(&format!("/admin/records/exports/{}/download", row.id), &[]).await.0, 404);
+    // Past archive.export_ttl_hours the files are deleted and the download is gone.
+    let file = row.file.clone().unwrap();
+    assert!(std::path::Path::new(&file).exists());
+    let later = chrono::Utc::now() + chrono::Duration::hours(c._db.cfg.archive.export_ttl_hours + 1);
+    assert_eq!(d.0.archive.expire_exports(later).await.unwrap(), 3);
+    assert!(!std::path::Path::new(&file).exists());
+    assert_eq!(s.get_bytes(&format!("/admin/records/exports/{}/download", row.id), &[]).await.0, 404);
+    let _ = std::fs::remove_dir_all(&c._db.cfg.archive.export_dir);
+}
+
+/// Retention per subtree deletes old records; a legal hold keeps them; each purge is audited.
+async fn retention_purges_what_no_hold_keeps(backend: Backend) {
+    use roster::archive::retention::HoldTarget;
+    let s = Server::start(backend, |_| {}).await;
+    let d = &s.db;
+    let sales = crate::common::create_unit(d, None, "Sales").await;
+    let east = crate::common::create_unit(d, Some(sales), "East").await;
+    let rnd = crate::common::create_unit(d, None, "R&D").await;
+    let in_unit = |login: &str, unit| NewMember { primary_org_unit_id: Some(unit), ..member(login) };
+    let alice = create_member(d, &console(), in_unit("alice", east)).await;
+    let bob = create_member(d, &console(), in_unit("bob", sales)).await;
+    let carol = create_member(d, &console(), in_unit("carol", rnd)).await;
+    let now = chrono::Utc::now();
+    let ago = |days: i64| (now - chrono::Duration::days(days)).to_rfc3339();
+    let (a, b, k) =
+        (alice.account_number.to_string(), bob.account_number.to_string(), carol.account_number.to_string());
+    s.post(&[
+        line("ab-old", [&a, &b], &a, &ago(60), "old sales talk"),
+        line("ab-new", [&a, &b], &b, &ago(5), "new sales talk"),
+        line("ak-old", [&a, &k], &a, &ago(60), "old talk with R&D"),
+        line("ax-old", [&a, "x@partner.org"], &a, &ago(60), "old talk outside"),
+    ])
+    .await;
+    let archive = &d.0.archive;
+    let admin = console();
+    // No rules: nothing goes.
+    assert_eq!(archive.purge(now).await.unwrap().messages, 0);
+    archive.set_retention(&admin, sales, Some(30)).await.unwrap();
+    assert!(archive.set_retention(&admin, sales, Some(0)).await.is_err());
+    // A hold on bob keeps the talk he is in.
+    let hold = archive.add_hold(&admin, HoldTarget::Member, bob.id, "case 42").await.unwrap();
+    let purged = archive.purge(now).await.unwrap();
+    assert_eq!(purged.messages, 1, "only alice's talk with the outside: {purged:?}");
+    let left = s.read_all(&[]).await;
+    assert!(
+        left.contains(&"old sales talk".to_owned()) && !left.contains(&"old talk outside".to_owned()),
+        "{left:?}"
+    );
+    assert!(left.contains(&"old talk with R&D".to_owned()), "carol's unit has no rule");
+    archive.release_hold(&admin, hold.id).await.unwrap();
+    assert!(archive.release_hold(&admin, hold.id).await.is_err(), "released once");
+    // A hold on the unit over alice keeps hers too.
+    let unit_hold = archive.add_hold(&admin, HoldTarget::Unit, east, "audit").await.unwrap();
+    assert_eq!(archive.purge(now).await.unwrap().messages, 0);
+    archive.release_hold(&admin, unit_hold.id).await.unwrap();
+    assert_eq!(archive.purge(now).await.unwrap().messages, 1);
+    let mut left = s.read_all(&[]).await;
+    left.sort();
+    assert_eq!(left, ["new sales talk", "old talk with R&D"]);
+    let f = roster::directory::store::AuditFilter {
+        action: Some("archive.".into()),
+        limit: 1000,
+        ..Default::default()
+    };
+    let actions: Vec<String> =
+        d.store().audit_search(&f).await.unwrap().into_iter().map(|a| a.action).collect();
+    assert_eq!(actions.iter().filter(|a| *a == "archive.purge").count(), 2);
+    assert!(
+        actions.contains(&"archive.retention".to_owned())
+            && actions.contains(&"archive.hold_release".to_owned())
+    );
+}
+
+/// `rosterd archive export` runs an export at once (a progress bar on a terminal) and prints
+/// the file; `retention` and `hold` manage the rules; bad arguments get clear errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_exports_and_manages_retention() {
+    use crate::daemon::{rosterd, run, text};
+    let tmp = TestDb::new(Backend::Sqlite);
+    let db = tmp.open().await;
+    let alice = create_member(&db, &console(), member("alice")).await;
+    create_member(&db, &console(), member("bob")).await;
+    let unit = crate::common::create_unit(&db, None, "Sales").await;
+    let lines: Vec<_> = (0..300)
+        .map(|i| {
+            (
+                i + 1,
+                Ok(serde_json::from_value(line(
+                    &format!("m{i}"),
+                    ["alice", "bob"],
+                    "alice",
+                    &format!("2026-11-01T10:{:02}:{:02}Z", i / 60, i % 60),
+                    &format!("hello {i}"),
+                ))
+                .unwrap()),
+            )
+        })
+        .collect();
+    let actor = Actor::new(Source::parse("im:chat").unwrap(), "chat");
+    let out = db.0.archive.ingest(&actor, lines).await.unwrap();
+    assert_eq!(out.iter().filter(|o| o.status == roster::archive::ingest::Status::Stored).count(), 300);
+    db.0.store.close().await;
+    let envs = [
+        ("ROSTER_DATABASE__URL", tmp.cfg.database.url.clone()),
+        ("ROSTER_ENTERPRISE__MAIL_DOMAIN", "example.com".to_owned()),
+        ("ROSTER_ARCHIVE__EXPORT_DIR", tmp.dir.path().join("exports").display().to_string()),
+    ];
+    let cli = |args: &[&str]| {
+        run(rosterd(tmp.dir.path()).args(args).envs(envs.iter().map(|(k, v)| (*k, v.as_str()))))
+    };
+    let target = tmp.dir.path().join("alice.tar");
+    let o = cli(&[
+        "archive",
+        "export",
+        "--member",
+        &alice.account_number.to_string(),
+        "--format",
+        "csv",
+        "--to",
+        "2026-11-01",
+        "--out",
+        target.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout).trim(), target.display().to_string());
+    assert!(text(&o.stderr).contains("exported 300 messages"), "{}", text(&o.stderr));
+    let files = untar(&std::fs::read(&target).unwrap());
+    assert_eq!(csv::Reader::from_reader(files["messages.csv"].as_slice()).records().count(), 300);
+    // A range that holds nothing, and bad arguments.
+    let o = cli(&[
+        "archive",
+        "export",
+        "--member",
+        &alice.id.to_string(),
+        "--from",
+        "2026-12-01",
+        "--out",
+        target.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("exported 0 messages"));
+    let o = cli(&["archive", "export", "--member", "999999"]);
+    assert!(!o.status.success() && text(&o.stderr).contains("no member holds 999999"), "{}", text(&o.stderr));
+    let o = cli(&["archive", "export", "--format", "pdf"]);
+    assert!(!o.status.success() && text(&o.stderr).contains("jsonl, csv or eml"), "{}", text(&o.stderr));
+    let o = cli(&["archive", "export", "--from", "2026-12-02", "--to", "2026-12-01"]);
+    assert!(!o.status.success() && text(&o.stderr).contains("after from"), "{}", text(&o.stderr));
+    // Retention and holds.
+    let o = cli(&["archive", "retention", "set", "--unit", &unit.to_string(), "--days", "90"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&cli(&["archive", "retention", "list"]).stdout).contains(&format!("{unit}     90")));
+    let o = cli(&["archive", "retention", "set", "--unit", &Uuid::new_v4().to_string(), "--days", "90"]);
+    assert!(!o.status.success());
+    let o = cli(&["archive", "hold", "add", "--member", &alice.id.to_string(), "--reason", "case 7"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let hold = text(&o.stdout).trim().to_owned();
+    assert!(text(&cli(&["archive", "hold", "list"]).stdout).contains("case 7"));
+    assert!(cli(&["archive", "hold", "release", &hold]).status.success());
+    assert!(!cli(&["archive", "hold", "release", &hold]).status.success());
+    let o = cli(&["archive", "purge"]);
+    assert!(o.status.success() && text(&o.stdout).contains("deleted 0 messages"), "{}", text(&o.stdout));
 }

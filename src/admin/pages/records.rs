@@ -41,6 +41,9 @@ pub struct RecordsQuery {
     pub q: String,
     #[serde(default)]
     pub cursor: Option<String>,
+    /// A flash message after a redirect.
+    #[serde(default)]
+    pub done: Option<String>,
 }
 
 /// A message as the console shows it.
@@ -86,7 +89,8 @@ pub struct RecordsPage {
     pub groups: Vec<GroupRow>,
     pub deleted: Vec<DeletedView>,
     pub everywhere: bool,
-    pub exports: Vec<crate::archive::store::ExportRow>,
+    /// The exports table, rendered by [`ExportsFragment`].
+    pub exports_table: String,
 }
 
 impl RecordsPage {
@@ -308,13 +312,26 @@ pub async fn records(State(state): State<Console>, p: Principal, Query(q): Query
             }
         }
     }
-    let exports = if everywhere { a.store().archive_exports(20).await? } else { Vec::new() };
-    let c = p.chrome(p.lang.t("menu.records")).at("/admin/records");
+    let exports = visible_exports(a, &p).await?;
+    let exports_table = ExportsFragment { c: p.chrome(""), exports }.render().unwrap_or_default();
+    let c = p.chrome(p.lang.t("menu.records")).at("/admin/records").flash(q.done.as_deref());
     let status =
         if errors.is_empty() { axum::http::StatusCode::OK } else { axum::http::StatusCode::BAD_REQUEST };
     Ok((
         status,
-        html(&RecordsPage { c, q, errors, searched, rows, next, prev, groups, deleted, everywhere, exports }),
+        html(&RecordsPage {
+            c,
+            q,
+            errors,
+            searched,
+            rows,
+            next,
+            prev,
+            groups,
+            deleted,
+            everywhere,
+            exports_table,
+        }),
     )
         .into_response())
 }
@@ -392,4 +409,262 @@ pub async fn blob(State(state): State<Console>, p: Principal, Path(sha256): Path
     let sha256 = sha256.to_ascii_lowercase();
     let blob = r.archive.store().archive_blob(&sha256).await?.ok_or(Failure::NotFound)?;
     Ok(crate::http::blob_response(&blob.sha256, &blob.mime, blob.bytes, true))
+}
+
+/// *Export*: whose records (a member, or a unit path; neither: everything), the time range, the
+/// format.
+#[derive(Debug, Default, Deserialize)]
+pub struct ExportForm {
+    #[serde(default)]
+    pub member: String,
+    #[serde(default)]
+    pub unit: String,
+    #[serde(default)]
+    pub from: String,
+    #[serde(default)]
+    pub to: String,
+    #[serde(default)]
+    pub format: String,
+}
+
+/// Queues an export; the `archive:exports` job writes it (progress on the page).
+pub async fn export(
+    State(state): State<Console>,
+    p: Principal,
+    axum::Form(f): axum::Form<ExportForm>,
+) -> Reply {
+    let r = ready(&state)?;
+    p.require(&r.directory, p.has(Permission::ViewMessages), "archive.export").await?;
+    let a = &r.archive;
+    let format = crate::archive::export::Format::parse(f.format.trim())
+        .ok_or_else(|| Failure::Bad("format must be jsonl, csv or eml".into()))?;
+    let member = match opt(&f.member) {
+        Some(m) => Some(
+            find_member(a, &m).await?.ok_or_else(|| Failure::Bad(p.lang.t("records.no_member").into()))?,
+        ),
+        None => None,
+    };
+    let unit = match opt(&f.unit) {
+        Some(path) => match super::org::resolve_path(&r.directory, &path).await? {
+            Ok(Some(u)) => Some(u),
+            Ok(None) => None,
+            Err(msg) => return Err(Failure::Bad(msg)),
+        },
+        None => None,
+    };
+    let mut errors = Errors::default();
+    let from = day(&f.from, "from", &mut errors);
+    let to = day(&f.to, "to", &mut errors).map(|t| t + chrono::Duration::days(1));
+    if let Some((_, msg)) = errors.fields.first() {
+        return Err(Failure::Bad(msg.clone()));
+    }
+    let scope = crate::archive::export::ExportScope { member, unit, from, to };
+    match a.request_export(&viewer(&p), scope, format, false).await {
+        Ok(_) => Ok(crate::admin::see_other("/admin/records?done=records.export_queued#exports")),
+        Err(e) => Err(Failure::from_directory(&e)),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "records_exports.html", config = "src/admin/askama.toml")]
+pub struct ExportsFragment {
+    pub c: Chrome,
+    pub exports: Vec<crate::archive::store::ExportRow>,
+}
+
+impl ExportsFragment {
+    /// Anything still to write: the table polls itself until not.
+    pub fn running(&self) -> bool {
+        self.exports.iter().any(|e| e.state == "queued" || e.state == "running")
+    }
+    pub fn at(&self, t: &DateTime<Utc>) -> String {
+        crate::admin::views::when(t)
+    }
+    pub fn percent(&self, e: &crate::archive::store::ExportRow) -> i64 {
+        if e.total == 0 { if e.state == "ready" { 100 } else { 0 } } else { e.done * 100 / e.total }
+    }
+}
+
+/// The exports table (the page polls it while an export runs).
+pub async fn exports(State(state): State<Console>, p: Principal) -> Reply {
+    let r = ready(&state)?;
+    p.require(&r.directory, p.has(Permission::ViewMessages), "archive.view").await?;
+    let exports = visible_exports(&r.archive, &p).await?;
+    let c = p.chrome(p.lang.t("records.exports"));
+    Ok(html(&ExportsFragment { c, exports }).into_response())
+}
+
+/// Exports a viewer may see: all with an unscoped grant, their own otherwise.
+async fn visible_exports(
+    a: &Archive,
+    p: &Principal,
+) -> Result<Vec<crate::archive::store::ExportRow>, Failure> {
+    let all = a.store().archive_exports(20).await?;
+    Ok(if p.has_everywhere(Permission::ViewMessages) {
+        all
+    } else {
+        all.into_iter().filter(|e| e.created_by == p.actor().who).collect()
+    })
+}
+
+/// Downloads a ready export; resumable (`Range`).
+pub async fn download(
+    State(state): State<Console>,
+    p: Principal,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Reply {
+    let r = ready(&state)?;
+    p.require(&r.directory, p.has(Permission::ViewMessages), "archive.download").await?;
+    let id = super::uuid(&id)?;
+    let (row, path) =
+        r.archive.export_file(&viewer(&p), id).await.map_err(|e| Failure::from_directory(&e))?;
+    Ok(crate::http::file_response(&path, &headers, "application/x-tar", &format!("records-{}.tar", row.id))
+        .await)
+}
+
+pub struct RuleView {
+    pub path: String,
+    pub days: i64,
+    pub set_by: String,
+}
+
+pub struct HoldView {
+    pub id: Uuid,
+    pub target: String,
+    pub reason: String,
+    pub by: String,
+    pub at: String,
+    pub released: String,
+}
+
+#[derive(Template)]
+#[template(path = "records_retention.html", config = "src/admin/askama.toml")]
+pub struct RetentionPage {
+    pub c: Chrome,
+    pub rules: Vec<RuleView>,
+    pub holds: Vec<HoldView>,
+}
+
+async fn unit_path(d: &crate::directory::DirectoryService, unit: Uuid) -> Result<String, Failure> {
+    let mut names = Vec::new();
+    for id in d.store().org_unit_ancestors(unit).await? {
+        if let Some(u) = d.store().org_unit(id).await? {
+            names.push(u.name);
+        }
+    }
+    names.reverse();
+    Ok(names.join(" / "))
+}
+
+/// Retention per subtree and legal holds (an unscoped *view message records* grant).
+pub async fn retention(State(state): State<Console>, p: Principal, Query(done): Query<super::Done>) -> Reply {
+    let r = ready(&state)?;
+    p.require(&r.directory, p.has_everywhere(Permission::ViewMessages), "archive.retention").await?;
+    let a = &r.archive;
+    let mut rules = Vec::new();
+    for rule in a.store().archive_retention().await? {
+        rules.push(RuleView {
+            path: unit_path(&r.directory, rule.unit_id).await?,
+            days: rule.days,
+            set_by: rule.set_by,
+        });
+    }
+    let mut holds = Vec::new();
+    for h in a.store().archive_holds().await? {
+        let target = if h.target_kind == "unit" {
+            format!("{}: {}", p.lang.t("records.unit"), unit_path(&r.directory, h.target_id).await?)
+        } else {
+            let who = a.who([h.target_id]).await.map_err(|e| Failure::from_directory(&e))?;
+            format!(
+                "{}: {}",
+                p.lang.t("records.member"),
+                who.get(&h.target_id).map(label).unwrap_or_default()
+            )
+        };
+        holds.push(HoldView {
+            id: h.id,
+            target,
+            reason: h.reason,
+            by: h.created_by,
+            at: crate::admin::views::when(&h.created_at),
+            released: h.released_at.as_ref().map(crate::admin::views::when).unwrap_or_default(),
+        });
+    }
+    let c = p.chrome(p.lang.t("records.retention")).at("/admin/records").flash(done.done.as_deref());
+    Ok(html(&RetentionPage { c, rules, holds }).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RetentionForm {
+    #[serde(default)]
+    pub unit: String,
+    /// Blank: keep for good (the rule is removed).
+    #[serde(default)]
+    pub days: String,
+}
+
+pub async fn set_retention(
+    State(state): State<Console>,
+    p: Principal,
+    axum::Form(f): axum::Form<RetentionForm>,
+) -> Reply {
+    let r = ready(&state)?;
+    p.require(&r.directory, p.has_everywhere(Permission::ViewMessages), "archive.retention").await?;
+    let unit = match super::org::resolve_path(&r.directory, &f.unit).await? {
+        Ok(Some(u)) => u,
+        Ok(None) => return Err(Failure::Bad("name a unit (a path such as Sales / East)".into())),
+        Err(msg) => return Err(Failure::Bad(msg)),
+    };
+    let days = match opt(&f.days) {
+        Some(d) => Some(d.parse::<i64>().map_err(|_| Failure::Bad("days: a whole number".into()))?),
+        None => None,
+    };
+    r.archive.set_retention(&p.actor(), unit, days).await.map_err(|e| Failure::from_directory(&e))?;
+    Ok(crate::admin::see_other("/admin/records/retention?done=records.saved"))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct HoldForm {
+    /// `member` or `unit`.
+    #[serde(default)]
+    pub target: String,
+    /// A member (number, login name or id) or a unit path.
+    #[serde(default)]
+    pub who: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+pub async fn add_hold(
+    State(state): State<Console>,
+    p: Principal,
+    axum::Form(f): axum::Form<HoldForm>,
+) -> Reply {
+    let r = ready(&state)?;
+    p.require(&r.directory, p.has_everywhere(Permission::ViewMessages), "archive.hold").await?;
+    let target = crate::archive::retention::HoldTarget::parse(f.target.trim())
+        .ok_or_else(|| Failure::Bad("target: member or unit".into()))?;
+    let id = match target {
+        crate::archive::retention::HoldTarget::Member => find_member(&r.archive, f.who.trim())
+            .await?
+            .ok_or_else(|| Failure::Bad(p.lang.t("records.no_member").into()))?,
+        crate::archive::retention::HoldTarget::Unit => {
+            match super::org::resolve_path(&r.directory, &f.who).await? {
+                Ok(Some(u)) => u,
+                Ok(None) => return Err(Failure::Bad("name a unit".into())),
+                Err(msg) => return Err(Failure::Bad(msg)),
+            }
+        }
+    };
+    r.archive.add_hold(&p.actor(), target, id, &f.reason).await.map_err(|e| Failure::from_directory(&e))?;
+    Ok(crate::admin::see_other("/admin/records/retention?done=records.saved"))
+}
+
+pub async fn release_hold(State(state): State<Console>, p: Principal, Path(id): Path<String>) -> Reply {
+    let r = ready(&state)?;
+    p.require(&r.directory, p.has_everywhere(Permission::ViewMessages), "archive.hold").await?;
+    let id = super::uuid(&id)?;
+    r.archive.release_hold(&p.actor(), id).await.map_err(|e| Failure::from_directory(&e))?;
+    Ok(crate::admin::see_other("/admin/records/retention?done=records.saved"))
 }

@@ -306,7 +306,7 @@ macro_rules! sql_archive {
 
             async fn archive_export_claim(&self, _key: &ar::Sealed) -> Result<Option<ar::ExportRow>> {
                 sqlx::query_as(sql!(
-                    "UPDATE archive_exports SET state = 'running' WHERE id = \
+                    "UPDATE archive_exports SET state = 'running' WHERE state = 'queued' AND id = \
                      (SELECT id FROM archive_exports WHERE state = 'queued' ORDER BY created_at LIMIT 1) RETURNING {}",
                     ARCHIVE_EXPORT_COLS
                 ))
@@ -354,12 +354,14 @@ macro_rules! sql_archive {
                 Ok(true)
             }
 
-            async fn archive_purge_candidates(&self, members: &[Uuid], before: i64, limit: i64) -> Result<Vec<(i64, i64)>> {
+            async fn archive_purge_candidates(&self, members: &[Uuid], before: i64, after: (i64, i64), limit: i64) -> Result<Vec<(i64, i64)>> {
                 if members.is_empty() {
                     return Ok(Vec::new());
                 }
                 let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT DISTINCT message, sent_at FROM archive_parties WHERE sent_at < ");
-                qb.push_bind(before).push(" AND member_id IN (");
+                qb.push_bind(before).push(" AND (sent_at > ").push_bind(after.0);
+                qb.push(" OR (sent_at = ").push_bind(after.0).push(" AND message > ").push_bind(after.1).push("))");
+                qb.push(" AND member_id IN (");
                 let mut list = qb.separated(", ");
                 for m in members { list.push_bind(*m); }
                 qb.push(") ORDER BY sent_at, message LIMIT ").push_bind(limit);
