@@ -108,12 +108,16 @@ impl Renderer {
             self.conversations.clear();
         }
         let mut ids: Vec<Uuid> = rows.iter().filter_map(|r| r.sender_member).collect();
-        for r in rows {
-            if !self.conversations.contains_key(&r.conversation)
-                && let Some(c) = archive.store().archive_conversation(r.conversation).await?
-            {
-                self.conversations.insert(r.conversation, c);
+        let mut missing: Vec<i64> =
+            rows.iter().map(|r| r.conversation).filter(|c| !self.conversations.contains_key(c)).collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if !missing.is_empty() {
+            for c in archive.store().archive_conversations_by_ids(&missing).await? {
+                self.conversations.insert(c.id, c);
             }
+        }
+        for r in rows {
             if let Some(c) = self.conversations.get(&r.conversation) {
                 ids.extend(
                     c.key

@@ -487,40 +487,50 @@ impl Archive {
         }
     }
 
-    /// How people see these member identities (current members, deleted accounts).
+    /// How people see these member identities (current members, deleted accounts): one query
+    /// for the current members, a tombstone read for each of the others.
     pub async fn who(&self, ids: impl IntoIterator<Item = Uuid>) -> DirectoryResult<HashMap<Uuid, Who>> {
+        let mut ids: Vec<Uuid> = ids.into_iter().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut out: HashMap<Uuid, Who> = self
+            .store
+            .archive_people(&ids)
+            .await?
+            .into_iter()
+            .map(|(id, name, number, login)| {
+                let who = Who {
+                    member: Some(id),
+                    external: None,
+                    name,
+                    account_number: Some(number),
+                    login: Some(login),
+                    deleted: false,
+                };
+                (id, who)
+            })
+            .collect();
         let read = self.directory.store();
-        let mut out = HashMap::new();
         for id in ids {
             if out.contains_key(&id) {
                 continue;
             }
-            let who = match read.member(id).await? {
-                Some(m) => Who {
+            let who = match read.tombstone(id).await? {
+                Some(t) => Who {
                     member: Some(id),
                     external: None,
-                    name: m.display_name,
-                    account_number: Some(m.account_number),
-                    login: Some(m.login_name),
-                    deleted: false,
+                    name: t.profile.display_name,
+                    account_number: Some(t.account_number),
+                    login: Some(t.login_name),
+                    deleted: true,
                 },
-                None => match read.tombstone(id).await? {
-                    Some(t) => Who {
-                        member: Some(id),
-                        external: None,
-                        name: t.profile.display_name,
-                        account_number: Some(t.account_number),
-                        login: Some(t.login_name),
-                        deleted: true,
-                    },
-                    None => Who {
-                        member: Some(id),
-                        external: None,
-                        name: id.to_string(),
-                        account_number: None,
-                        login: None,
-                        deleted: true,
-                    },
+                None => Who {
+                    member: Some(id),
+                    external: None,
+                    name: id.to_string(),
+                    account_number: None,
+                    login: None,
+                    deleted: true,
                 },
             };
             out.insert(id, who);

@@ -231,6 +231,10 @@ pub trait ArchiveStore: Send + Sync + 'static {
     /// A member's conversations, the latest first.
     async fn archive_conversations_of(&self, member: Uuid) -> Result<Vec<ConversationRow>>;
     async fn archive_conversation(&self, id: i64) -> Result<Option<ConversationRow>>;
+    /// Conversations by id, without their counts (`messages` 0, no times): for rendering.
+    async fn archive_conversations_by_ids(&self, ids: &[i64]) -> Result<Vec<ConversationRow>>;
+    /// Current members by id: `(id, display name, account number, login name)`.
+    async fn archive_people(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, String, i64, String)>>;
     /// Groups, by name; with `units`, only those owned by members under them.
     async fn archive_groups(&self, units: Option<&[Uuid]>) -> Result<Vec<GroupRow>>;
     /// Records under member identities that are no longer members (deleted accounts):

@@ -138,16 +138,22 @@ macro_rules! sql_archive {
                 audit: &(dyn for<'s> Fn(&'s [bool]) -> m::AuditRecord + Send + Sync),
             ) -> Result<Vec<bool>> {
                 let mut tx = self.begin_tx().await?;
-                let mut conv_ids = Vec::with_capacity(conversations.len());
-                for c in conversations {
-                    let (id,): (i64,) = sqlx::query_as(
-                        "INSERT INTO archive_conversations (source, kind, key, group_id) VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (source, key) DO UPDATE SET kind = excluded.kind RETURNING id",
-                    )
-                    .bind(source.to_owned()).bind(c.kind.as_str()).bind(c.key.clone()).bind(c.group_id)
-                    .fetch_one(&mut *tx).await.map_err($err)?;
-                    conv_ids.push(id);
+                // One multi-row upsert a chunk; the batch names each conversation once.
+                let mut by_key: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+                for chunk in conversations.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO archive_conversations (source, kind, key, group_id) ");
+                    qb.push_values(chunk, |mut row, c| {
+                        row.push_bind(source.to_owned()).push_bind(c.kind.as_str()).push_bind(c.key.clone()).push_bind(c.group_id);
+                    });
+                    qb.push(" ON CONFLICT (source, key) DO UPDATE SET kind = excluded.kind RETURNING id, key");
+                    let rows: Vec<(i64, String)> =
+                        qb.build_query_as().persistent(false).fetch_all(&mut *tx).await.map_err($err)?;
+                    by_key.extend(rows.into_iter().map(|(id, key)| (key, id)));
                 }
+                let conv_ids = conversations
+                    .iter()
+                    .map(|c| by_key.get(&c.key).copied().ok_or_else(|| StoreError::Corrupt(format!("conversation {} not stored", c.key))))
+                    .collect::<Result<Vec<i64>>>()?;
                 let ids = bulk::archive_insert(&mut tx, source, &conv_ids, messages, ingested_at).await?;
                 let stored: Vec<bool> = ids.iter().map(Option::is_some).collect();
                 archive_audit_tx(&mut tx, &audit(&stored)).await?;
@@ -212,6 +218,34 @@ macro_rules! sql_archive {
                      FROM archive_conversations c LEFT JOIN archive_groups g ON g.id = c.group_id WHERE c.id = $1",
                 )
                 .bind(id).fetch_optional(&self.read).await.map_err($err)
+            }
+
+            async fn archive_conversations_by_ids(&self, ids: &[i64]) -> Result<Vec<ar::ConversationRow>> {
+                let mut out = Vec::new();
+                for chunk in ids.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT c.id, c.source, c.kind, c.key, c.group_id, g.name AS group_name, g.ext_id AS group_ext_id, \
+                         CAST(0 AS BIGINT) AS messages, CAST(NULL AS BIGINT) AS first_at, CAST(NULL AS BIGINT) AS last_at \
+                         FROM archive_conversations c LEFT JOIN archive_groups g ON g.id = c.group_id WHERE c.id IN (",
+                    );
+                    let mut list = qb.separated(", ");
+                    for id in chunk { list.push_bind(*id); }
+                    qb.push(")");
+                    out.extend(qb.build_query_as::<ar::ConversationRow>().persistent(false).fetch_all(&self.read).await.map_err($err)?);
+                }
+                Ok(out)
+            }
+
+            async fn archive_people(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, String, i64, String)>> {
+                let mut out = Vec::new();
+                for chunk in ids.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT id, display_name, account_number, login_name FROM members WHERE id IN (");
+                    let mut list = qb.separated(", ");
+                    for id in chunk { list.push_bind(*id); }
+                    qb.push(")");
+                    out.extend(qb.build_query_as::<(Uuid, String, i64, String)>().persistent(false).fetch_all(&self.read).await.map_err($err)?);
+                }
+                Ok(out)
             }
 
             async fn archive_groups(&self, units: Option<&[Uuid]>) -> Result<Vec<ar::GroupRow>> {
