@@ -8,8 +8,8 @@
 //! - search through the read API for a two-character Chinese word (用户) and an English word
 //!   (meeting): first page of 50, p50/p95 of 30 runs each, against a `LIKE '%q%'` scan of the
 //!   same table (the oracle the recall test uses);
-//! - an export of every message (JSON Lines): its time and the process's peak memory while it
-//!   runs (`VmHWM`, reset before).
+//! - an export of every message (JSON Lines) by `rosterd archive export` in a process of its
+//!   own: its time and peak memory (the child's max RSS, from `wait4`).
 //!
 //! `scripts/bench-archive [sqlite|postgres]... [--messages N] [--xmpp N]`. Prints a Markdown
 //! table on stdout, progress on stderr.
@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use roster::access::store::TokenKind;
-use roster::archive::{Viewer, export};
 use roster::config::Config;
 use roster::directory::model::{Actor, Source};
 use roster::directory::{Change, NewMember};
@@ -262,21 +261,6 @@ struct Row {
     db_mb: Option<f64>,
 }
 
-fn peak_reset() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-fn peak_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
-
 fn line(g: &mut Gen, i: usize, base: i64) -> String {
     // Each member talks mostly with 20 regular contacts; one message in ten goes to a group.
     let a = g.next(MEMBERS);
@@ -456,25 +440,41 @@ async fn run(store: &'static str, messages: usize, xmpp: usize) -> Row {
         search.push((q, p50, p95, hits, like_ms));
     }
 
-    // Export everything (the job's path), with the peak memory while it runs.
-    eprintln!("[{store}] exporting everything");
-    let viewer = Viewer { actor: console.clone(), units: None };
-    let row = s
-        .archive
-        .request_export(&viewer, export::ExportScope::default(), export::Format::Jsonl, true)
-        .await
-        .unwrap();
-    let base_mb = {
-        peak_reset();
-        peak_mb()
-    };
+    // Export everything with the real binary (`rosterd archive export`, the job's code path), in
+    // a process of its own: its wall time and its peak memory (the child's max RSS).
+    eprintln!("[{store}] exporting everything (rosterd archive export)");
+    let out = dir.path().join("all.tar");
     let started = Instant::now();
-    let row = s.archive.run_export(row, &|_, _| {}).await.unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_rosterd"))
+        .args(["archive", "export", "--format", "jsonl", "--out"])
+        .arg(&out)
+        .env("ROSTER_DATABASE__URL", &cfg.database.url)
+        .env("ROSTER_ENTERPRISE__MAIL_DOMAIN", "example.com")
+        .env("ROSTER_NUMBERS__FIRST", "100000")
+        .env("ROSTER_NUMBERS__LAST", "999999")
+        .env("ROSTER_ARCHIVE__EXPORT_DIR", dir.path().join("exports"))
+        .env("ROSTER_LOG__LEVEL", "warn")
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("run rosterd archive export");
+    // wait4: this child's own exit status and resource use (its max RSS).
+    let (status, usage) = tokio::task::spawn_blocking(move || {
+        let mut status = 0;
+        let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+        // SAFETY: wait4 writes the status and the rusage it is given, for our own child.
+        unsafe {
+            libc::wait4(child.id() as i32, &mut status, 0, usage.as_mut_ptr());
+            (status, usage.assume_init())
+        }
+    })
+    .await
+    .unwrap();
     let export_s = started.elapsed().as_secs_f64();
-    let export_peak_mb = peak_mb();
-    assert_eq!(row.state, "ready", "{:?}", row.error);
-    assert_eq!(row.done as usize, messages + xmpp);
-    eprintln!("[{store}]   export peak {export_peak_mb:.0} MB (from {base_mb:.0} MB)");
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "rosterd archive export failed");
+    let export_peak_mb = usage.ru_maxrss as f64 / 1024.0;
+    let export_mb = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0) as f64 / 1048576.0;
+    eprintln!("[{store}]   export {export_s:.0} s, peak {export_peak_mb:.0} MB, {export_mb:.0} MB");
     let db_mb = (store == "SQLite").then(|| {
         ["roster.db", "roster.db-wal"]
             .iter()
@@ -485,18 +485,7 @@ async fn run(store: &'static str, messages: usize, xmpp: usize) -> Row {
     });
     stop.cancel();
     s.store.close().await;
-    Row {
-        store,
-        messages,
-        ingest_s,
-        xmpp,
-        xmpp_s,
-        search,
-        export_s,
-        export_mb: row.size.unwrap_or(0) as f64 / 1048576.0,
-        export_peak_mb,
-        db_mb,
-    }
+    Row { store, messages, ingest_s, xmpp, xmpp_s, search, export_s, export_mb, export_peak_mb, db_mb }
 }
 
 fn main() {

@@ -39,14 +39,15 @@ CREATE TABLE archive_messages (
 CREATE INDEX archive_messages_conversation ON archive_messages (conversation, sent_at, id);
 CREATE INDEX archive_messages_time ON archive_messages (sent_at, id);
 -- Which member identities a message belongs to: the sender, and the other party of a direct one.
+-- One index keyed by member (a member's timeline; their conversations group it): every index
+-- keyed by member takes a random page for each message stored.
 CREATE TABLE archive_parties (
     member_id BLOB NOT NULL,
     conversation INTEGER NOT NULL,
     sent_at INTEGER NOT NULL,
     message INTEGER NOT NULL,
-    PRIMARY KEY (member_id, conversation, sent_at, message)
+    PRIMARY KEY (member_id, sent_at, message)
 ) WITHOUT ROWID;
-CREATE INDEX archive_parties_time ON archive_parties (member_id, sent_at, message);
 CREATE INDEX archive_parties_message ON archive_parties (message);
 -- The search index: each message's folded unigrams and bigrams, hashed to ASCII tokens
 -- (archive::grams), rowid = archive_messages.id. Only term presence is kept (detail=none).

@@ -138,8 +138,7 @@ async fn post_xmpp(
             return Ok(Json(json!({ "status": "ignored", "reason": what })).into_response());
         }
     };
-    let results = ready.archive.ingest(&writer(&info), vec![(1, Ok(line))]).await?;
-    let result = results.into_iter().next().expect("one line, one outcome");
+    let result = ready.archive.ingest_one(&writer(&info), line).await?;
     let status =
         if result.status == Status::Refused { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
     Ok((status, Json(result)).into_response())

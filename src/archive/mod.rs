@@ -36,8 +36,9 @@ use ingest::{Checked, Key, Line, Outcome, Parties, Party, Status};
 pub use retention::jobs;
 use store::{ArchiveStore, MessageFilter, MessageRow, Sealed};
 
-/// Lines stored a transaction.
-const BATCH: usize = 1000;
+/// Lines stored a transaction: a request's worth. Each member's rows sit on their own index
+/// pages, so the larger the batch, the fewer times a commit writes each page.
+const BATCH: usize = 5000;
 
 /// The archive: ingest, views, search, exports, retention. Cheap to clone.
 #[derive(Clone)]
@@ -45,6 +46,15 @@ pub struct Archive {
     store: Arc<dyn ArchiveStore>,
     directory: DirectoryService,
     cfg: Arc<ArchiveConfig>,
+    /// Single messages (XMPP posts) waiting to be stored together ([`Archive::ingest_one`]).
+    queue: Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<Queued>>>,
+}
+
+/// A single message waiting for the group writer, and where its outcome goes.
+struct Queued {
+    actor: Actor,
+    line: Line,
+    reply: tokio::sync::oneshot::Sender<Result<Outcome, String>>,
 }
 
 /// Who is looking, and at how much: `units: None` is the whole enterprise; otherwise only
@@ -151,7 +161,7 @@ fn now() -> DateTime<Utc> {
 
 impl Archive {
     pub fn new(store: Arc<dyn ArchiveStore>, directory: DirectoryService, cfg: ArchiveConfig) -> Archive {
-        Archive { store, directory, cfg: Arc::new(cfg) }
+        Archive { store, directory, cfg: Arc::new(cfg), queue: Default::default() }
     }
 
     /// The archive's reads.
@@ -167,7 +177,7 @@ impl Archive {
         &self.directory
     }
 
-    /// Stores posted lines (each parsed, or the reason it could not be), in batches of 1,000 a
+    /// Stores posted lines (each parsed, or the reason it could not be), in batches of 5,000 a
     /// transaction with one audit row each; returns every line's outcome in order. A bad line
     /// never keeps the good ones out.
     pub async fn ingest(
@@ -189,6 +199,15 @@ impl Archive {
             out.extend(self.ingest_batch(actor, &mail_domain, batch).await?);
         }
         out.sort_by_key(|o| o.line);
+        for status in [Status::Stored, Status::Duplicate, Status::Refused] {
+            let n = out.iter().filter(|o| o.status == status).count() as u64;
+            let label = match status {
+                Status::Stored => "stored",
+                Status::Duplicate => "duplicate",
+                Status::Refused => "refused",
+            };
+            metrics::counter!("roster_archive_ingested_total", "outcome" => label).increment(n);
+        }
         Ok(out)
     }
 
@@ -246,6 +265,29 @@ impl Archive {
             }
         }
         Ok(out)
+    }
+
+    /// Stores one message (an XMPP post) with the others that arrive meanwhile: one writer takes
+    /// every message waiting, stores them as one batch (one transaction, one audit row a
+    /// source), and answers each its own outcome. Under load, a commit carries many posts
+    /// instead of one; alone, a post is stored at once.
+    pub async fn ingest_one(&self, actor: &Actor, line: Line) -> DirectoryResult<Outcome> {
+        let queue = self.queue.get_or_init(|| {
+            let (tx, rx) = tokio::sync::mpsc::channel(4 * BATCH);
+            tokio::spawn(group_writer(self.clone(), rx));
+            tx
+        });
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let gone = || {
+            DirectoryError::Store(crate::directory::store::StoreError::Unavailable(
+                "the archive's writer stopped".into(),
+            ))
+        };
+        queue.send(Queued { actor: actor.clone(), line, reply }).await.map_err(|_| gone())?;
+        match answer.await.map_err(|_| gone())? {
+            Ok(outcome) => Ok(outcome),
+            Err(e) => Err(DirectoryError::Store(crate::directory::store::StoreError::Unavailable(e))),
+        }
     }
 
     /// Resolves every party the lines name to member identities in one round of queries.
@@ -536,6 +578,42 @@ impl Archive {
             out.insert(id, who);
         }
         Ok(out)
+    }
+}
+
+/// The group writer behind [`Archive::ingest_one`]: takes what is waiting (up to a batch),
+/// stores it a source at a time, answers each waiter.
+async fn group_writer(archive: Archive, mut rx: tokio::sync::mpsc::Receiver<Queued>) {
+    while let Some(first) = rx.recv().await {
+        let mut waiting = vec![first];
+        while waiting.len() < BATCH {
+            match rx.try_recv() {
+                Ok(q) => waiting.push(q),
+                Err(_) => break,
+            }
+        }
+        let mut by_source: HashMap<String, Vec<Queued>> = HashMap::new();
+        for q in waiting {
+            by_source.entry(q.actor.source.as_str().to_owned()).or_default().push(q);
+        }
+        for (_, group) in by_source {
+            let actor = group[0].actor.clone();
+            let lines = group.iter().enumerate().map(|(i, q)| (i + 1, Ok(q.line.clone()))).collect();
+            match archive.ingest(&actor, lines).await {
+                Ok(outcomes) => {
+                    for (q, mut o) in group.into_iter().zip(outcomes) {
+                        o.line = 1;
+                        let _ = q.reply.send(Ok(o));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "archive: storing posted messages failed");
+                    for q in group {
+                        let _ = q.reply.send(Err("the archive store is not available".into()));
+                    }
+                }
+            }
+        }
     }
 }
 

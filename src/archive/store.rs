@@ -189,8 +189,13 @@ pub struct HoldRow {
 /// How a party string resolved: `(what was asked, member)`. Numbers are asked as their digits.
 pub type Resolved = (String, Uuid);
 
+/// The archive's store: its records ([`ArchiveRecords`]) and their upkeep ([`ArchiveUpkeep`]).
+pub trait ArchiveStore: ArchiveRecords + ArchiveUpkeep {}
+impl<T: ArchiveRecords + ArchiveUpkeep> ArchiveStore for T {}
+
+/// Records: ingest, reads, attachments, and the audit rows of views.
 #[async_trait]
-pub trait ArchiveStore: Send + Sync + 'static {
+pub trait ArchiveRecords: Send + Sync + 'static {
     /// The current members named by these account numbers, login names and e-mail addresses
     /// (folded to lower case); each found key once.
     async fn archive_resolve(
@@ -250,6 +255,11 @@ pub trait ArchiveStore: Send + Sync + 'static {
 
     /// Writes an audit row alone (a view, a search, an export's download).
     async fn archive_audit(&self, key: &Sealed, audit: &AuditRecord) -> Result<()>;
+}
+
+/// Upkeep: exports, retention rules, legal holds, and the purge.
+#[async_trait]
+pub trait ArchiveUpkeep: Send + Sync + 'static {
     async fn archive_export_insert(&self, key: &Sealed, e: &ExportRow, audit: &AuditRecord) -> Result<()>;
     async fn archive_export_update(&self, key: &Sealed, e: &ExportRow) -> Result<()>;
     async fn archive_export(&self, id: Uuid) -> Result<Option<ExportRow>>;

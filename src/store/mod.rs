@@ -37,7 +37,7 @@ pub use postgres::PgStore;
 pub mod prelude {
     pub use super::{Maintenance, Store};
     pub use crate::access::store::AccessStore;
-    pub use crate::archive::store::ArchiveStore;
+    pub use crate::archive::store::{ArchiveRecords, ArchiveStore, ArchiveUpkeep};
     pub use crate::delivery::store::DeliveryStore;
     pub use crate::directory::store::DirectoryRead;
     pub use crate::jobs::LeaseStore;

@@ -109,7 +109,7 @@ impl Server {
     }
 }
 
-fn line(id: &str, direct: [&str; 2], from: &str, at: &str, text: &str) -> Value {
+pub fn line(id: &str, direct: [&str; 2], from: &str, at: &str, text: &str) -> Value {
     json!({"id": id, "conversation": {"direct": direct}, "from": from, "sent_at": at, "kind": "text", "text": text})
 }
 
@@ -1037,4 +1037,33 @@ async fn cli_exports_and_manages_retention() {
     assert!(!cli(&["archive", "hold", "release", &hold]).status.success());
     let o = cli(&["archive", "purge"]);
     assert!(o.status.success() && text(&o.stdout).contains("deleted 0 messages"), "{}", text(&o.stdout));
+}
+
+/// A request over archive.max_request_bytes gets 413 and stores nothing; the rest of the HTTP
+/// surface keeps its own, smaller limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_requests_are_refused_whole() {
+    let s = Server::start(Backend::Sqlite, |c| {
+        c.archive.max_request_bytes = 64 * 1024;
+        c.http.max_body_bytes = 16 * 1024;
+    })
+    .await;
+    create_member(&s.db, &console(), member("alice")).await;
+    create_member(&s.db, &console(), member("bob")).await;
+    // 40 KiB: over the general limit, under the archive's.
+    let lines: Vec<Value> = (0..100)
+        .map(|i| line(&format!("s{i}"), ["alice", "bob"], "alice", "2026-12-01T10:00:00Z", &"字".repeat(120)))
+        .collect();
+    let (status, answer) = s.post(&lines).await;
+    assert_eq!((status, answer["stored"].as_u64()), (StatusCode::OK, Some(100)), "{answer}");
+    // 100 KiB: over the archive's limit.
+    let lines: Vec<Value> = (0..250)
+        .map(|i| line(&format!("b{i}"), ["alice", "bob"], "alice", "2026-12-01T11:00:00Z", &"字".repeat(120)))
+        .collect();
+    let (status, answer) = s.post(&lines).await;
+    assert_eq!(status, 413, "{answer}");
+    assert_eq!(answer["error"], "too_large");
+    assert_eq!(s.read_all(&[]).await.len(), 100, "nothing of the refused request was stored");
+    let r = s.http.post(format!("{}/scim/v2/Users", s.url)).body(vec![b'x'; 20 * 1024]).send().await.unwrap();
+    assert_eq!(r.status(), 413, "SCIM keeps http.max_body_bytes");
 }

@@ -165,3 +165,87 @@ async fn an_admin_day_in_the_console() {
     assert!(violations.is_empty(), "CSP violations: {violations:#?}");
     b.quit().await;
 }
+
+/// *Message records* in a real browser: search, page a conversation, see an image record as a
+/// thumbnail (served inline because its bytes are a PNG), queue an export and watch the table
+/// poll until it is ready; no page breaks the Content Security Policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_records_in_the_browser() {
+    use roster::access::store::TokenKind;
+    use sha2::Digest;
+    let c = Console::start(Backend::Sqlite, |_| {}).await;
+    let d = &c.directory;
+    let alice =
+        crate::common::create_member(d, &crate::common::console(), crate::common::member("alice")).await;
+    let bob = crate::common::create_member(d, &crate::common::console(), crate::common::member("bob")).await;
+    let token = d
+        .access()
+        .create_token_of(&crate::common::console(), "chat", TokenKind::Archive, false)
+        .await
+        .unwrap();
+    let http = crate::common::http();
+    let base = c.base.trim_end_matches('/').to_owned();
+    let png = crate::archive::png();
+    let sha = hex::encode(sha2::Sha256::digest(&png));
+    http.put(format!("{base}/api/v1/archive/blobs/{sha}"))
+        .bearer_auth(&token)
+        .body(png.clone())
+        .send()
+        .await
+        .unwrap();
+    let (a, bn) = (alice.account_number.to_string(), bob.account_number.to_string());
+    let mut lines: Vec<serde_json::Value> = (0..60)
+        .map(|i| {
+            crate::archive::line(
+                &format!("m{i}"),
+                [&a, &bn],
+                &a,
+                &format!("2026-11-01T10:00:{:02}Z", i % 60),
+                &format!("新用户 hello {i}"),
+            )
+        })
+        .collect();
+    lines.push(serde_json::json!({"id": "img", "conversation": {"direct": [a, bn]}, "from": bn, "sent_at": "2026-11-02T10:00:00Z",
+        "kind": "image", "text": "", "attachments": [{"sha256": sha, "mime": "image/png", "size": png.len(), "name": "dot.png"}]}));
+    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let r = http
+        .post(format!("{base}/api/v1/archive/messages"))
+        .bearer_auth(&token)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let b = Browser::start().await;
+    b.goto(&format!("{base}/admin/records")).await;
+    b.find("#account").await.send_keys(&c.enterprise_id).await;
+    b.find("#password").await.send_keys(SUPER_PW).await;
+    b.find("#sign-in").await.click().await;
+    b.wait_for_text("h1", "Message records").await;
+    b.find("#member").await.send_keys(&a).await;
+    b.find("#q").await.send_keys("用户").await;
+    b.find("#records-go").await.click().await;
+    b.wait_for_text("#records", "新用户 hello 0").await;
+    b.find("#records-next").await.click().await;
+    b.wait_for_text("#records", "新用户 hello 50").await;
+    b.find("#records tr.record a").await.click().await;
+    b.wait_for_text("h1", "alice (test)").await;
+    b.find("#records-next").await.click().await;
+    b.wait_for_text("#records", "新用户 hello 59").await;
+    let width = b.find("img.thumb").await.prop("naturalWidth").await;
+    assert_eq!(width, serde_json::json!(1), "the thumbnail loaded");
+    b.screenshot(shot("records")).await;
+
+    b.goto(&format!("{base}/admin/records")).await;
+    b.find("#ex-member").await.send_keys(&a).await;
+    b.find("#export-go").await.click().await;
+    b.wait_for_text(".flash", "Export queued").await;
+    // The scheduler's job writes it within 5 s; the table polls every 2 s.
+    b.wait_for_text("#exports-table", "ready").await;
+    assert!(b.try_find("#exports-table a.download").await.is_some());
+    let log = b.console_log().await;
+    let violations: Vec<&String> = log.iter().filter(|l| l.contains("Content Security Policy")).collect();
+    assert!(violations.is_empty(), "CSP violations: {violations:#?}");
+    b.quit().await;
+}
