@@ -88,9 +88,25 @@ pub fn query_terms(query: &str) -> Vec<i64> {
     terms
 }
 
-/// A term as a token of SQLite's `ascii` FTS5 tokenizer: `t` and 16 hex digits.
+/// A term as a token of SQLite's `ascii` FTS5 tokenizer: `t` and its low 48 bits in base 36
+/// (at most 10 digits). Two grams sharing a token only add candidates, which the text check
+/// removes; short tokens keep the index and the tokenizer's work small.
 pub fn token(term: i64) -> String {
-    format!("t{term:016x}")
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut n = (term as u64) & 0xffff_ffff_ffff;
+    let mut out = [0u8; 11];
+    let mut i = out.len();
+    loop {
+        i -= 1;
+        out[i] = DIGITS[(n % 36) as usize];
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    i -= 1;
+    out[i] = b't';
+    String::from_utf8(out[i..].to_vec()).expect("ASCII")
 }
 
 #[cfg(test)]
@@ -123,6 +139,8 @@ mod tests {
         assert_eq!(query_terms("用"), message_terms("用"));
         // A two-character query is one bigram, not its two unigrams.
         assert_eq!(query_terms("用户").len(), 1);
-        assert_eq!(token(0x1f), "t000000000000001f");
+        assert_eq!(token(0x1f), "tv");
+        assert_eq!(token(0), "t0");
+        assert_eq!(token(i64::MAX), "t2rrvthnxtr");
     }
 }

@@ -516,6 +516,14 @@ mod bulk {
         Ok(())
     }
 
+    /// SQLite's plans for the archive's searches need no hint (see the PostgreSQL backend's).
+    pub async fn archive_plan(
+        _c: &mut SqliteConnection,
+        _f: &crate::archive::store::MessageFilter,
+    ) -> Result<()> {
+        Ok(())
+    }
+
     /// `m.id` holds every term (an FTS5 query of the terms' tokens, all required).
     pub fn archive_terms(qb: &mut Qb, terms: &[i64]) {
         let tokens: Vec<String> = terms.iter().map(|t| crate::archive::grams::token(*t)).collect();

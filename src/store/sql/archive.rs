@@ -173,7 +173,12 @@ macro_rules! sql_archive {
                 }
                 let dir = if f.before { "DESC" } else { "ASC" };
                 qb.push(format!(" ORDER BY {t}.sent_at {dir}, {id} {dir} LIMIT ")).push_bind(f.limit.max(1));
-                qb.build_query_as().persistent(false).fetch_all(&self.read).await.map_err($err)
+                // In a read transaction, so the backend's plan hint holds for this query only.
+                let mut tx = self.read.begin().await.map_err($err)?;
+                bulk::archive_plan(&mut tx, f).await?;
+                let rows = qb.build_query_as().persistent(false).fetch_all(&mut *tx).await.map_err($err)?;
+                tx.commit().await.map_err($err)?;
+                Ok(rows)
             }
 
             async fn archive_count(&self, f: &ar::MessageFilter) -> Result<i64> {
