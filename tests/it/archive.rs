@@ -8,51 +8,37 @@ use roster::archive::{Search, Viewer};
 use roster::directory::model::{Actor, Email, Source};
 use roster::directory::{Change, NewMember};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::common::{Backend, Opened, TestDb, console, create_member, member, on_both_stores};
 
-/// A running rosterd with an `archive` token (the IM server `chat`) and an `archive-read` one.
+/// A running rosterd (with its console, [`crate::admin::Console`]) with an `archive` token (the
+/// IM server `chat`) and an `archive-read` one (`vault`).
 pub struct Server {
     pub url: String,
     pub ingest: String,
     pub read: String,
     pub http: reqwest::Client,
     pub db: Opened,
-    pub _tmp: TestDb,
-    stop: CancellationToken,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
+    pub console: crate::admin::Console,
 }
 
 impl Server {
     pub async fn start(backend: Backend, tune: impl FnOnce(&mut roster::config::Config)) -> Server {
-        let mut tmp = TestDb::new(backend);
-        tmp.cfg.archive.im_domains = vec!["localhost".into()];
-        tmp.cfg.archive.export_dir = tmp.dir.path().join("exports");
-        tune(&mut tmp.cfg);
-        let db = tmp.open().await;
+        let export_dir = std::env::temp_dir().join(format!("roster-exports-{}", Uuid::new_v4()));
+        let c = crate::admin::Console::start(backend, |cfg| {
+            cfg.archive.im_domains = vec!["localhost".into()];
+            cfg.archive.export_dir = export_dir;
+            tune(cfg)
+        })
+        .await;
+        let db = c.directory.clone();
         let ingest =
             db.access().create_token_of(&console(), "chat", TokenKind::Archive, false).await.unwrap();
         let read =
             db.access().create_token_of(&console(), "vault", TokenKind::ArchiveRead, false).await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let stop = CancellationToken::new();
-        tokio::spawn(roster::app::run(listener, tmp.cfg.clone(), stop.clone()));
-        let s = Server { url, ingest, read, http: crate::common::http(), db, _tmp: tmp, stop };
-        for _ in 0..200 {
-            if s.http.get(format!("{}/readyz", s.url)).send().await.is_ok_and(|r| r.status() == 200) {
-                return s;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        panic!("rosterd did not become ready");
+        let url = c.base.trim_end_matches('/').to_owned();
+        Server { url, ingest, read, http: crate::common::http(), db, console: c }
     }
 
     /// Posts JSON Lines with the ingest token.
@@ -297,6 +283,39 @@ async fn deleted_accounts_keep_records_and_reused_numbers_start_empty(backend: B
     assert_eq!(page["messages"][0]["from"]["name"], "olga (test)");
     let deleted = s.db.store().archive_deleted_accounts(10).await.unwrap();
     assert_eq!(deleted, [(old.id, 5)]);
+
+    // The console: the new holder's page holds one conversation of one message; the deleted
+    // account's, all five; a search by the number finds nothing old.
+    let mut admin = s.console.super_admin().await;
+    let p = admin.get(&format!("/admin/records/members/{}", new.id)).await;
+    assert!(p.has("<td>1</td>") && !p.has("<td>5</td>"), "{}", p.body);
+    let p = admin.get(&format!("/admin/records?member={n}&q=secret")).await;
+    assert!(p.has("no-records") && !p.has("旧的记录"), "{}", p.body);
+    let p = admin.get(&format!("/admin/records?member={n}")).await;
+    assert!(p.has("新的 hello") && !p.has("旧的记录"), "{}", p.body);
+    let p = admin.get(&format!("/admin/records/members/{}", old.id)).await;
+    assert!(p.has("deleted-notice") && p.has("<td>5</td>"), "{}", p.body);
+    // Exports: the new holder's holds one record, the deleted account's all five.
+    let archive = &s.db.0.archive;
+    let viewer = Viewer { actor: console(), units: None };
+    for (member, want) in [
+        (new.id, vec!["新的 hello".to_owned()]),
+        (old.id, (0..5).map(|i| format!("旧的记录 secret {i}")).collect()),
+    ] {
+        let scope = roster::archive::export::ExportScope { member: Some(member), ..Default::default() };
+        let row = archive
+            .request_export(&viewer, scope, roster::archive::export::Format::Jsonl, true)
+            .await
+            .unwrap();
+        let row = archive.run_export(row, &|_, _| {}).await.unwrap();
+        let files = untar(&std::fs::read(row.file.unwrap()).unwrap());
+        let texts: Vec<String> = String::from_utf8(files["messages.jsonl"].clone())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["text"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(texts, want);
+    }
 }
 
 /// Deterministic text in four scripts: CJK words, Japanese, Korean, English, mixed.
@@ -680,8 +699,27 @@ async fn console_message_records(backend: Backend) {
     assert!(back.has("第50条 hello") && back.has("第99条 hello") && !back.has("第100条 hello"));
     let img = http.get(format!("{url}/admin/records/blobs/{sha}")).send().await.unwrap();
     assert_eq!(img.url().path(), "/admin/login", "blobs need a session");
-    let img = s.get(&format!("/admin/records/blobs/{sha}")).await;
-    assert_eq!(img.status, 200);
+    let (status, headers, bytes) = s.get_bytes(&format!("/admin/records/blobs/{sha}"), &[]).await;
+    assert_eq!((status, headers["content-type"].to_str().unwrap()), (StatusCode::OK, "image/png"));
+    assert_eq!(headers["content-disposition"], "inline");
+    assert_eq!(bytes, png);
+    // An SVG (script inside) is never shown inline: a download, sandboxed, not typed as an image.
+    let svg = br#"<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>"#.to_vec();
+    let svg_sha = hex::encode(sha2::Sha256::digest(&svg));
+    let r = http
+        .put(format!("{url}/api/v1/archive/blobs/{svg_sha}"))
+        .bearer_auth(&token)
+        .body(svg)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let (status, headers, _) = s.get_bytes(&format!("/admin/records/blobs/{svg_sha}"), &[]).await;
+    assert_eq!(status, 200);
+    assert!(headers["content-disposition"].to_str().unwrap().starts_with("attachment"));
+    assert_ne!(headers["content-type"], "image/svg+xml");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert!(headers["content-security-policy"].to_str().unwrap().contains("sandbox"));
 
     // Bad input: a clear error by the field.
     let p = s.get("/admin/records?from=yesterday").await;

@@ -105,8 +105,12 @@ macro_rules! sql_archive {
 
             async fn archive_groups_ensure(&self, _key: &ar::Sealed, source: &str, groups: &[ar::GroupIn], at: DateTime<Utc>) -> Result<Vec<(i64, bool)>> {
                 let mut tx = self.begin_tx().await?;
-                let mut out = Vec::with_capacity(groups.len());
-                for g in groups {
+                // In id order, for the same reason as conversations (see archive_ingest).
+                let mut order: Vec<usize> = (0..groups.len()).collect();
+                order.sort_by(|a, b| groups[*a].ext_id.cmp(&groups[*b].ext_id));
+                let mut out = vec![(0i64, false); groups.len()];
+                for i in order {
+                    let g = &groups[i];
                     let sql = if g.explicit {
                         "INSERT INTO archive_groups (source, ext_id, name, owner_member, owner_external, kept, created_at) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (source, ext_id) DO UPDATE SET \
@@ -121,7 +125,7 @@ macro_rules! sql_archive {
                         .bind(source.to_owned()).bind(g.ext_id.clone()).bind(g.name.clone()).bind(g.owner_member)
                         .bind(g.owner_external.clone()).bind(g.kept).bind(at)
                         .fetch_one(&mut *tx).await.map_err($err)?;
-                    out.push(row);
+                    out[i] = row;
                 }
                 tx.commit().await.map_err($err)?;
                 Ok(out)
@@ -138,8 +142,12 @@ macro_rules! sql_archive {
             ) -> Result<Vec<bool>> {
                 let mut tx = self.begin_tx().await?;
                 // One multi-row upsert a chunk; the batch names each conversation once.
+                // In key order: two batches upserting the same conversations take their row locks
+                // in the same order, so they wait for each other instead of deadlocking.
                 let mut by_key: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
-                for chunk in conversations.chunks(500) {
+                let mut ordered: Vec<&ar::ConversationIn> = conversations.iter().collect();
+                ordered.sort_by(|a, b| a.key.cmp(&b.key));
+                for chunk in ordered.chunks(500) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO archive_conversations (source, kind, key, group_id) ");
                     qb.push_values(chunk, |mut row, c| {
                         row.push_bind(source.to_owned()).push_bind(c.kind.as_str()).push_bind(c.key.clone()).push_bind(c.group_id);
