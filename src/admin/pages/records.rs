@@ -445,11 +445,7 @@ pub async fn export(
         None => None,
     };
     let unit = match opt(&f.unit) {
-        Some(path) => match super::org::resolve_path(&r.directory, &path).await? {
-            Ok(Some(u)) => Some(u),
-            Ok(None) => None,
-            Err(msg) => return Err(Failure::Bad(msg)),
-        },
+        Some(path) => Some(unit_at(&r.directory, &path).await?),
         None => None,
     };
     let mut errors = Errors::default();
@@ -546,6 +542,15 @@ pub struct RetentionPage {
     pub holds: Vec<HoldView>,
 }
 
+/// The unit a path such as `Sales / East` names (a form field), or 400.
+async fn unit_at(d: &crate::directory::DirectoryService, path: &str) -> Result<Uuid, Failure> {
+    match super::org::resolve_path(d, path).await? {
+        Ok(Some(u)) => Ok(u),
+        Ok(None) => Err(Failure::Bad("name a unit (a path such as Sales / East)".into())),
+        Err(msg) => Err(Failure::Bad(msg)),
+    }
+}
+
 async fn unit_path(d: &crate::directory::DirectoryService, unit: Uuid) -> Result<String, Failure> {
     let mut names = Vec::new();
     for id in d.store().org_unit_ancestors(unit).await? {
@@ -611,11 +616,7 @@ pub async fn set_retention(
 ) -> Reply {
     let r = ready(&state)?;
     p.require(&r.directory, p.has_everywhere(Permission::ViewMessages), "archive.retention").await?;
-    let unit = match super::org::resolve_path(&r.directory, &f.unit).await? {
-        Ok(Some(u)) => u,
-        Ok(None) => return Err(Failure::Bad("name a unit (a path such as Sales / East)".into())),
-        Err(msg) => return Err(Failure::Bad(msg)),
-    };
+    let unit = unit_at(&r.directory, &f.unit).await?;
     let days = match opt(&f.days) {
         Some(d) => Some(d.parse::<i64>().map_err(|_| Failure::Bad("days: a whole number".into()))?),
         None => None,
@@ -649,13 +650,7 @@ pub async fn add_hold(
         crate::archive::retention::HoldTarget::Member => find_member(&r.archive, f.who.trim())
             .await?
             .ok_or_else(|| Failure::Bad(p.lang.t("records.no_member").into()))?,
-        crate::archive::retention::HoldTarget::Unit => {
-            match super::org::resolve_path(&r.directory, &f.who).await? {
-                Ok(Some(u)) => u,
-                Ok(None) => return Err(Failure::Bad("name a unit".into())),
-                Err(msg) => return Err(Failure::Bad(msg)),
-            }
-        }
+        crate::archive::retention::HoldTarget::Unit => unit_at(&r.directory, &f.who).await?,
     };
     r.archive.add_hold(&p.actor(), target, id, &f.reason).await.map_err(|e| Failure::from_directory(&e))?;
     Ok(crate::admin::see_other("/admin/records/retention?done=records.saved"))
