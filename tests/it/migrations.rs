@@ -33,7 +33,11 @@ fn unique_constraints_have_the_same_names_in_both() {
         }
         out
     };
-    assert_eq!(names("sqlite"), names("postgres"));
+    // The archive's search index is each database's own: an FTS5 table on SQLite, a GIN index
+    // on PostgreSQL (see migration 14).
+    let mut postgres = names("postgres");
+    assert!(postgres.remove("archive_messages_grams"));
+    assert_eq!(names("sqlite"), postgres);
 }
 
 /// New SQLite databases get 16 KiB pages; a file made with SQLite's default 4 KiB (by an earlier
