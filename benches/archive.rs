@@ -12,7 +12,8 @@
 //!   own: its time and peak memory (the child's max RSS, from `wait4`).
 //!
 //! `scripts/bench-archive [sqlite|postgres]... [--messages N] [--xmpp N]`. Prints a Markdown
-//! table on stdout, progress on stderr.
+//! table on stdout, progress on stderr. With `--floor`, only the floor under the JSON Lines
+//! figure: the same messages through `Archive::ingest`, no HTTP.
 
 #[path = "../tests/it/fixtures/pg.rs"]
 mod pg;
@@ -488,11 +489,60 @@ async fn run(store: &'static str, messages: usize, xmpp: usize) -> Row {
     Row { store, messages, ingest_s, xmpp, xmpp_s, search, export_s, export_mb, export_peak_mb, db_mb }
 }
 
+/// The floor under the JSON Lines figure: the same messages stored through `Archive::ingest`
+/// directly (one caller, 5,000 a batch: the parties resolved, the checks, one transaction each),
+/// with no HTTP, no request parsing and no load generator sharing the writer's time: messages
+/// a second of the time spent in `ingest` alone.
+async fn floor(store: &'static str, messages: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::default();
+    cfg.database.url = match store {
+        "SQLite" => format!("sqlite://{}", dir.path().join("roster.db").display()),
+        _ => pg::fresh_database(),
+    };
+    cfg.numbers.first = 100_000;
+    cfg.numbers.last = 999_999;
+    cfg.enterprise.mail_domain = "example.com".into();
+    let s = roster::app::open(&cfg).await.expect("open the store");
+    let actor = Actor::new(Source::import(), "bench");
+    for start in (0..MEMBERS).step_by(1000) {
+        let set = (start..(start + 1000).min(MEMBERS))
+            .map(|i| {
+                Change::CreateMember(NewMember {
+                    login_name: format!("user{i:05}"),
+                    display_name: format!("User {i}"),
+                    ..Default::default()
+                })
+            })
+            .collect();
+        s.directory.apply(&actor, set).await.expect("create members");
+    }
+    let im = Actor::new(Source::parse("im:chat").unwrap(), "chat");
+    let base_time = chrono::Utc::now().timestamp_micros() - 400 * 86_400_000_000;
+    let mut g = Gen(0x9e37_79b9_7f4a_7c15);
+    let mut spent = Duration::ZERO;
+    for from in (0..messages).step_by(5000) {
+        let lines: Vec<_> = (from..(from + 5000).min(messages))
+            .enumerate()
+            .map(|(n, i)| (n + 1, Ok(serde_json::from_str(&line(&mut g, i, base_time)).unwrap())))
+            .collect();
+        let t = Instant::now();
+        s.archive.ingest(&im, lines).await.unwrap();
+        spent += t.elapsed();
+        if from % 200_000 == 0 {
+            eprintln!("[{store} floor]   {from}: {:.0}/s", from as f64 / spent.as_secs_f64());
+        }
+    }
+    s.store.close().await;
+    messages as f64 / spent.as_secs_f64()
+}
+
 fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut stores = Vec::new();
     let mut messages = 1_000_000;
     let mut xmpp = 20_000;
+    let mut floor_only = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -500,6 +550,7 @@ fn main() {
             "postgres" => stores.push("PostgreSQL"),
             "--messages" => messages = args.next().and_then(|v| v.parse().ok()).expect("--messages N"),
             "--xmpp" => xmpp = args.next().and_then(|v| v.parse().ok()).expect("--xmpp N"),
+            "--floor" => floor_only = true,
             _ => {}
         }
     }
@@ -507,6 +558,15 @@ fn main() {
         stores = vec!["SQLite", "PostgreSQL"];
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    if floor_only {
+        println!("| store | messages | stored through Archive::ingest, no HTTP (the floor under JSON Lines) |");
+        println!("|---|---:|---:|");
+        for store in stores {
+            let rate = rt.block_on(floor(store, messages));
+            println!("| {store} | {messages} | {rate:.0}/s |");
+        }
+        return;
+    }
     println!(
         "| store | messages | JSON Lines ingest (target ≥ 10,000/s) | XMPP posts (target ≥ 2,000/s) | search 用户 p50 / p95 (target p95 < 200 ms) | LIKE scan 用户 | search meeting p50 / p95 | LIKE scan meeting | export all (target < 2 min) | export peak memory (target < 150 MB) | export file | store size |"
     );
