@@ -559,7 +559,9 @@ fn main() {
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     if floor_only {
-        println!("| store | messages | stored through Archive::ingest, no HTTP (the floor under JSON Lines) |");
+        println!(
+            "| store | messages | stored through Archive::ingest, no HTTP (the floor under JSON Lines) |"
+        );
         println!("|---|---:|---:|");
         for store in stores {
             let rate = rt.block_on(floor(store, messages));
