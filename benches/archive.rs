@@ -441,21 +441,36 @@ async fn run(store: &'static str, messages: usize, xmpp: usize) -> Row {
         search.push((q, p50, p95, hits, like_ms));
     }
 
-    // Export everything with the real binary (`rosterd archive export`, the job's code path), in
-    // a process of its own: its wall time and its peak memory (the child's max RSS).
+    let (export_s, export_peak_mb, export_mb) = export_child(store, &cfg.database.url, dir.path()).await;
+    let db_mb = (store == "SQLite").then(|| {
+        ["roster.db", "roster.db-wal"]
+            .iter()
+            .filter_map(|f| std::fs::metadata(dir.path().join(f)).ok())
+            .map(|m| m.len())
+            .sum::<u64>() as f64
+            / 1048576.0
+    });
+    stop.cancel();
+    s.store.close().await;
+    Row { store, messages, ingest_s, xmpp, xmpp_s, search, export_s, export_mb, export_peak_mb, db_mb }
+}
+
+/// Exports everything with the real binary (`rosterd archive export`, the job's code path), in a
+/// process of its own: its wall time, its peak memory (the child's max RSS) and the file's size.
+async fn export_child(store: &str, url: &str, dir: &std::path::Path) -> (f64, f64, f64) {
     eprintln!("[{store}] exporting everything (rosterd archive export)");
-    let out = dir.path().join("all.tar");
+    let out = dir.join("all.tar");
     let started = Instant::now();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_rosterd"))
         .args(["archive", "export", "--format", "jsonl", "--out"])
         .arg(&out)
-        .env("ROSTER_DATABASE__URL", &cfg.database.url)
+        .env("ROSTER_DATABASE__URL", url)
         .env("ROSTER_ENTERPRISE__MAIL_DOMAIN", "example.com")
         .env("ROSTER_NUMBERS__FIRST", "100000")
         .env("ROSTER_NUMBERS__LAST", "999999")
-        .env("ROSTER_ARCHIVE__EXPORT_DIR", dir.path().join("exports"))
+        .env("ROSTER_ARCHIVE__EXPORT_DIR", dir.join("exports"))
         .env("ROSTER_LOG__LEVEL", "warn")
-        .current_dir(dir.path())
+        .current_dir(dir)
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("run rosterd archive export");
@@ -476,17 +491,7 @@ async fn run(store: &'static str, messages: usize, xmpp: usize) -> Row {
     let export_peak_mb = usage.ru_maxrss as f64 / 1024.0;
     let export_mb = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0) as f64 / 1048576.0;
     eprintln!("[{store}]   export {export_s:.0} s, peak {export_peak_mb:.0} MB, {export_mb:.0} MB");
-    let db_mb = (store == "SQLite").then(|| {
-        ["roster.db", "roster.db-wal"]
-            .iter()
-            .filter_map(|f| std::fs::metadata(dir.path().join(f)).ok())
-            .map(|m| m.len())
-            .sum::<u64>() as f64
-            / 1048576.0
-    });
-    stop.cancel();
-    s.store.close().await;
-    Row { store, messages, ingest_s, xmpp, xmpp_s, search, export_s, export_mb, export_peak_mb, db_mb }
+    (export_s, export_peak_mb, export_mb)
 }
 
 /// The floor under the JSON Lines figure: the same messages stored through `Archive::ingest`
@@ -533,7 +538,14 @@ async fn floor(store: &'static str, messages: usize) -> f64 {
             eprintln!("[{store} floor]   {from}: {:.0}/s", from as f64 / spent.as_secs_f64());
         }
     }
+    // The export while the store is still open here (as beside a running daemon), then closed.
+    if store == "SQLite" {
+        export_child(store, &cfg.database.url, dir.path()).await;
+    }
     s.store.close().await;
+    if store == "SQLite" {
+        export_child(store, &cfg.database.url, dir.path()).await;
+    }
     messages as f64 / spent.as_secs_f64()
 }
 
