@@ -280,7 +280,9 @@ fn line(g: &mut Gen, i: usize, base: i64) -> String {
     .to_string()
 }
 
-async fn run(store: &'static str, messages: usize, xmpp: usize) -> Row {
+/// A fresh store (a temp SQLite file or a new PostgreSQL database) with the enterprise and
+/// [`MEMBERS`] members, `user00000` to `user01999`.
+async fn setup(store: &str) -> (tempfile::TempDir, Config, roster::app::Services) {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = Config::default();
     cfg.database.url = match store {
@@ -309,6 +311,11 @@ async fn run(store: &'static str, messages: usize, xmpp: usize) -> Row {
             .collect();
         s.directory.apply(&actor, set).await.expect("create members");
     }
+    (dir, cfg, s)
+}
+
+async fn run(store: &'static str, messages: usize, xmpp: usize) -> Row {
+    let (dir, cfg, s) = setup(store).await;
     let console = Actor::new(Source::console(), "bench");
     let ingest_token = s.access.create_token_of(&console, "chat", TokenKind::Archive, false).await.unwrap();
     let read_token =
@@ -499,29 +506,7 @@ async fn export_child(store: &str, url: &str, dir: &std::path::Path) -> (f64, f6
 /// with no HTTP, no request parsing and no load generator sharing the writer's time: messages
 /// a second of the time spent in `ingest` alone.
 async fn floor(store: &'static str, messages: usize) -> f64 {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = Config::default();
-    cfg.database.url = match store {
-        "SQLite" => format!("sqlite://{}", dir.path().join("roster.db").display()),
-        _ => pg::fresh_database(),
-    };
-    cfg.numbers.first = 100_000;
-    cfg.numbers.last = 999_999;
-    cfg.enterprise.mail_domain = "example.com".into();
-    let s = roster::app::open(&cfg).await.expect("open the store");
-    let actor = Actor::new(Source::import(), "bench");
-    for start in (0..MEMBERS).step_by(1000) {
-        let set = (start..(start + 1000).min(MEMBERS))
-            .map(|i| {
-                Change::CreateMember(NewMember {
-                    login_name: format!("user{i:05}"),
-                    display_name: format!("User {i}"),
-                    ..Default::default()
-                })
-            })
-            .collect();
-        s.directory.apply(&actor, set).await.expect("create members");
-    }
+    let (dir, cfg, s) = setup(store).await;
     let im = Actor::new(Source::parse("im:chat").unwrap(), "chat");
     let base_time = chrono::Utc::now().timestamp_micros() - 400 * 86_400_000_000;
     let mut g = Gen(0x9e37_79b9_7f4a_7c15);

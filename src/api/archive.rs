@@ -229,26 +229,12 @@ pub fn parse_time(field: &str, s: &str) -> Result<DateTime<Utc>, ApiError> {
         .map_err(|_| bad(field, "a time is RFC 3339 (2026-12-03T10:00:00Z) or a date (2026-12-03)"))
 }
 
-/// A member parameter: a member identity (UUID) or the account number of a current member.
+/// A member parameter: a member identity (UUID), a current account number or login name.
 pub async fn parse_member(archive: &Archive, s: &str) -> Result<Uuid, ApiError> {
-    if let Ok(id) = Uuid::parse_str(s) {
-        return Ok(id);
-    }
-    let n: i64 = s.parse().map_err(|_| bad("member", "a member id (UUID) or an account number"))?;
-    match archive
-        .directory()
-        .store()
-        .member_by_number(n)
-        .await
-        .map_err(crate::directory::DirectoryError::from)?
-    {
-        Some(m) => Ok(m.id),
-        None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no member holds account number {n}"),
-        )),
-    }
+    archive
+        .member_named(s)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no member is named {s:?}")))
 }
 
 async fn get_messages(

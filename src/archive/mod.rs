@@ -186,13 +186,7 @@ impl Archive {
         lines: Vec<(usize, Result<Line, Outcome>)>,
     ) -> DirectoryResult<Vec<Outcome>> {
         let mut out = Vec::with_capacity(lines.len());
-        let mail_domain = self
-            .directory
-            .store()
-            .enterprise()
-            .await?
-            .map(|e| e.mail_domain.to_lowercase())
-            .unwrap_or_default();
+        let mail_domain = self.mail_domain().await?;
         let mut lines = lines.into_iter().peekable();
         while lines.peek().is_some() {
             let batch: Vec<_> = lines.by_ref().take(BATCH).collect();
@@ -225,7 +219,15 @@ impl Archive {
                 Err(o) => out.push(o),
             }
         }
-        let parties = self.resolve(&checked, mail_domain).await?;
+        let mut raw: Vec<&str> = Vec::new();
+        for c in &checked {
+            raw.push(&c.msg.from);
+            match &c.msg.conversation {
+                ingest::Conversation::Direct { direct } => raw.extend(direct.iter().map(String::as_str)),
+                ingest::Conversation::Group { owner, .. } => raw.extend(owner.as_deref()),
+            }
+        }
+        let parties = self.resolve(&raw, mail_domain).await?;
         let plan = ingest::plan_groups(&checked, &parties);
         let key = Sealed::new();
         let source = actor.source.as_str();
@@ -267,6 +269,36 @@ impl Archive {
         Ok(out)
     }
 
+    /// The enterprise's mail domain, lower case (login names end in it).
+    async fn mail_domain(&self) -> DirectoryResult<String> {
+        Ok(self
+            .directory
+            .store()
+            .enterprise()
+            .await?
+            .map(|e| e.mail_domain.to_lowercase())
+            .unwrap_or_default())
+    }
+
+    /// The member a person types: an identity (UUID, also a deleted account's), a current
+    /// account number, or a login name (with or without the mail domain). For the console's
+    /// forms, the read API's `member=` and `rosterd archive`.
+    pub async fn member_named(&self, s: &str) -> DirectoryResult<Option<Uuid>> {
+        let s = s.trim();
+        if let Ok(id) = Uuid::parse_str(s) {
+            return Ok(Some(id));
+        }
+        let read = self.directory.store();
+        if let Ok(n) = s.parse::<i64>() {
+            return Ok(read.member_by_number(n).await?.map(|m| m.id));
+        }
+        let login = match s.contains('@') {
+            true => s.to_lowercase(),
+            false => format!("{}@{}", s.to_lowercase(), self.mail_domain().await?),
+        };
+        Ok(read.member_by_login(&login).await?.map(|m| m.id))
+    }
+
     /// Stores one message (an XMPP post) with the others that arrive meanwhile: one writer takes
     /// every message waiting, stores them as one batch (one transaction, one audit row a
     /// source), and answers each its own outcome. Under load, a commit carries many posts
@@ -291,18 +323,11 @@ impl Archive {
     }
 
     /// Resolves every party the lines name to member identities in one round of queries.
-    async fn resolve(&self, lines: &[Checked], mail_domain: &str) -> DirectoryResult<Parties> {
+    async fn resolve(&self, raw: &[&str], mail_domain: &str) -> DirectoryResult<Parties> {
         let mut wanted: HashMap<String, Vec<Key>> = HashMap::new();
-        for c in lines {
-            let mut raw: Vec<&str> = vec![c.msg.from.as_str()];
-            match &c.msg.conversation {
-                ingest::Conversation::Direct { direct } => raw.extend(direct.iter().map(String::as_str)),
-                ingest::Conversation::Group { owner, .. } => raw.extend(owner.as_deref()),
-            }
-            for r in raw {
-                let (norm, keys) = ingest::keys(r, mail_domain, &self.cfg.im_domains);
-                wanted.entry(norm).or_insert(keys);
-            }
+        for r in raw {
+            let (norm, keys) = ingest::keys(r, mail_domain, &self.cfg.im_domains);
+            wanted.entry(norm).or_insert(keys);
         }
         let (mut numbers, mut logins, mut emails) = (Vec::new(), Vec::new(), Vec::new());
         for keys in wanted.values() {
@@ -422,19 +447,7 @@ impl Archive {
     pub async fn filter(&self, viewer: &Viewer, q: &Search) -> DirectoryResult<MessageFilter> {
         let counterpart = match &q.counterpart {
             Some(c) if !c.trim().is_empty() => {
-                let mail_domain =
-                    self.directory.store().enterprise().await?.map(|e| e.mail_domain).unwrap_or_default();
-                let line = Line {
-                    id: "q".into(),
-                    conversation: ingest::Conversation::Direct { direct: [c.clone(), c.clone()] },
-                    from: c.clone(),
-                    sent_at: now(),
-                    kind: "text".into(),
-                    text: String::new(),
-                    attachments: Vec::new(),
-                };
-                let parties =
-                    self.resolve(&[Checked { line: 0, msg: line }], &mail_domain.to_lowercase()).await?;
+                let parties = self.resolve(&[c.as_str()], &self.mail_domain().await?).await?;
                 Some(parties.get(c).key())
             }
             _ => None,

@@ -193,15 +193,5 @@ pub async fn run(services: &app::Services, actor: &Actor, command: ArchiveComman
 }
 
 async fn member_id(archive: &Archive, s: &str) -> anyhow::Result<Uuid> {
-    if let Ok(id) = Uuid::parse_str(s) {
-        return Ok(id);
-    }
-    let n: i64 = s.parse().with_context(|| format!("{s:?} is neither a member id nor an account number"))?;
-    Ok(archive
-        .directory()
-        .store()
-        .member_by_number(n)
-        .await?
-        .with_context(|| format!("no member holds {n}"))?
-        .id)
+    archive.member_named(s).await?.with_context(|| format!("no member holds {s}"))
 }

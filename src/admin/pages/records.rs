@@ -166,19 +166,9 @@ fn micros(t: i64) -> String {
     Utc.timestamp_micros(t).single().map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default()
 }
 
-/// Member by id, account number or login name (current members).
+/// The member a form names ([`Archive::member_named`]).
 async fn find_member(a: &Archive, s: &str) -> Result<Option<Uuid>, Failure> {
-    if let Ok(id) = Uuid::parse_str(s) {
-        return Ok(Some(id));
-    }
-    let read = a.directory().store();
-    if let Ok(n) = s.parse::<i64>() {
-        return Ok(read.member_by_number(n).await?.map(|m| m.id));
-    }
-    let mail_domain = read.enterprise().await?.map(|e| e.mail_domain).unwrap_or_default();
-    let login =
-        if s.contains('@') { s.to_lowercase() } else { format!("{}@{}", s.to_lowercase(), mail_domain) };
-    Ok(read.member_by_login(&login).await?.map(|m| m.id))
+    a.member_named(s).await.map_err(|e| Failure::from_directory(&e))
 }
 
 /// Messages for a page, with who sent them.
