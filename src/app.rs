@@ -40,6 +40,8 @@ pub struct Services {
     pub leases: Arc<dyn LeaseStore>,
     /// The message record archive.
     pub archive: crate::archive::Archive,
+    /// The sign-in policy and the login log.
+    pub login: Arc<dyn crate::access::login::LoginStore>,
     /// The store itself, for its upkeep (health, shutdown) and the wiring.
     pub store: Arc<dyn Store>,
 }
@@ -54,8 +56,29 @@ impl Services {
             delivery: store.clone(),
             runs: store.clone(),
             leases: store.clone(),
+            login: store.clone(),
             store,
         }
+    }
+
+    /// Signing in for every client: local passwords, pass-through to the sync sources'
+    /// directories, the failure limits of `admin.*`, the policy and the login log.
+    pub fn sign_in(&self, cfg: &Config, sync: &crate::sync::SyncService) -> crate::access::signin::SignIn {
+        let pass_through = Arc::new(crate::sync::PassThroughLdap::new(sync.sources().to_vec()));
+        let a = &cfg.admin;
+        let limits = crate::access::signin::Limits {
+            max_failures: a.max_failures,
+            max_failures_per_address: a.max_failures_per_address,
+            failure_window_minutes: a.failure_window_minutes,
+            lockout_minutes: a.lockout_minutes,
+        };
+        crate::access::signin::SignIn::new(
+            self.directory.clone(),
+            self.access.store().clone(),
+            self.login.clone(),
+            pass_through,
+            limits,
+        )
     }
 
     /// The sync service over the configured LDAP sources.
@@ -88,24 +111,29 @@ impl AppState {
     }
 
     /// Hands the services to every adapter.
-    pub fn ready(&self, services: &Services, sync: crate::sync::SyncService) {
+    pub fn ready(
+        &self,
+        services: &Services,
+        sync: crate::sync::SyncService,
+        sign_in: crate::access::signin::SignIn,
+    ) {
         let _ = self.health.store.set(services.store.clone());
         let _ = self.scim.ready.set(crate::scim::Ready {
             directory: services.directory.clone(),
             access: services.access.clone(),
         });
-        let _ = self
-            .api
-            .ready
-            .set(crate::api::Ready { access: services.access.clone(), archive: services.archive.clone() });
-        let pass_through = Arc::new(crate::sync::PassThroughLdap::new(sync.sources().to_vec()));
+        let _ = self.api.ready.set(crate::api::Ready {
+            access: services.access.clone(),
+            archive: services.archive.clone(),
+            sign_in: sign_in.clone(),
+        });
         let _ = self.console.ready.set(crate::admin::Ready {
             directory: services.directory.clone(),
             access: services.access.clone(),
             delivery: services.delivery.clone(),
             runs: services.runs.clone(),
             sync,
-            pass_through,
+            sign_in,
             archive: services.archive.clone(),
         });
     }
@@ -128,7 +156,7 @@ impl AppState {
         }
         let router = router
             .layer(tower_http::limit::RequestBodyLimitLayer::new(cfg.http.max_body_bytes))
-            .nest("/api/v1", crate::api::archive::router(self.api.clone(), cfg.archive.max_request_bytes));
+            .nest("/api/v1", crate::api::router(self.api.clone(), cfg.archive.max_request_bytes));
         const FORMS: &[http::ErrorForm] = &[("/scim/", crate::scim::error_form)];
         http::with_layers(router.fallback(http::not_found), &cfg.http, FORMS)
     }
@@ -312,8 +340,17 @@ pub async fn run(listener: TcpListener, cfg: Config, shutdown: CancellationToken
     let addr = listener.local_addr().context("listener address")?;
     tracing::info!(%addr, store = %redact_url(&cfg.database.url), "rosterd listening");
 
+    // The LDAP server's ports are taken now, so that a port in use fails the start.
+    let ldap = crate::ldap_server::Listeners::bind(&cfg.ldap_server).await?;
     let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::channel::<StoreOpenError>(1);
-    tracker.spawn(connect_store(cfg.clone(), state.clone(), shutdown.clone(), fatal_tx, tracker.clone()));
+    tracker.spawn(connect_store(
+        cfg.clone(),
+        state.clone(),
+        shutdown.clone(),
+        fatal_tx,
+        tracker.clone(),
+        ldap,
+    ));
     if let Some(interval) = sd_notify::watchdog_enabled() {
         tracker.spawn(watchdog(interval / 2, shutdown.clone()));
     }
@@ -352,6 +389,7 @@ async fn connect_store(
     shutdown: CancellationToken,
     fatal: tokio::sync::mpsc::Sender<StoreOpenError>,
     tracker: TaskTracker,
+    mut ldap: Option<crate::ldap_server::Listeners>,
 ) {
     let mut backoff = Duration::from_millis(200);
     loop {
@@ -367,7 +405,19 @@ async fn connect_store(
                     jobs(&cfg, &services, &sync),
                     shutdown.clone(),
                 );
-                state.ready(&services, sync);
+                let sign_in = services.sign_in(&cfg, &sync);
+                if let Some(listeners) = ldap.take() {
+                    crate::ldap_server::spawn(
+                        &tracker,
+                        listeners,
+                        &cfg,
+                        services.directory.clone(),
+                        services.access.clone(),
+                        sign_in.clone(),
+                        shutdown.clone(),
+                    );
+                }
+                state.ready(&services, sync, sign_in);
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
                 return;
             }
@@ -393,6 +443,7 @@ async fn connect_store(
 fn jobs(cfg: &Config, services: &Services, sync: &crate::sync::SyncService) -> Vec<crate::jobs::Job> {
     let mut jobs = crate::sync::jobs(sync);
     jobs.extend(crate::access::jobs(&services.access));
+    jobs.extend(crate::access::signin::jobs(services.login.clone(), cfg.access.login_log_days));
     jobs.extend(crate::archive::jobs(&services.archive));
     if cfg.delivery.enabled {
         let dispatcher = crate::delivery::Dispatcher::new(services.delivery.clone(), &cfg.delivery)

@@ -57,6 +57,8 @@ pub struct Config {
     pub admin: AdminConfig,
     pub jobs: JobsConfig,
     pub archive: ArchiveConfig,
+    pub access: AccessConfig,
+    pub ldap_server: LdapServerConfig,
 }
 
 /// `[jobs]`: the scheduler. Each scheduled job (sync schedules, delivery dispatch, mailbox
@@ -72,6 +74,88 @@ pub struct JobsConfig {
 impl Default for JobsConfig {
     fn default() -> Self {
         JobsConfig { lease_secs: 30 }
+    }
+}
+
+/// `[access]`: signing in (the failure limits are `admin.*`, shared by every way in).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    /// How long the login log keeps an attempt; the scheduler purges older ones daily.
+    pub login_log_days: i64,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        AccessConfig { login_log_days: 400 }
+    }
+}
+
+/// `[ldap_server]`: Roster's tree served over LDAP to the company's apps (read-only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LdapServerConfig {
+    pub enabled: bool,
+    /// LDAP (StartTLS offered when `tls` is set).
+    pub listen: String,
+    /// LDAPS, e.g. "0.0.0.0:6363" (empty: none).
+    pub listen_tls: String,
+    pub tls: LdapTlsConfig,
+    /// Default: `dc=` labels of `enterprise.mail_domain`.
+    pub base_dn: String,
+    /// Anonymous binds (and searches without a bind) are refused unless this is set.
+    pub anonymous: bool,
+    /// Entries a search returns without the paged results control (a service account may
+    /// have its own).
+    pub size_limit: i64,
+    /// Seconds a search may take (a service account may have its own).
+    pub time_limit_secs: i64,
+    /// Binds a second from one address before answers are delayed, then refused as busy.
+    pub binds_per_second: u32,
+    /// Open connections at most.
+    pub max_connections: usize,
+    /// A connection with no request for this long is closed.
+    pub idle_timeout_secs: u64,
+}
+
+/// `[ldap_server.tls]`: PEM files.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LdapTlsConfig {
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+impl Default for LdapServerConfig {
+    fn default() -> Self {
+        LdapServerConfig {
+            enabled: false,
+            listen: "127.0.0.1:3893".into(),
+            listen_tls: String::new(),
+            tls: LdapTlsConfig::default(),
+            base_dn: String::new(),
+            anonymous: false,
+            size_limit: 1000,
+            time_limit_secs: 30,
+            binds_per_second: 50,
+            max_connections: 1024,
+            idle_timeout_secs: 600,
+        }
+    }
+}
+
+impl LdapServerConfig {
+    /// The base DN: configured, or `dc=` labels of the mail domain.
+    pub fn base(&self, mail_domain: &str) -> String {
+        if !self.base_dn.trim().is_empty() {
+            return self.base_dn.trim().to_owned();
+        }
+        mail_domain
+            .split('.')
+            .filter(|l| !l.is_empty())
+            .map(|l| format!("dc={l}"))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -758,6 +842,30 @@ impl Config {
         }
         if a.export_ttl_hours < 1 {
             return Err(ConfigError::new("archive.export_ttl_hours", "must be at least 1"));
+        }
+        if self.access.login_log_days < 1 {
+            return Err(ConfigError::new("access.login_log_days", "must be at least 1"));
+        }
+        let l = &self.ldap_server;
+        if l.enabled {
+            if l.listen.parse::<std::net::SocketAddr>().is_err() {
+                return Err(ConfigError::new(
+                    "ldap_server.listen",
+                    "must be an address:port such as 127.0.0.1:3893",
+                ));
+            }
+            if !l.listen_tls.is_empty() && l.listen_tls.parse::<std::net::SocketAddr>().is_err() {
+                return Err(ConfigError::new("ldap_server.listen_tls", "must be empty or an address:port"));
+            }
+            if !l.listen_tls.is_empty() && (l.tls.cert_file.is_empty() || l.tls.key_file.is_empty()) {
+                return Err(ConfigError::new(
+                    "ldap_server.tls.cert_file",
+                    "LDAPS needs tls.cert_file and tls.key_file",
+                ));
+            }
+            if l.size_limit < 1 || l.time_limit_secs < 1 || l.binds_per_second < 1 || l.max_connections < 1 {
+                return Err(ConfigError::new("ldap_server.size_limit", "limits must be at least 1"));
+            }
         }
         if self.http.max_body_bytes == 0 {
             return Err(ConfigError::new("http.max_body_bytes", "must be at least 1"));

@@ -8,8 +8,9 @@
 //!   a change set and writes it in one transaction with its audit-log and outbox rows. Its store
 //!   port ([`directory::store`]) is read-only for everyone else: only `directory` can open a write
 //!   transaction.
-//! - [`access`]: API tokens, console sessions and sign-in failures, and the pass-through password
-//!   check against a member's own directory.
+//! - [`access`]: API tokens, console sessions, signing in for every client ([`access::signin`]:
+//!   failure limits, the pass-through password check against a member's own directory, the
+//!   sign-in policy of [`access::policy`], the login log).
 //! - [`delivery`]: the outbox's consumers: e-mail (SMTP), SMS (providers, the SMS account and its
 //!   ledger), broadcasts, templates, retries, mailbox bindings.
 //! - [`sync`]: LDAP / Active Directory sources pulled into the directory: read, map, plan, apply;
@@ -19,6 +20,7 @@
 //!   speaks SQL.
 //! - [`scim`]: the SCIM 2.0 server identity providers provision into.
 //! - [`admin`]: the account center console under `/admin`.
+//! - [`ldap_server`]: Roster's tree served over LDAP to the company's apps (bind and search).
 //! - [`http`]: middleware, health checks and `/metrics`, shared by the HTTP adapters.
 //! - [`app`]: wiring; `run(listener, config, shutdown)` is what `rosterd serve` and the tests call.
 //! - [`cli`]: the `rosterd` command line (and `rosterd import`).
@@ -40,6 +42,7 @@ pub mod delivery;
 pub mod directory;
 pub mod http;
 pub mod jobs;
+pub mod ldap_server;
 pub mod scim;
 pub mod secret;
 pub mod store;

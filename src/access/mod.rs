@@ -6,6 +6,9 @@
 //! same transaction ([`store::AccessStore`]), and authenticates bearer tokens through a short
 //! cache. Sessions and sign-in failures are bookkeeping the console keeps through the same store.
 
+pub mod login;
+pub mod policy;
+pub mod signin;
 pub mod store;
 pub mod tokens;
 
@@ -99,6 +102,31 @@ impl Access {
         kind: TokenKind,
         adopt_existing: bool,
     ) -> DirectoryResult<String> {
+        self.insert_token(actor, name, kind, adopt_existing, &Default::default()).await
+    }
+
+    /// Creates an LDAP service account (a token of kind `ldap`): the secret is its bind
+    /// password (shown once); it reads the whole tree or `limits.scope_unit_id`'s subtree.
+    pub async fn create_ldap_client(
+        &self,
+        actor: &Actor,
+        name: &str,
+        limits: &store::TokenLimits,
+    ) -> DirectoryResult<String> {
+        if limits.size_limit.is_some_and(|n| n < 1) || limits.time_limit_secs.is_some_and(|n| n < 1) {
+            return Err(DirectoryError::invalid("size_limit", "limits must be at least 1"));
+        }
+        self.insert_token(actor, name, TokenKind::Ldap, false, limits).await
+    }
+
+    async fn insert_token(
+        &self,
+        actor: &Actor,
+        name: &str,
+        kind: TokenKind,
+        adopt_existing: bool,
+        limits: &store::TokenLimits,
+    ) -> DirectoryResult<String> {
         let name = tokens::check_name(name)?;
         if adopt_existing && kind != TokenKind::Scim {
             return Err(DirectoryError::invalid(
@@ -108,11 +136,18 @@ impl Access {
         }
         let (secret, hash) = tokens::generate();
         let at = Utc::now().trunc_subsecs(6);
-        let after = json!({ "name": name, "kind": kind, "adopt_existing": adopt_existing });
+        let after = json!({
+            "name": name,
+            "kind": kind,
+            "adopt_existing": adopt_existing,
+            "scope_unit_id": limits.scope_unit_id,
+            "size_limit": limits.size_limit,
+            "time_limit_secs": limits.time_limit_secs,
+        });
         let audit =
             AuditRecord::new(actor, at, "token.create", ("token", Some(name.clone())), None, Some(&after));
         self.store
-            .token_insert(&store::Sealed::new(), &name, &hash, kind, adopt_existing, at, &audit)
+            .token_insert(&store::Sealed::new(), &name, &hash, kind, adopt_existing, limits, at, &audit)
             .await
             .map_err(DirectoryError::from_store)?;
         Ok(secret)

@@ -16,6 +16,12 @@ text_enum! {
         Archive = "archive",
         /// A compliance tool reading the message archive.
         ArchiveRead = "archive-read",
+        /// An app (an IM server) checking members' passwords through the sign-in API.
+        SignIn = "sign-in",
+        /// A time clock or app posting attendance punches.
+        Attendance = "attendance",
+        /// An app binding to the LDAP server as a service account (`rosterd ldap-client`).
+        Ldap = "ldap",
     }
 }
 
@@ -25,7 +31,7 @@ impl TokenKind {
         match self {
             TokenKind::Scim => crate::directory::model::Source::parse(&format!("scim:{name}")),
             TokenKind::Archive => crate::directory::model::Source::parse(&format!("im:{name}")),
-            TokenKind::ArchiveRead => None,
+            TokenKind::ArchiveRead | TokenKind::SignIn | TokenKind::Attendance | TokenKind::Ldap => None,
         }
     }
 }
@@ -43,6 +49,20 @@ pub struct TokenInfo {
     pub kind: TokenKind,
     /// When its secret was last replaced ([`AccessStore::token_rotate`]).
     pub rotated_at: Option<DateTime<Utc>>,
+    /// An LDAP service account's subtree (`None`: the whole tree).
+    pub scope_unit_id: Option<Uuid>,
+    /// An LDAP service account's own size limit (entries a search returns without paging).
+    pub size_limit: Option<i64>,
+    /// An LDAP service account's own time limit for a search, in seconds.
+    pub time_limit_secs: Option<i64>,
+}
+
+/// What an LDAP service account may read, and how much at once (other kinds: all `None`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenLimits {
+    pub scope_unit_id: Option<Uuid>,
+    pub size_limit: Option<i64>,
+    pub time_limit_secs: Option<i64>,
 }
 
 /// A console session (the cookie carries a secret; only its hash is stored).
@@ -112,6 +132,7 @@ pub trait AccessStore: Send + Sync + 'static {
         hash: &str,
         kind: TokenKind,
         adopt_existing: bool,
+        limits: &TokenLimits,
         at: DateTime<Utc>,
         audit: &AuditRecord,
     ) -> Result<()>;

@@ -20,19 +20,20 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{Duration, Utc};
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
 use super::i18n::Lang;
 use super::views::{self, Chrome};
-use super::{Failure, Ready, ready};
+use super::{Failure, ready};
 use crate::directory::DirectoryService;
 use crate::directory::model::{Actor, Member, MemberState, Permission, Permissions, Source};
-use std::sync::Arc;
 
-use crate::access::store::{AccessStore, AdminSession};
+use crate::access::policy::Client;
+use crate::access::signin::{Attempt, MAX_ACCOUNT, Refused, Signed};
+use crate::access::store::AdminSession;
 use crate::admin::Console;
 
 pub const SESSION_COOKIE: &str = "roster_session";
@@ -378,42 +379,6 @@ pub struct LoginForm {
     _csrf: String,
 }
 
-/// The longest account text looked at (a login name is at most 64 + 1 + 253 characters).
-const MAX_ACCOUNT: usize = 320;
-
-/// Who an account text names.
-enum Account {
-    Super,
-    Member(Box<crate::directory::model::Member>),
-    Unknown,
-}
-
-impl Account {
-    /// The key failures count under: the account itself, however it was typed.
-    fn key(&self, typed: &str) -> String {
-        match self {
-            Account::Super => "super".into(),
-            Account::Member(m) => format!("member:{}", m.id),
-            Account::Unknown => format!("login:{typed}"),
-        }
-    }
-}
-
-async fn resolve(d: &DirectoryService, account: &str) -> Result<Account, Failure> {
-    let Some(e) = d.store().enterprise().await? else { return Err(Failure::Unavailable) };
-    if account == e.enterprise_id {
-        return Ok(Account::Super);
-    }
-    let member = match account.parse::<i64>() {
-        Ok(n) => d.store().member_by_number(n).await?,
-        Err(_) => match crate::directory::validate::login_name(account, &e.mail_domain) {
-            Ok(login) => d.store().member_by_login(&login).await?,
-            Err(_) => None,
-        },
-    };
-    Ok(member.map(|m| Account::Member(Box::new(m))).unwrap_or(Account::Unknown))
-}
-
 /// The client's address: the peer's, or behind a trusted proxy the last address in
 /// `X-Forwarded-For` that is not a trusted proxy.
 fn client_ip(state: &Console, peer: SocketAddr, headers: &HeaderMap) -> std::net::IpAddr {
@@ -457,75 +422,47 @@ pub async fn login(
     if account.is_empty() || f.password.is_empty() {
         return Ok(retry("login.missing", axum::http::StatusCode::UNPROCESSABLE_ENTITY));
     }
-    let ip = client_ip(&state, peer, &headers).to_string();
+    let ip = client_ip(&state, peer, &headers);
     let now = Utc::now();
-    let who = resolve(d, &account).await?;
-    let keys = [who.key(&account), format!("ip:{ip}")];
     let actor = Actor::new(Source::console(), account.clone());
-    let locked_answer = || retry("login.locked", axum::http::StatusCode::TOO_MANY_REQUESTS);
-    for key in &keys {
-        if let Some(f) = a.sign_in_failures(key).await?
-            && f.locked_until.is_some_and(|t| t > now)
-        {
-            audit_or_log(d, &actor, "console.sign_in_locked", json!({ "ip": ip })).await;
-            return Ok(locked_answer());
-        }
-    }
-    // The attempt is counted before anything is verified, in one statement per key: parallel
-    // attempts each see their own count, and no more than the limit are ever evaluated.
-    let counts = count_attempt(&state, a, &keys, now).await?;
-    if counts.over {
-        audit_or_log(d, &actor, "console.sign_in_locked", json!({ "ip": ip })).await;
-        return Ok(locked_answer());
-    }
+    let ip_text = ip.to_string();
+    let attempt = Attempt {
+        account: &account,
+        password: &f.password,
+        client: Client::Console,
+        ip: Some(ip),
+        console: true,
+    };
     // Whatever goes wrong short of a session looks the same to the client (status, text, one
     // argon2 verification of time): a wrong password, an unknown, suspended or role-less
-    // account. Only the audit log says which. The console is for those who administer: a
-    // member without a role is not even checked against their directory (no LDAP bind, so no
-    // AD lockout to trip by spraying).
-    let eligible = match &who {
-        Account::Member(m) => {
-            m.state == MemberState::Active && !d.store().member_grants(m.id).await?.is_empty()
+    // account. Only the audit log and the login log say which.
+    let signed = match r.sign_in.attempt(&attempt).await.map_err(|e| Failure::from_directory(&e))? {
+        Ok(signed) => signed,
+        Err(Refused::Locked) => {
+            audit_or_log(d, &actor, "console.sign_in_locked", json!({ "ip": ip_text })).await;
+            return Ok(retry("login.locked", axum::http::StatusCode::TOO_MANY_REQUESTS));
         }
-        Account::Super => true,
-        Account::Unknown => false,
-    };
-    let verified = match verify(r, if eligible { &who } else { &Account::Unknown }, &f.password).await {
-        Ok(v) => v,
-        Err(Failure::Busy) => {
-            // Not evaluated: give the attempt back.
-            undo_attempt(a, &keys).await;
-            return Ok(retry("login.busy", axum::http::StatusCode::TOO_MANY_REQUESTS));
-        }
-        Err(e) => return Err(e),
-    };
-    let member_id = match verified {
-        Verified::DirectoryDown => {
-            // The member's LDAP directory, not our store, could not be asked. The attempt stays
-            // counted: otherwise probing which accounts sign in through a directory would cost
-            // nothing.
+        Err(Refused::Busy) => return Ok(retry("login.busy", axum::http::StatusCode::TOO_MANY_REQUESTS)),
+        Err(Refused::DirectoryDown) => {
             return Ok(retry("login.directory_down", axum::http::StatusCode::SERVICE_UNAVAILABLE));
         }
-        Verified::No => {
-            let reason = if !eligible && matches!(who, Account::Member(_)) {
-                "inactive or no role"
-            } else {
-                "wrong account or password"
-            };
-            let locked = lock_if_spent(&state, a, &keys, &counts, now).await?;
-            let detail = json!({ "ip": ip, "locked": locked, "reason": reason });
+        Err(Refused::Failed { locked, reason }) => {
+            let detail = json!({ "ip": ip_text, "locked": locked, "reason": reason });
             audit_or_log(d, &actor, "console.sign_in_failed", detail).await;
             let error = if locked { "login.locked" } else { "login.failed" };
             return Ok(retry(error, axum::http::StatusCode::UNAUTHORIZED));
         }
-        Verified::Yes => match &who {
-            Account::Member(m) => Some(m.id),
-            _ => None,
-        },
+        Err(Refused::Denied(rule)) => {
+            let detail = json!({ "ip": ip_text, "rule": rule });
+            audit_or_log(d, &actor, "console.sign_in_denied", detail).await;
+            return Ok(retry("login.denied", axum::http::StatusCode::FORBIDDEN));
+        }
     };
-    // The address's count was for this attempt, which succeeded: give it back.
-    a.sign_in_failure_undo(&keys[1]).await?;
-    a.sign_in_failures_clear(&keys[0]).await?;
+    let member_id = match &signed {
+        Signed::Member(m) => Some(m.id),
+        Signed::Super => None,
+    };
+    let ip = ip_text;
     let secret = random_token();
     let session = AdminSession {
         id_hash: crate::access::tokens::hash(&secret),
@@ -537,9 +474,9 @@ pub async fn login(
         ip: ip.clone(),
     };
     a.session_insert(&session).await?;
-    let who = match (&who, member_id) {
-        (Account::Member(m), Some(_)) => m.login_name.clone(),
-        _ => "super-admin".to_owned(),
+    let who = match &signed {
+        Signed::Member(m) => m.login_name.clone(),
+        Signed::Super => "super-admin".to_owned(),
     };
     d.record(&Actor::new(Source::console(), who), "console.sign_in", "console", None, json!({ "ip": ip }))
         .await
@@ -562,135 +499,10 @@ pub async fn login(
     Ok(res)
 }
 
-enum Verified {
-    Yes,
-    No,
-    /// The member's LDAP directory could not be asked.
-    DirectoryDown,
-}
-
-/// Checks the password. Every "no" costs one argon2 verification, whoever was named, so the
-/// time taken does not tell which accounts exist, are suspended, or have no local password.
-async fn verify(r: &Ready, who: &Account, password: &str) -> Result<Verified, Failure> {
-    let d = &r.directory;
-    let hash = match who {
-        Account::Super => d.store().super_password_hash().await?.unwrap_or_default(),
-        Account::Member(m) if m.state == MemberState::Active => {
-            if let Some(anchor) = &m.anchor
-                && let Some(answer) = r.pass_through.verify(m.source.as_str(), anchor, password).await
-            {
-                return match answer {
-                    Ok(true) => Ok(Verified::Yes),
-                    Ok(false) => Ok(Verified::No),
-                    Err(e) => {
-                        let source = m.source.as_str();
-                        tracing::warn!(source, error = %e, "console: directory sign-in could not be checked");
-                        Ok(Verified::DirectoryDown)
-                    }
-                };
-            }
-            d.store().member_password_hash(m.id).await?.unwrap_or_default()
-        }
-        _ => String::new(),
-    };
-    let ok = check_hash(password, hash).await?;
-    Ok(if ok { Verified::Yes } else { Verified::No })
-}
-
-/// An argon2 hash of a random password, to spend time on for unknown accounts.
-fn dummy_hash() -> &'static str {
-    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HASH.get_or_init(|| crate::secret::hash(&crate::secret::generate()))
-}
-
-/// Verifies `password` against `hash`, or against a dummy hash (always failing) when there is
-/// none, so both take the same time.
-///
-/// Runs on the bounded password pool ([`crate::secret::bounded`]): waits up to
-/// [`PASSWORD_WAIT`] for a slot, then answers [`Failure::Busy`] (429).
+/// Verifies `password` against `hash` (see [`crate::access::signin::check_hash`]); 429 when no
+/// password slot comes free in time.
 pub(crate) async fn check_hash(password: &str, hash: String) -> Result<bool, Failure> {
-    let password = password.to_owned();
-    crate::secret::bounded(Some(PASSWORD_WAIT), move || {
-        if hash.is_empty() {
-            crate::secret::verify(&password, dummy_hash());
-            false
-        } else {
-            crate::secret::verify(&password, &hash)
-        }
-    })
-    .await
-    .map_err(|_| Failure::Busy)
-}
-
-/// How long a sign-in waits for a free password slot before it is told to try again.
-const PASSWORD_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// What [`count_attempt`] counted: the attempts under each key in the window, this one included.
-struct Counts {
-    account: i64,
-    address: i64,
-    /// Past a limit already: this attempt is not evaluated.
-    over: bool,
-}
-
-/// Counts an attempt under the account's key and the address's, one atomic statement each,
-/// before it is verified.
-async fn count_attempt(
-    state: &Console,
-    a: &Arc<dyn AccessStore>,
-    keys: &[String; 2],
-    now: DateTime<Utc>,
-) -> Result<Counts, Failure> {
-    let cfg = &state.admin;
-    let window_from = now - Duration::minutes(cfg.failure_window_minutes);
-    // The address first: one over its limit is turned away before it can count against (and
-    // lock) the account it names.
-    let address = a.sign_in_failure_add(&keys[1], now, window_from).await?;
-    if address > cfg.max_failures_per_address {
-        let counts = Counts { account: 0, address, over: true };
-        lock_if_spent(state, a, keys, &counts, now).await?;
-        return Ok(counts);
-    }
-    let account = a.sign_in_failure_add(&keys[0], now, window_from).await?;
-    let over = account > cfg.max_failures;
-    if over {
-        // Attempts raced past the limit: lock now, so the next ones stop at the first check.
-        lock_if_spent(state, a, keys, &Counts { account, address, over }, now).await?;
-    }
-    Ok(Counts { account, address, over })
-}
-
-/// After a failed attempt: locks each key whose count reached its limit; true when one did.
-async fn lock_if_spent(
-    state: &Console,
-    a: &Arc<dyn AccessStore>,
-    keys: &[String; 2],
-    counts: &Counts,
-    now: DateTime<Utc>,
-) -> Result<bool, Failure> {
-    let cfg = &state.admin;
-    let until = now + Duration::minutes(cfg.lockout_minutes);
-    let mut locked = false;
-    for (key, n, max) in [
-        (&keys[0], counts.account, cfg.max_failures),
-        (&keys[1], counts.address, cfg.max_failures_per_address),
-    ] {
-        if n >= max {
-            a.sign_in_lock(key, until).await?;
-            locked = true;
-        }
-    }
-    Ok(locked)
-}
-
-/// Gives back an attempt that was counted but not evaluated (the server was busy, or the
-/// member's directory could not be asked).
-async fn undo_attempt(a: &Arc<dyn AccessStore>, keys: &[String; 2]) {
-    for key in keys {
-        if let Err(e) = a.sign_in_failure_undo(key).await {
-            tracing::warn!(error = %e, "console: a sign-in attempt could not be given back");
-        }
-    }
+    crate::access::signin::check_hash(password, hash).await.map_err(|_| Failure::Busy)
 }
 
 /// Audits a sign-in event; when the audit log cannot be written the sign-in goes on (an

@@ -20,7 +20,7 @@ use axum::routing::{get, post};
 
 use std::sync::{Arc, OnceLock};
 
-use crate::access::{Access, PassThrough};
+use crate::access::Access;
 use crate::config::{AdminConfig, Config};
 use crate::delivery::store::DeliveryStore;
 use crate::directory::{DirectoryError, DirectoryService};
@@ -57,8 +57,8 @@ pub struct Ready {
     pub runs: Arc<dyn RunStore>,
     /// Runs the console starts ("run now", approving a held plan).
     pub sync: SyncService,
-    /// Checks passwords of members who sign in with their own directory's password.
-    pub pass_through: Arc<dyn PassThrough>,
+    /// Signing in (passwords, limits, the sign-in policy, the login log).
+    pub sign_in: crate::access::signin::SignIn,
     /// The message record archive (*Message records*).
     pub archive: crate::archive::Archive,
 }

@@ -1,9 +1,10 @@
-//! The JSON API for apps under `/api/v1`: today the message record archive
-//! ([`archive`]): IM servers post records with an `archive` token, compliance tools read them
-//! with an `archive-read` token. An adapter: it checks the token's kind, translates requests,
+//! The JSON API for apps under `/api/v1`: the message record archive ([`archive`]): IM
+//! servers post records with an `archive` token, compliance tools read them with an
+//! `archive-read` token; sign-in ([`sign_in`]) with a `sign-in` token. An adapter: it checks the token's kind, translates requests,
 //! and calls [`crate::archive::Archive`]; it never writes a table.
 
 pub mod archive;
+pub mod sign_in;
 
 use std::sync::{Arc, OnceLock};
 
@@ -12,6 +13,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use crate::access::Access;
 use crate::access::store::{TokenInfo, TokenKind};
 use crate::http::ApiError;
+
+/// Every route under `/api/v1`, each group with its own body limit.
+pub fn router(api: Api, max_archive_request_bytes: usize) -> axum::Router {
+    archive::router(api.clone(), max_archive_request_bytes).merge(sign_in::router(api))
+}
 
 /// The API's state: the services once the store is ready.
 #[derive(Clone)]
@@ -23,6 +29,7 @@ pub struct Api {
 pub struct Ready {
     pub access: Access,
     pub archive: crate::archive::Archive,
+    pub sign_in: crate::access::signin::SignIn,
 }
 
 impl Api {

@@ -54,6 +54,11 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Service accounts apps bind to Roster's LDAP server as.
+    LdapClient {
+        #[command(subcommand)]
+        command: LdapClientCommand,
+    },
     /// Run an LDAP / AD source once (`--source NAME`), or `status`, or `approve RUN_ID`.
     /// Exit codes: 0 applied, 3 held by a deletion limit, 1 failed.
     Sync(SyncArgs),
@@ -237,6 +242,28 @@ pub enum TokenCommand {
     Rotate { name: String },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum LdapClientCommand {
+    /// Create a service account; prints its bind DN, then its secret once (the last line).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Read only this org unit's subtree (a unit id, or its path such as /Example/Sales).
+        #[arg(long)]
+        subtree: Option<String>,
+        /// Entries a search returns without paging (default: ldap_server.size_limit).
+        #[arg(long)]
+        size_limit: Option<i64>,
+        /// Seconds a search may take (default: ldap_server.time_limit_secs).
+        #[arg(long)]
+        time_limit: Option<i64>,
+    },
+    /// List service accounts (never the secrets).
+    List,
+    /// Revoke service account NAME; its binds fail from now on.
+    Revoke { name: String },
+}
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -299,6 +326,12 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<ExitCode> {
         Command::Token { command } => {
             let services = app::open(&cfg).await?;
             let result = token(&services, &console, command).await;
+            services.store.close().await;
+            result?;
+        }
+        Command::LdapClient { command } => {
+            let services = app::open(&cfg).await?;
+            let result = ldap_client(&cfg, &services, &console, command).await;
             services.store.close().await;
             result?;
         }
@@ -543,7 +576,7 @@ async fn outbox(cfg: &Config, services: &app::Services, command: OutboxCommand) 
 
 fn parse_token_kind(s: &str) -> Result<crate::access::store::TokenKind, String> {
     crate::access::store::TokenKind::parse(s)
-        .ok_or_else(|| format!("{s:?}: use scim, archive or archive-read"))
+        .ok_or_else(|| format!("{s:?}: use scim, archive, archive-read, sign-in, attendance or ldap"))
 }
 
 async fn token(services: &app::Services, console: &Actor, command: TokenCommand) -> anyhow::Result<()> {
@@ -590,6 +623,97 @@ async fn token(services: &app::Services, console: &Actor, command: TokenCommand)
         }
     }
     Ok(())
+}
+
+async fn ldap_client(
+    cfg: &Config,
+    services: &app::Services,
+    console: &Actor,
+    command: LdapClientCommand,
+) -> anyhow::Result<()> {
+    use crate::access::store::{TokenKind, TokenLimits};
+    let d = services.directory.store();
+    let e = d.enterprise().await?.ok_or_else(|| anyhow::anyhow!("no enterprise yet"))?;
+    let names = crate::ldap_server::tree::Names::new(&cfg.ldap_server.base(&e.mail_domain));
+    match command {
+        LdapClientCommand::Create { name, subtree, size_limit, time_limit } => {
+            let scope_unit_id = match subtree {
+                None => None,
+                Some(s) => Some(unit_named(services, &s).await?),
+            };
+            let limits = TokenLimits { scope_unit_id, size_limit, time_limit_secs: time_limit };
+            let secret = services.access.create_ldap_client(console, &name, &limits).await?;
+            eprintln!(
+                "created LDAP service account {name:?}; bind as the DN below with the secret, shown only this once:"
+            );
+            println!("{}", names.service_dn(&name));
+            println!("{secret}");
+        }
+        LdapClientCommand::List => {
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "{:<24} {:<40} {:<38} {:<6} {:<6} {:<21} REVOKED",
+                "NAME", "BIND DN", "SUBTREE", "SIZE", "TIME", "LAST USED"
+            )?;
+            for t in services.access.store().tokens().await?.into_iter().filter(|t| t.kind == TokenKind::Ldap)
+            {
+                let when = |d: Option<chrono::DateTime<chrono::Utc>>| {
+                    d.map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_else(|| "-".into())
+                };
+                let n = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+                writeln!(
+                    out,
+                    "{:<24} {:<40} {:<38} {:<6} {:<6} {:<21} {}",
+                    t.name,
+                    names.service_dn(&t.name),
+                    t.scope_unit_id.map(|u| u.to_string()).unwrap_or_else(|| "(whole tree)".into()),
+                    n(t.size_limit),
+                    n(t.time_limit_secs),
+                    when(t.last_used_at),
+                    when(t.revoked_at)
+                )?;
+            }
+        }
+        LdapClientCommand::Revoke { name } => {
+            let known = services
+                .access
+                .store()
+                .tokens()
+                .await?
+                .iter()
+                .any(|t| t.name == name && t.kind == TokenKind::Ldap);
+            if !known {
+                anyhow::bail!("no LDAP service account {name:?}");
+            }
+            services.access.revoke_token(console, &name).await?;
+            eprintln!("revoked LDAP service account {name:?}");
+        }
+    }
+    Ok(())
+}
+
+/// An org unit by id or by path (`/Root/Child`).
+async fn unit_named(services: &app::Services, s: &str) -> anyhow::Result<uuid::Uuid> {
+    let units = services.directory.store().org_units_all().await?;
+    if let Ok(id) = uuid::Uuid::parse_str(s.trim()) {
+        return units
+            .iter()
+            .find(|u| u.id == id)
+            .map(|u| u.id)
+            .ok_or_else(|| anyhow::anyhow!("no org unit {id}"));
+    }
+    let mut parent: Option<uuid::Uuid> = None;
+    let mut found = None;
+    for part in s.trim().trim_matches('/').split('/').filter(|p| !p.is_empty()) {
+        let u = units
+            .iter()
+            .find(|u| u.parent_id == parent && u.name == part)
+            .ok_or_else(|| anyhow::anyhow!("no org unit {part:?} at that place in {s:?}"))?;
+        parent = Some(u.id);
+        found = Some(u.id);
+    }
+    found.ok_or_else(|| anyhow::anyhow!("{s:?} names no org unit"))
 }
 
 async fn sync(cfg: &Config, args: SyncArgs) -> anyhow::Result<ExitCode> {

@@ -130,6 +130,11 @@ pub trait DirectoryRead: RecordRead + Send + Sync + 'static {
     /// loading every member whole.
     async fn member_keys_by_source(&self, source: &str) -> Result<Vec<MemberKey>>;
     async fn member_password_hash(&self, id: Uuid) -> Result<Option<String>>;
+    /// The groups a member is in.
+    async fn member_group_ids(&self, member: Uuid) -> Result<Vec<Uuid>>;
+    /// Every group, and every membership of an active member as `(group, member, account
+    /// number)` (the LDAP server's tree).
+    async fn groups_all(&self) -> Result<(Vec<Group>, Vec<(Uuid, Uuid, i64)>)>;
 }
 
 /// Reads of what the directory keeps about its members besides their rows: tombstones, account

@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use uuid::Uuid;
 
+use crate::access::login::LoginStore;
 use crate::access::store::AccessStore;
 use crate::archive::store::ArchiveStore;
 use crate::delivery::store::DeliveryStore;
@@ -75,11 +76,18 @@ pub trait Maintenance: Send + Sync + 'static {
 /// Every owner's store in one: what [`open`] returns and [`crate::app`] hands out, each owner
 /// getting only its own trait (`Arc<dyn Store>` coerces to `Arc<dyn DeliveryStore>` and so on).
 pub trait Store:
-    DirectoryStore + DeliveryStore + RunStore + AccessStore + ArchiveStore + LeaseStore + Maintenance
+    DirectoryStore + DeliveryStore + RunStore + AccessStore + LoginStore + ArchiveStore + LeaseStore + Maintenance
 {
 }
 impl<T> Store for T where
-    T: DirectoryStore + DeliveryStore + RunStore + AccessStore + ArchiveStore + LeaseStore + Maintenance
+    T: DirectoryStore
+        + DeliveryStore
+        + RunStore
+        + AccessStore
+        + LoginStore
+        + ArchiveStore
+        + LeaseStore
+        + Maintenance
 {
 }
 

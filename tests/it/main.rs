@@ -13,6 +13,7 @@ mod delivery;
 mod faults;
 mod fixtures;
 mod house;
+mod ldap_server;
 mod messy;
 mod migrations;
 mod nodes;

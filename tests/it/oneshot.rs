@@ -16,7 +16,9 @@ async fn app(ready: bool) -> (axum::Router, TestDb, roster::app::Services) {
     let services = roster::app::open(&db.cfg).await.unwrap();
     let state = roster::app::AppState::new(&db.cfg);
     if ready {
-        state.ready(&services, services.sync(&db.cfg));
+        let sync = services.sync(&db.cfg);
+        let sign_in = services.sign_in(&db.cfg, &sync);
+        state.ready(&services, sync, sign_in);
     }
     (state.router(&db.cfg), db, services)
 }

@@ -6,7 +6,7 @@ macro_rules! sql_access {
 
             async fn tokens(&self) -> Result<Vec<TokenInfo>> {
                 sqlx::query_as::<_, TokenInfo>(
-                    "SELECT name, created_at, last_used_at, revoked_at, adopt_existing, kind, rotated_at FROM api_tokens ORDER BY name, id",
+                    "SELECT name, created_at, last_used_at, revoked_at, adopt_existing, kind, rotated_at, scope_unit_id, size_limit, time_limit_secs FROM api_tokens ORDER BY name, id",
                 )
                 .fetch_all(&self.read)
                 .await
@@ -15,7 +15,7 @@ macro_rules! sql_access {
 
             async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenInfo>> {
                 let token = sqlx::query_as::<_, TokenInfo>(
-                    "SELECT name, created_at, last_used_at, revoked_at, adopt_existing, kind, rotated_at FROM api_tokens \
+                    "SELECT name, created_at, last_used_at, revoked_at, adopt_existing, kind, rotated_at, scope_unit_id, size_limit, time_limit_secs FROM api_tokens \
                      WHERE token_hash = $1 AND revoked_at IS NULL",
                 )
                 .bind(hash.to_owned())
@@ -110,10 +110,11 @@ macro_rules! sql_access {
                     .bind(before).execute(&self.write).await.map_err($err)?.rows_affected())
             }
 
-            async fn token_insert(&self, _key: &$crate::access::store::Sealed, name: &str, hash: &str, kind: $crate::access::store::TokenKind, adopt_existing: bool, at: DateTime<Utc>, audit: &m::AuditRecord) -> Result<()> {
+            async fn token_insert(&self, _key: &$crate::access::store::Sealed, name: &str, hash: &str, kind: $crate::access::store::TokenKind, adopt_existing: bool, limits: &$crate::access::store::TokenLimits, at: DateTime<Utc>, audit: &m::AuditRecord) -> Result<()> {
                 let mut tx = self.begin_tx().await?;
-                exec(&mut tx, q("INSERT INTO api_tokens (name, token_hash, created_at, adopt_existing, kind) VALUES ($1, $2, $3, $4, $5)")
-                    .bind(name.to_owned()).bind(hash.to_owned()).bind(at).bind(adopt_existing).bind(kind.as_str())).await?;
+                exec(&mut tx, q("INSERT INTO api_tokens (name, token_hash, created_at, adopt_existing, kind, scope_unit_id, size_limit, time_limit_secs) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+                    .bind(name.to_owned()).bind(hash.to_owned()).bind(at).bind(adopt_existing).bind(kind.as_str())
+                    .bind(limits.scope_unit_id).bind(limits.size_limit).bind(limits.time_limit_secs)).await?;
                 bulk::audit_insert(&mut tx, std::slice::from_ref(audit)).await?;
                 tx.commit().await.map_err($err)
             }

@@ -292,6 +292,31 @@ macro_rules! sql_directory_read {
                 Ok(keys)
             }
 
+            async fn member_group_ids(&self, member: Uuid) -> Result<Vec<Uuid>> {
+                let rows: Vec<(Uuid,)> =
+                    sqlx::query_as("SELECT group_id FROM group_members WHERE member_id = $1 ORDER BY group_id")
+                        .bind(member)
+                        .fetch_all(&self.read)
+                        .await
+                        .map_err($err)?;
+                Ok(rows.into_iter().map(|r| r.0).collect())
+            }
+
+            async fn groups_all(&self) -> Result<(Vec<m::Group>, Vec<(Uuid, Uuid, i64)>)> {
+                let groups = sqlx::query_as::<_, m::Group>(sql!("SELECT {} FROM groups ORDER BY name, id", GROUP_COLS))
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err($err)?;
+                let members: Vec<(Uuid, Uuid, i64)> = sqlx::query_as(
+                    "SELECT g.group_id, g.member_id, m.account_number FROM group_members g \
+                     JOIN members m ON m.id = g.member_id WHERE m.state = 'active' ORDER BY g.group_id, m.account_number",
+                )
+                        .fetch_all(&self.read)
+                        .await
+                        .map_err($err)?;
+                Ok((groups, members))
+            }
+
             async fn member_password_hash(&self, id: Uuid) -> Result<Option<String>> {
                 let row: Option<(Option<String>,)> =
                     sqlx::query_as("SELECT password_hash FROM members WHERE id = $1")

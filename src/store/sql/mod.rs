@@ -3,7 +3,7 @@
 //! `shared_sql!(Db, Store, Tx, err, MEMBER_CHILDREN, MEMBER_KEYS, GROUP_MEMBERSHIPS)` expands to the
 //! implementations of every owner's store trait for one sqlx database, one `sql_*` macro a file and
 //! an owner (`directory_read`, `records_read`, `members_tx`, `tree_tx`, `accounts_tx`, `directory_tx`, `delivery`,
-//! `runs`, `access`, `leases`, `maintenance`, `archive`, `archive_upkeep`), so that no file of SQL grows past a few hundred lines. The backend supplies a `Store` struct with `read`
+//! `runs`, `access`, `login`, `leases`, `maintenance`, `archive`, `archive_upkeep`), so that no file of SQL grows past a few hundred lines. The backend supplies a `Store` struct with `read`
 //! and `write` pools and the dialect-specific inherent methods `backend_name`, `run_migrations`
 //! and `schema_state_impl`, a `Tx` struct wrapping `sqlx::Transaction<'static, Db>`, `err`, which
 //! classifies its errors, `MEMBER_CHILDREN`, its SQL for a member's e-mails and further org
@@ -135,6 +135,8 @@ mod access;
 #[macro_use]
 mod leases;
 #[macro_use]
+mod login;
+#[macro_use]
 mod maintenance;
 
 /// Every owner's store trait for one backend (see the module's documentation).
@@ -152,6 +154,7 @@ macro_rules! shared_sql {
         sql_runs!($($args)*);
         sql_access!($($args)*);
         sql_leases!($($args)*);
+        sql_login!($($args)*);
         sql_maintenance!($($args)*);
         sql_archive!($($args)*);
         sql_archive_upkeep!($($args)*);
