@@ -559,7 +559,7 @@ mod tests {
         let spec = RuleSpec {
             allow: true,
             networks: vec!["10.0.0.0/8".into()],
-            windows: vec!["mon-fri 08:00-18:00".into(), "sat,sun 10:00-12:00".into()],
+            windows: vec!["mon-fri 08:00-18:00".into(), "mon,wed-thu,sun 10:00-12:00".into()],
             exceptions: vec!["2026-10-01".into(), "2026-10-10 09:00-12:00".into()],
             clients: vec!["console".into(), "ldap:im".into(), "api".into()],
             time_zone: "Asia/Shanghai".into(),

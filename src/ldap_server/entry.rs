@@ -230,7 +230,9 @@ mod tests {
     #[test]
     fn every_filter_kind() {
         assert!(m("(uid=1001)"));
-        assert!(m("(CN=zhang wei)"));
+        // (ldap3_proto's text parser takes no spaces in values; the wire form does.)
+        let eq = LdapFilter::Equality("CN".into(), "zhang wei".into());
+        assert!(person().matches(&eq));
         assert!(m("(objectclass=INETORGPERSON)"));
         assert!(m("(&(objectClass=inetOrgPerson)(|(uid=1)(mail=WEI@example.com)))"));
         assert!(m("(!(uid=1002))"));
@@ -242,8 +244,10 @@ mod tests {
         assert!(m("(rosterOrgPath=*/研发部/*)"));
         assert!(!m("(cn=*x*)"));
         assert!(m("(cn~=zhangwei)"));
-        assert!(m("(memberOf=CN=ops, ou=Groups,dc=example,dc=com)"), "DN values in normal form");
-        assert!(m("(entryDN=uid=1001,ou=people,dc=example,dc=com)"));
+        let dn = LdapFilter::Equality("memberOf".into(), "CN=ops, ou=Groups,dc=example,dc=com".into());
+        assert!(person().matches(&dn), "DN values in normal form");
+        let entry_dn = LdapFilter::Equality("entryDN".into(), "uid=1001,ou=people,dc=example,dc=com".into());
+        assert!(person().matches(&entry_dn));
         assert!(!m("(uid:dn:=1001)"), "an extensible match is undefined");
         assert!(!m("(!(uid:dn:=1001))"), "and so is its negation");
         assert!(!m("(|(title=x)(uid:dn:=1))"));
