@@ -58,6 +58,8 @@ const MAX_DEPTH: usize = 64;
 const OID_STARTTLS: &str = "1.3.6.1.4.1.1466.20037";
 const OID_NOTICE_OF_DISCONNECTION: &str = "1.3.6.1.4.1.1466.20036";
 const OID_PAGED_RESULTS: &str = "1.2.840.113556.1.4.319";
+/// How long a bind over its address's rate waits for a turn before it is refused as busy.
+const THROTTLE_WAIT: Duration = Duration::from_secs(2);
 /// How old the units-and-groups snapshot may be before a search refreshes it.
 const SNAPSHOT_AGE: Duration = Duration::from_secs(2);
 
@@ -521,10 +523,12 @@ impl Server {
         }
     }
 
-    /// Waits while `peer` is over its binds per second; false when it stays over (busy).
+    /// Waits while `peer` is over its binds per second; false when it is still over after
+    /// [`THROTTLE_WAIT`] (busy).
     async fn throttle(&self, peer: IpAddr) -> bool {
         let limit = self.cfg.binds_per_second;
-        for _ in 0..20 {
+        let started = Instant::now();
+        loop {
             let wait = {
                 let mut t = self.throttle.lock().expect("not poisoned");
                 if t.len() > 10_000 {
@@ -543,10 +547,10 @@ impl Server {
             };
             match wait {
                 None => return true,
+                Some(_) if started.elapsed() >= THROTTLE_WAIT => return false,
                 Some(d) => tokio::time::sleep(d.max(Duration::from_millis(10))).await,
             }
         }
-        false
     }
 
     async fn bind(

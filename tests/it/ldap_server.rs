@@ -309,3 +309,390 @@ async fn real_clients_read_the_tree_and_bind_as_members(backend: Backend) {
         "the revoked account's bind: {log:?}"
     );
 }
+
+on_both_stores!(sign_in_policies_decide_binds_and_api_calls);
+
+async fn sign_in_policies_decide_binds_and_api_calls(backend: Backend) {
+    use roster::access::policy::{RuleSpec, Who};
+    let t = Directory::start(backend, |_| {}).await;
+    let [ann, bob, carl, _] = t.numbers;
+    let token =
+        t.c.directory
+            .access()
+            .create_token_of(&console(), "chat", roster::access::store::TokenKind::SignIn, false)
+            .await
+            .unwrap();
+    let http = crate::common::http();
+    let api = |account: String, password: &str, ip: &str, kind: &str| {
+        let body = serde_json::json!({ "account": account, "password": password, "client_ip": ip, "client_kind": kind });
+        let req = http.post(format!("{}/api/v1/sign-in", t.c.base)).bearer_auth(&token).json(&body);
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap_or_default())
+        }
+    };
+    // No rules: the default (allow) decides.
+    let (status, body) = api(ann.to_string(), PW, "10.1.2.3", "xmpp").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["account_number"], ann);
+    assert_eq!(body["login_name"], "ann@example.com");
+    // Wrong password and unknown account: one answer.
+    let (s1, b1) = api(ann.to_string(), "nope", "10.1.2.3", "xmpp").await;
+    let (s2, b2) = api("999999".into(), "nope", "10.1.2.3", "xmpp").await;
+    assert_eq!((s1, s2), (401, 401));
+    assert_eq!(b1, b2);
+    // Bad input: a clear error by field.
+    let (s, b) = api(ann.to_string(), PW, "not-an-ip", "xmpp").await;
+    assert_eq!(s, 400, "{b}");
+    assert!(b["message"].as_str().unwrap().contains("client_ip"), "{b}");
+    let wrong_kind = http
+        .post(format!("{}/api/v1/sign-in", t.c.base))
+        .bearer_auth(&t.im_secret)
+        .json(&serde_json::json!({"account": "ann", "password": PW}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_kind.status().as_u16(), 403, "an LDAP service account's secret is not a sign-in token");
+
+    // Rules, written through another SignIn on the same store (as another node would): the
+    // server sees them within a second.
+    let admin = console();
+    let err = t
+        .sign_in
+        .save_rule(
+            &admin,
+            None,
+            Who::Enterprise,
+            &RuleSpec { networks: vec!["10.0.0.0/33".into()], ..Default::default() },
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().starts_with("networks[0]"), "{err}");
+    let err = t
+        .sign_in
+        .save_rule(
+            &admin,
+            None,
+            Who::Enterprise,
+            &RuleSpec { windows: vec!["mon-fri 9:00-25:00".into()], ..Default::default() },
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().starts_with("windows[0]"), "{err}");
+    // 1. Engineering may not bind over LDAP through any app.
+    let no_ldap = t
+        .sign_in
+        .save_rule(
+            &admin,
+            None,
+            Who::Unit(t.units[2]),
+            &RuleSpec { allow: false, clients: vec!["ldap".into()], ..Default::default() },
+        )
+        .await
+        .unwrap();
+    // 2. The API only from the office network.
+    let office = t
+        .sign_in
+        .save_rule(
+            &admin,
+            None,
+            Who::Enterprise,
+            &RuleSpec {
+                allow: true,
+                networks: vec!["10.0.0.0/8".into()],
+                clients: vec!["api".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let outside = t
+        .sign_in
+        .save_rule(
+            &admin,
+            None,
+            Who::Enterprise,
+            &RuleSpec { allow: false, clients: vec!["api".into()], ..Default::default() },
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (code, _, err) = t.tool("ldapwhoami", &["-D", &carl.to_string(), "-w", PW]).await;
+    assert_eq!(code, 49, "Engineering is refused over LDAP: {err}");
+    assert!(err.contains(&no_ldap.to_string()), "the deciding rule is named: {err}");
+    let (code, _, _) = t.tool("ldapwhoami", &["-D", &bob.to_string(), "-w", PW]).await;
+    assert_eq!(code, 0, "Sales is not");
+    let (s, b) = api(bob.to_string(), PW, "10.9.9.9", "xmpp").await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = api(bob.to_string(), PW, "192.168.1.1", "xmpp").await;
+    assert_eq!(s, 403, "{b}");
+    assert_eq!(b["error"], "denied_by_policy");
+    assert_eq!(b["rule"], outside.to_string());
+    // A wrong password outside the office is still 401: the policy speaks only to those who
+    // know the password.
+    let (s, _) = api(bob.to_string(), "nope", "192.168.1.1", "xmpp").await;
+    assert_eq!(s, 401);
+
+    // 3. A time window: ann may bind only in a window that is not now.
+    let now = chrono::Utc::now();
+    let later = (now + chrono::Duration::hours(3)).format("%H:%M").to_string();
+    let later2 = (now + chrono::Duration::hours(4)).format("%H:%M").to_string();
+    let ann_m = t.c.directory.store().member_by_number(ann).await.unwrap().unwrap();
+    let window = t
+        .sign_in
+        .save_rule(
+            &admin,
+            None,
+            Who::Member(ann_m.id),
+            &RuleSpec {
+                allow: true,
+                windows: vec![format!("mon-sun {later}-{later2}")],
+                clients: vec!["ldap".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let closed = t
+        .sign_in
+        .save_rule(
+            &admin,
+            None,
+            Who::Member(ann_m.id),
+            &RuleSpec { allow: false, clients: vec!["ldap".into()], ..Default::default() },
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (code, _, err) = t.tool("ldapwhoami", &["-D", &ann.to_string(), "-w", PW]).await;
+    assert_eq!(code, 49, "outside her window: {err}");
+    assert!(err.contains(&closed.to_string()), "{err}");
+    // What-if: at a time inside the window, the window rule decides.
+    let inside = now + chrono::Duration::hours(3) + chrono::Duration::minutes(30);
+    let d = t
+        .sign_in
+        .what_if(&ann_m, None, inside, &roster::access::policy::Client::Ldap("im".into()))
+        .await
+        .unwrap();
+    assert_eq!((d.allow, d.rule), (true, Some(window)));
+
+    // The login log has every attempt with its outcome and deciding rule.
+    let log = t.sign_in.log(&LoginFilter { limit: 100, ..Default::default() }).await.unwrap();
+    assert!(
+        log.iter().any(|e| e.outcome == "denied" && e.rule_id == Some(no_ldap) && e.client == "ldap"),
+        "{log:?}"
+    );
+    assert!(
+        log.iter().any(|e| e.outcome == "denied"
+            && e.rule_id == Some(outside)
+            && e.client == "api"
+            && e.ip.as_deref() == Some("192.168.1.1")
+            && e.app == "chat/xmpp"),
+        "{log:?}"
+    );
+    assert!(log.iter().any(|e| e.outcome == "success" && e.rule_id == Some(office)), "{log:?}");
+    assert!(log.iter().any(|e| e.outcome == "failed" && e.typed == "999999"), "{log:?}");
+    // Filters: by member, by unit (Sales and below), by outcome, by time.
+    let bob_id = t.c.directory.store().member_by_number(bob).await.unwrap().unwrap().id;
+    let by_member =
+        t.sign_in.log(&LoginFilter { member: Some(bob_id), limit: 100, ..Default::default() }).await.unwrap();
+    assert!(!by_member.is_empty() && by_member.iter().all(|e| e.member_id == Some(bob_id)));
+    let by_unit = t
+        .sign_in
+        .log(&LoginFilter { unit: Some(t.units[0]), limit: 100, ..Default::default() })
+        .await
+        .unwrap();
+    let members: std::collections::HashSet<_> = by_unit.iter().filter_map(|e| e.member_id).collect();
+    assert!(members.contains(&bob_id) && members.contains(&ann_m.id) && members.len() == 2, "{by_unit:?}");
+    let denied = t
+        .sign_in
+        .log(&LoginFilter {
+            outcome: Some(roster::access::login::Outcome::Denied),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(denied.len() >= 3 && denied.iter().all(|e| e.outcome == "denied"));
+    let future = t
+        .sign_in
+        .log(&LoginFilter { from: Some(now + chrono::Duration::hours(1)), limit: 100, ..Default::default() })
+        .await
+        .unwrap();
+    assert!(future.is_empty());
+    // Paging by cursor: two at a time, newest first, nothing twice.
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = t.sign_in.log(&LoginFilter { before, limit: 2, ..Default::default() }).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        before = page.last().map(|e| e.id);
+        seen.extend(page.into_iter().map(|e| e.id));
+    }
+    assert_eq!(seen.len(), log.len());
+    assert!(seen.windows(2).all(|w| w[0] > w[1]));
+}
+
+/// One LDAP message over a raw connection, and what comes back until the server stops
+/// answering or closes.
+async fn raw_exchange(port: u16, bytes: &[u8]) -> Vec<ldap3_proto::proto::LdapMsg> {
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut framed = tokio_util::codec::Framed::new(stream, ldap3_proto::LdapCodec::new(Some(4 << 20), None));
+    let mut out = Vec::new();
+    while let Ok(Some(Ok(m))) = tokio::time::timeout(std::time::Duration::from_secs(5), framed.next()).await {
+        let last = matches!(
+            m.op,
+            ldap3_proto::proto::LdapOp::SearchResultDone(_) | ldap3_proto::proto::LdapOp::BindResponse(_)
+        ) || m.msgid == 0;
+        out.push(m);
+        if last {
+            break;
+        }
+    }
+    out
+}
+
+fn encode(msg: ldap3_proto::proto::LdapMsg) -> Vec<u8> {
+    use tokio_util::codec::Encoder;
+    let mut buf = tokio_util::bytes::BytesMut::new();
+    ldap3_proto::LdapCodec::default().encode(msg, &mut buf).unwrap();
+    buf.to_vec()
+}
+
+/// BER: tag, length (long form when needed), content.
+fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let n = content.len();
+    if n < 128 {
+        out.push(n as u8);
+    } else {
+        let bytes: Vec<u8> = n.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+fn notice_text(msgs: &[ldap3_proto::proto::LdapMsg]) -> String {
+    match msgs.last().map(|m| &m.op) {
+        Some(ldap3_proto::proto::LdapOp::ExtendedResponse(r)) => {
+            assert_eq!(r.name.as_deref(), Some("1.3.6.1.4.1.1466.20036"), "a notice of disconnection");
+            r.res.message.clone()
+        }
+        other => panic!("expected a notice of disconnection, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_ldap_input_gets_a_clear_answer_and_nothing_breaks() {
+    use ldap3_proto::proto::*;
+    let t = Directory::start(Backend::Sqlite, |cfg| cfg.ldap_server.binds_per_second = 5).await;
+    let port = t.ldap_port;
+    let search = |filter: LdapFilter| {
+        LdapMsg::new(
+            2,
+            LdapOp::SearchRequest(LdapSearchRequest {
+                base: BASE.into(),
+                scope: LdapSearchScope::Subtree,
+                aliases: LdapDerefAliases::Never,
+                sizelimit: 0,
+                timelimit: 0,
+                typesonly: false,
+                filter,
+                attrs: vec![],
+            }),
+        )
+    };
+    // Not LDAP at all.
+    // (An HTTP request with its headers: the first bytes claim a 69-byte element.)
+    let http = format!("GET / HTTP/1.1\r\nHost: x\r\nUser-Agent: {}\r\n\r\n", "curl/8".repeat(20));
+    let got = raw_exchange(port, http.as_bytes()).await;
+    assert!(notice_text(&got).contains("not a valid LDAP message"), "{got:?}");
+    // A 1 MB filter.
+    let huge = search(LdapFilter::Equality("cn".into(), "x".repeat(1 << 20)));
+    let got = raw_exchange(port, &encode(huge)).await;
+    assert!(notice_text(&got).contains("larger than"), "{got:?}");
+    // A filter nested 10,000 deep (built as raw BER: no encoder recursion in the test).
+    let mut filter = tlv(0x87, b"objectClass");
+    for _ in 0..10_000 {
+        filter = tlv(0xA2, &filter);
+    }
+    let mut op = Vec::new();
+    op.extend(tlv(0x04, BASE.as_bytes()));
+    op.extend(tlv(0x0A, &[2]));
+    op.extend(tlv(0x0A, &[0]));
+    op.extend(tlv(0x02, &[0]));
+    op.extend(tlv(0x02, &[0]));
+    op.extend(tlv(0x01, &[0]));
+    op.extend(filter);
+    op.extend(tlv(0x30, &[]));
+    let mut msg = tlv(0x02, &[3]);
+    msg.extend(tlv(0x63, &op));
+    let got = raw_exchange(port, &tlv(0x30, &msg)).await;
+    let text = notice_text(&got);
+    assert!(text.contains("not a valid LDAP message") || text.contains("larger than"), "{text}");
+    // A search with no bind.
+    let got = raw_exchange(port, &encode(search(LdapFilter::Present("objectClass".into())))).await;
+    match &got.last().unwrap().op {
+        LdapOp::SearchResultDone(r) => assert_eq!(r.code, LdapResultCode::InsufficentAccessRights),
+        other => panic!("{other:?}"),
+    }
+    // A SASL bind and an LDAPv2 bind.
+    let sasl = LdapMsg::new(
+        1,
+        LdapOp::BindRequest(LdapBindRequest {
+            version: 3,
+            dn: String::new(),
+            cred: LdapBindCred::SASL(SaslCredentials { mechanism: "PLAIN".into(), credentials: vec![] }),
+        }),
+    );
+    match &raw_exchange(port, &encode(sasl)).await.last().unwrap().op {
+        LdapOp::BindResponse(r) => assert_eq!(r.res.code, LdapResultCode::AuthMethodNotSupported),
+        other => panic!("{other:?}"),
+    }
+    // The server still answers real clients.
+    let (code, out) = t.search(&[&format!("(uid={})", t.numbers[0]), "uid"]).await;
+    assert_eq!((code, dns(&out).len()), (0, 1), "{out}");
+
+    // A flood of binds from one address (5 a second here): delayed, then refused as busy;
+    // never evaluated faster than the limit.
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..30 {
+        let dn = format!("cn=nobody,ou=services,{BASE}");
+        tasks.push(tokio::spawn(async move {
+            let bind = LdapMsg::new(
+                1,
+                LdapOp::BindRequest(LdapBindRequest {
+                    version: 3,
+                    dn,
+                    cred: LdapBindCred::Simple("guess".into()),
+                }),
+            );
+            match &raw_exchange(port, &encode(bind)).await.last().unwrap().op {
+                LdapOp::BindResponse(r) => r.res.code.clone(),
+                other => panic!("{other:?}"),
+            }
+        }));
+    }
+    let mut codes = Vec::new();
+    for task in tasks {
+        codes.push(task.await.unwrap());
+    }
+    let refused = codes.iter().filter(|c| **c == LdapResultCode::InvalidCredentials).count();
+    let busy = codes.iter().filter(|c| **c == LdapResultCode::Busy).count();
+    assert_eq!(refused + busy, 30, "{codes:?}");
+    assert!(busy > 0, "some were turned away: {codes:?}");
+    assert!(
+        refused <= 5 * (started.elapsed().as_secs() as usize + 1),
+        "{refused} evaluated in {:?}",
+        started.elapsed()
+    );
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1), "the rest waited");
+}
