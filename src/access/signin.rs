@@ -422,6 +422,27 @@ impl SignIn {
         .await;
     }
 
+    /// Logs an app's lookup of one account that names a member who may not sign in (an IM
+    /// server searches for the account before it binds, so a suspended member's attempt ends
+    /// at the search: this is the login log's record of it).
+    pub async fn log_inactive_lookup(&self, member: &Member, app: &str) {
+        let unit_path = self.unit_path(member).await.unwrap_or_default();
+        self.write_log(LoginEntry {
+            id: 0,
+            at: Utc::now().trunc_subsecs(6),
+            member_id: Some(member.id),
+            typed: member.account_number.to_string(),
+            client: "ldap".into(),
+            app: app.to_owned(),
+            ip: None,
+            outcome: Outcome::Inactive.as_str().into(),
+            rule_id: None,
+            reason: format!("looked up by the app; the member is {}", member.state.as_str()),
+            unit_path,
+        })
+        .await;
+    }
+
     // ---- the policy ----
 
     /// The policy, read from the store at most once every [`POLICY_TTL`].

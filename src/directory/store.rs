@@ -135,6 +135,8 @@ pub trait DirectoryRead: RecordRead + Send + Sync + 'static {
     /// Every group, and every membership of an active member as `(group, member, account
     /// number)` (the LDAP server's tree).
     async fn groups_all(&self) -> Result<(Vec<Group>, Vec<(Uuid, Uuid, i64)>)>;
+    /// Every active member's units (primary and further) as `(unit, account number)`.
+    async fn unit_memberships(&self) -> Result<Vec<(Uuid, i64)>>;
 }
 
 /// Reads of what the directory keeps about its members besides their rows: tombstones, account

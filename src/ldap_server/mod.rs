@@ -384,7 +384,8 @@ impl Server {
         };
         let units = d.org_units_all().await.map_err(unavailable)?;
         let (groups, memberships) = d.groups_all().await.map_err(unavailable)?;
-        let s = Arc::new(Snapshot::new(names, units, groups, memberships));
+        let unit_members = d.unit_memberships().await.map_err(unavailable)?;
+        let s = Arc::new(Snapshot::new(names, units, groups, memberships, unit_members));
         *self.snapshot.lock().expect("not poisoned") = Some((Instant::now(), s.clone()));
         drop(guard);
         Ok(s)
@@ -926,6 +927,13 @@ impl Server {
                 Err(r) => return done(r, vec![]),
             };
             if let Some(ms) = lookup {
+                // An app looking one account up before a bind: a member who may not sign in
+                // is not returned, and the login log records where the attempt ended.
+                if let (Bound::Service { name, .. }, [m]) = (&session.bound, ms.as_slice())
+                    && !tree::visible(m)
+                {
+                    self.sign_in.log_inactive_lookup(m, name).await;
+                }
                 let after = cursor.at;
                 for m in ms.into_iter().filter(|m| m.account_number > after) {
                     let next = Cursor { phase: 3, at: m.account_number };

@@ -13,7 +13,9 @@
 //! is the member's id and tells them apart.) Only active members are in the tree. A group's DN
 //! is its id (names may repeat and change); its `cn` holds the id and the name. Units are named
 //! by their path, so a moved or renamed unit has a new DN; members carry `rosterOrgUnitId` and
-//! `rosterOrgPath`, so apps find a unit's members by filter whatever its DN.
+//! `rosterOrgPath`, so apps find a unit's members by filter whatever its DN, and a unit lists
+//! its direct members' account numbers as `memberUid` (what an IM server's shared roster reads
+//! to show the org tree as contact groups).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,6 +38,8 @@ pub struct Snapshot {
     /// Each group with its active members' account numbers.
     pub groups: Vec<(Group, Vec<i64>)>,
     member_groups: HashMap<Uuid, Vec<Uuid>>,
+    /// Each unit's direct active members' account numbers (`memberUid` on its entry).
+    unit_members: HashMap<Uuid, Vec<i64>>,
 }
 
 /// The base DN and the tree's fixed DNs.
@@ -82,6 +86,7 @@ impl Snapshot {
         units: Vec<OrgUnit>,
         groups: Vec<Group>,
         memberships: Vec<(Uuid, Uuid, i64)>,
+        unit_members: Vec<(Uuid, i64)>,
     ) -> Snapshot {
         let by_id: HashMap<Uuid, usize> = units.iter().enumerate().map(|(i, u)| (u.id, i)).collect();
         let mut s = Snapshot { by_id, ..Default::default() };
@@ -116,6 +121,9 @@ impl Snapshot {
                 (g, ms)
             })
             .collect();
+        for (u, n) in unit_members {
+            s.unit_members.entry(u).or_default().push(n);
+        }
         s.units = units;
         s
     }
@@ -143,6 +151,13 @@ impl Snapshot {
             .one("ou", u.name.clone())
             .one("rosterOrgUnitId", u.id.to_string())
             .opt("rosterOrgPath", self.unit_path.get(&u.id))
+            .set(
+                "memberUid",
+                self.unit_members
+                    .get(&u.id)
+                    .map(|ns| ns.iter().map(i64::to_string).collect())
+                    .unwrap_or_default(),
+            )
             .one("entryUUID", u.id.to_string())
             .one("createTimestamp", generalized(u.created_at))
             .one("modifyTimestamp", generalized(u.updated_at));

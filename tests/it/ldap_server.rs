@@ -696,3 +696,71 @@ async fn bad_ldap_input_gets_a_clear_answer_and_nothing_breaks() {
     );
     assert!(started.elapsed() >= std::time::Duration::from_secs(1), "the rest waited");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ejabberd_signs_members_in_through_roster() {
+    use crate::fixtures::ejabberd::{Ejabberd, LdapAuth};
+    use roster::access::policy::{RuleSpec, Who};
+    let t = Directory::start(Backend::Sqlite, |_| {}).await;
+    let [ann, bob, carl, dora] = t.numbers;
+    let carl_m = t.c.directory.store().member_by_number(carl).await.unwrap().unwrap();
+    // Carl may sign in to the IM only in a window that is not now.
+    let now = chrono::Utc::now();
+    let from = (now + chrono::Duration::hours(5)).format("%H:%M").to_string();
+    let to = (now + chrono::Duration::hours(6)).format("%H:%M").to_string();
+    t.sign_in
+        .save_rule(
+            &console(),
+            None,
+            Who::Member(carl_m.id),
+            &RuleSpec { allow: true, windows: vec![format!("mon-sun {from}-{to}")], ..Default::default() },
+        )
+        .await
+        .unwrap();
+    let closed = t
+        .sign_in
+        .save_rule(&console(), None, Who::Member(carl_m.id), &RuleSpec { allow: false, ..Default::default() })
+        .await
+        .unwrap();
+    let auth = LdapAuth {
+        port: t.ldap_port,
+        rootdn: format!("cn=im,ou=services,{BASE}"),
+        password: t.im_secret.clone(),
+        base: BASE.into(),
+    };
+    let ejabberd = Ejabberd::start_ldap(&auth).await;
+    // A member signs in to the IM by account number.
+    let mut bob_client =
+        ejabberd.try_client(&bob.to_string(), PW).await.unwrap_or_else(|e| panic!("{e}\n{}", ejabberd.log()));
+    // A wrong password, a suspended member, and a member outside their window are refused.
+    assert!(ejabberd.try_client(&ann.to_string(), "wrong").await.is_err());
+    assert!(ejabberd.try_client(&dora.to_string(), PW).await.is_err(), "suspended");
+    assert!(ejabberd.try_client(&carl.to_string(), PW).await.is_err(), "outside the window");
+    // The org tree is the contact list: bob's roster has the units as groups.
+    let roster = bob_client.roster().await;
+    assert!(
+        roster.contains(&format!("jid='{ann}@localhost'"))
+            || roster.contains(&format!("jid=\"{ann}@localhost\"")),
+        "{roster}\n{}",
+        ejabberd.log()
+    );
+    assert!(roster.contains("<group>Sales</group>"), "{roster}");
+    assert!(roster.contains("name='ann (test)'") || roster.contains("name=\"ann (test)\""), "{roster}");
+
+    // The login log shows each attempt, through the service account the IM server uses.
+    let log = t.sign_in.log(&LoginFilter { limit: 200, ..Default::default() }).await.unwrap();
+    let outcome = |n: i64| -> Vec<String> {
+        log.iter()
+            .filter(|e| e.typed == n.to_string() || e.typed.starts_with(&format!("uid={n},")))
+            .map(|e| e.outcome.clone())
+            .collect()
+    };
+    assert!(outcome(bob).contains(&"success".to_owned()), "{log:?}");
+    assert!(outcome(ann).contains(&"failed".to_owned()), "{log:?}");
+    assert!(outcome(dora).contains(&"inactive".to_owned()), "{log:?}");
+    assert!(log.iter().any(|e| e.outcome == "denied" && e.rule_id == Some(closed)), "{log:?}");
+    assert!(
+        log.iter().any(|e| e.app == "im" && e.outcome == "success" && e.member_id.is_none()),
+        "the service account's bind: {log:?}"
+    );
+}

@@ -302,6 +302,18 @@ macro_rules! sql_directory_read {
                 Ok(rows.into_iter().map(|r| r.0).collect())
             }
 
+            async fn unit_memberships(&self) -> Result<Vec<(Uuid, i64)>> {
+                sqlx::query_as(
+                    "SELECT primary_org_unit_id, account_number FROM members \
+                     WHERE state = 'active' AND primary_org_unit_id IS NOT NULL \
+                     UNION SELECT u.org_unit_id, m.account_number FROM member_org_units u \
+                     JOIN members m ON m.id = u.member_id WHERE m.state = 'active' ORDER BY 2",
+                )
+                .fetch_all(&self.read)
+                .await
+                .map_err($err)
+            }
+
             async fn groups_all(&self) -> Result<(Vec<m::Group>, Vec<(Uuid, Uuid, i64)>)> {
                 let groups = sqlx::query_as::<_, m::Group>(sql!("SELECT {} FROM groups ORDER BY name, id", GROUP_COLS))
                     .fetch_all(&self.read)
