@@ -85,6 +85,14 @@ impl Principal {
     }
 
     /// Holds `p` somewhere (for menus and pages that list what is in scope).
+    /// The signed-in member (`None`: the super admin).
+    pub fn member_id(&self) -> Option<Uuid> {
+        match &self.who {
+            Who::Member { id, .. } => Some(*id),
+            Who::SuperAdmin => None,
+        }
+    }
+
     pub fn has(&self, p: Permission) -> bool {
         self.is_super()
             || self.grants.iter().any(|g| g.permissions.contains(p) && (p.scopable() || g.scope.is_none()))

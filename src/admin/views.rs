@@ -51,6 +51,8 @@ impl Chrome {
         menu.push(("/admin/scim", "menu.scim", p.has(Permission::ManageScim)));
         menu.push(("/admin/delivery", "menu.delivery", p.has(Permission::SendSms)));
         menu.push(("/admin/records", "menu.records", p.has(Permission::ViewMessages)));
+        menu.push(("/admin/sign-in", "menu.sign_in", p.has_everywhere(Permission::ManageLoginPolicy)));
+        menu.push(("/admin/sign-in/log", "menu.sign_in_log", p.has(Permission::ManageLoginPolicy)));
         menu.push(("/admin/audit", "menu.audit", p.has(Permission::ViewAudit)));
         menu.push(("/admin/enterprise", "menu.enterprise", p.is_super()));
         Chrome {

@@ -503,7 +503,13 @@ impl Permission {
     /// Whether a grant scoped to an org subtree limits this permission to that subtree. The
     /// others act on the whole enterprise, so only an unscoped grant gives them.
     pub fn scopable(self) -> bool {
-        matches!(self, Permission::ManageOrg | Permission::ManageMembers | Permission::ViewMessages)
+        matches!(
+            self,
+            Permission::ManageOrg
+                | Permission::ManageMembers
+                | Permission::ViewMessages
+                | Permission::ManageLoginPolicy
+        )
     }
 }
 

@@ -433,10 +433,14 @@ async fn every_role_against_every_page(b: Backend) {
         "/admin/records",
         "/admin/enterprise",
         "/admin/password",
+        "/admin/sign-in",
+        "/admin/sign-in/log",
+        "/admin/sign-in/mine",
     ];
     let allowed = |perm: Option<Permission>, page: &str| -> bool {
         page == "/admin"
             || page == "/admin/password"
+            || page == "/admin/sign-in/mine"
             || match perm {
                 None => false,
                 Some(Permission::ManageOrg) => page == "/admin/org",
@@ -448,7 +452,9 @@ async fn every_role_against_every_page(b: Backend) {
                 Some(Permission::ManageScim) => page == "/admin/scim",
                 Some(Permission::ViewAudit) => page == "/admin/audit",
                 Some(Permission::ViewMessages) => page == "/admin/records",
-                Some(Permission::ManageLoginPolicy) => false,
+                Some(Permission::ManageLoginPolicy) => {
+                    ["/admin/sign-in", "/admin/sign-in/log"].contains(&page)
+                }
             }
     };
     let mut cases: Vec<Option<Permission>> = vec![None];

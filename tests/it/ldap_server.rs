@@ -764,3 +764,124 @@ async fn ejabberd_signs_members_in_through_roster() {
         "the service account's bind: {log:?}"
     );
 }
+
+/// The console's login management: rules with field errors, the what-if form, a console
+/// sign-in the policy refuses, the login log's filters and CSV, a scoped holder's view, and a
+/// member's own sign-ins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_login_management() {
+    use crate::admin::MEMBER_PW;
+    use roster::directory::model::Permission;
+    let t = Directory::start(Backend::Sqlite, |_| {}).await;
+    let c = &t.c;
+    let [sales, _east, eng] = t.units;
+    let mut s = c.super_admin().await;
+    let page = s.get("/admin/sign-in").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.has("id=\"rule-form\""));
+    // A bad CIDR and a bad window: errors by field, by line, the form kept.
+    let bad = s
+        .post(
+            "/admin/sign-in/rules",
+            &[
+                ("effect", "deny"),
+                ("who_kind", "unit"),
+                ("who", "Example / Engineering"),
+                ("networks", "10.0.0.0/8\n300.1.1.1/8"),
+                ("windows", ""),
+                ("clients", "console"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.has("id=\"networks-error\""), "{}", bad.body);
+    assert!(bad.has("line 2"), "{}", bad.body);
+    assert!(bad.has("300.1.1.1/8"), "what was typed stays");
+    let bad = s
+        .post(
+            "/admin/sign-in/rules",
+            &[("effect", "deny"), ("who_kind", "enterprise"), ("windows", "mon-fri 9-5")],
+        )
+        .await;
+    assert!(bad.has("id=\"windows-error\""), "{}", bad.body);
+    let bad =
+        s.post("/admin/sign-in/rules", &[("effect", "deny"), ("who_kind", "unit"), ("who", "Nowhere")]).await;
+    assert!(bad.has("id=\"who-error\""), "{}", bad.body);
+    // Engineering may not use the console from outside 10.0.0.0/8 (the test client is 127.0.0.1).
+    let ok = s
+        .post(
+            "/admin/sign-in/rules",
+            &[
+                ("effect", "allow"),
+                ("who_kind", "unit"),
+                ("who", "Example / Engineering"),
+                ("networks", "10.0.0.0/8"),
+                ("clients", "console"),
+            ],
+        )
+        .await;
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    let ok = s
+        .post(
+            "/admin/sign-in/rules",
+            &[
+                ("effect", "deny"),
+                ("who_kind", "unit"),
+                ("who", "Example / Engineering"),
+                ("clients", "console"),
+                ("note", "office only"),
+            ],
+        )
+        .await;
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    let page = s.get("/admin/sign-in?done=signin.saved").await;
+    assert!(page.has("office only") && page.has("10.0.0.0/8"), "{}", page.body);
+    let (_, rules) = t.sign_in.rules().await.unwrap();
+    assert_eq!(rules.len(), 2);
+    let deny_rule = rules[1].id;
+    // What-if: from inside the office network the first rule allows; from elsewhere the second denies.
+    let carl = t.numbers[2];
+    let page = s.get(&format!("/admin/sign-in?account={carl}&ip=10.1.1.1&client=console")).await;
+    assert!(page.has("id=\"what-if-answer\"") && page.has("allowed"), "{}", page.body);
+    let page = s.get(&format!("/admin/sign-in?account={carl}&ip=192.168.1.1&client=console")).await;
+    assert!(page.has("denied") && page.has(&deny_rule.to_string()), "{}", page.body);
+    let page = s.get(&format!("/admin/sign-in?account={carl}&ip=nope")).await;
+    assert_eq!(page.status, 400);
+    // A console sign-in the policy refuses: an Engineering admin.
+    let eve = c.member_with("eve", Some(eng), &[(&[Permission::ViewAudit], None)]).await;
+    let mut e = c.session();
+    let p = e.sign_in("eve", MEMBER_PW).await;
+    assert_eq!(p.status, 403, "{}", p.body);
+    assert!(p.has("sign-in policy"), "{}", p.body);
+    // A Sales admin with a scoped login-policy grant: signs in, sees Sales' log only, not the rules.
+    let sam = c.member_with("sam", Some(sales), &[(&[Permission::ManageLoginPolicy], Some(sales))]).await;
+    let mut m = c.session();
+    assert_eq!(m.sign_in("sam", MEMBER_PW).await.status, 303);
+    assert_eq!(m.get("/admin/sign-in").await.status, 403, "the rules need an unscoped grant");
+    let log = m.get("/admin/sign-in/log").await;
+    assert_eq!(log.status, 200, "{}", log.body);
+    assert!(log.has("sam (test)"), "{}", log.body);
+    assert!(!log.has("eve (test)"), "Engineering is outside sam's scope: {}", log.body);
+    // The super admin sees everything, filters by outcome and member, and exports CSV.
+    let log = s.get("/admin/sign-in/log?outcome=denied").await;
+    assert!(log.has("eve (test)") && !log.has("sam (test)"), "{}", log.body);
+    let log = s.get("/admin/sign-in/log?member=sam").await;
+    assert!(log.has("sam (test)") && !log.has("eve (test)"), "{}", log.body);
+    let log = s.get("/admin/sign-in/log?since=not-a-date").await;
+    assert_eq!(log.status, 400);
+    assert!(log.has("id=\"since-error\""));
+    let (status, _, csv) = s.get_bytes("/admin/sign-in/log.csv?outcome=denied", &[]).await;
+    assert_eq!(status, 200);
+    let csv = String::from_utf8(csv).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].starts_with("id,at,member_id,account"), "{csv}");
+    assert!(lines.len() >= 2 && lines[1..].iter().all(|l| l.contains(",denied,")), "{csv}");
+    assert!(csv.contains(&eve.id.to_string()) && csv.contains(&deny_rule.to_string()), "{csv}");
+    // A member sees their own sign-ins.
+    let mine = m.get("/admin/sign-in/mine").await;
+    assert_eq!(mine.status, 200);
+    assert!(mine.has("Signed in") && !mine.has("eve (test)"), "{}", mine.body);
+    // Rule changes are audited.
+    assert!(c.audit_count("sign_in_rule.create").await >= 2);
+    assert!(c.audit_count("sign_in.log_export").await >= 1);
+}

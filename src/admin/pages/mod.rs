@@ -13,6 +13,7 @@ pub mod org;
 pub mod records;
 pub mod roles;
 pub mod scim;
+pub mod sign_in;
 pub mod sync;
 
 use axum::response::Response;
