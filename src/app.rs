@@ -42,6 +42,8 @@ pub struct Services {
     pub archive: crate::archive::Archive,
     /// The sign-in policy and the login log.
     pub login: Arc<dyn crate::access::login::LoginStore>,
+    /// Office attendance (shifts, punches, results).
+    pub attendance: crate::access::attendance::Attendance,
     /// The store itself, for its upkeep (health, shutdown) and the wiring.
     pub store: Arc<dyn Store>,
 }
@@ -51,12 +53,17 @@ impl Services {
         let directory = DirectoryService::new(store.clone(), cfg.numbers.rules());
         Services {
             archive: crate::archive::Archive::new(store.clone(), directory.clone(), cfg.archive.clone()),
-            directory,
             access: Access::new(store.clone()),
             delivery: store.clone(),
             runs: store.clone(),
             leases: store.clone(),
             login: store.clone(),
+            attendance: crate::access::attendance::Attendance::new(
+                directory.clone(),
+                store.clone(),
+                cfg.access.attendance_grace_minutes,
+            ),
+            directory,
             store,
         }
     }
@@ -126,6 +133,7 @@ impl AppState {
             access: services.access.clone(),
             archive: services.archive.clone(),
             sign_in: sign_in.clone(),
+            attendance: services.attendance.clone(),
         });
         let _ = self.console.ready.set(crate::admin::Ready {
             directory: services.directory.clone(),
@@ -134,6 +142,7 @@ impl AppState {
             runs: services.runs.clone(),
             sync,
             sign_in,
+            attendance: services.attendance.clone(),
             archive: services.archive.clone(),
         });
     }
@@ -444,6 +453,7 @@ fn jobs(cfg: &Config, services: &Services, sync: &crate::sync::SyncService) -> V
     let mut jobs = crate::sync::jobs(sync);
     jobs.extend(crate::access::jobs(&services.access));
     jobs.extend(crate::access::signin::jobs(services.login.clone(), cfg.access.login_log_days));
+    jobs.extend(crate::access::attendance::jobs(&services.attendance));
     jobs.extend(crate::archive::jobs(&services.archive));
     if cfg.delivery.enabled {
         let dispatcher = crate::delivery::Dispatcher::new(services.delivery.clone(), &cfg.delivery)

@@ -83,11 +83,13 @@ impl Default for JobsConfig {
 pub struct AccessConfig {
     /// How long the login log keeps an attempt; the scheduler purges older ones daily.
     pub login_log_days: i64,
+    /// Minutes after a shift's punch window closes before its day's attendance is final.
+    pub attendance_grace_minutes: i64,
 }
 
 impl Default for AccessConfig {
     fn default() -> Self {
-        AccessConfig { login_log_days: 400 }
+        AccessConfig { login_log_days: 400, attendance_grace_minutes: 60 }
     }
 }
 
@@ -845,6 +847,9 @@ impl Config {
         }
         if self.access.login_log_days < 1 {
             return Err(ConfigError::new("access.login_log_days", "must be at least 1"));
+        }
+        if !(0..=7 * 24 * 60).contains(&self.access.attendance_grace_minutes) {
+            return Err(ConfigError::new("access.attendance_grace_minutes", "must be 0-10080 minutes"));
         }
         let l = &self.ldap_server;
         if l.enabled {

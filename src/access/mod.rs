@@ -6,6 +6,7 @@
 //! same transaction ([`store::AccessStore`]), and authenticates bearer tokens through a short
 //! cache. Sessions and sign-in failures are bookkeeping the console keeps through the same store.
 
+pub mod attendance;
 pub mod login;
 pub mod policy;
 pub mod signin;

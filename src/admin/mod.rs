@@ -59,6 +59,8 @@ pub struct Ready {
     pub sync: SyncService,
     /// Signing in (passwords, limits, the sign-in policy, the login log).
     pub sign_in: crate::access::signin::SignIn,
+    /// Office attendance.
+    pub attendance: crate::access::attendance::Attendance,
     /// The message record archive (*Message records*).
     pub archive: crate::archive::Archive,
 }
@@ -110,6 +112,12 @@ pub fn router(state: Console) -> Router {
         .route("/sign-in/log", get(pages::sign_in::log))
         .route("/sign-in/log.csv", get(pages::sign_in::log_csv))
         .route("/sign-in/mine", get(pages::sign_in::mine))
+        .route("/attendance", get(pages::attendance::unit_month))
+        .route("/attendance.csv", get(pages::attendance::unit_csv))
+        .route("/attendance/members/{id}", get(pages::attendance::member_month))
+        .route("/attendance/mine", get(pages::attendance::mine))
+        .route("/attendance/shifts", post(pages::attendance::create_shift))
+        .route("/attendance/assign", post(pages::attendance::assign))
         .route("/records", get(pages::records::records))
         .route("/records/members/{id}", get(pages::records::member))
         .route("/records/conversations/{id}", get(pages::records::conversation))

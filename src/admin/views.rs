@@ -53,6 +53,7 @@ impl Chrome {
         menu.push(("/admin/records", "menu.records", p.has(Permission::ViewMessages)));
         menu.push(("/admin/sign-in", "menu.sign_in", p.has_everywhere(Permission::ManageLoginPolicy)));
         menu.push(("/admin/sign-in/log", "menu.sign_in_log", p.has(Permission::ManageLoginPolicy)));
+        menu.push(("/admin/attendance", "menu.attendance", p.has(Permission::ManageLoginPolicy)));
         menu.push(("/admin/audit", "menu.audit", p.has(Permission::ViewAudit)));
         menu.push(("/admin/enterprise", "menu.enterprise", p.is_super()));
         Chrome {

@@ -1,9 +1,11 @@
 //! The JSON API for apps under `/api/v1`: the message record archive ([`archive`]): IM
 //! servers post records with an `archive` token, compliance tools read them with an
-//! `archive-read` token; sign-in ([`sign_in`]) with a `sign-in` token. An adapter: it checks the token's kind, translates requests,
+//! `archive-read` token; sign-in ([`sign_in`]) with a `sign-in` token; attendance punches
+//! ([`attendance`]) with an `attendance` token. An adapter: it checks the token's kind, translates requests,
 //! and calls [`crate::archive::Archive`]; it never writes a table.
 
 pub mod archive;
+pub mod attendance;
 pub mod sign_in;
 
 use std::sync::{Arc, OnceLock};
@@ -16,7 +18,9 @@ use crate::http::ApiError;
 
 /// Every route under `/api/v1`, each group with its own body limit.
 pub fn router(api: Api, max_archive_request_bytes: usize) -> axum::Router {
-    archive::router(api.clone(), max_archive_request_bytes).merge(sign_in::router(api))
+    archive::router(api.clone(), max_archive_request_bytes)
+        .merge(sign_in::router(api.clone()))
+        .merge(attendance::router(api))
 }
 
 /// The API's state: the services once the store is ready.
@@ -30,6 +34,7 @@ pub struct Ready {
     pub access: Access,
     pub archive: crate::archive::Archive,
     pub sign_in: crate::access::signin::SignIn,
+    pub attendance: crate::access::attendance::Attendance,
 }
 
 impl Api {

@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use uuid::Uuid;
 
+use crate::access::attendance::AttendanceStore;
 use crate::access::login::LoginStore;
 use crate::access::store::AccessStore;
 use crate::archive::store::ArchiveStore;
@@ -76,7 +77,15 @@ pub trait Maintenance: Send + Sync + 'static {
 /// Every owner's store in one: what [`open`] returns and [`crate::app`] hands out, each owner
 /// getting only its own trait (`Arc<dyn Store>` coerces to `Arc<dyn DeliveryStore>` and so on).
 pub trait Store:
-    DirectoryStore + DeliveryStore + RunStore + AccessStore + LoginStore + ArchiveStore + LeaseStore + Maintenance
+    DirectoryStore
+    + DeliveryStore
+    + RunStore
+    + AccessStore
+    + LoginStore
+    + AttendanceStore
+    + ArchiveStore
+    + LeaseStore
+    + Maintenance
 {
 }
 impl<T> Store for T where
@@ -85,6 +94,7 @@ impl<T> Store for T where
         + RunStore
         + AccessStore
         + LoginStore
+        + AttendanceStore
         + ArchiveStore
         + LeaseStore
         + Maintenance

@@ -885,3 +885,140 @@ async fn console_login_management() {
     assert!(c.audit_count("sign_in_rule.create").await >= 2);
     assert!(c.audit_count("sign_in.log_export").await >= 1);
 }
+
+on_both_stores!(attendance_from_punches_and_sign_ins);
+
+/// Shifts through the console, punches through the API (idempotent, bad ones refused one by
+/// one), results by thresholds, final days that never change, the month views and CSV.
+async fn attendance_from_punches_and_sign_ins(backend: Backend) {
+    let t = Directory::start(backend, |_| {}).await;
+    let c = &t.c;
+    let [ann, bob, _carl, _] = t.numbers;
+    let mut s = c.super_admin().await;
+    s.get("/admin/attendance").await;
+    let bad = s
+        .post(
+            "/admin/attendance/shifts",
+            &[("name", "Office"), ("time_zone", "Asia/Shanghai"), ("start", "9am"), ("end", "18:00")],
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.has("id=\"start-error\""), "{}", bad.body);
+    let ok = s
+        .post(
+            "/admin/attendance/shifts",
+            &[
+                ("name", "Office"),
+                ("time_zone", "Asia/Shanghai"),
+                ("start", "09:00"),
+                ("end", "18:00"),
+                ("late_after", "5"),
+                ("serious_after", "30"),
+                ("absent_after", "120"),
+                ("rest_days", "sat sun"),
+            ],
+        )
+        .await;
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    let (shifts, _) = c.directory.0.attendance.shifts().await.unwrap();
+    let shift = shifts[0].id.to_string();
+    let ok = s.post("/admin/attendance/assign", &[("unit", "Example / Sales"), ("shift", &shift)]).await;
+    assert_eq!(ok.status, 303, "{}", ok.body);
+
+    let token = c
+        .directory
+        .access()
+        .create_token_of(&console(), "lobby", roster::access::store::TokenKind::Attendance, false)
+        .await
+        .unwrap();
+    let http = crate::common::http();
+    let post = |body: serde_json::Value, token: String| {
+        let req = http.post(format!("{}/api/v1/attendance/punches", c.base)).bearer_auth(token).json(&body);
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap_or_default())
+        }
+    };
+    // Monday 2026-11-30 in Shanghai: ann on time, bob 40 minutes late.
+    let punches = serde_json::json!({"punches": [
+        {"id": "p1", "account": ann.to_string(), "at": "2026-11-30T08:55:00+08:00", "device": "lobby"},
+        {"id": "p2", "account": ann.to_string(), "at": "2026-11-30T18:10:00+08:00"},
+        {"id": "p3", "account": "bob", "at": "2026-11-30T09:40:00+08:00"},
+        {"id": "p4", "account": bob.to_string(), "at": "2026-11-30T18:01:00+08:00"},
+        {"id": "p5", "account": "nobody", "at": "2026-11-30T09:00:00+08:00"},
+        {"id": "p6", "account": ann.to_string(), "at": "yesterday"},
+    ]});
+    let (status, body) = post(punches.clone(), token.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let outcomes: Vec<String> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{}{}",
+                r["status"].as_str().unwrap(),
+                r["code"].as_str().map(|c| format!(":{c}")).unwrap_or_default()
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["stored", "stored", "stored", "stored", "refused:unknown_account", "refused:invalid_time"]
+    );
+    // A retry is a duplicate, never a second punch.
+    let (_, body) = post(punches, token.clone()).await;
+    assert!(body["results"].as_array().unwrap()[..4].iter().all(|r| r["status"] == "duplicate"), "{body}");
+    let (status, _) = post(serde_json::json!({"punches": []}), t.im_secret.clone()).await;
+    assert_eq!(status, 403, "an LDAP service account's secret is not an attendance token");
+    let (status, body) = post(serde_json::json!({"nope": 1}), token.clone()).await;
+    assert_eq!(status, 400, "{body}");
+
+    let a = &c.directory.0.attendance;
+    let store = c.directory.store();
+    let ann_m = store.member_by_number(ann).await.unwrap().unwrap();
+    let bob_m = store.member_by_number(bob).await.unwrap().unwrap();
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
+    let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&chrono::Utc);
+    let now = at("2026-12-01T12:00:00+08:00");
+    let status_of = |m: &roster::directory::model::Member| {
+        let m = m.clone();
+        async move { a.member_days(&m, day, day, now).await.unwrap()[0].clone() }
+    };
+    let ann_day = status_of(&ann_m).await;
+    assert_eq!((ann_day.status.as_str(), ann_day.final_), ("normal", true));
+    let bob_day = status_of(&bob_m).await;
+    assert_eq!((bob_day.status.as_str(), bob_day.late_minutes), ("seriously_late", 40));
+    // Before the window and the grace have passed, the day is provisional.
+    let early = a.member_days(&ann_m, day, day, at("2026-11-30T20:00:00+08:00")).await.unwrap();
+    assert!(!early[0].final_);
+    // The job stores final results; a late punch cannot change a final day.
+    a.settle(now, 2).await.unwrap();
+    let late_punch = serde_json::json!({"punches": [{"id": "p7", "account": bob.to_string(), "at": "2026-11-30T08:59:00+08:00"}]});
+    assert_eq!(post(late_punch, token.clone()).await.0, 200);
+    assert_eq!(status_of(&bob_m).await.status.as_str(), "seriously_late", "a final day stays as it was");
+    // Saturday is a rest day.
+    let sat = chrono::NaiveDate::from_ymd_opt(2026, 11, 28).unwrap();
+    assert_eq!(a.member_days(&ann_m, sat, sat, now).await.unwrap()[0].status.as_str(), "rest");
+
+    // The console: the unit's month, a member's month, CSV.
+    let page = s.get("/admin/attendance?unit=Example%20%2F%20Sales&month=2026-11").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.has("ann (test)") && page.has("bob (test)") && !page.has("carl (test)"), "{}", page.body);
+    let page = s.get(&format!("/admin/attendance/members/{}?month=2026-11", bob_m.id)).await;
+    assert!(page.has("2026-11-30") && page.has("Seriously late"), "{}", page.body);
+    let (status, _, csv) =
+        s.get_bytes("/admin/attendance.csv?unit=Example%20%2F%20Sales&month=2026-11", &[]).await;
+    assert_eq!(status, 200);
+    let csv = String::from_utf8(csv).unwrap();
+    assert!(
+        csv.lines().any(|l| l.contains(&ann_m.id.to_string()) && l.contains("2026-11-30,normal")),
+        "{csv}"
+    );
+    assert!(
+        csv.lines().any(|l| l.contains(&bob_m.id.to_string()) && l.contains("2026-11-30,seriously_late")),
+        "{csv}"
+    );
+    let bad = s.get("/admin/attendance?unit=Nowhere").await;
+    assert_eq!(bad.status, 400);
+}

@@ -3,6 +3,7 @@
 //! [`crate::directory::DirectoryService`].
 
 pub mod accounts;
+pub mod attendance;
 pub mod audit;
 pub mod delivery;
 pub mod enterprise;

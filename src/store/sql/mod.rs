@@ -3,7 +3,7 @@
 //! `shared_sql!(Db, Store, Tx, err, MEMBER_CHILDREN, MEMBER_KEYS, GROUP_MEMBERSHIPS)` expands to the
 //! implementations of every owner's store trait for one sqlx database, one `sql_*` macro a file and
 //! an owner (`directory_read`, `records_read`, `members_tx`, `tree_tx`, `accounts_tx`, `directory_tx`, `delivery`,
-//! `runs`, `access`, `login`, `leases`, `maintenance`, `archive`, `archive_upkeep`), so that no file of SQL grows past a few hundred lines. The backend supplies a `Store` struct with `read`
+//! `runs`, `access`, `login`, `attendance`, `leases`, `maintenance`, `archive`, `archive_upkeep`), so that no file of SQL grows past a few hundred lines. The backend supplies a `Store` struct with `read`
 //! and `write` pools and the dialect-specific inherent methods `backend_name`, `run_migrations`
 //! and `schema_state_impl`, a `Tx` struct wrapping `sqlx::Transaction<'static, Db>`, `err`, which
 //! classifies its errors, `MEMBER_CHILDREN`, its SQL for a member's e-mails and further org
@@ -109,6 +109,8 @@ impl MemberRow {
 #[macro_use]
 mod archive;
 #[macro_use]
+mod attendance;
+#[macro_use]
 mod archive_upkeep;
 #[macro_use]
 mod common;
@@ -155,6 +157,7 @@ macro_rules! shared_sql {
         sql_access!($($args)*);
         sql_leases!($($args)*);
         sql_login!($($args)*);
+        sql_attendance!($($args)*);
         sql_maintenance!($($args)*);
         sql_archive!($($args)*);
         sql_archive_upkeep!($($args)*);
