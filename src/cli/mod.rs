@@ -229,7 +229,10 @@ pub enum TokenCommand {
         #[arg(long)]
         adopt_existing: bool,
         /// `scim` (an identity provider's client, source scim:NAME), `archive` (an IM server
-        /// posting message records, source im:NAME) or `archive-read` (a compliance tool).
+        /// posting message records, source im:NAME), `archive-read` (a compliance tool),
+        /// `sign-in` (an app checking passwords: POST /api/v1/sign-in), `attendance` (a clock
+        /// posting punches) or `ldap` (an LDAP service account; `rosterd ldap-client` prints
+        /// its bind DN too).
         #[arg(long, default_value = "scim", value_parser = parse_token_kind)]
         kind: crate::access::store::TokenKind,
     },

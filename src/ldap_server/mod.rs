@@ -19,6 +19,8 @@
 
 pub mod dn;
 pub mod entry;
+#[cfg(test)]
+mod fuzz;
 pub mod tree;
 
 use std::collections::HashMap;

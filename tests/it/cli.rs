@@ -283,7 +283,11 @@ fn token_kinds_from_the_command_line() {
     assert!(text(&out.stdout).lines().last().unwrap().starts_with("rst_"));
     let bad = run(rosterd(dir.path()).args(["token", "create", "--name", "x", "--kind", "telnet"]));
     assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
-    assert!(text(&bad.stderr).contains("use scim, archive or archive-read"), "{}", text(&bad.stderr));
+    assert!(
+        text(&bad.stderr).contains("use scim, archive, archive-read, sign-in, attendance or ldap"),
+        "{}",
+        text(&bad.stderr)
+    );
     let adopt = run(rosterd(dir.path()).args([
         "token",
         "create",
