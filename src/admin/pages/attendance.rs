@@ -234,14 +234,7 @@ async fn render(
     let mut assigned = Vec::new();
     for (unit, shift) in &assignments {
         let name = shifts.iter().find(|s| s.id == *shift).map(|s| s.spec.name.clone()).unwrap_or_default();
-        let mut names = Vec::new();
-        for u in r.directory.store().org_unit_ancestors(*unit).await? {
-            if let Some(u) = r.directory.store().org_unit(u).await? {
-                names.push(u.name);
-            }
-        }
-        names.reverse();
-        assigned.push((names.join(" / "), name));
+        assigned.push((super::members::unit_path(&r.directory, Some(*unit)).await?, name));
     }
     let shifts: Vec<(Uuid, String)> = shifts
         .iter()
@@ -313,14 +306,7 @@ pub async fn unit_csv(State(state): State<Console>, p: Principal, Query(q): Quer
         .record(&p.actor(), "attendance.export", "org_unit", Some(unit.to_string()), detail)
         .await
         .map_err(|e| Failure::from_directory(&e))?;
-    Ok((
-        [
-            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-            (axum::http::header::CONTENT_DISPOSITION, "attachment; filename=\"attendance.csv\"".to_owned()),
-        ],
-        body,
-    )
-        .into_response())
+    Ok(super::csv_download("attendance.csv", body))
 }
 
 async fn member_page(r: &crate::admin::Ready, p: &Principal, m: &Member, month: &str) -> Reply {

@@ -9,7 +9,6 @@ use std::collections::{HashMap, HashSet};
 
 use askama::Template;
 use axum::extract::State;
-use axum::http::header;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -461,23 +460,8 @@ pub fn parse_csv(text: &str) -> Result<Vec<Vec<String>>, String> {
 }
 
 fn csv_field(v: &str) -> String {
-    // A value a spreadsheet would run as a formula gets a leading ' (a phone number such as
-    // +8613800000000, or a negative number, stays as it is).
-    let number = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
-    let formula = v.starts_with(['=', '@', '\t', '\r']) || (v.starts_with(['+', '-']) && !number(&v[1..]));
-    let v = if formula { format!("'{v}") } else { v.to_owned() };
+    let v = super::defuse(v);
     if v.contains([',', '"', '\n', '\r']) { format!("\"{}\"", v.replace('"', "\"\"")) } else { v }
-}
-
-fn csv_response(name: &str, body: String) -> axum::response::Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
-        ],
-        body,
-    )
-        .into_response()
 }
 
 /// Every member, in the import's columns plus account number and state.
@@ -522,7 +506,7 @@ pub async fn export_members(State(state): State<Console>, p: Principal) -> Reply
     d.record(&p.actor(), "export.members", "export", None, serde_json::json!({}))
         .await
         .map_err(|e| Failure::from_directory(&e))?;
-    Ok(csv_response("members.csv", out))
+    Ok(super::csv_download("members.csv", out))
 }
 
 pub async fn export_units(State(state): State<Console>, p: Principal) -> Reply {
@@ -541,7 +525,7 @@ pub async fn export_units(State(state): State<Console>, p: Principal) -> Reply {
         out.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
         out.push('\n');
     }
-    Ok(csv_response("org-units.csv", out))
+    Ok(super::csv_download("org-units.csv", out))
 }
 
 #[cfg(test)]

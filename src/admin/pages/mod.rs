@@ -73,6 +73,27 @@ pub struct Done {
     pub done: Option<String>,
 }
 
+/// A value for a CSV cell that a spreadsheet would run as a formula gets a leading `'` (a
+/// phone number such as +8613800000000, or a negative number, stays as it is).
+pub fn defuse(v: &str) -> String {
+    let number = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+    let formula = v.starts_with(['=', '@', '\t', '\r']) || (v.starts_with(['+', '-']) && !number(&v[1..]));
+    if formula { format!("'{v}") } else { v.to_owned() }
+}
+
+/// A CSV file as a download.
+pub fn csv_download(name: &str, body: impl Into<axum::body::Body>) -> Response {
+    use axum::response::IntoResponse;
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (axum::http::header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+        ],
+        body.into(),
+    )
+        .into_response()
+}
+
 /// An optional text field: blank is none.
 pub fn opt(s: &str) -> Option<String> {
     let s = s.trim();

@@ -91,7 +91,7 @@ fn lines(s: &str) -> Vec<String> {
 async fn who_text(r: &crate::admin::Ready, row: &RuleRow) -> Result<String, Failure> {
     let d = r.directory.store();
     Ok(match (row.who_kind.as_str(), row.who_id) {
-        ("unit", Some(id)) => unit_label(r, id).await?,
+        ("unit", Some(id)) => super::members::unit_path(&r.directory, Some(id)).await?,
         ("group", Some(id)) => d.group(id).await?.map(|g| g.name).unwrap_or_else(|| id.to_string()),
         ("member", Some(id)) => d
             .member(id)
@@ -100,18 +100,6 @@ async fn who_text(r: &crate::admin::Ready, row: &RuleRow) -> Result<String, Fail
             .unwrap_or_else(|| id.to_string()),
         _ => String::new(),
     })
-}
-
-async fn unit_label(r: &crate::admin::Ready, id: Uuid) -> Result<String, Failure> {
-    let d = r.directory.store();
-    let mut names = Vec::new();
-    for u in d.org_unit_ancestors(id).await? {
-        if let Some(u) = d.org_unit(u).await? {
-            names.push(u.name);
-        }
-    }
-    names.reverse();
-    Ok(names.join(" / "))
 }
 
 async fn page(
@@ -218,7 +206,7 @@ pub async fn edit(State(state): State<Console>, p: Principal, Path(id): Path<Uui
     let (_, rows) = r.sign_in.rules().await.map_err(|e| Failure::from_directory(&e))?;
     let row = rows.iter().find(|x| x.id == id).ok_or(Failure::NotFound)?;
     let who = match (row.who_kind.as_str(), row.who_id) {
-        ("unit", Some(u)) => unit_label(r, u).await?,
+        ("unit", Some(u)) => super::members::unit_path(&r.directory, Some(u)).await?,
         ("group", Some(g)) => g.to_string(),
         ("member", Some(m)) => {
             r.directory.store().member(m).await?.map(|m| m.account_number.to_string()).unwrap_or_default()
@@ -575,14 +563,7 @@ pub async fn log_csv(State(state): State<Console>, p: Principal, Query(q): Query
         .record(&p.actor(), "sign_in.log_export", "login_log", None, audit)
         .await
         .map_err(|e| Failure::from_directory(&e))?;
-    Ok((
-        [
-            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-            (axum::http::header::CONTENT_DISPOSITION, "attachment; filename=\"login-log.csv\"".to_owned()),
-        ],
-        body,
-    )
-        .into_response())
+    Ok(super::csv_download("login-log.csv", body))
 }
 
 /// A member's own sign-ins (every signed-in member; the super admin has none).
