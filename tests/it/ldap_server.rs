@@ -1022,3 +1022,57 @@ async fn attendance_from_punches_and_sign_ins(backend: Backend) {
     let bad = s.get("/admin/attendance?unit=Nowhere").await;
     assert_eq!(bad.status, 400);
 }
+
+/// StartTLS on the LDAP port and LDAPS on its own, with a certificate from `openssl`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_tls_and_ldaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tls_port = crate::daemon::free_port();
+    let (c2, k2) = (cert.to_str().unwrap().to_owned(), key.to_str().unwrap().to_owned());
+    let t = Directory::start(Backend::Sqlite, |cfg| {
+        cfg.ldap_server.tls.cert_file = c2;
+        cfg.ldap_server.tls.key_file = k2;
+        cfg.ldap_server.listen_tls = format!("127.0.0.1:{tls_port}");
+    })
+    .await;
+    let bob = t.numbers[1].to_string();
+    // StartTLS (-ZZ: required), trusting the test certificate.
+    let out = tokio::process::Command::new("ldapwhoami")
+        .args(["-x", "-ZZ", "-H", &t.url(), "-D", &bob, "-w", PW])
+        .env("LDAPTLS_CACERT", &cert)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with(&format!("dn:uid={bob},")));
+    // The root DSE offers StartTLS.
+    let (_, dse) = t.search(&["-b", "", "-s", "base", "supportedExtension"]).await;
+    assert!(dse.contains("1.3.6.1.4.1.1466.20037"), "{dse}");
+    // LDAPS.
+    let out = tokio::process::Command::new("ldapwhoami")
+        .args(["-x", "-H", &format!("ldaps://127.0.0.1:{tls_port}"), "-D", &bob, "-w", PW])
+        .env("LDAPTLS_CACERT", &cert)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // A client that does not trust the certificate is refused by its own TLS check.
+    let out = tokio::process::Command::new("ldapwhoami")
+        .args(["-x", "-ZZ", "-H", &t.url(), "-D", &bob, "-w", PW])
+        .env("LDAPTLS_REQCERT", "demand")
+        .env("LDAPTLS_CACERT", "/dev/null")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+}
