@@ -249,3 +249,47 @@ async fn message_records_in_the_browser() {
     assert!(violations.is_empty(), "CSP violations: {violations:#?}");
     b.quit().await;
 }
+
+/// Login management in a real browser: a rule with a bad line, then a good one, the what-if
+/// answer, the login log filtered by outcome, and attendance's month grid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_management_in_the_browser() {
+    let t = crate::ldap_server::Directory::start(Backend::Sqlite, |_| {}).await;
+    let base = t.c.base.trim_end_matches('/').to_owned();
+    let b = Browser::start().await;
+    b.goto(&format!("{base}/admin/sign-in")).await;
+    b.find("#account").await.send_keys(&t.c.enterprise_id).await;
+    b.find("#password").await.send_keys(SUPER_PW).await;
+    b.find("#sign-in").await.click().await;
+    b.wait_for_text("h1", "Login management").await;
+    b.find("#effect").await.send_keys("Deny").await;
+    b.find("#networks").await.send_keys("10.0.0.0/8\n10.0.0.0/40").await;
+    b.find("#rule-form button[type=submit]").await.click().await;
+    b.wait_for_text("#networks-error", "line 2").await;
+    b.find("#networks").await.clear().await;
+    b.find("#windows").await.send_keys("sat-sun 00:00-24:00").await;
+    b.find("#clients").await.send_keys("ldap:im").await;
+    b.find("#note").await.send_keys("no weekend binds").await;
+    b.find("#rule-form button[type=submit]").await.click().await;
+    b.wait_for_text("#rules", "no weekend binds").await;
+    // What-if on a Saturday and on a Monday.
+    b.find("#wi-account").await.send_keys(&t.numbers[0].to_string()).await;
+    b.execute("document.getElementById('wi-at').value = '2026-12-05T10:00';", vec![]).await;
+    b.find("#wi-client").await.send_keys("ldap:im").await;
+    b.find("#what-if button[type=submit]").await.click().await;
+    b.wait_for_text("#what-if-answer", "denied").await;
+    b.screenshot(shot("login-management")).await;
+    // A bind the rule refuses (if today is a weekend) or allows: either way it is in the log.
+    let (_, _, _) = t.tool("ldapwhoami", &["-D", &t.numbers[0].to_string(), "-w", PW_WRONG]).await;
+    b.goto(&format!("{base}/admin/sign-in/log?outcome=failed")).await;
+    b.wait_for_text("#login-log", "ann (test)").await;
+    b.screenshot(shot("login-log")).await;
+    b.goto(&format!("{base}/admin/attendance")).await;
+    b.wait_for_text("h1", "Attendance").await;
+    let log = b.console_log().await;
+    let violations: Vec<&String> = log.iter().filter(|l| l.contains("Content Security Policy")).collect();
+    assert!(violations.is_empty(), "CSP violations: {violations:#?}");
+    b.quit().await;
+}
+
+const PW_WRONG: &str = "not-the-password";
