@@ -315,6 +315,11 @@ impl std::fmt::Display for ClientMatch {
     }
 }
 
+/// An end time as written: midnight is `24:00` (the end of the day, not its start).
+fn end_text(t: NaiveTime) -> String {
+    if t == NaiveTime::MIN { "24:00".to_owned() } else { t.format("%H:%M").to_string() }
+}
+
 const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
 impl std::fmt::Display for Window {
@@ -334,7 +339,7 @@ impl std::fmt::Display for Window {
                 i += 1;
             }
         }
-        write!(f, "{} {}-{}", parts.join(","), self.start.format("%H:%M"), self.end.format("%H:%M"))
+        write!(f, "{} {}-{}", parts.join(","), self.start.format("%H:%M"), end_text(self.end))
     }
 }
 
@@ -342,7 +347,7 @@ impl std::fmt::Display for Exception {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.hours {
             None => write!(f, "{}", self.date),
-            Some((s, e)) => write!(f, "{} {}-{}", self.date, s.format("%H:%M"), e.format("%H:%M")),
+            Some((s, e)) => write!(f, "{} {}-{}", self.date, s.format("%H:%M"), end_text(e)),
         }
     }
 }
@@ -559,7 +564,11 @@ mod tests {
         let spec = RuleSpec {
             allow: true,
             networks: vec!["10.0.0.0/8".into()],
-            windows: vec!["mon-fri 08:00-18:00".into(), "mon,wed-thu,sun 10:00-12:00".into()],
+            windows: vec![
+                "mon-fri 08:00-18:00".into(),
+                "mon,wed-thu,sun 10:00-12:00".into(),
+                "sat 22:00-24:00".into(),
+            ],
             exceptions: vec!["2026-10-01".into(), "2026-10-10 09:00-12:00".into()],
             clients: vec!["console".into(), "ldap:im".into(), "api".into()],
             time_zone: "Asia/Shanghai".into(),

@@ -437,6 +437,8 @@ pub static TEXTS: &[(&str, &str, &str)] = &[
     ("signin.by_rule", "rule", "规则"),
     ("signin.client", "Client", "客户端"),
     ("signin.clients", "Clients (one a line; none: any)", "客户端（每行一个；空：任意）"),
+    ("signin.col_networks", "Networks", "网络"),
+    ("signin.col_when", "When", "时段"),
     ("signin.decide", "Decide", "判定"),
     ("signin.default", "When no rule matches", "无规则匹配时"),
     ("signin.delete", "Delete", "删除"),
