@@ -60,17 +60,19 @@ impl Tally {
     }
 }
 
-/// When the warm-up ends (measuring starts) and when measuring ends.
+/// When the warm-up began and ended (measuring starts), and when measuring ends.
 #[derive(Clone, Copy)]
 struct Window {
+    began: Instant,
     from: Instant,
     end: Instant,
 }
 
 impl Window {
     fn new(warmup: f64, secs: f64) -> Window {
-        let from = Instant::now() + Duration::from_secs_f64(warmup);
-        Window { from, end: from + Duration::from_secs_f64(secs) }
+        let began = Instant::now();
+        let from = began + Duration::from_secs_f64(warmup);
+        Window { began, from, end: from + Duration::from_secs_f64(secs) }
     }
 
     /// Whether a worker starts another operation now.
@@ -174,9 +176,23 @@ async fn report(
         "max_ms": pct(1.0),
         "errors": all.errors,
         "first_error": all.first_error,
+        // The client's own CPU (user + system, all threads) over warm-up and run, in % of a core.
+        "cpu_pct": (100.0 * cpu_secs() / w.began.elapsed().as_secs_f64()).round(),
     });
     println!("{out}");
     Ok(())
+}
+
+/// This process's CPU time so far (user + system), in seconds.
+fn cpu_secs() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let u = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u
+    };
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
 }
 
 fn lines(path: &str) -> anyhow::Result<Vec<String>> {
