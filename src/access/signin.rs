@@ -77,6 +77,9 @@ pub const MAX_ACCOUNT: usize = 320;
 /// How long an attempt waits for a free password slot before it is told to try again.
 const PASSWORD_WAIT: StdDuration = StdDuration::from_secs(5);
 
+/// How long the enterprise's id and mail domain read from the store are used.
+const ENTERPRISE_TTL: StdDuration = StdDuration::from_secs(5);
+
 /// How long a policy read from the store is used.
 const POLICY_TTL: StdDuration = StdDuration::from_millis(900);
 
@@ -93,6 +96,8 @@ struct Inner {
     pass_through: Arc<dyn PassThrough>,
     limits: Limits,
     policy: Mutex<Option<(Instant, Arc<Policy>)>>,
+    /// The enterprise id and mail domain.
+    enterprise: Mutex<Option<(Instant, (String, String))>>,
 }
 
 enum Account {
@@ -134,6 +139,7 @@ impl SignIn {
                 pass_through,
                 limits,
                 policy: Mutex::new(None),
+                enterprise: Mutex::new(None),
             }),
         }
     }
@@ -147,9 +153,15 @@ impl SignIn {
         let typed: String = a.account.trim().chars().take(MAX_ACCOUNT).collect::<String>().to_lowercase();
         let now = Utc::now().trunc_subsecs(6);
         let who = self.resolve(&typed, a.console).await?;
-        let (member_id, unit_path) = match &who {
-            Account::Member(m) => (Some(m.id), self.unit_path(m).await?),
-            _ => (None, String::new()),
+        // The member's primary unit and its ancestors (nearest first): the log's unit path and
+        // the policy's subject both need them.
+        let (member_id, primary_path) = match &who {
+            Account::Member(m) => (Some(m.id), self.primary_path(m).await?),
+            _ => (None, Vec::new()),
+        };
+        let unit_path = match member_id {
+            Some(_) => path_text(&primary_path),
+            None => String::new(),
         };
         let log = |outcome: Outcome, rule: Option<Uuid>, reason: &str| LoginEntry {
             id: 0,
@@ -175,17 +187,13 @@ impl SignIn {
             keys.push(format!("ip:{ip}"));
         }
         let store = &self.inner.failures;
-        for key in &keys {
-            if let Some(f) = store.sign_in_failures(key).await?
-                && f.locked_until.is_some_and(|t| t > now)
-            {
-                self.write_log(log(Outcome::Locked, None, "locked")).await;
-                return Ok(Err(Refused::Locked));
-            }
-        }
         // Counted before anything is verified, one statement per key: parallel attempts each
-        // see their own count, and no more than the limit are ever evaluated.
-        let counts = self.count(&keys, now).await?;
+        // see their own count, and no more than the limit are ever evaluated. A key already
+        // locked turns the attempt away (its count given back).
+        let Some(counts) = self.count(&keys, now).await? else {
+            self.write_log(log(Outcome::Locked, None, "locked")).await;
+            return Ok(Err(Refused::Locked));
+        };
         if counts.over {
             self.write_log(log(Outcome::Locked, None, "too many attempts")).await;
             return Ok(Err(Refused::Locked));
@@ -235,13 +243,9 @@ impl SignIn {
         store.sign_in_failures_clear(&keys[0]).await?;
         let signed = match who {
             Account::Member(m) => {
-                let subject = self.subject(&m).await?;
-                let d = self.policy().await?.decide(&Context {
-                    subject: &subject,
-                    ip: a.ip,
-                    at: now,
-                    client: &a.client,
-                });
+                let policy = self.policy().await?;
+                let subject = self.subject(&m, &primary_path, &policy).await?;
+                let d = policy.decide(&Context { subject: &subject, ip: a.ip, at: now, client: &a.client });
                 if !d.allow {
                     self.write_log(log(Outcome::Denied, d.rule, "refused by the sign-in policy")).await;
                     return Ok(Err(Refused::Denied(d.rule)));
@@ -258,14 +262,29 @@ impl SignIn {
         Ok(Ok(signed))
     }
 
+    /// The enterprise id and mail domain, read at most once every [`ENTERPRISE_TTL`].
+    async fn enterprise(&self) -> DirectoryResult<Option<(String, String)>> {
+        if let Some((at, e)) = self.inner.enterprise.lock().expect("not poisoned").as_ref()
+            && at.elapsed() < ENTERPRISE_TTL
+        {
+            return Ok(Some(e.clone()));
+        }
+        let Some(e) = self.inner.directory.store().enterprise().await? else { return Ok(None) };
+        let e = (e.enterprise_id, e.mail_domain);
+        *self.inner.enterprise.lock().expect("not poisoned") = Some((Instant::now(), e.clone()));
+        Ok(Some(e))
+    }
+
     async fn resolve(&self, account: &str, console: bool) -> DirectoryResult<Account> {
         let d = self.inner.directory.store();
-        let Some(e) = d.enterprise().await? else { return Ok(Account::Unknown) };
-        if console && account == e.enterprise_id.to_lowercase() {
+        let Some((enterprise_id, mail_domain)) = self.enterprise().await? else {
+            return Ok(Account::Unknown);
+        };
+        if console && account == enterprise_id.to_lowercase() {
             return Ok(Account::Super);
         }
         let number = account
-            .strip_suffix(&format!("@{}", e.mail_domain.to_lowercase()))
+            .strip_suffix(&format!("@{}", mail_domain.to_lowercase()))
             .unwrap_or(account)
             .parse::<i64>()
             .ok();
@@ -274,7 +293,7 @@ impl SignIn {
             None => None,
         };
         if member.is_none()
-            && let Ok(login) = crate::directory::validate::login_name(account, &e.mail_domain)
+            && let Ok(login) = crate::directory::validate::login_name(account, &mail_domain)
         {
             member = d.member_by_login(&login).await?;
         }
@@ -310,26 +329,35 @@ impl SignIn {
         Ok(if check_hash(password, hash).await? { Verified::Yes } else { Verified::No })
     }
 
-    /// The member's units (every unit they are in, with ancestors) and groups, for the policy.
-    async fn subject(&self, m: &Member) -> DirectoryResult<Subject> {
+    /// The member's units (every unit they are in, with ancestors) and, when a rule names a
+    /// group, their groups: what the policy asks about.
+    async fn subject(&self, m: &Member, primary_path: &[Uuid], policy: &Policy) -> DirectoryResult<Subject> {
         let d = self.inner.directory.store();
-        let mut units = Vec::new();
-        for u in m.primary_org_unit_id.iter().chain(m.org_unit_ids.iter()) {
+        let mut units = primary_path.to_vec();
+        for u in m.org_unit_ids.iter().filter(|u| Some(**u) != m.primary_org_unit_id) {
             units.extend(d.org_unit_ancestors(*u).await?);
         }
         units.sort();
         units.dedup();
-        Ok(Subject { member: m.id, units, groups: d.member_group_ids(m.id).await? })
+        let groups = if policy.rules.iter().any(|r| matches!(r.who, Who::Group(_))) {
+            d.member_group_ids(m.id).await?
+        } else {
+            Vec::new()
+        };
+        Ok(Subject { member: m.id, units, groups })
+    }
+
+    /// The member's primary unit and its ancestors, nearest first (empty without one).
+    async fn primary_path(&self, m: &Member) -> DirectoryResult<Vec<Uuid>> {
+        Ok(match m.primary_org_unit_id {
+            Some(u) => self.inner.directory.store().org_unit_ancestors(u).await?,
+            None => Vec::new(),
+        })
     }
 
     /// `/root/.../unit/` for the member's primary unit ("/" without one).
     async fn unit_path(&self, m: &Member) -> DirectoryResult<String> {
-        let mut path = match m.primary_org_unit_id {
-            Some(u) => self.inner.directory.store().org_unit_ancestors(u).await?,
-            None => Vec::new(),
-        };
-        path.reverse();
-        Ok(path.iter().fold("/".to_owned(), |s, u| format!("{s}{u}/")))
+        Ok(path_text(&self.primary_path(m).await?))
     }
 
     async fn write_log(&self, entry: LoginEntry) {
@@ -344,29 +372,40 @@ impl SignIn {
         }
     }
 
-    async fn count(&self, keys: &[String], now: DateTime<Utc>) -> DirectoryResult<Counts> {
+    /// Counts the attempt under its keys; `None` when a key is locked (nothing stays counted).
+    async fn count(&self, keys: &[String], now: DateTime<Utc>) -> DirectoryResult<Option<Counts>> {
         let l = &self.inner.limits;
         let store = &self.inner.failures;
         let window_from = now - Duration::minutes(l.failure_window_minutes);
+        let locked = |until: Option<DateTime<Utc>>| until.is_some_and(|t| t > now);
         // The address first: one over its limit is turned away before it can count against
         // (and lock) the account it names.
         let mut address = 0;
         if let Some(key) = keys.get(1) {
-            address = store.sign_in_failure_add(key, now, window_from).await?;
+            let (n, until) = store.sign_in_failure_add(key, now, window_from).await?;
+            if locked(until) {
+                store.sign_in_failure_undo(key).await?;
+                return Ok(None);
+            }
+            address = n;
             if address > l.max_failures_per_address {
                 let counts = Counts { account: 0, address, over: true };
                 self.lock_if_spent(keys, &counts, now).await?;
-                return Ok(counts);
+                return Ok(Some(counts));
             }
         }
-        let account = store.sign_in_failure_add(&keys[0], now, window_from).await?;
+        let (account, until) = store.sign_in_failure_add(&keys[0], now, window_from).await?;
+        if locked(until) {
+            self.undo(keys).await;
+            return Ok(None);
+        }
         let over = account > l.max_failures;
         let counts = Counts { account, address, over };
         if over {
             // Attempts raced past the limit: lock now, so the next ones stop at the first check.
             self.lock_if_spent(keys, &counts, now).await?;
         }
-        Ok(counts)
+        Ok(Some(counts))
     }
 
     /// After a failed attempt: locks each key whose count reached its limit; true when one did.
@@ -604,9 +643,10 @@ impl SignIn {
         at: DateTime<Utc>,
         client: &Client,
     ) -> DirectoryResult<Decision> {
-        let subject = self.subject(member).await?;
         self.forget_policy();
-        Ok(self.policy().await?.decide(&Context { subject: &subject, ip, at, client }))
+        let policy = self.policy().await?;
+        let subject = self.subject(member, &self.primary_path(member).await?, &policy).await?;
+        Ok(policy.decide(&Context { subject: &subject, ip, at, client }))
     }
 
     // ---- the log ----
@@ -622,6 +662,11 @@ struct Counts {
     address: i64,
     /// Past a limit already: this attempt is not evaluated.
     over: bool,
+}
+
+/// `/root/.../unit/` from a unit's ancestors, nearest first.
+fn path_text(nearest_first: &[Uuid]) -> String {
+    nearest_first.iter().rev().fold("/".to_owned(), |s, u| format!("{s}{u}/"))
 }
 
 /// An argon2 hash of a random password, to spend time on for unknown accounts.

@@ -110,13 +110,14 @@ pub trait AccessStore: Send + Sync + 'static {
     async fn sessions_purge(&self, before: DateTime<Utc>) -> Result<u64>;
     async fn sign_in_failures(&self, key: &str) -> Result<Option<SignInFailures>>;
     /// Counts one more failure under `key` (starting a new window at `now` when the current one
-    /// began before `window_from`), in one statement; returns the failures in the window.
+    /// began before `window_from`), in one statement; returns the failures in the window and
+    /// the key's lock, if any.
     async fn sign_in_failure_add(
         &self,
         key: &str,
         now: DateTime<Utc>,
         window_from: DateTime<Utc>,
-    ) -> Result<i64>;
+    ) -> Result<(i64, Option<DateTime<Utc>>)>;
     /// Takes back one attempt counted under `key` (it succeeded, or was never evaluated).
     async fn sign_in_failure_undo(&self, key: &str) -> Result<()>;
     async fn sign_in_lock(&self, key: &str, until: DateTime<Utc>) -> Result<()>;

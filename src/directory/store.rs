@@ -137,6 +137,9 @@ pub trait DirectoryRead: RecordRead + Send + Sync + 'static {
     async fn groups_all(&self) -> Result<(Vec<Group>, Vec<(Uuid, Uuid, i64)>)>;
     /// Every active member's units (primary and further) as `(unit, account number)`.
     async fn unit_memberships(&self) -> Result<Vec<(Uuid, i64)>>;
+    /// A value that changes whenever a member, org unit or group is added, changed (a group's
+    /// membership included) or deleted: a few index lookups, for caches of the tree.
+    async fn tree_generation(&self) -> Result<String>;
 }
 
 /// Reads of what the directory keeps about its members besides their rows: tombstones, account

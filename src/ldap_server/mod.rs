@@ -60,9 +60,12 @@ const MAX_DEPTH: usize = 64;
 const OID_STARTTLS: &str = "1.3.6.1.4.1.1466.20037";
 const OID_NOTICE_OF_DISCONNECTION: &str = "1.3.6.1.4.1.1466.20036";
 const OID_PAGED_RESULTS: &str = "1.2.840.113556.1.4.319";
+/// Members read from the store at a time when a search reads them all.
+const MEMBERS_PAGE: i64 = 1000;
 /// How long a bind over its address's rate waits for a turn before it is refused as busy.
 const THROTTLE_WAIT: Duration = Duration::from_secs(2);
-/// How old the units-and-groups snapshot may be before a search refreshes it.
+/// How often the units-and-groups snapshot is checked against the directory (in the
+/// background of the search that finds it due).
 const SNAPSHOT_AGE: Duration = Duration::from_secs(2);
 
 /// The server's sockets, taken at start (a port in use fails the start).
@@ -121,7 +124,7 @@ pub fn spawn(
         sign_in,
         names: Mutex::new(None),
         snapshot: Mutex::new(None),
-        refreshing: tokio::sync::Mutex::new(()),
+        refreshing: Arc::new(tokio::sync::Mutex::new(())),
         tls,
         throttle: Mutex::new(HashMap::new()),
         connections: Arc::new(tokio::sync::Semaphore::new(cfg.ldap_server.max_connections)),
@@ -155,6 +158,15 @@ fn tls_config(cfg: &LdapServerConfig) -> anyhow::Result<Option<Arc<rustls::Serve
     Ok(Some(Arc::new(config)))
 }
 
+/// The units-and-groups snapshot, the directory generation it was built at, and when that was
+/// last checked.
+#[derive(Clone)]
+struct Cached {
+    tree: Arc<Snapshot>,
+    generation: String,
+    checked: Instant,
+}
+
 struct Server {
     cfg: LdapServerConfig,
     directory: DirectoryService,
@@ -162,8 +174,8 @@ struct Server {
     sign_in: SignIn,
     /// Read from the enterprise at the first request.
     names: Mutex<Option<Arc<(Names, String)>>>,
-    snapshot: Mutex<Option<(Instant, Arc<Snapshot>)>>,
-    refreshing: tokio::sync::Mutex<()>,
+    snapshot: Mutex<Option<Cached>>,
+    refreshing: Arc<tokio::sync::Mutex<()>>,
     tls: Option<Arc<rustls::ServerConfig>>,
     /// Binds per address in the current second.
     throttle: Mutex<HashMap<IpAddr, (Instant, u32)>>,
@@ -360,41 +372,65 @@ impl Server {
         Ok(n)
     }
 
-    /// The units and groups, refreshed when older than [`SNAPSHOT_AGE`] (by one search at a
-    /// time; the others use the one they have).
-    async fn snapshot(&self, names: &Names) -> Result<Arc<Snapshot>, LdapResult> {
+    /// The units and groups. The first search loads them; after that a search that finds the
+    /// snapshot older than [`SNAPSHOT_AGE`] starts a check in the background (a few index
+    /// lookups: [`crate::directory::store::DirectoryRead::tree_generation`]) and goes on with
+    /// the snapshot it has; the check rebuilds it only when the directory changed.
+    async fn snapshot(self: &Arc<Self>, names: &Names) -> Result<Arc<Snapshot>, LdapResult> {
         let current = self.snapshot.lock().expect("not poisoned").clone();
-        if let Some((at, s)) = &current
-            && at.elapsed() < SNAPSHOT_AGE
-        {
-            return Ok(s.clone());
+        match current {
+            Some(s) => {
+                if s.checked.elapsed() >= SNAPSHOT_AGE
+                    && let Ok(guard) = self.refreshing.clone().try_lock_owned()
+                {
+                    let (server, names) = (self.clone(), names.clone());
+                    tokio::spawn(async move {
+                        let _guard = guard;
+                        if let Err(r) = server.refresh(&names).await {
+                            tracing::warn!(error = %r.message, "LDAP server: the tree could not be refreshed");
+                        }
+                    });
+                }
+                Ok(s.tree.clone())
+            }
+            None => {
+                let _guard = self.refreshing.lock().await;
+                if let Some(s) = self.snapshot.lock().expect("not poisoned").as_ref() {
+                    return Ok(s.tree.clone());
+                }
+                self.refresh(names).await
+            }
         }
-        let guard = match (&current, self.refreshing.try_lock()) {
-            (_, Ok(g)) => g,
-            (Some((_, s)), Err(_)) => return Ok(s.clone()),
-            (None, Err(_)) => self.refreshing.lock().await,
-        };
-        if let Some((at, s)) = self.snapshot.lock().expect("not poisoned").as_ref()
-            && at.elapsed() < SNAPSHOT_AGE
-        {
-            return Ok(s.clone());
-        }
+    }
+
+    /// Rebuilds the snapshot when the directory changed since it was built.
+    async fn refresh(&self, names: &Names) -> Result<Arc<Snapshot>, LdapResult> {
         let d = self.directory.store();
         let unavailable = |e: crate::store::StoreError| {
             tracing::error!(error = %e, "LDAP server: the store could not be read");
             result(LdapResultCode::Unavailable, "the directory is not available")
         };
+        let generation = d.tree_generation().await.map_err(unavailable)?;
+        let current = self.snapshot.lock().expect("not poisoned").clone();
+        if let Some(mut s) = current
+            && s.generation == generation
+        {
+            s.checked = Instant::now();
+            let tree = s.tree.clone();
+            *self.snapshot.lock().expect("not poisoned") = Some(s);
+            return Ok(tree);
+        }
         let units = d.org_units_all().await.map_err(unavailable)?;
         let (groups, memberships) = d.groups_all().await.map_err(unavailable)?;
         let unit_members = d.unit_memberships().await.map_err(unavailable)?;
-        let s = Arc::new(Snapshot::new(names, units, groups, memberships, unit_members));
-        *self.snapshot.lock().expect("not poisoned") = Some((Instant::now(), s.clone()));
-        drop(guard);
-        Ok(s)
+        let tree = Arc::new(Snapshot::new(names, units, groups, memberships, unit_members));
+        *self.snapshot.lock().expect("not poisoned") =
+            Some(Cached { tree: tree.clone(), generation, checked: Instant::now() });
+        Ok(tree)
     }
 
     async fn handle(
-        &self,
+        self: &Arc<Self>,
         session: &mut Session,
         peer: IpAddr,
         msg: LdapMsg,
@@ -736,7 +772,7 @@ impl Server {
 
     /// Runs a search, pushing its entries to `out`; returns the SearchResultDone.
     async fn search(
-        &self,
+        self: &Arc<Self>,
         session: &Session,
         id: i32,
         req: &LdapSearchRequest,
@@ -830,23 +866,35 @@ impl Server {
         }
         let selection = Selection::new(&req.attrs);
         let mut sent: i64 = 0;
-        let in_scope = |dn: &str| -> bool {
-            let Some(d) = Dn::parse(dn) else { return false };
+        let in_scope = |d: &Dn| -> bool {
             match req.scope {
-                LdapSearchScope::Base => d == base,
+                LdapSearchScope::Base => *d == base,
                 LdapSearchScope::OneLevel => d.0.len() == base.0.len() + 1 && d.is_under(&base),
                 LdapSearchScope::Subtree => d.is_under(&base),
                 LdapSearchScope::Children => d.0.len() > base.0.len() && d.is_under(&base),
             }
         };
         let mut found_base = false;
+        // Sends `$entry` if it is in scope (`$scoped`, or worked out from its DN) and matches;
+        // moves the cursor past it; stops the search at a full page, the size limit, the time
+        // limit.
         macro_rules! emit {
             ($entry:expr, $next:expr) => {{
                 let e: Entry = $entry;
-                if !found_base && Dn::parse(&e.dn).as_ref() == Some(&base) {
+                let dn = Dn::parse(&e.dn);
+                if !found_base && dn.as_ref() == Some(&base) {
                     found_base = true;
                 }
-                if in_scope(&e.dn) && e.matches(&req.filter) {
+                let scoped = dn.is_some_and(|d| in_scope(&d));
+                emit!(@send e, $next, scoped)
+            }};
+            ($entry:expr, $next:expr, $scoped:expr) => {{
+                let e: Entry = $entry;
+                emit!(@send e, $next, $scoped)
+            }};
+            (@send $e:ident, $next:expr, $scoped:expr) => {{
+                cursor = $next;
+                if $scoped && $e.matches(&req.filter) {
                     if sent >= size_limit {
                         return done(
                             result(
@@ -856,18 +904,19 @@ impl Server {
                             vec![],
                         );
                     }
+                    out.push(LdapMsg::new(
+                        id,
+                        LdapOp::SearchResultEntry($e.to_result(&selection, req.typesonly)),
+                    ));
+                    sent += 1;
                     if sent >= page_size {
+                        // A full page: the cookie goes on after this entry (the last page may
+                        // come back empty).
                         let ctrl =
                             LdapControl::SimplePagedResults { size: 0, cookie: cursor.encode(fingerprint) };
                         return done(result(LdapResultCode::Success, ""), vec![ctrl]);
                     }
-                    out.push(LdapMsg::new(
-                        id,
-                        LdapOp::SearchResultEntry(e.to_result(&selection, req.typesonly)),
-                    ));
-                    sent += 1;
                 }
-                cursor = $next;
                 if Instant::now() > deadline {
                     return done(result(LdapResultCode::TimeLimitExceeded, "time limit exceeded"), vec![]);
                 }
@@ -921,6 +970,17 @@ impl Server {
         }
         // Phase 3: people, by account number.
         let people_wanted = names.people.is_under(&base) || base.is_under(&names.people);
+        // Whether a member's entry (uid=N,ou=people,BASE) is in scope, worked out once: when the
+        // base is a member's own DN, the lookup found just that member.
+        let member_scoped = if base.parent() == names.people {
+            matches!(req.scope, LdapSearchScope::Base | LdapSearchScope::Subtree)
+        } else {
+            match req.scope {
+                LdapSearchScope::Base => false,
+                LdapSearchScope::OneLevel => base == names.people,
+                LdapSearchScope::Subtree | LdapSearchScope::Children => true,
+            }
+        };
         if people_wanted {
             let d = self.directory.store();
             // One member by DN or by an equality every match must have: look it up.
@@ -940,14 +1000,17 @@ impl Server {
                 for m in ms.into_iter().filter(|m| m.account_number > after) {
                     let next = Cursor { phase: 3, at: m.account_number };
                     if tree::visible(&m) && snapshot.member_in(&m, scope) {
-                        emit!(snapshot.member_entry(names, &m), next);
-                    } else {
-                        cursor = next;
+                        // The base is this member's DN when the lookup came from it.
+                        found_base |= base.parent() == names.people;
+                        emit!(snapshot.member_entry(names, &m), next, member_scoped);
                     }
                 }
             } else {
                 loop {
-                    let page = match d.members_page(cursor.at, 500).await {
+                    let page = match d
+                        .members_page(cursor.at, MEMBERS_PAGE.min(page_size.saturating_sub(sent).max(100)))
+                        .await
+                    {
                         Ok(p) => p,
                         Err(e) => {
                             tracing::error!(error = %e, "LDAP search: the store could not be read");
@@ -963,7 +1026,7 @@ impl Server {
                     for m in page {
                         let next = Cursor { phase: 3, at: m.account_number };
                         if tree::visible(&m) && snapshot.member_in(&m, scope) {
-                            emit!(snapshot.member_entry(names, &m), next);
+                            emit!(snapshot.member_entry(names, &m), next, member_scoped);
                         } else {
                             cursor = next;
                         }

@@ -74,17 +74,17 @@ macro_rules! sql_access {
                     .bind(key.to_owned()).fetch_optional(&self.write).await.map_err($err)
             }
 
-            async fn sign_in_failure_add(&self, key: &str, now: DateTime<Utc>, window_from: DateTime<Utc>) -> Result<i64> {
-                let (n,): (i64,) = sqlx::query_as(
+            async fn sign_in_failure_add(&self, key: &str, now: DateTime<Utc>, window_from: DateTime<Utc>) -> Result<(i64, Option<DateTime<Utc>>)> {
+                let row: (i64, Option<DateTime<Utc>>) = sqlx::query_as(
                     "INSERT INTO sign_in_failures (key, failures, window_start) VALUES ($1, 1, $2) \
                      ON CONFLICT (key) DO UPDATE SET \
                        failures = CASE WHEN sign_in_failures.window_start < $3 THEN 1 ELSE sign_in_failures.failures + 1 END, \
                        window_start = CASE WHEN sign_in_failures.window_start < $3 THEN excluded.window_start ELSE sign_in_failures.window_start END \
-                     RETURNING failures",
+                     RETURNING failures, locked_until",
                 )
                 .bind(key.to_owned()).bind(now).bind(window_from)
                 .fetch_one(&self.write).await.map_err($err)?;
-                Ok(n)
+                Ok(row)
             }
 
             async fn sign_in_failure_undo(&self, key: &str) -> Result<()> {

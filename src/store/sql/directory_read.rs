@@ -302,6 +302,20 @@ macro_rules! sql_directory_read {
                 Ok(rows.into_iter().map(|r| r.0).collect())
             }
 
+            async fn tree_generation(&self) -> Result<String> {
+                type T = Option<DateTime<Utc>>;
+                let (a, b, c, d, e, f): (T, i64, T, i64, T, i64) = sqlx::query_as(
+                    "SELECT (SELECT max(updated_at) FROM members), (SELECT count(*) FROM members), \
+                     (SELECT max(updated_at) FROM org_units), (SELECT count(*) FROM org_units), \
+                     (SELECT max(updated_at) FROM groups), (SELECT count(*) FROM groups)",
+                )
+                .fetch_one(&self.read)
+                .await
+                .map_err($err)?;
+                let t = |x: T| x.map(|x| x.timestamp_micros()).unwrap_or(0);
+                Ok(format!("{}/{b}/{}/{d}/{}/{f}", t(a), t(c), t(e)))
+            }
+
             async fn unit_memberships(&self) -> Result<Vec<(Uuid, i64)>> {
                 sqlx::query_as(
                     "SELECT primary_org_unit_id, account_number FROM members \
