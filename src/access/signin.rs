@@ -98,6 +98,8 @@ struct Inner {
     policy: Mutex<Option<(Instant, Arc<Policy>)>>,
     /// The enterprise id and mail domain.
     enterprise: Mutex<Option<(Instant, (String, String))>>,
+    /// Units' ancestors, briefly.
+    ancestors: Mutex<std::collections::HashMap<Uuid, (Instant, Vec<Uuid>)>>,
 }
 
 enum Account {
@@ -140,6 +142,7 @@ impl SignIn {
                 limits,
                 policy: Mutex::new(None),
                 enterprise: Mutex::new(None),
+                ancestors: Mutex::new(Default::default()),
             }),
         }
     }
@@ -347,12 +350,22 @@ impl SignIn {
         Ok(Subject { member: m.id, units, groups })
     }
 
-    /// The member's primary unit and its ancestors, nearest first (empty without one).
+    /// The member's primary unit and its ancestors, nearest first (empty without one); a
+    /// unit's are kept for [`POLICY_TTL`] (sign-ins come in bursts from the same units).
     async fn primary_path(&self, m: &Member) -> DirectoryResult<Vec<Uuid>> {
-        Ok(match m.primary_org_unit_id {
-            Some(u) => self.inner.directory.store().org_unit_ancestors(u).await?,
-            None => Vec::new(),
-        })
+        let Some(unit) = m.primary_org_unit_id else { return Ok(Vec::new()) };
+        if let Some((at, path)) = self.inner.ancestors.lock().expect("not poisoned").get(&unit)
+            && at.elapsed() < POLICY_TTL
+        {
+            return Ok(path.clone());
+        }
+        let path = self.inner.directory.store().org_unit_ancestors(unit).await?;
+        let mut cache = self.inner.ancestors.lock().expect("not poisoned");
+        if cache.len() > 10_000 {
+            cache.retain(|_, (at, _)| at.elapsed() < POLICY_TTL);
+        }
+        cache.insert(unit, (Instant::now(), path.clone()));
+        Ok(path)
     }
 
     /// `/root/.../unit/` for the member's primary unit ("/" without one).

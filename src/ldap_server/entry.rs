@@ -40,6 +40,19 @@ impl Entry {
         self.set(name, vec![value.into()])
     }
 
+    /// Adds an attribute `w` wants, computing its values only then.
+    pub fn with(
+        &mut self,
+        w: &Wanted,
+        name: &'static str,
+        values: impl FnOnce() -> Vec<String>,
+    ) -> &mut Entry {
+        if w.has(name) {
+            self.set(name, values());
+        }
+        self
+    }
+
     pub fn opt(&mut self, name: &'static str, value: Option<&String>) -> &mut Entry {
         if let Some(v) = value.filter(|v| !v.is_empty()) {
             self.attrs.push((name, vec![v.clone()]));
@@ -156,6 +169,47 @@ impl Selection {
     fn wants(&self, lower: &str, operational: bool) -> bool {
         (if operational { self.all_operational } else { self.all_user })
             || self.names.iter().any(|n| n == lower)
+    }
+}
+
+/// The attributes a search needs of an entry: those it returns and those its filter tests
+/// (so an entry is built with only these).
+#[derive(Debug, Clone)]
+pub struct Wanted {
+    all_user: bool,
+    all_operational: bool,
+    names: Vec<String>,
+}
+
+impl Wanted {
+    /// Every attribute (a bind's own entry, tests).
+    pub fn all() -> Wanted {
+        Wanted { all_user: true, all_operational: true, names: Vec::new() }
+    }
+
+    pub fn new(sel: &Selection, filter: &LdapFilter) -> Wanted {
+        let mut names = sel.names.clone();
+        fn walk(f: &LdapFilter, out: &mut Vec<String>) {
+            match f {
+                LdapFilter::And(fs) | LdapFilter::Or(fs) => fs.iter().for_each(|f| walk(f, out)),
+                LdapFilter::Not(f) => walk(f, out),
+                LdapFilter::Equality(a, _)
+                | LdapFilter::Approx(a, _)
+                | LdapFilter::GreaterOrEqual(a, _)
+                | LdapFilter::LessOrEqual(a, _)
+                | LdapFilter::Substring(a, _)
+                | LdapFilter::Present(a) => out.push(a.to_ascii_lowercase()),
+                LdapFilter::Extensible(m) => out.extend(m.type_.as_ref().map(|t| t.to_ascii_lowercase())),
+            }
+        }
+        walk(filter, &mut names);
+        Wanted { all_user: sel.all_user, all_operational: sel.all_operational, names }
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        let operational = OPERATIONAL.iter().any(|o| o.eq_ignore_ascii_case(name));
+        (if operational { self.all_operational } else { self.all_user })
+            || self.names.iter().any(|n| n.eq_ignore_ascii_case(name))
     }
 }
 

@@ -865,6 +865,7 @@ impl Server {
             return done(result(LdapResultCode::Success, ""), vec![ctrl]);
         }
         let selection = Selection::new(&req.attrs);
+        let wanted = entry::Wanted::new(&selection, &req.filter);
         let mut sent: i64 = 0;
         let in_scope = |d: &Dn| -> bool {
             match req.scope {
@@ -1002,7 +1003,7 @@ impl Server {
                     if tree::visible(&m) && snapshot.member_in(&m, scope) {
                         // The base is this member's DN when the lookup came from it.
                         found_base |= base.parent() == names.people;
-                        emit!(snapshot.member_entry(names, &m), next, member_scoped);
+                        emit!(snapshot.member_entry(names, &m, &wanted), next, member_scoped);
                     }
                 }
             } else {
@@ -1026,7 +1027,7 @@ impl Server {
                     for m in page {
                         let next = Cursor { phase: 3, at: m.account_number };
                         if tree::visible(&m) && snapshot.member_in(&m, scope) {
-                            emit!(snapshot.member_entry(names, &m), next, member_scoped);
+                            emit!(snapshot.member_entry(names, &m, &wanted), next, member_scoped);
                         } else {
                             cursor = next;
                         }

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::dn::{Dn, escape};
-use super::entry::Entry;
+use super::entry::{Entry, Wanted};
 use crate::directory::model::{Group, Member, MemberState, OrgUnit};
 
 /// The units and groups (few, read together) with their DNs; members are read on demand.
@@ -181,28 +181,16 @@ impl Snapshot {
         e
     }
 
-    pub fn member_entry(&self, names: &Names, m: &Member) -> Entry {
+    /// A member's entry with the attributes `w` wants (a paged read of every member for their
+    /// `uid` builds no group DNs).
+    pub fn member_entry(&self, names: &Names, m: &Member, w: &Wanted) -> Entry {
         let mut e = Entry::new(names.member_dn(m.account_number));
-        let units: Vec<Uuid> = m.primary_org_unit_id.iter().chain(m.org_unit_ids.iter()).copied().collect();
-        let mut unit_ids = Vec::new();
-        for u in &units {
+        let mut unit_ids: Vec<Uuid> = Vec::new();
+        for u in m.primary_org_unit_id.iter().chain(m.org_unit_ids.iter()) {
             if !unit_ids.contains(u) {
                 unit_ids.push(*u);
             }
         }
-        let unit_names: Vec<String> =
-            unit_ids.iter().filter_map(|u| self.by_id.get(u).map(|&i| self.units[i].name.clone())).collect();
-        let paths: Vec<String> = unit_ids.iter().filter_map(|u| self.unit_path.get(u).cloned()).collect();
-        let mut mail: Vec<String> = m.emails.iter().map(|e| e.address.clone()).collect();
-        if mail.is_empty() {
-            mail.push(m.login_name.clone());
-        }
-        let phones: Vec<String> = m.phones.iter().map(|p| p.number.clone()).collect();
-        let groups: Vec<String> = self
-            .member_groups
-            .get(&m.id)
-            .map(|gs| gs.iter().map(|g| names.group_dn(*g)).collect())
-            .unwrap_or_default();
         e.set(
             "objectClass",
             vec![
@@ -213,28 +201,40 @@ impl Snapshot {
                 "rosterPerson".into(),
             ],
         )
-        .one("uid", m.account_number.to_string())
-        .one("rosterAccountNumber", m.account_number.to_string())
-        .one("rosterLoginName", m.login_name.clone())
-        .one("cn", m.display_name.clone())
-        .one("displayName", m.display_name.clone())
-        .one("sn", m.family_name.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| m.display_name.clone()))
-        .opt("givenName", m.given_name.as_ref())
-        .set("mail", mail)
-        .opt("mobile", m.mobile.as_ref())
-        .set("telephoneNumber", phones)
-        .opt("title", m.title.as_ref())
-        .opt("employeeNumber", m.employee_number.as_ref())
-        .opt("departmentNumber", m.department.as_ref())
-        .opt("o", m.organization.as_ref())
-        .set("ou", unit_names)
-        .set("rosterOrgUnitId", unit_ids.iter().map(Uuid::to_string).collect())
-        .set("rosterOrgPath", paths)
-        .one("rosterState", m.state.as_str())
-        .set("memberOf", groups)
-        .one("entryUUID", m.id.to_string())
-        .one("createTimestamp", generalized(m.created_at))
-        .one("modifyTimestamp", generalized(m.updated_at));
+        .with(w, "uid", || vec![m.account_number.to_string()])
+        .with(w, "rosterAccountNumber", || vec![m.account_number.to_string()])
+        .with(w, "rosterLoginName", || vec![m.login_name.clone()])
+        .with(w, "cn", || vec![m.display_name.clone()])
+        .with(w, "displayName", || vec![m.display_name.clone()])
+        .with(w, "sn", || {
+            vec![m.family_name.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| m.display_name.clone())]
+        })
+        .with(w, "givenName", || m.given_name.iter().filter(|s| !s.is_empty()).cloned().collect())
+        .with(w, "mail", || {
+            let mail: Vec<String> = m.emails.iter().map(|e| e.address.clone()).collect();
+            if mail.is_empty() { vec![m.login_name.clone()] } else { mail }
+        })
+        .with(w, "mobile", || m.mobile.iter().filter(|s| !s.is_empty()).cloned().collect())
+        .with(w, "telephoneNumber", || m.phones.iter().map(|p| p.number.clone()).collect())
+        .with(w, "title", || m.title.iter().filter(|s| !s.is_empty()).cloned().collect())
+        .with(w, "employeeNumber", || m.employee_number.iter().filter(|s| !s.is_empty()).cloned().collect())
+        .with(w, "departmentNumber", || m.department.iter().filter(|s| !s.is_empty()).cloned().collect())
+        .with(w, "o", || m.organization.iter().filter(|s| !s.is_empty()).cloned().collect())
+        .with(w, "ou", || {
+            unit_ids.iter().filter_map(|u| self.by_id.get(u).map(|&i| self.units[i].name.clone())).collect()
+        })
+        .with(w, "rosterOrgUnitId", || unit_ids.iter().map(Uuid::to_string).collect())
+        .with(w, "rosterOrgPath", || unit_ids.iter().filter_map(|u| self.unit_path.get(u).cloned()).collect())
+        .with(w, "rosterState", || vec![m.state.as_str().to_owned()])
+        .with(w, "memberOf", || {
+            self.member_groups
+                .get(&m.id)
+                .map(|gs| gs.iter().map(|g| names.group_dn(*g)).collect())
+                .unwrap_or_default()
+        })
+        .with(w, "entryUUID", || vec![m.id.to_string()])
+        .with(w, "createTimestamp", || vec![generalized(m.created_at)])
+        .with(w, "modifyTimestamp", || vec![generalized(m.updated_at)]);
         e
     }
 }
