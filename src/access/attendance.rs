@@ -481,10 +481,22 @@ impl Attendance {
     ) -> crate::directory::DirectoryResult<Vec<DayResult>> {
         let (shifts, assignments) = self.shifts().await?;
         let Some(shift) = self.shift_of(member, &shifts, &assignments).await? else { return Ok(Vec::new()) };
-        let stored = self.store.days(member.id, &from.to_string(), &to.to_string()).await?;
+        self.days_on(member.id, &shift, from, to, now).await
+    }
+
+    /// A member's days on `shift` (see [`Self::member_days`]).
+    async fn days_on(
+        &self,
+        member: Uuid,
+        shift: &Shift,
+        from: NaiveDate,
+        to: NaiveDate,
+        now: DateTime<Utc>,
+    ) -> crate::directory::DirectoryResult<Vec<DayResult>> {
+        let stored = self.store.days(member, &from.to_string(), &to.to_string()).await?;
         let (window_from, _) = shift.window(from);
         let (_, window_to) = shift.window(to);
-        let events = self.store.events(member.id, window_from, window_to + Duration::seconds(1)).await?;
+        let events = self.store.events(member, window_from, window_to + Duration::seconds(1)).await?;
         let mut out = Vec::new();
         let mut day = from;
         while day <= to {
@@ -520,6 +532,21 @@ impl Attendance {
             return Ok(0);
         }
         let d = self.directory.store();
+        // Each unit's shift (the nearest assignment up its ancestors), worked out once in memory.
+        let units = d.org_units_all().await?;
+        let parent: std::collections::HashMap<Uuid, Option<Uuid>> =
+            units.iter().map(|u| (u.id, u.parent_id)).collect();
+        let shift_of_unit = |unit: Uuid| -> Option<&Shift> {
+            let mut at = Some(unit);
+            for _ in 0..=units.len() {
+                let u = at?;
+                if let Some((_, s)) = assignments.iter().find(|(a, _)| *a == u) {
+                    return shifts.iter().find(|x| x.id == *s);
+                }
+                at = parent.get(&u).copied().flatten();
+            }
+            None
+        };
         let mut stored = 0;
         let mut after = 0;
         loop {
@@ -528,10 +555,10 @@ impl Attendance {
             after = last.account_number;
             let mut rows = Vec::new();
             for m in page.iter().filter(|m| m.state == crate::directory::model::MemberState::Active) {
-                let Some(shift) = self.shift_of(m, &shifts, &assignments).await? else { continue };
+                let Some(shift) = m.primary_org_unit_id.and_then(shift_of_unit) else { continue };
                 let today = shift.local_day(now);
                 let from = today - Duration::days(days);
-                for r in self.member_days(m, from, today, now).await? {
+                for r in self.days_on(m.id, shift, from, today, now).await? {
                     rows.push(DayRow {
                         member_id: m.id,
                         day: r.day.to_string(),
