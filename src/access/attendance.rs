@@ -267,8 +267,15 @@ pub trait AttendanceStore: Send + Sync + 'static {
         shift: Option<Uuid>,
         audit: &AuditRecord,
     ) -> Result<()>;
-    /// Stores punches; returns for each whether it was new (false: a duplicate of its id).
-    async fn punches_insert(&self, punches: &[Punch], received: DateTime<Utc>) -> Result<Vec<bool>>;
+    /// Stores punches, audited (one row a request, `audit` made from how many were new) in
+    /// the same transaction; returns for each whether it was new (false: a duplicate of its id).
+    async fn punches_insert(
+        &self,
+        key: &Sealed,
+        punches: &[Punch],
+        received: DateTime<Utc>,
+        audit: &(dyn Fn(usize) -> AuditRecord + Send + Sync),
+    ) -> Result<Vec<bool>>;
     /// A member's punch times and successful sign-in times in `[from, to)`.
     async fn events(
         &self,
@@ -461,7 +468,17 @@ impl Attendance {
             ));
         }
         let punches: Vec<Punch> = ok.iter().map(|(_, p)| p.clone()).collect();
-        let fresh = self.store.punches_insert(&punches, Utc::now()).await?;
+        let (received, posted, refused) = (Utc::now(), out.len(), out.len() - punches.len());
+        let actor = crate::directory::model::Actor::new(
+            crate::directory::model::Source::parse(&format!("api:{source}"))
+                .unwrap_or_else(crate::directory::model::Source::system),
+            source.to_owned(),
+        );
+        let audit = move |stored: usize| {
+            let after = serde_json::json!({ "posted": posted, "stored": stored, "refused": refused });
+            AuditRecord::new(&actor, received, "attendance.punches", ("attendance", None), None, Some(&after))
+        };
+        let fresh = self.store.punches_insert(&Sealed::new(), &punches, received, &audit).await?;
         for ((i, _), new) in ok.iter().zip(fresh) {
             if !new {
                 out[*i].status = "duplicate";

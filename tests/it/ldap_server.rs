@@ -973,6 +973,8 @@ async fn attendance_from_punches_and_sign_ins(backend: Backend) {
     assert_eq!(status, 403, "an LDAP service account's secret is not an attendance token");
     let (status, body) = post(serde_json::json!({"nope": 1}), token.clone()).await;
     assert_eq!(status, 400, "{body}");
+    // Each request is one audit row, with its counts.
+    assert_eq!(c.audit_count("attendance.punches").await, 2);
 
     let a = &c.directory.0.attendance;
     let store = c.directory.store();

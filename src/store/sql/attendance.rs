@@ -68,8 +68,10 @@ macro_rules! sql_attendance {
 
             async fn punches_insert(
                 &self,
+                _key: &$crate::access::store::Sealed,
                 punches: &[$crate::access::attendance::Punch],
                 received: DateTime<Utc>,
+                audit: &(dyn Fn(usize) -> m::AuditRecord + Send + Sync),
             ) -> Result<Vec<bool>> {
                 let mut tx = self.begin_tx().await?;
                 let mut out = Vec::with_capacity(punches.len());
@@ -80,6 +82,8 @@ macro_rules! sql_attendance {
                         .bind(p.device.clone()).bind(received)).await?;
                     out.push(n == 1);
                 }
+                let stored = out.iter().filter(|new| **new).count();
+                bulk::audit_insert(&mut tx, std::slice::from_ref(&audit(stored))).await?;
                 tx.commit().await.map_err($err)?;
                 Ok(out)
             }
