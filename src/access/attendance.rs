@@ -259,6 +259,9 @@ pub trait AttendanceStore: Send + Sync + 'static {
         at: DateTime<Utc>,
         audit: &AuditRecord,
     ) -> Result<()>;
+    /// Deletes a shift and its assignments, audited; false when there was none. Stored days
+    /// keep the shift's id.
+    async fn shift_delete(&self, key: &Sealed, id: Uuid, audit: &AuditRecord) -> Result<bool>;
     /// Assigns `shift` to `unit` (`None`: removes the unit's assignment), audited.
     async fn shift_assign(
         &self,
@@ -367,6 +370,26 @@ impl Attendance {
         );
         self.store.shift_put(&Sealed::new(), id, &shift.spec, at, &audit).await?;
         Ok(id)
+    }
+
+    /// Deletes a shift (and its assignments). Audited.
+    pub async fn delete_shift(
+        &self,
+        actor: &crate::directory::model::Actor,
+        id: Uuid,
+    ) -> crate::directory::DirectoryResult<()> {
+        let audit = AuditRecord::new::<()>(
+            actor,
+            Utc::now(),
+            "attendance.shift_delete",
+            ("shift", Some(id.to_string())),
+            None,
+            None,
+        );
+        if !self.store.shift_delete(&Sealed::new(), id, &audit).await? {
+            return Err(DirectoryError::NotFound { kind: "shift", id: id.to_string() });
+        }
+        Ok(())
     }
 
     /// Assigns a shift to an org subtree (`None`: removes the assignment). Audited.

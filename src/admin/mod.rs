@@ -117,6 +117,7 @@ pub fn router(state: Console) -> Router {
         .route("/attendance/members/{id}", get(pages::attendance::member_month))
         .route("/attendance/mine", get(pages::attendance::mine))
         .route("/attendance/shifts", post(pages::attendance::create_shift))
+        .route("/attendance/shifts/{id}/delete", post(pages::attendance::delete_shift))
         .route("/attendance/assign", post(pages::attendance::assign))
         .route("/records", get(pages::records::records))
         .route("/records/members/{id}", get(pages::records::member))

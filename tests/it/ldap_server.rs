@@ -1023,6 +1023,32 @@ async fn attendance_from_punches_and_sign_ins(backend: Backend) {
     );
     let bad = s.get("/admin/attendance?unit=Nowhere").await;
     assert_eq!(bad.status, 400);
+    // A shift is edited in the same form, and deleted with its assignments.
+    let form = s.get(&format!("/admin/attendance?shift={shift}")).await;
+    assert!(form.has("value=\"Office\"") && form.has(&format!("value=\"{shift}\"")), "{}", form.body);
+    let ok = s
+        .post(
+            "/admin/attendance/shifts",
+            &[
+                ("id", &shift),
+                ("name", "Office 2"),
+                ("time_zone", "Asia/Shanghai"),
+                ("start", "10:00"),
+                ("end", "19:00"),
+            ],
+        )
+        .await;
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    let (shifts, assignments) = a.shifts().await.unwrap();
+    assert_eq!(
+        (shifts.len(), shifts[0].spec.name.as_str(), shifts[0].spec.start.as_str()),
+        (1, "Office 2", "10:00")
+    );
+    assert_eq!(assignments.len(), 1, "the assignment stays with the edited shift");
+    assert_eq!(s.post(&format!("/admin/attendance/shifts/{shift}/delete"), &[]).await.status, 303);
+    let (shifts, assignments) = a.shifts().await.unwrap();
+    assert!(shifts.is_empty() && assignments.is_empty());
+    assert_eq!(c.audit_count("attendance.shift_delete").await, 1);
 }
 
 /// StartTLS on the LDAP port and LDAPS on its own, with a certificate from `openssl`.

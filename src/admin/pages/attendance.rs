@@ -28,6 +28,9 @@ pub struct MonthQuery {
     pub month: String,
     #[serde(default)]
     pub done: Option<String>,
+    /// A shift to edit in the form.
+    #[serde(default)]
+    pub shift: Option<Uuid>,
 }
 
 pub struct MemberMonth {
@@ -94,6 +97,9 @@ pub struct DayView {
 
 #[derive(Debug, Default, Deserialize, Clone)]
 pub struct ShiftForm {
+    /// The shift being edited (empty: a new one).
+    #[serde(default)]
+    pub id: String,
     #[serde(default)]
     pub name: String,
     #[serde(default)]
@@ -187,7 +193,28 @@ async fn unit_members(r: &crate::admin::Ready, unit: Uuid) -> Result<Vec<Member>
 pub async fn unit_month(State(state): State<Console>, p: Principal, Query(q): Query<MonthQuery>) -> Reply {
     let r = ready(&state)?;
     p.require(&r.directory, p.has(Permission::ManageLoginPolicy), "attendance.view").await?;
-    render(r, &p, q, ShiftForm::default(), Errors::default()).await
+    let mut form = ShiftForm::default();
+    if let Some(id) = q.shift {
+        let (shifts, _) = r.attendance.shifts().await.map_err(|e| Failure::from_directory(&e))?;
+        let s = &shifts.iter().find(|s| s.id == id).ok_or(Failure::NotFound)?.spec;
+        form = ShiftForm {
+            id: id.to_string(),
+            name: s.name.clone(),
+            time_zone: s.time_zone.clone(),
+            start: s.start.clone(),
+            end: s.end.clone(),
+            window_before: s.window_before.to_string(),
+            window_after: s.window_after.to_string(),
+            late_after: s.late_after.to_string(),
+            serious_after: s.serious_after.to_string(),
+            absent_after: s.absent_after.to_string(),
+            early_leave_before: s.early_leave_before.to_string(),
+            rest_days: s.rest_days.join(" "),
+            holidays: s.holidays.join(" "),
+            workdays: s.workdays.join(" "),
+        };
+    }
+    render(r, &p, q, form, Errors::default()).await
 }
 
 async fn render(
@@ -357,7 +384,15 @@ fn minutes(f: &str, v: &str, default: i64, errors: &mut Errors) -> i64 {
     }
 }
 
-/// Adds a shift (an unscoped grant).
+/// Deletes a shift and its assignments (an unscoped grant).
+pub async fn delete_shift(State(state): State<Console>, p: Principal, Path(id): Path<Uuid>) -> Reply {
+    let r = ready(&state)?;
+    p.require(&r.directory, p.has_everywhere(Permission::ManageLoginPolicy), "attendance.shift").await?;
+    r.attendance.delete_shift(&p.actor(), id).await.map_err(|e| Failure::from_directory(&e))?;
+    Ok(see_other("/admin/attendance?done=signin.saved"))
+}
+
+/// Adds a shift, or saves the one the form edits (an unscoped grant).
 pub async fn create_shift(
     State(state): State<Console>,
     p: Principal,
@@ -388,8 +423,12 @@ pub async fn create_shift(
         holidays: words(&f.holidays),
         workdays: words(&f.workdays),
     };
+    let id = match opt(&f.id) {
+        None => None,
+        Some(s) => Some(Uuid::parse_str(&s).map_err(|_| Failure::Bad("id: a shift id".into()))?),
+    };
     if errors.is_empty() {
-        match r.attendance.save_shift(&p.actor(), None, &spec).await {
+        match r.attendance.save_shift(&p.actor(), id, &spec).await {
             Ok(_) => return Ok(see_other("/admin/attendance?done=signin.saved")),
             Err(e) => errors = Errors::from_directory(e)?,
         }

@@ -44,6 +44,22 @@ macro_rules! sql_attendance {
                 tx.commit().await.map_err($err)
             }
 
+            async fn shift_delete(
+                &self,
+                _key: &$crate::access::store::Sealed,
+                id: Uuid,
+                audit: &m::AuditRecord,
+            ) -> Result<bool> {
+                let mut tx = self.begin_tx().await?;
+                exec(&mut tx, q("DELETE FROM attendance_assignments WHERE shift_id = $1").bind(id)).await?;
+                if exec(&mut tx, q("DELETE FROM attendance_shifts WHERE id = $1").bind(id)).await? == 0 {
+                    return Ok(false);
+                }
+                bulk::audit_insert(&mut tx, std::slice::from_ref(audit)).await?;
+                tx.commit().await.map_err($err)?;
+                Ok(true)
+            }
+
             async fn shift_assign(
                 &self,
                 _key: &$crate::access::store::Sealed,
