@@ -152,3 +152,63 @@ async fn admin_routes_and_refusals() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(s.directory.store().counts().await.unwrap().org_units, 0);
 }
+
+/// `api`: the sign-in API and attendance punches: no token, a token of another kind, a body
+/// that is not the request, before the store is ready.
+#[tokio::test]
+async fn api_routes_and_error_bodies() {
+    use roster::access::store::TokenKind;
+    let (starting, _db0, _s0) = app(false).await;
+    let post = |path: &str, token: Option<&str>, body: &str| {
+        let mut r = Request::post(path).header(header::CONTENT_TYPE, "application/json");
+        if let Some(t) = token {
+            r = r.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        r.body(Body::from(body.to_owned())).unwrap()
+    };
+    let (status, _, body) = send(&starting, post("/api/v1/sign-in", None, "{}")).await;
+    assert_eq!((status, json(&body)["error"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("starting")));
+
+    let (app, _db, s) = app(true).await;
+    let actor = crate::common::console();
+    let sign_in = s.access.create_token_of(&actor, "im", TokenKind::SignIn, false).await.unwrap();
+    let clock = s.access.create_token_of(&actor, "clock", TokenKind::Attendance, false).await.unwrap();
+    for path in ["/api/v1/sign-in", "/api/v1/attendance/punches"] {
+        let (status, _, body) = send(&app, post(path, None, "{}")).await;
+        assert_eq!(
+            (status, json(&body)["error"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("unauthorized")),
+            "{path}"
+        );
+    }
+    let (status, _, body) = send(&app, post("/api/v1/sign-in", Some(&clock), "{}")).await;
+    assert_eq!((status, json(&body)["error"].as_str()), (StatusCode::FORBIDDEN, Some("wrong_token_kind")));
+    let (status, _, body) = send(&app, post("/api/v1/attendance/punches", Some(&sign_in), "{}")).await;
+    assert_eq!((status, json(&body)["error"].as_str()), (StatusCode::FORBIDDEN, Some("wrong_token_kind")));
+    let (status, _, body) = send(&app, post("/api/v1/sign-in", Some(&sign_in), "{\"account\": 1}")).await;
+    assert_eq!((status, json(&body)["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_json")));
+    let (status, _, body) =
+        send(&app, post("/api/v1/sign-in", Some(&sign_in), r#"{"account":"1","password":"x","extra":1}"#))
+            .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "unknown fields are refused: {}",
+        String::from_utf8_lossy(&body)
+    );
+    let (status, _, body) =
+        send(&app, post("/api/v1/sign-in", Some(&sign_in), r#"{"account":"nobody","password":"x"}"#)).await;
+    assert_eq!(
+        (status, json(&body)["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_credentials"))
+    );
+    let many: Vec<Value> = (0..5001)
+        .map(|i| serde_json::json!({"id": i.to_string(), "account": "1", "at": "2026-12-03T09:00:00Z"}))
+        .collect();
+    let (status, _, _) = send(
+        &app,
+        post("/api/v1/attendance/punches", Some(&clock), &serde_json::json!({"punches": many}).to_string()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}
