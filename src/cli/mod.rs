@@ -54,6 +54,12 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// A consistent online backup of the SQLite store into the directory PATH (created; must be
+    /// empty): `roster.db` and `manifest.json` (size, SHA-256, schema version). The daemon may run.
+    Backup { path: PathBuf },
+    /// Restores a `rosterd backup` directory into the configured SQLite database, which must not
+    /// exist yet (an empty data directory); checks the manifest's SHA-256 first.
+    Restore { path: PathBuf },
     /// Service accounts apps bind to Roster's LDAP server as.
     LdapClient {
         #[command(subcommand)]
@@ -332,6 +338,8 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<ExitCode> {
             services.store.close().await;
             result?;
         }
+        Command::Backup { path } => backup(&cfg, &path).await?,
+        Command::Restore { path } => restore(&cfg, &path).await?,
         Command::LdapClient { command } => {
             let services = app::open(&cfg).await?;
             let result = ldap_client(&cfg, &services, &console, command).await;
@@ -625,6 +633,83 @@ async fn token(services: &app::Services, console: &Actor, command: TokenCommand)
             println!("{secret}");
         }
     }
+    Ok(())
+}
+
+fn sha256_file(path: &std::path::Path) -> anyhow::Result<(String, u64)> {
+    use sha2::Digest;
+    let mut f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut h = sha2::Sha256::new();
+    let n = std::io::copy(&mut f, &mut h).with_context(|| format!("reading {}", path.display()))?;
+    Ok((hex::encode(h.finalize()), n))
+}
+
+async fn backup(cfg: &Config, dir: &std::path::Path) -> anyhow::Result<()> {
+    if dir.exists()
+        && std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?.next().is_some()
+    {
+        anyhow::bail!("{} is not empty: back up into a new or empty directory", dir.display());
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let services = app::open_migrated(cfg).await?;
+    let file = dir.join("roster.db");
+    let result = services.store.backup_into(&file).await;
+    services.store.close().await;
+    result?;
+    let (sha256, size) = sha256_file(&file)?;
+    let manifest = serde_json::json!({
+        "format": "roster-backup-1",
+        "file": "roster.db",
+        "size": size,
+        "sha256": sha256,
+        "rosterd": env!("CARGO_PKG_VERSION"),
+        "created_at": chrono::Utc::now(),
+    });
+    std::fs::write(dir.join("manifest.json"), serde_json::to_string_pretty(&manifest)? + "\n")
+        .with_context(|| format!("writing {}", dir.join("manifest.json").display()))?;
+    eprintln!("backed up the store ({size} bytes) into {}", dir.display());
+    println!("{}", dir.display());
+    Ok(())
+}
+
+async fn restore(cfg: &Config, dir: &std::path::Path) -> anyhow::Result<()> {
+    if !cfg.database.url.starts_with("sqlite:") {
+        anyhow::bail!(
+            "rosterd restore writes a SQLite store; restore PostgreSQL with pg_restore or psql (see README)"
+        );
+    }
+    let target = crate::store::sqlite_database_file(&cfg.database.url)
+        .ok_or_else(|| anyhow::anyhow!("database.url does not name a SQLite file"))?;
+    if target.exists() && std::fs::metadata(&target)?.len() > 0 {
+        anyhow::bail!(
+            "{} exists: restore into an empty data directory (move the old database away first)",
+            target.display()
+        );
+    }
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.join("manifest.json"))
+            .with_context(|| format!("reading {}/manifest.json", dir.display()))?,
+    )
+    .context("manifest.json is not JSON")?;
+    let file = dir.join(manifest["file"].as_str().unwrap_or("roster.db"));
+    let (sha256, size) = sha256_file(&file)?;
+    if manifest["sha256"].as_str() != Some(sha256.as_str()) || manifest["size"].as_u64() != Some(size) {
+        anyhow::bail!(
+            "{} does not match manifest.json (size or SHA-256): the backup is damaged",
+            file.display()
+        );
+    }
+    if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    // Copied beside the target, then renamed: a restore cut short leaves no half a database.
+    let partial = target.with_extension("restoring");
+    std::fs::copy(&file, &partial).with_context(|| format!("copying to {}", partial.display()))?;
+    std::fs::rename(&partial, &target).with_context(|| format!("renaming to {}", target.display()))?;
+    // Open it: a newer rosterd applies its migrations; a damaged file fails here.
+    let services = app::open_migrated(cfg).await?;
+    services.store.close().await;
+    eprintln!("restored {} ({size} bytes) into {}", dir.display(), target.display());
     Ok(())
 }
 

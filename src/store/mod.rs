@@ -32,6 +32,7 @@ use crate::sync::store::RunStore;
 mod sql;
 mod postgres;
 mod sqlite;
+pub use sqlite::database_file as sqlite_database_file;
 
 pub use postgres::PgStore;
 
@@ -72,6 +73,10 @@ pub trait Maintenance: Send + Sync + 'static {
     async fn probe_write(&self) -> Result<()>;
     /// Closes the connections (SQLite then checkpoints and removes its WAL file).
     async fn close(&self);
+    /// Writes a consistent copy of the whole database to the new file `file` while the store
+    /// serves (SQLite: `VACUUM INTO`, from one read transaction's snapshot). PostgreSQL: an
+    /// error saying to use `pg_dump`.
+    async fn backup_into(&self, file: &std::path::Path) -> Result<()>;
 }
 
 /// Every owner's store in one: what [`open`] returns and [`crate::app`] hands out, each owner

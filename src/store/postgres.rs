@@ -73,6 +73,13 @@ impl PgStore {
         })
     }
 
+    async fn backup_impl(&self, _file: &std::path::Path) -> Result<(), StoreError> {
+        Err(StoreError::Other(
+            "rosterd backup copies a SQLite store; back up PostgreSQL with pg_dump (see README, Backup and restore)"
+                .into(),
+        ))
+    }
+
     async fn schema_state_impl(&self) -> Result<super::SchemaState, StoreError> {
         let (exists,): (bool,) = sqlx::query_as("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
             .fetch_one(&self.read)

@@ -57,6 +57,11 @@ fn unique_key(message: &str) -> String {
     format!("{table}_{}", columns.join("_"))
 }
 
+/// The database file a `sqlite:` URL names.
+pub fn database_file(url: &str) -> Option<std::path::PathBuf> {
+    SqliteConnectOptions::from_str(url).ok().map(|o| o.get_filename().to_path_buf())
+}
+
 impl SqliteStore {
     pub async fn open(cfg: &DatabaseConfig) -> Result<SqliteStore, StoreError> {
         let opts = SqliteConnectOptions::from_str(&cfg.url)
@@ -130,6 +135,14 @@ impl SqliteStore {
             sqlx::migrate::MigrateError::Execute(e) => err(e),
             other => StoreError::Migration(other.to_string()),
         })
+    }
+
+    async fn backup_impl(&self, file: &std::path::Path) -> Result<(), StoreError> {
+        let path =
+            file.to_str().ok_or_else(|| StoreError::Other(format!("{} is not UTF-8", file.display())))?;
+        // One read transaction's snapshot, written out whole: writers go on meanwhile (WAL).
+        sqlx::query("VACUUM INTO ?1").bind(path.to_owned()).execute(&self.read).await.map_err(err)?;
+        Ok(())
     }
 
     async fn schema_state_impl(&self) -> Result<super::SchemaState, StoreError> {

@@ -854,7 +854,7 @@ async fn console_login_management() {
     assert_eq!(p.status, 403, "{}", p.body);
     assert!(p.has("sign-in policy"), "{}", p.body);
     // A Sales admin with a scoped login-policy grant: signs in, sees Sales' log only, not the rules.
-    let sam = c.member_with("sam", Some(sales), &[(&[Permission::ManageLoginPolicy], Some(sales))]).await;
+    c.member_with("sam", Some(sales), &[(&[Permission::ManageLoginPolicy], Some(sales))]).await;
     let mut m = c.session();
     assert_eq!(m.sign_in("sam", MEMBER_PW).await.status, 303);
     assert_eq!(m.get("/admin/sign-in").await.status, 403, "the rules need an unscoped grant");

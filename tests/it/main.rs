@@ -6,6 +6,7 @@
 
 mod admin;
 mod archive;
+mod backup;
 mod cli;
 mod console_e2e;
 mod daemon;

@@ -29,6 +29,10 @@ macro_rules! sql_maintenance {
                 tx.rollback().await.map_err($err)
             }
 
+            async fn backup_into(&self, file: &std::path::Path) -> Result<()> {
+                self.backup_impl(file).await
+            }
+
             async fn close(&self) {
                 self.read.close().await;
                 self.write.close().await;
