@@ -1104,3 +1104,37 @@ async fn start_tls_and_ldaps() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+on_both_stores!(the_login_log_forgets_after_its_days);
+
+/// `access:login-log` (run as the scheduler runs it) forgets attempts older than
+/// `access.login_log_days` and keeps the rest.
+async fn the_login_log_forgets_after_its_days(backend: Backend) {
+    use roster::access::login::LoginEntry;
+    let db = crate::common::TestDb::new(backend);
+    let s = db.open().await;
+    let now = chrono::Utc::now();
+    let entry = |days_ago: i64, typed: &str| LoginEntry {
+        id: 0,
+        at: now - chrono::Duration::days(days_ago),
+        member_id: None,
+        typed: typed.into(),
+        client: "ldap".into(),
+        app: "im".into(),
+        ip: None,
+        outcome: "failed".into(),
+        rule_id: None,
+        reason: String::new(),
+        unit_path: String::new(),
+    };
+    for (days, typed) in [(500, "old"), (401, "just over"), (399, "just under"), (0, "today")] {
+        s.0.login.login_log_insert(&entry(days, typed)).await.unwrap();
+    }
+    let jobs = roster::access::signin::jobs(s.0.login.clone(), 400);
+    assert_eq!(jobs[0].name, "access:login-log");
+    (jobs[0].run)().await.unwrap();
+    let left = s.0.login.login_log(&LoginFilter { limit: 10, ..Default::default() }).await.unwrap();
+    let mut kept: Vec<&str> = left.iter().map(|e| e.typed.as_str()).collect();
+    kept.sort();
+    assert_eq!(kept, ["just under", "today"]);
+}
