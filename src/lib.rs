@@ -40,6 +40,8 @@ pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod directory;
+#[cfg(test)]
+mod fuzz;
 pub mod http;
 pub mod jobs;
 pub mod ldap_server;

@@ -8,7 +8,7 @@
 
 pub mod auth;
 pub mod i18n;
-mod pages;
+pub(crate) mod pages;
 mod views;
 
 use axum::Router;

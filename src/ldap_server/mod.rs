@@ -19,8 +19,6 @@
 
 pub mod dn;
 pub mod entry;
-#[cfg(test)]
-mod fuzz;
 pub mod tree;
 
 use std::collections::HashMap;
@@ -56,7 +54,7 @@ use tree::{Names, Snapshot};
 /// The largest request accepted, in bytes (a 1 MB filter is refused).
 pub const MAX_PDU: usize = 256 * 1024;
 /// The deepest BER nesting accepted (a filter nested 10,000 deep is refused).
-const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_DEPTH: usize = 64;
 const OID_STARTTLS: &str = "1.3.6.1.4.1.1466.20037";
 const OID_NOTICE_OF_DISCONNECTION: &str = "1.3.6.1.4.1.1466.20036";
 const OID_PAGED_RESULTS: &str = "1.2.840.113556.1.4.319";
@@ -1184,7 +1182,7 @@ fn response_for(id: i32, op: &LdapOp, r: LdapResult) -> LdapMsg {
 /// Where a paged search goes on: the phase (0 fixed entries, 1 units, 2 groups, 3 people) and
 /// the position in it (an index, or the last account number sent).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Cursor {
+pub(crate) struct Cursor {
     phase: u8,
     at: i64,
 }
@@ -1198,7 +1196,7 @@ impl Cursor {
         format!("r1:{fingerprint:016x}:{}:{}", self.phase, self.at).into_bytes()
     }
 
-    fn decode(cookie: &[u8], fingerprint: u64) -> Option<Cursor> {
+    pub(crate) fn decode(cookie: &[u8], fingerprint: u64) -> Option<Cursor> {
         let s = std::str::from_utf8(cookie).ok()?;
         let mut parts = s.split(':');
         if parts.next()? != "r1" || u64::from_str_radix(parts.next()?, 16).ok()? != fingerprint {
@@ -1211,7 +1209,7 @@ impl Cursor {
 }
 
 /// Ties a paging cookie to its search (base, scope, filter).
-fn search_fingerprint(req: &LdapSearchRequest) -> u64 {
+pub(crate) fn search_fingerprint(req: &LdapSearchRequest) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     req.base.to_lowercase().hash(&mut h);

@@ -5,9 +5,9 @@
 //! Inputs are valid requests of every kind the server answers (binds, searches with every
 //! filter kind and the paged results control, extended operations, writes), mutated at random
 //! (bytes flipped, inserted, deleted, lengths changed, cut short, spliced together), plus
-//! random filters evaluated against a full member entry. `cargo test --lib ldap_server::fuzz`
-//! runs a few thousand; `ROSTER_FUZZ_CASES=10000000 cargo test --release --lib
-//! ldap_server::fuzz -- --nocapture` runs ten million of each and prints the count.
+//! random filters evaluated against a full member entry. `cargo test --lib fuzz::ldap`
+//! runs a few thousand; `ROSTER_FUZZ_CASES=10000000 cargo test --lib fuzz::ldap
+//! -- --nocapture` runs ten million of each and prints the count.
 
 use ldap3_proto::LdapCodec;
 use ldap3_proto::control::LdapControl;
@@ -15,27 +15,9 @@ use ldap3_proto::proto::*;
 use tokio_util::bytes::BytesMut;
 use tokio_util::codec::{Decoder, Encoder};
 
-use super::dn::Dn;
-use super::entry::{Entry, Selection};
-
-fn cases() -> u64 {
-    std::env::var("ROSTER_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(3_000)
-}
-
-/// xorshift64*: a fast, seeded generator (the runs are reproducible by seed).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+use super::{Rng, cases, mutate};
+use crate::ldap_server::dn::Dn;
+use crate::ldap_server::entry::{Entry, Selection};
 
 fn search(filter: LdapFilter, attrs: Vec<String>, ctrl: Vec<LdapControl>) -> LdapMsg {
     LdapMsg::new_with_ctrls(
@@ -137,31 +119,6 @@ fn seeds() -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
-    let mut b = seeds[rng.below(seeds.len())].clone();
-    for _ in 0..1 + rng.below(8) {
-        let at = rng.below(b.len() + 1);
-        let last = b.len().saturating_sub(1);
-        match rng.below(7) {
-            0 if !b.is_empty() => b[at.min(last)] ^= 1 << rng.below(8),
-            1 => b.insert(at, rng.next() as u8),
-            2 if at < b.len() => {
-                b.remove(at);
-            }
-            3 => b.truncate(at),
-            // A length byte set to something interesting.
-            4 if !b.is_empty() => b[at.min(last)] = [0x00, 0x7f, 0x80, 0x81, 0x84, 0xff][rng.below(6)],
-            5 => {
-                let other = &seeds[rng.below(seeds.len())];
-                let from = rng.below(other.len());
-                b.splice(at..at, other[from..].iter().copied());
-            }
-            _ => b.extend((0..rng.below(16)).map(|_| rng.next() as u8)),
-        }
-    }
-    b
-}
-
 /// What the server does with a decoded request before the store: none of it may panic.
 fn process(msg: &LdapMsg, entry: &Entry) {
     match &msg.op {
@@ -173,9 +130,9 @@ fn process(msg: &LdapMsg, entry: &Entry) {
                 let _ = Dn::parse(&entry.dn).map(|d| d.is_under(&base));
             }
             let _ = entry.matches(&s.filter);
-            let _ = super::entry::required_equality(&s.filter, "uid");
+            let _ = crate::ldap_server::entry::required_equality(&s.filter, "uid");
             let _ = entry.to_result(&Selection::new(&s.attrs), s.typesonly);
-            let _ = super::search_fingerprint(s);
+            let _ = crate::ldap_server::search_fingerprint(s);
         }
         LdapOp::ExtendedRequest(x) => {
             let _ = LdapPasswordModifyRequest::try_from(x);
@@ -184,7 +141,7 @@ fn process(msg: &LdapMsg, entry: &Entry) {
     }
     for c in &msg.ctrl {
         if let LdapControl::SimplePagedResults { cookie, .. } = c {
-            let _ = super::Cursor::decode(cookie, 0xff);
+            let _ = crate::ldap_server::Cursor::decode(cookie, 0xff);
         }
     }
 }
@@ -211,7 +168,8 @@ fn request_decoding_never_panics() {
     for _ in 0..n {
         let input = mutate(&mut rng, &seeds);
         let mut buf = BytesMut::from(&input[..]);
-        let mut codec = LdapCodec::new(Some(super::MAX_PDU), Some(super::MAX_DEPTH));
+        let mut codec =
+            LdapCodec::new(Some(crate::ldap_server::MAX_PDU), Some(crate::ldap_server::MAX_DEPTH));
         // Everything the buffer holds, as the connection loop reads it.
         for _ in 0..8 {
             match codec.decode(&mut buf) {
