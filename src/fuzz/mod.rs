@@ -154,3 +154,46 @@ fn archive_xmpp() {
     let (n, ok) = run("archive_xmpp", 7, |b| crate::archive::xmpp::line(&text(b), None, None, now).is_ok());
     assert!(ok > 0 && ok < n);
 }
+
+/// LDIF-like text (`dn:` then `attribute: value` lines, blank lines between entries) as the
+/// entries an LDAP read returns.
+fn entries(b: &[u8]) -> Vec<crate::sync::ldap::RawEntry> {
+    let mut out = Vec::new();
+    for block in text(b).split("\n\n") {
+        let mut e = crate::sync::ldap::RawEntry { dn: String::new(), attrs: Vec::new(), bin: Vec::new() };
+        for line in block.lines() {
+            let Some((k, v)) = line.split_once(':') else { continue };
+            let (k, v) = (k.trim(), v.trim().to_owned());
+            if k.eq_ignore_ascii_case("dn") {
+                e.dn = v;
+            } else if let Some(a) = e.attrs.iter_mut().find(|(n, _)| n == k) {
+                a.1.push(v);
+            } else {
+                e.attrs.push((k.to_owned(), vec![v]));
+            }
+        }
+        out.push(e);
+    }
+    out
+}
+
+#[test]
+fn ldap_entry_mapping() {
+    let src: crate::config::LdapSource = toml::from_str(
+        "name = \"fuzz\"\nurl = \"ldap://127.0.0.1\"\nusers = { base_dn = \"dc=example,dc=com\" }\n\
+         org_units = { base_dn = \"dc=example,dc=com\" }\n",
+    )
+    .expect("a valid source");
+    let map = crate::sync::map::AttrMap::for_source(&src).expect("the attribute map");
+    let (n, ok) = run("ldap_entries", 8, |b| {
+        let (units, users): (Vec<_>, Vec<_>) =
+            entries(b).into_iter().partition(|e| e.dn.to_ascii_lowercase().starts_with("ou="));
+        let mut m = crate::sync::map::Mapper::new(&map, Some("dc=example,dc=com"), units, false);
+        for u in users {
+            m.user(u);
+        }
+        let s = m.finish(Vec::new(), &Default::default(), &Default::default());
+        !s.users.is_empty() && s.skipped.is_empty()
+    });
+    assert!(ok > 0 && ok < n);
+}
