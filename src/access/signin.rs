@@ -147,10 +147,6 @@ impl SignIn {
         }
     }
 
-    pub fn directory(&self) -> &DirectoryService {
-        &self.inner.directory
-    }
-
     /// Resolves, limits, verifies, decides and logs one attempt.
     pub async fn attempt(&self, a: &Attempt<'_>) -> DirectoryResult<Result<Signed, Refused>> {
         let typed: String = a.account.trim().chars().take(MAX_ACCOUNT).collect::<String>().to_lowercase();

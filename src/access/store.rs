@@ -78,15 +78,6 @@ pub struct AdminSession {
     pub ip: String,
 }
 
-/// Failed sign-ins under one key (`login:<name>`, `ip:<address>`) in the current window.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct SignInFailures {
-    pub key: String,
-    pub failures: i64,
-    pub window_start: DateTime<Utc>,
-    pub locked_until: Option<DateTime<Utc>>,
-}
-
 /// The proof that the caller is `access` itself: the audited token writes take one, and only
 /// this module makes it, so they are reachable only through [`super::Access`].
 pub struct Sealed(());
@@ -108,7 +99,6 @@ pub trait AccessStore: Send + Sync + 'static {
     async fn session_touch(&self, id_hash: &str, seen: DateTime<Utc>, expires: DateTime<Utc>) -> Result<()>;
     async fn session_delete(&self, id_hash: &str) -> Result<()>;
     async fn sessions_purge(&self, before: DateTime<Utc>) -> Result<u64>;
-    async fn sign_in_failures(&self, key: &str) -> Result<Option<SignInFailures>>;
     /// Counts one more failure under `key` (starting a new window at `now` when the current one
     /// began before `window_from`), in one statement; returns the failures in the window and
     /// the key's lock, if any.

@@ -182,11 +182,6 @@ pub struct Wanted {
 }
 
 impl Wanted {
-    /// Every attribute (a bind's own entry, tests).
-    pub fn all() -> Wanted {
-        Wanted { all_user: true, all_operational: true, names: Vec::new() }
-    }
-
     pub fn new(sel: &Selection, filter: &LdapFilter) -> Wanted {
         let mut names = sel.names.clone();
         fn walk(f: &LdapFilter, out: &mut Vec<String>) {

@@ -18,7 +18,6 @@
 //! to show the org tree as contact groups).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use uuid::Uuid;
 
@@ -270,6 +269,3 @@ pub fn fixed_entries(names: &Names, organization: &str) -> Vec<Entry> {
 pub fn generalized(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y%m%d%H%M%SZ").to_string()
 }
-
-/// Shared handle to the current snapshot.
-pub type Shared = Arc<Snapshot>;

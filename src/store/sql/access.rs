@@ -69,11 +69,6 @@ macro_rules! sql_access {
                     .execute(&self.write).await.map_err($err)?.rows_affected())
             }
 
-            async fn sign_in_failures(&self, key: &str) -> Result<Option<$crate::access::store::SignInFailures>> {
-                sqlx::query_as("SELECT key, failures, window_start, locked_until FROM sign_in_failures WHERE key = $1")
-                    .bind(key.to_owned()).fetch_optional(&self.write).await.map_err($err)
-            }
-
             async fn sign_in_failure_add(&self, key: &str, now: DateTime<Utc>, window_from: DateTime<Utc>) -> Result<(i64, Option<DateTime<Utc>>)> {
                 let row: (i64, Option<DateTime<Utc>>) = sqlx::query_as(
                     "INSERT INTO sign_in_failures (key, failures, window_start) VALUES ($1, 1, $2) \
