@@ -767,8 +767,9 @@ impl Config {
             }
             None => {}
         }
-        // ROSTER_CONFIG names the file (see cli.rs); it is not a key.
-        figment = figment.merge(Env::prefixed("ROSTER_").ignore(&["config"]).split("__"));
+        // ROSTER_CONFIG names the file and ROSTER_MIGRATE_TO the target of `rosterd
+        // migrate-store` (see cli); they are not keys.
+        figment = figment.merge(Env::prefixed("ROSTER_").ignore(&["config", "migrate_to"]).split("__"));
         let mut cfg: Config = figment.extract().map_err(from_figment)?;
         cfg.resolve_secret_files()?;
         cfg.validate()?;

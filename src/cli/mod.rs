@@ -60,6 +60,15 @@ pub enum Command {
     /// Restores a `rosterd backup` directory into the configured SQLite database, which must not
     /// exist yet (an empty data directory); checks the manifest's SHA-256 first.
     Restore { path: PathBuf },
+    /// Copies the SQLite store into the empty PostgreSQL database `--to` names (migrating it
+    /// first), in one transaction, and verifies every table's row count and checksum. Stop the
+    /// daemon first: writes made during the copy are not copied.
+    MigrateStore {
+        /// postgres://USER:PASSWORD@HOST:PORT/DB (or ROSTER_MIGRATE_TO, to keep the password out
+        /// of the process list).
+        #[arg(long, env = "ROSTER_MIGRATE_TO", value_name = "URL", hide_env_values = true)]
+        to: String,
+    },
     /// Service accounts apps bind to Roster's LDAP server as.
     LdapClient {
         #[command(subcommand)]
@@ -340,6 +349,7 @@ async fn dispatch(command: Command, cfg: Config) -> anyhow::Result<ExitCode> {
         }
         Command::Backup { path } => backup(&cfg, &path).await?,
         Command::Restore { path } => restore(&cfg, &path).await?,
+        Command::MigrateStore { to } => migrate_store(&cfg, &to).await?,
         Command::LdapClient { command } => {
             let services = app::open(&cfg).await?;
             let result = ldap_client(&cfg, &services, &console, command).await;
@@ -669,6 +679,27 @@ async fn backup(cfg: &Config, dir: &std::path::Path) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", dir.join("manifest.json").display()))?;
     eprintln!("backed up the store ({size} bytes) into {}", dir.display());
     println!("{}", dir.display());
+    Ok(())
+}
+
+async fn migrate_store(cfg: &Config, to: &str) -> anyhow::Result<()> {
+    let shown = crate::config::redact_url(to);
+    eprintln!("copying {} into {shown} ...", crate::config::redact_url(&cfg.database.url));
+    let mut progress = |table: &str, rows: u64| eprintln!("  {table}: {rows} rows");
+    let copied = crate::store::copy::sqlite_to_postgres(&cfg.database, to, &mut progress)
+        .await
+        .context("the copy failed and nothing was committed; the SQLite store is unchanged")?;
+    println!("{:<28} {:>10}  checksum (SQLite = PostgreSQL)", "table", "rows");
+    for c in &copied {
+        println!("{:<28} {:>10}  {}", c.table, c.rows, c.checksum);
+    }
+    let rows: u64 = copied.iter().map(|c| c.rows).sum();
+    eprintln!(
+        "copied {rows} rows in {} tables; every count and checksum matches.\n\
+         Now set database.url = \"{shown}\" in the configuration (or ROSTER_DATABASE__URL, or \
+         database.url_file) and start rosterd. Keep the SQLite file until you are satisfied.",
+        copied.len()
+    );
     Ok(())
 }
 

@@ -30,6 +30,7 @@ use crate::sync::store::RunStore;
 
 #[macro_use]
 mod sql;
+pub mod copy;
 mod postgres;
 mod sqlite;
 pub use sqlite::database_file as sqlite_database_file;
