@@ -82,15 +82,7 @@ impl Console {
     }
 
     pub fn session(&self) -> Session {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Session {
-            base: self.base.clone(),
-            http,
-            cookies: HashMap::new(),
-            csrf: String::new(),
-            headers: Vec::new(),
-        }
+        Session::at(&self.base)
     }
 
     /// A signed-in session as the super admin.
@@ -144,6 +136,7 @@ impl Console {
 }
 
 /// A browser-like client: keeps cookies, picks up the CSRF token from each page.
+#[derive(Clone)]
 pub struct Session {
     base: String,
     http: reqwest::Client,
@@ -168,6 +161,18 @@ impl Page {
 }
 
 impl Session {
+    /// A new browser-like client for the console at `base` (`http://host:port`).
+    pub fn at(base: &str) -> Session {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Session { base: base.to_owned(), http, cookies: HashMap::new(), csrf: String::new(), headers: Vec::new() }
+    }
+
+    /// The same browser, talking to another node behind the load balancer.
+    pub fn moved_to(&self, base: &str) -> Session {
+        Session { base: base.to_owned(), ..self.clone() }
+    }
+
     fn cookie_header(&self) -> String {
         self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
     }

@@ -43,7 +43,11 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(cwd: &Path, envs: &[(&str, String)]) -> Daemon {
-        let port = free_port();
+        Daemon::start_on(cwd, free_port(), envs)
+    }
+
+    /// On a given port (a node restarted where its clients know it).
+    pub fn start_on(cwd: &Path, port: u16, envs: &[(&str, String)]) -> Daemon {
         let log = cwd.join(format!("rosterd-{port}.log"));
         let child = rosterd(cwd)
             .arg("serve")

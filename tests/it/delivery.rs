@@ -143,7 +143,7 @@ async fn gateway_send(State(gw): State<Gateway>, body: String) -> (StatusCode, S
     (StatusCode::OK, format!(r#"{{"id": "gw-{}"}}"#, got.len()))
 }
 
-fn delivery_config(smtp_port: u16, gateway: &Gateway) -> DeliveryConfig {
+pub fn delivery_config(smtp_port: u16, gateway: &Gateway) -> DeliveryConfig {
     DeliveryConfig {
         backoff_secs: 1,
         backoff_max_secs: 2,
@@ -180,7 +180,7 @@ fn delivery_config(smtp_port: u16, gateway: &Gateway) -> DeliveryConfig {
     }
 }
 
-fn new_hire(login: &str, mobile: &str) -> Change {
+pub fn new_hire(login: &str, mobile: &str) -> Change {
     Change::CreateMember(NewMember {
         emails: vec![Email {
             address: format!("{login}@home.example.org"),

@@ -9,6 +9,7 @@ mod archive;
 mod backup;
 mod cli;
 mod console_e2e;
+mod crash;
 mod daemon;
 mod delivery;
 mod faults;
