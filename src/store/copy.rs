@@ -100,7 +100,8 @@ pub async fn sqlite_to_postgres(
     if !(target.starts_with("postgres://") || target.starts_with("postgresql://")) {
         return Err(other("--to must be a postgres:// URL"));
     }
-    let file = super::sqlite_database_file(&source.url).ok_or_else(|| other("database.url names no SQLite file"))?;
+    let file =
+        super::sqlite_database_file(&source.url).ok_or_else(|| other("database.url names no SQLite file"))?;
     if !file.exists() {
         return Err(other(format!("{} does not exist: there is no SQLite store to copy", file.display())));
     }
@@ -110,8 +111,12 @@ pub async fn sqlite_to_postgres(
     super::Maintenance::close(&src).await;
     match state? {
         SchemaState::Current => {}
-        SchemaState::Behind => return Err(other("the SQLite store is behind this rosterd: run `rosterd migrate` first")),
-        SchemaState::Ahead => return Err(other("the SQLite store was written by a newer rosterd: use that version")),
+        SchemaState::Behind => {
+            return Err(other("the SQLite store is behind this rosterd: run `rosterd migrate` first"));
+        }
+        SchemaState::Ahead => {
+            return Err(other("the SQLite store was written by a newer rosterd: use that version"));
+        }
     }
     let tcfg = DatabaseConfig { url: target.to_owned(), url_file: None, ..source.clone() };
     let tgt = super::PgStore::open(&tcfg).await?;
@@ -255,7 +260,9 @@ fn fk_order(tables: &BTreeMap<String, Table>) -> Result<Vec<String>> {
     while order.len() < tables.len() {
         let ready: Vec<String> = tables
             .values()
-            .filter(|t| !done.contains(&t.name) && t.needs.iter().all(|n| done.contains(n) || !tables.contains_key(n)))
+            .filter(|t| {
+                !done.contains(&t.name) && t.needs.iter().all(|n| done.contains(n) || !tables.contains_key(n))
+            })
             .map(|t| t.name.clone())
             .collect();
         if ready.is_empty() {
@@ -277,7 +284,8 @@ async fn check_empty(tx: &mut sqlx::PgConnection, tables: &BTreeMap<String, Tabl
     for t in tables.values() {
         let seeded = t.name != "enterprise" && t.columns.iter().any(|c| c.name == "singleton");
         let sql = format!("SELECT count(*) FROM {}", quote(&t.name));
-        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&mut *tx).await.map_err(db_err)?;
+        let n: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&mut *tx).await.map_err(db_err)?;
         if seeded {
             let sql = format!("DELETE FROM {}", quote(&t.name));
             sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *tx).await.map_err(db_err)?;
@@ -297,13 +305,18 @@ async fn check_empty(tx: &mut sqlx::PgConnection, tables: &BTreeMap<String, Tabl
 /// Refuses a SQLite table PostgreSQL has no place for (nothing is left behind silently) but
 /// SQLite's own: its catalogue, the FTS5 index (rebuilt, not copied) and the migrations' record.
 /// Returns SQLite's AUTOINCREMENT high-water marks by table.
-async fn left_behind(s: &mut sqlx::SqliteConnection, tables: &BTreeMap<String, Table>) -> Result<HashMap<String, i64>> {
+async fn left_behind(
+    s: &mut sqlx::SqliteConnection,
+    tables: &BTreeMap<String, Table>,
+) -> Result<HashMap<String, i64>> {
     let rows = sqlx::query("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
         .fetch_all(&mut *s)
         .await
         .map_err(db_err)?;
-    let all: Vec<(String, String)> =
-        rows.iter().map(|r| (r.get::<String, _>(0), r.get::<Option<String>, _>(1).unwrap_or_default())).collect();
+    let all: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r.get::<String, _>(0), r.get::<Option<String>, _>(1).unwrap_or_default()))
+        .collect();
     let virtual_tables: Vec<&str> =
         all.iter().filter(|(_, sql)| sql.starts_with("CREATE VIRTUAL")).map(|(n, _)| n.as_str()).collect();
     for (name, _) in &all {
@@ -316,7 +329,9 @@ async fn left_behind(s: &mut sqlx::SqliteConnection, tables: &BTreeMap<String, T
     }
     let mut seqs = HashMap::new();
     if all.iter().any(|(n, _)| n == "sqlite_sequence") {
-        for r in sqlx::query("SELECT name, seq FROM sqlite_sequence").fetch_all(&mut *s).await.map_err(db_err)? {
+        for r in
+            sqlx::query("SELECT name, seq FROM sqlite_sequence").fetch_all(&mut *s).await.map_err(db_err)?
+        {
             seqs.insert(r.get::<String, _>(0), r.get::<i64, _>(1));
         }
     }
@@ -366,7 +381,9 @@ async fn copy_table(
         .iter()
         .map(|c| match c.kind {
             // hex(NULL) is '', not NULL.
-            Kind::Uuid | Kind::Bytes => format!("CASE WHEN {q} IS NULL THEN NULL ELSE hex({q}) END", q = quote(&c.name)),
+            Kind::Uuid | Kind::Bytes => {
+                format!("CASE WHEN {q} IS NULL THEN NULL ELSE hex({q}) END", q = quote(&c.name))
+            }
             Kind::Grams => quote("body"),
             _ => quote(&c.name),
         })
@@ -463,19 +480,22 @@ fn convert(table: &Table, row: &sqlx::sqlite::SqliteRow) -> Result<Converted> {
     for (i, c) in table.columns.iter().enumerate() {
         let bad = |why: String| StoreError::Corrupt(format!("{}.{}: {why}", table.name, c.name));
         let (value, canon): (String, Option<String>) = match c.kind {
-            Kind::Int | Kind::Bool => match row.try_get::<Option<i64>, _>(i).map_err(|e| bad(e.to_string()))? {
-                None => ("null".into(), None),
-                Some(v) if c.kind == Kind::Bool => {
-                    let b = if v != 0 { "true" } else { "false" };
-                    (b.into(), Some(b.into()))
+            Kind::Int | Kind::Bool => {
+                match row.try_get::<Option<i64>, _>(i).map_err(|e| bad(e.to_string()))? {
+                    None => ("null".into(), None),
+                    Some(v) if c.kind == Kind::Bool => {
+                        let b = if v != 0 { "true" } else { "false" };
+                        (b.into(), Some(b.into()))
+                    }
+                    Some(v) => (v.to_string(), Some(v.to_string())),
                 }
-                Some(v) => (v.to_string(), Some(v.to_string())),
-            },
+            }
             Kind::Uuid => match row.try_get::<Option<String>, _>(i).map_err(|e| bad(e.to_string()))? {
                 None => ("null".into(), None),
                 Some(h) => {
                     let bytes = hex::decode(&h).map_err(|e| bad(e.to_string()))?;
-                    let id = uuid::Uuid::from_slice(&bytes).map_err(|_| bad(format!("{} bytes, not a UUID", bytes.len())))?;
+                    let id = uuid::Uuid::from_slice(&bytes)
+                        .map_err(|_| bad(format!("{} bytes, not a UUID", bytes.len())))?;
                     (format!("\"{id}\""), Some(id.to_string()))
                 }
             },
@@ -501,7 +521,8 @@ fn convert(table: &Table, row: &sqlx::sqlite::SqliteRow) -> Result<Converted> {
             Kind::Json => match row.try_get::<Option<String>, _>(i).map_err(|e| bad(e.to_string()))? {
                 None => ("null".into(), None),
                 Some(t) => {
-                    let v: serde_json::Value = serde_json::from_str(&t).map_err(|e| bad(format!("not JSON: {e}")))?;
+                    let v: serde_json::Value =
+                        serde_json::from_str(&t).map_err(|e| bad(format!("not JSON: {e}")))?;
                     // The text as written (a `json` column keeps it), checked to be JSON.
                     (t.trim().to_owned(), Some(canonical_json(&v)))
                 }
@@ -604,7 +625,9 @@ async fn target_checksum(tx: &mut sqlx::PgConnection, table: &Table) -> Result<(
             let v: Option<String> = row.try_get(i).map_err(db_err)?;
             values.push(match (k, v) {
                 (Kind::Json, Some(t)) => Some(
-                    serde_json::from_str::<serde_json::Value>(&t).map(|v| canonical_json(&v)).map_err(other)?,
+                    serde_json::from_str::<serde_json::Value>(&t)
+                        .map(|v| canonical_json(&v))
+                        .map_err(other)?,
                 ),
                 (_, v) => v,
             });

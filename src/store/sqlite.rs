@@ -62,6 +62,36 @@ pub fn database_file(url: &str) -> Option<std::path::PathBuf> {
     SqliteConnectOptions::from_str(url).ok().map(|o| o.get_filename().to_path_buf())
 }
 
+/// Opening a database in WAL mode creates its `-wal` and `-shm` files; on a full file system
+/// SQLite says only "disk I/O error". When the database's file system has no room left, say so.
+fn at_open(e: StoreError, opts: &SqliteConnectOptions) -> StoreError {
+    let StoreError::Unavailable(msg) = &e else { return e };
+    let dir = opts
+        .get_filename()
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    match space_left(dir) {
+        Some(free) if free < 1024 * 1024 => {
+            StoreError::DiskFull(format!("{} has no space left ({msg})", dir.display()))
+        }
+        _ => e,
+    }
+}
+
+/// Bytes an unprivileged writer may still use on the file system holding `dir`.
+fn space_left(dir: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `path` is a NUL-terminated string that outlives the call, and `st` is a plain
+    // C struct statvfs fills in; it is read only when the call succeeded.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
 impl SqliteStore {
     pub async fn open(cfg: &DatabaseConfig) -> Result<SqliteStore, StoreError> {
         let opts = SqliteConnectOptions::from_str(&cfg.url)
@@ -106,14 +136,14 @@ impl SqliteStore {
                     .pragma("wal_autocheckpoint", "4096"),
             )
             .await
-            .map_err(err)?;
+            .map_err(|e| at_open(err(e), &opts))?;
         let read = SqlitePoolOptions::new()
             .max_connections(cfg.max_connections.max(1))
             .test_before_acquire(false)
             .acquire_timeout(timeout)
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await
-            .map_err(err)?;
+            .map_err(|e| at_open(err(e), &opts))?;
         Ok(SqliteStore { read, write })
     }
 

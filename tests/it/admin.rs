@@ -165,7 +165,13 @@ impl Session {
     pub fn at(base: &str) -> Session {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Session { base: base.to_owned(), http, cookies: HashMap::new(), csrf: String::new(), headers: Vec::new() }
+        Session {
+            base: base.to_owned(),
+            http,
+            cookies: HashMap::new(),
+            csrf: String::new(),
+            headers: Vec::new(),
+        }
     }
 
     /// The same browser, talking to another node behind the load balancer.

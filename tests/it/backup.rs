@@ -153,8 +153,10 @@ async fn pg_counts(url: &str) -> std::collections::BTreeMap<String, i64> {
     .unwrap();
     let mut out = std::collections::BTreeMap::new();
     for t in names {
-        let n: i64 =
-            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM \"{t}\""))).fetch_one(&pool).await.unwrap();
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM \"{t}\"")))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
         out.insert(t, n);
     }
     pool.close().await;
@@ -193,8 +195,9 @@ async fn migrate_store_copies_sqlite_into_an_empty_postgres() {
     c.db.apply_one(&console(), Change::DeleteMember { id: gone.id, reason: "left".into() }).await.unwrap();
     c.db.create_token(&console(), "okta", false).await.unwrap();
     let (a, b) = (members[0].account_number.to_string(), members[1].account_number.to_string());
-    let (status, _) =
-        c.post(&[crate::archive::line("m1", [&a, &b], &a, "2026-11-01T10:00:00Z", "迁移 migration day")]).await;
+    let (status, _) = c
+        .post(&[crate::archive::line("m1", [&a, &b], &a, "2026-11-01T10:00:00Z", "迁移 migration day")])
+        .await;
     assert_eq!(status, 200);
     let sqlite_url = c.console._db.cfg.database.url.clone();
     let work = tempfile::tempdir().unwrap();
@@ -206,7 +209,10 @@ async fn migrate_store_copies_sqlite_into_an_empty_postgres() {
         .arg("migrate-store"));
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("every count and checksum matches") && stderr.contains("database.url"), "{stderr}");
+    assert!(
+        stderr.contains("every count and checksum matches") && stderr.contains("database.url"),
+        "{stderr}"
+    );
     let line = stdout.lines().find(|l| l.starts_with("members ")).expect(&stdout);
     assert!(line.split_whitespace().nth(1) == Some("59"), "{line}");
     assert!(stdout.contains("tombstones") && stdout.contains("audit_log"), "{stdout}");
@@ -232,11 +238,19 @@ async fn migrate_store_copies_sqlite_into_an_empty_postgres() {
     let read = on_pg.directory.store();
     for m in &members {
         let got = read.member(m.id).await.unwrap().expect("copied member");
-        assert_eq!((got.account_number, &got.login_name, got.manager_id), (m.account_number, &m.login_name, m.manager_id));
+        assert_eq!(
+            (got.account_number, &got.login_name, got.manager_id),
+            (m.account_number, &m.login_name, m.manager_id)
+        );
     }
     assert!(read.member(gone.id).await.unwrap().is_none());
     let next = create_member(&on_pg.directory, &console(), member("after")).await;
-    assert!(next.account_number > gone.account_number, "{} after {}", next.account_number, gone.account_number);
+    assert!(
+        next.account_number > gone.account_number,
+        "{} after {}",
+        next.account_number,
+        gone.account_number
+    );
     assert!(on_pg.access.authenticate_token("not-a-token").await.unwrap().is_none());
     let pool = sqlx::PgPool::connect(&pg).await.unwrap();
     let found: i64 = sqlx::query_scalar("SELECT count(*) FROM archive_messages WHERE grams @> $1")
@@ -259,9 +273,11 @@ async fn migrate_store_copies_sqlite_into_an_empty_postgres() {
     assert!(err.contains("not empty") && err.contains("nothing was committed"), "{err}");
     assert_eq!(pg_counts(&pg).await, before);
     // An unreachable server is a clear error; the password never reaches the output.
-    let out = run(rosterd(work.path())
-        .env("ROSTER_DATABASE__URL", &sqlite_url)
-        .args(["migrate-store", "--to", "postgres://roster:s3cr3t-pw@127.0.0.1:1/roster"]));
+    let out = run(rosterd(work.path()).env("ROSTER_DATABASE__URL", &sqlite_url).args([
+        "migrate-store",
+        "--to",
+        "postgres://roster:s3cr3t-pw@127.0.0.1:1/roster",
+    ]));
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains("unavailable") || err.contains("refused"), "{err}");

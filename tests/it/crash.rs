@@ -35,7 +35,10 @@ async fn found(url: &str) -> Found {
     let (ids, numbers, audit, outbox) = if url.starts_with("sqlite:") {
         let pool = sqlx::SqlitePool::connect(url).await.unwrap();
         let rows = sqlx::query(sql_ids).fetch_all(&pool).await.unwrap();
-        let ids = rows.iter().map(|r| uuid::Uuid::from_slice(&r.get::<Vec<u8>, _>(0)).unwrap().to_string()).collect();
+        let ids = rows
+            .iter()
+            .map(|r| uuid::Uuid::from_slice(&r.get::<Vec<u8>, _>(0)).unwrap().to_string())
+            .collect();
         let numbers = rows.iter().map(|r| r.get::<i64, _>(1)).collect();
         let audit: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'member.create'")
             .fetch_one(&pool)
@@ -92,12 +95,20 @@ async fn killed_under_scim_load(backend: Backend) {
 
     // Clients write all the time; a create counts as acknowledged when its 201 arrived.
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
-    let (stop, tried, refused) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (stop, tried, refused) =
+        (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let http = crate::common::http();
     let mut clients = Vec::new();
     for c in 0..CLIENTS {
-        let (http, token, users, acked, stop, tried, refused) =
-            (http.clone(), token.clone(), users.clone(), acked.clone(), stop.clone(), tried.clone(), refused.clone());
+        let (http, token, users, acked, stop, tried, refused) = (
+            http.clone(),
+            token.clone(),
+            users.clone(),
+            acked.clone(),
+            stop.clone(),
+            tried.clone(),
+            refused.clone(),
+        );
         clients.push(tokio::spawn(async move {
             let mut i = 0usize;
             while !stop.load(Ordering::Relaxed) {

@@ -205,3 +205,129 @@ async fn a_full_disk_is_a_clear_error_and_loses_nothing() {
     assert_eq!((audit, outbox), (members, members), "rows, audit and outbox agree");
     assert!(err.contains(&format!("applied {members} of 20000")), "{err}");
 }
+
+/// Fills what is left of the file system under `dir` with a file (64 KiB at a time until ENOSPC),
+/// then gives `spare` bytes back; returns the file, whose removal frees the space.
+fn fill(dir: &Path, spare: u64) -> std::path::PathBuf {
+    use std::io::Write as _;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    while f.write_all(&chunk).is_ok() {}
+    let _ = f.flush();
+    let len = f.metadata().unwrap().len();
+    f.set_len(len.saturating_sub(spare)).unwrap();
+    path
+}
+
+/// The disk fills while a sync applies 2,000 users: the run fails saying the disk is full, what
+/// was applied is whole batches (each member with its audit row), and once space returns the
+/// next run completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_disk_fills_during_a_sync_then_space_returns() {
+    use roster::sync::{Outcome, RunOptions, SyncService};
+    let disk = TinyDisk::new("16m");
+    let ldap = crate::slapd::Slapd::start(&format!(
+        "{}{}",
+        crate::slapd::base_ldif(),
+        crate::slapd::generate(3, 2000, 0)
+    ));
+    let mut src = crate::sync::source(ldap.url());
+    src.page_size = 500;
+    src.groups = None;
+    let mut db = crate::common::TestDb::new(crate::common::Backend::Sqlite);
+    db.cfg.database.url = format!("sqlite://{}", disk.0.path().join("roster.db").display());
+    db.cfg.numbers.last = 99_999;
+    db.cfg.sync.ldap = vec![src];
+    let d = db.open().await;
+    let sync = SyncService::new(d.0.directory.clone(), d.0.runs.clone(), db.cfg.sync.ldap.clone());
+    let filler = fill(disk.0.path(), 256 * 1024);
+
+    let opts = || RunOptions { full: true, trigger: "test".into(), ..Default::default() };
+    let said = match sync.run("corp", opts()).await {
+        Ok(r) => {
+            assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
+            r.message
+        }
+        Err(e) => e.to_string(),
+    };
+    eprintln!("the sync on a full disk: {said}");
+    assert!(said.contains("disk is full"), "{said}");
+    let members = d.store().counts().await.unwrap().members;
+    let audit = d.store().audit_count().await.unwrap();
+    assert!(members < 2000, "{members}");
+    // The enterprise's creation, the units, then one row per member: no member without its row.
+    let units = d.store().counts().await.unwrap().org_units;
+    assert_eq!(audit - 1 - units, members, "members and audit rows agree");
+
+    std::fs::remove_file(filler).unwrap();
+    let r = sync.run("corp", opts()).await.unwrap();
+    assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
+    assert_eq!(d.store().counts().await.unwrap().members, 2000);
+    d.store().close().await;
+}
+
+/// The disk fills while the outbox is dispatched: `rosterd outbox dispatch` fails saying so and
+/// nothing is lost; once space returns every member gets one SMS, charged once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_disk_fills_during_delivery_then_space_returns() {
+    use crate::delivery::{Gateway, delivery_config, new_hire};
+    let gw = Gateway::start().await;
+    let disk = TinyDisk::new("16m");
+    let mut db = crate::common::TestDb::new(crate::common::Backend::Sqlite);
+    db.cfg.database.url = format!("sqlite://{}", disk.0.path().join("roster.db").display());
+    let d = db.open().await;
+    roster::delivery::desk::top_up(d.0.delivery.as_ref(), &crate::common::console(), 100, None)
+        .await
+        .unwrap();
+    let hires: Vec<_> = (0..30).map(|i| new_hire(&format!("d{i}"), &format!("+8613700003{i:03}"))).collect();
+    d.apply(&crate::common::console(), hires).await.unwrap();
+    d.store().close().await;
+    let mut cfg = db.cfg.clone();
+    cfg.delivery = delivery_config(crate::daemon::free_port(), &gw);
+    cfg.delivery.smtp = None;
+    cfg.delivery.lease_secs = 1;
+    let config = db.dir.path().join("rosterd.toml");
+    std::fs::write(&config, toml::to_string(&cfg).unwrap()).unwrap();
+    let dispatch = || {
+        run(rosterd(db.dir.path()).args([
+            "--config",
+            config.to_str().unwrap(),
+            "outbox",
+            "dispatch",
+            "--json",
+        ]))
+    };
+
+    let filler = fill(disk.0.path(), 0);
+    let out = dispatch();
+    let err = text(&out.stderr);
+    eprintln!("dispatch on a full disk: {}", err.trim());
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("disk is full"), "{err}");
+    assert!(gw.received.lock().unwrap().is_empty());
+
+    // Room to open the store but not for the dispatch's writes: it fails part-way.
+    std::fs::remove_file(&filler).unwrap();
+    let filler = fill(disk.0.path(), 256 * 1024);
+    let out = dispatch();
+    let err = text(&out.stderr);
+    let part = gw.received.lock().unwrap().len();
+    eprintln!("dispatch filling the disk after {part} SMS: {}", err.trim());
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("disk is full"), "{err}");
+
+    // Space returns. What was sent but could not be recorded is sent again once its claim runs
+    // out, with the same idempotency key (the gateway de-duplicates).
+    std::fs::remove_file(filler).unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let out = dispatch();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let got = gw.received.lock().unwrap().clone();
+    let keys: std::collections::BTreeSet<&str> = got.iter().map(|v| v["key"].as_str().unwrap()).collect();
+    assert_eq!(keys.len(), 30, "every member's SMS went out");
+    assert!(got.len() - 30 <= part, "repeats only of what was sent unrecorded: {} after {part}", got.len());
+    let d = db.open().await;
+    assert_eq!(d.store().deliveries_list(Some("sent"), 100).await.unwrap().len(), 30);
+    assert_eq!(d.store().sms_balance().await.unwrap(), 70, "each charged once");
+}

@@ -82,7 +82,10 @@ async fn each_job_runs_on_one_node_and_moves_when_it_dies() {
 
 /// Two nodes' configuration: one PostgreSQL database, numbers wide enough for the load, written
 /// to `dir/rosterd.toml` (`ROSTER_CONFIG`).
-fn two_node_config(dir: &std::path::Path, tune: impl FnOnce(&mut roster::config::Config)) -> roster::config::Config {
+fn two_node_config(
+    dir: &std::path::Path,
+    tune: impl FnOnce(&mut roster::config::Config),
+) -> roster::config::Config {
     let mut cfg = roster::config::Config::default();
     cfg.database.url = crate::pg::fresh_database();
     cfg.numbers.first = 100_000;
@@ -98,7 +101,10 @@ fn two_node_config(dir: &std::path::Path, tune: impl FnOnce(&mut roster::config:
 fn node(dir: &std::path::Path) -> Daemon {
     let config = dir.join("rosterd.toml").display().to_string();
     let node_dir = tempfile::tempdir().unwrap().keep();
-    Daemon::start(&node_dir, &[("ROSTER_CONFIG", config), ("ROSTER_LOG__LEVEL", "info,roster::jobs=debug".into())])
+    Daemon::start(
+        &node_dir,
+        &[("ROSTER_CONFIG", config), ("ROSTER_LOG__LEVEL", "info,roster::jobs=debug".into())],
+    )
 }
 
 /// 10,000 SCIM creates sent to two nodes at once: every member gets a number, none twice, the
@@ -221,7 +227,8 @@ async fn the_leader_killed_mid_dispatch_another_node_finishes_it() {
     a.wait_for("/readyz", 200, Duration::from_secs(60)).await;
     let b = node(dir.path());
     b.wait_for("/readyz", 200, Duration::from_secs(60)).await;
-    let hires: Vec<_> = (0..HIRES).map(|i| new_hire(&format!("h{i}"), &format!("+8613900002{i:03}"))).collect();
+    let hires: Vec<_> =
+        (0..HIRES).map(|i| new_hire(&format!("h{i}"), &format!("+8613900002{i:03}"))).collect();
     services.directory.apply(&actor, hires).await.unwrap();
 
     // A leads (it came first); kill it once some messages are through.

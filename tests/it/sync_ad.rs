@@ -126,3 +126,49 @@ async fn active_directory_full_then_incremental() {
     assert_eq!(r.counts["members"]["created"], 0, "{r:?}");
     assert_eq!(r.counts["members"]["deleted"], 0, "{r:?}");
 }
+
+/// The domain controller killed (SIGKILL) in the middle of a full sync: the run fails saying so,
+/// nothing is applied or deleted, and the run after the restart completes with nothing to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_domain_controller_killed_mid_sync_loses_and_deletes_nothing() {
+    let mut dc = crate::samba::shared();
+    let mut db = TestDb::new(Backend::Sqlite);
+    let mut src = source(dc.url());
+    src.page_size = 25;
+    db.cfg.sync.ldap = vec![src];
+    db.cfg.numbers.last = 99_999;
+    let d = db.open().await;
+    let sync = SyncService::new(d.0.directory.clone(), d.0.runs.clone(), db.cfg.sync.ldap.clone());
+    let t = std::time::Instant::now();
+    run(&sync, true).await;
+    let whole = t.elapsed();
+    let before = d.store().counts().await.unwrap();
+    let audit = d.store().audit_count().await.unwrap();
+    assert!(before.members > 2000, "{before:?}");
+
+    // Again, and the server dies a third of the way through.
+    let running = {
+        let sync = sync.clone();
+        tokio::spawn(async move {
+            sync.run("ad", RunOptions { full: true, trigger: "test".into(), ..Default::default() })
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(whole / 3).await;
+    dc.kill();
+    let r = running.await.unwrap();
+    eprintln!("killed {:?} into a {whole:?} run: {:?} {}", whole / 3, r.outcome, r.message);
+    dc.restart();
+    assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
+    assert!(
+        r.message.contains("nothing was deleted") || r.message.contains("cannot connect"),
+        "{}",
+        r.message
+    );
+    assert_eq!(d.store().counts().await.unwrap(), before, "a killed read changed the directory");
+    assert_eq!(d.store().audit_count().await.unwrap(), audit, "no change was recorded");
+    let r = run(&sync, true).await;
+    assert!(r.plan.is_empty(), "the next run finds nothing to do: {:?}", &r.plan[..r.plan.len().min(5)]);
+    assert_eq!(d.store().counts().await.unwrap(), before);
+}
