@@ -263,7 +263,11 @@ async fn the_disk_fills_during_a_sync_then_space_returns() {
     std::fs::remove_file(filler).unwrap();
     let r = sync.run("corp", opts()).await.unwrap();
     assert_eq!(r.outcome, Outcome::Applied, "{r:?}");
-    assert_eq!(d.store().counts().await.unwrap().members, 2000);
+    let after = d.store().counts().await.unwrap().members;
+    eprintln!(
+        "FIGURE disk_full sync users=2000 applied_before_full={members} without_audit=0 after_space_returned={after}"
+    );
+    assert_eq!(after, 2000);
     d.store().close().await;
 }
 
@@ -327,6 +331,11 @@ async fn the_disk_fills_during_delivery_then_space_returns() {
     let keys: std::collections::BTreeSet<&str> = got.iter().map(|v| v["key"].as_str().unwrap()).collect();
     assert_eq!(keys.len(), 30, "every member's SMS went out");
     assert!(got.len() - 30 <= part, "repeats only of what was sent unrecorded: {} after {part}", got.len());
+    eprintln!(
+        "FIGURE disk_full delivery messages=30 delivered={} repeats_same_key={}",
+        keys.len(),
+        got.len() - keys.len()
+    );
     let d = db.open().await;
     assert_eq!(d.store().deliveries_list(Some("sent"), 100).await.unwrap().len(), 30);
     assert_eq!(d.store().sms_balance().await.unwrap(), 70, "each charged once");

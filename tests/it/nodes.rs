@@ -51,6 +51,8 @@ async fn each_job_runs_on_one_node_and_moves_when_it_dies() {
         assert_eq!(pid_of(holder), a.child.id(), "{job} is held by {holder}, not by the first node");
     }
     assert!(runs(&a, "delivery:dispatch") >= 2, "the leader ran no dispatch:\n{}", a.log());
+    let twice: usize = leases.iter().map(|(job, _)| runs(&b, job)).sum();
+    eprintln!("FIGURE nodes jobs nodes=2 jobs={} run_by_a_non_holder={twice}", leases.len());
     assert_eq!(runs(&b, "delivery:dispatch"), 0, "the second node ran a job it does not hold:\n{}", b.log());
 
     // SIGKILL: no clean shutdown, so the leases are left to run out.
@@ -77,7 +79,7 @@ async fn each_job_runs_on_one_node_and_moves_when_it_dies() {
         assert!(start.elapsed() < Duration::from_secs(5), "the new leader did not run the job:\n{}", b.log());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    eprintln!("jobs moved {moved_after:?} after the leader was killed (lease {LEASE_SECS} s)");
+    eprintln!("FIGURE nodes lease_moved ms={} lease_ms={}", moved_after.as_millis(), LEASE_SECS * 1000);
 }
 
 /// Two nodes' configuration: one PostgreSQL database, numbers wide enough for the load, written
@@ -182,6 +184,17 @@ async fn scim_creates_on_two_nodes_get_consecutive_numbers_and_sessions_move() {
     assert_eq!(numbers.len(), USERS, "every acknowledged create is there, once");
     let ids: std::collections::BTreeSet<&str> = numbers.iter().map(|(id, _)| id.as_str()).collect();
     assert!(acked.iter().all(|id| ids.contains(id.as_str())), "an acknowledged member is missing");
+    let mut sorted: Vec<i64> = numbers.iter().map(|(_, n)| *n).collect();
+    sorted.sort();
+    sorted.dedup();
+    let out_of_order = numbers.windows(2).filter(|w| w[1].1 != w[0].1 + 1).count();
+    eprintln!(
+        "FIGURE nodes scim nodes=2 clients={CLIENTS} acknowledged={} found={} duplicates={} out_of_order={out_of_order} per_second={:.0}",
+        acked.len(),
+        numbers.len(),
+        numbers.len() - sorted.len(),
+        USERS as f64 / took.as_secs_f64()
+    );
     for w in numbers.windows(2) {
         assert_eq!(w[1].1, w[0].1 + 1, "numbers are consecutive in commit order: {:?} then {:?}", w[0], w[1]);
     }
@@ -262,7 +275,11 @@ async fn the_leader_killed_mid_dispatch_another_node_finishes_it() {
     };
     let finished = killed.elapsed();
     let repeats = keys.len() - HIRES;
-    eprintln!("killed after {at_kill} SMS; node B finished {finished:?} later; {repeats} repeats (same key)");
+    eprintln!(
+        "FIGURE nodes leader_killed_mid_dispatch messages={HIRES} sent_before_kill={at_kill} delivered={} repeats_same_key={repeats} finished_ms={}",
+        keys.iter().collect::<std::collections::BTreeSet<_>>().len(),
+        finished.as_millis()
+    );
     assert!(repeats <= 5, "repeats only of the batch in flight: {repeats}");
     assert!(runs(&b, "delivery:dispatch") > 0);
     tokio::time::sleep(Duration::from_millis(1500)).await;

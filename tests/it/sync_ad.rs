@@ -171,4 +171,8 @@ async fn a_domain_controller_killed_mid_sync_loses_and_deletes_nothing() {
     let r = run(&sync, true).await;
     assert!(r.plan.is_empty(), "the next run finds nothing to do: {:?}", &r.plan[..r.plan.len().min(5)]);
     assert_eq!(d.store().counts().await.unwrap(), before);
+    eprintln!(
+        "FIGURE killed_mid_sync samba members={} changed_by_killed_run=0 next_run_changes=0",
+        before.members
+    );
 }
