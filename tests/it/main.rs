@@ -20,6 +20,7 @@ mod messy;
 mod migrations;
 mod nodes;
 mod oneshot;
+mod package;
 mod scim;
 mod security;
 mod story;
