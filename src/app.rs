@@ -50,7 +50,8 @@ pub struct Services {
 
 impl Services {
     fn new(store: Arc<dyn Store>, cfg: &Config) -> Services {
-        let directory = DirectoryService::new(store.clone(), cfg.numbers.rules());
+        let directory = DirectoryService::new(store.clone(), cfg.numbers.rules())
+            .with_group_commit(cfg.database.group_commit);
         Services {
             archive: crate::archive::Archive::new(store.clone(), directory.clone(), cfg.archive.clone()),
             access: Access::new(store.clone()),

@@ -650,6 +650,9 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     pub connect_timeout_secs: u64,
     pub busy_timeout_ms: u64,
+    /// Change sets that arrive together are written in one transaction (each between
+    /// savepoints, each caller with its own result). Off: one transaction each.
+    pub group_commit: bool,
 }
 
 impl Default for DatabaseConfig {
@@ -660,6 +663,7 @@ impl Default for DatabaseConfig {
             max_connections: 8,
             connect_timeout_secs: 5,
             busy_timeout_ms: 5000,
+            group_commit: true,
         }
     }
 }

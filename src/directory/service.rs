@@ -27,7 +27,12 @@ pub struct DirectoryService {
     /// The same store, read-only: what adapters get.
     read: Arc<dyn DirectoryRead>,
     numbers: NumberBlock,
+    /// Change sets waiting to be written together (group commit).
+    commits: Arc<commit::Queue>,
 }
+
+#[path = "commit.rs"]
+mod commit;
 
 /// Everything one change needs: the open transaction, who asks, and when. Audit and outbox
 /// rows collect here and go to the store together before the commit ([`Applying::flush`]): a
@@ -596,7 +601,20 @@ impl<'a> Applying<'a> {
 impl DirectoryService {
     pub fn new(store: Arc<dyn DirectoryStore>, numbers: NumberBlock) -> DirectoryService {
         let read: Arc<dyn DirectoryRead> = store.clone();
-        DirectoryService { store, read, numbers }
+        DirectoryService { store, read, numbers, commits: Arc::new(commit::Queue::new(true)) }
+    }
+
+    /// Group commit on (the default) or off (`database.group_commit`): off, each change set is
+    /// a transaction of its own, as the benchmark compares.
+    pub fn with_group_commit(mut self, on: bool) -> DirectoryService {
+        self.commits = Arc::new(commit::Queue::new(on));
+        self
+    }
+
+    /// Group commit so far: `(transactions, change sets)` its writer wrote (sets written while
+    /// the queue was empty count as transactions of one).
+    pub fn commit_stats(&self) -> (u64, u64) {
+        self.commits.stats()
     }
 
     /// The directory, read-only. Every write goes through [`Self::apply`] (or the few other
@@ -616,9 +634,21 @@ impl DirectoryService {
     }
 
     /// Applies a change set in order, all or nothing.
+    ///
+    /// Change sets that arrive while another is being written wait and are written together,
+    /// in one transaction (group commit, [`commit`]): each between savepoints, so one set's
+    /// error leaves the others as if it had never been tried, and each caller gets its own
+    /// result once the transaction commits. Numbers stay consecutive in commit order; every
+    /// check, audit row and outbox row is as for a set written alone.
     pub async fn apply(&self, actor: &Actor, changes: Vec<Change>) -> Result<Vec<Applied>, ChangeError> {
-        let at = |index| move |error| ChangeError { index, error };
         let hashes = hash_passwords(&changes).await?;
+        let set = commit::Set { actor: actor.clone(), changes, hashes };
+        if self.commits.grouped() { commit::submit(self, set).await } else { self.apply_alone(set).await }
+    }
+
+    /// One change set in a transaction of its own.
+    async fn apply_alone(&self, set: commit::Set) -> Result<Vec<Applied>, ChangeError> {
+        let at = |index| move |error| ChangeError { index, error };
         let mut tx =
             self.store.begin(WriteKey::new()).await.map_err(|e| at(0)(DirectoryError::from_store(e)))?;
         let enterprise = tx
@@ -626,7 +656,22 @@ impl DirectoryService {
             .await
             .map_err(|e| at(0)(e.into()))?
             .ok_or_else(|| at(0)(DirectoryError::NoEnterprise))?;
-        let mut ctx = Applying::new(tx.as_mut(), actor, now(), enterprise.mail_domain);
+        let out = self.apply_in(tx.as_mut(), enterprise.mail_domain, set).await?;
+        let last = out.len().saturating_sub(1);
+        tx.commit().await.map_err(|e| at(last)(DirectoryError::from_store(e)))?;
+        Ok(out)
+    }
+
+    /// Writes one change set into the open transaction `tx` (not committed).
+    async fn apply_in(
+        &self,
+        tx: &mut dyn DirectoryTx,
+        mail_domain: String,
+        set: commit::Set,
+    ) -> Result<Vec<Applied>, ChangeError> {
+        let at = |index| move |error| ChangeError { index, error };
+        let commit::Set { actor, changes, hashes } = set;
+        let mut ctx = Applying::new(tx, &actor, now(), mail_domain);
         ctx.hashes = hashes;
         // A set that creates members and names no numbers takes its numbers as one block.
         let fresh = changes
@@ -680,7 +725,6 @@ impl DirectoryService {
         let last = out.len().saturating_sub(1);
         ctx.write_pending().await.map_err(|(j, e)| at(j)(fix(e)))?;
         ctx.flush().await.map_err(|e| at(last)(e))?;
-        tx.commit().await.map_err(|e| at(last)(DirectoryError::from_store(e)))?;
         Ok(out)
     }
 

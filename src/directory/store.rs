@@ -19,7 +19,7 @@ use super::query::{Page, Query};
 
 /// Errors of the storage layer. Their text may name tables and constraints: it goes to the log,
 /// never into an HTTP body.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// A unique constraint refused a write; the key is `<table>_<columns>` (same on both backends).
     #[error("unique constraint {0} violated")]
@@ -204,6 +204,13 @@ impl<T: DirectoryRead + DirectoryWrite + ?Sized> DirectoryStore for T {}
 #[async_trait]
 pub trait DirectoryTx: MemberTx + TreeTx + AccountTx + Send {
     async fn commit(self: Box<Self>) -> Result<()>;
+    /// A savepoint before one change set of several in the transaction (group commit).
+    async fn mark(&mut self) -> Result<()>;
+    /// Keeps what was written since [`Self::mark`].
+    async fn release_mark(&mut self) -> Result<()>;
+    /// Undoes what was written since [`Self::mark`] and drops the savepoint; the transaction
+    /// goes on (on PostgreSQL also after a failed statement).
+    async fn rollback_to_mark(&mut self) -> Result<()>;
 
     /// Appends audit rows (many rows per statement).
     async fn audit_insert(&mut self, entries: &[AuditRecord]) -> Result<()>;

@@ -14,6 +14,7 @@ mod daemon;
 mod delivery;
 mod faults;
 mod fixtures;
+mod group_commit;
 mod house;
 mod ldap_server;
 mod messy;

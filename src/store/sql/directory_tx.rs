@@ -7,6 +7,24 @@ macro_rules! sql_directory_tx {
                 self.tx.commit().await.map_err($err)
             }
 
+            async fn mark(&mut self) -> Result<()> {
+                sqlx::raw_sql("SAVEPOINT change_set").execute(&mut *self.tx).await.map_err($err)?;
+                Ok(())
+            }
+
+            async fn release_mark(&mut self) -> Result<()> {
+                sqlx::raw_sql("RELEASE SAVEPOINT change_set").execute(&mut *self.tx).await.map_err($err)?;
+                Ok(())
+            }
+
+            async fn rollback_to_mark(&mut self) -> Result<()> {
+                sqlx::raw_sql("ROLLBACK TO SAVEPOINT change_set; RELEASE SAVEPOINT change_set")
+                    .execute(&mut *self.tx)
+                    .await
+                    .map_err($err)?;
+                Ok(())
+            }
+
             async fn audit_insert(&mut self, entries: &[m::AuditRecord]) -> Result<()> {
                 bulk::audit_insert(&mut self.tx, entries).await
             }
