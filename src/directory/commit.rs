@@ -88,6 +88,39 @@ impl Queue {
     }
 }
 
+/// Whether a set is nothing but creates of members that take the next numbers.
+fn plain_creates(set: &Set) -> bool {
+    !set.changes.is_empty()
+        && set.changes.iter().all(|c| matches!(c, Change::CreateMember(n) if n.account_number.is_none()))
+}
+
+/// The batch in order, consecutive sets of plain creates by the same actor grouped together.
+fn runs_of_creates(batch: Vec<Waiting>) -> Vec<Vec<Waiting>> {
+    let mut runs: Vec<Vec<Waiting>> = Vec::new();
+    for w in batch {
+        let joins = runs.last().and_then(|r| r.last()).is_some_and(|last| {
+            plain_creates(&last.set) && plain_creates(&w.set) && last.set.actor == w.set.actor
+        });
+        match runs.last_mut() {
+            Some(run) if joins => run.push(w),
+            _ => runs.push(vec![w]),
+        }
+    }
+    runs
+}
+
+/// A run's sets as one (password hashes re-keyed by their index in it).
+fn merge(run: &[Waiting]) -> Set {
+    let mut changes = Vec::new();
+    let mut hashes = HashMap::new();
+    for w in run {
+        let offset = changes.len();
+        hashes.extend(w.set.hashes.iter().map(|(i, h)| (i + offset, h.clone())));
+        changes.extend(w.set.changes.iter().cloned());
+    }
+    Set { actor: run[0].set.actor.clone(), changes, hashes }
+}
+
 fn stopped() -> ChangeError {
     ChangeError {
         index: 0,
@@ -153,29 +186,68 @@ async fn write_batch(dir: &DirectoryService, mut batch: Vec<Waiting>) {
         Err(e) => return fail_all(batch.into_iter().map(|w| w.reply).collect(), &store_error(e), 0),
     };
     let mut written: Vec<(Reply, Vec<Applied>)> = Vec::with_capacity(batch.len());
-    let mut rest = batch.into_iter();
-    while let Some(w) = rest.next() {
-        if let Err(e) = tx.mark().await {
-            let replies = written.into_iter().map(|(r, _)| r).chain([w.reply]).chain(rest.map(|w| w.reply));
-            return fail_all(replies.collect(), &store_error(e), 0);
-        }
-        match dir.apply_in(tx.as_mut(), mail_domain.clone(), w.set).await {
-            Ok(out) => match tx.release_mark().await {
-                Ok(()) => written.push((w.reply, out)),
+    let mut runs = runs_of_creates(batch).into_iter();
+    while let Some(run) = runs.next() {
+        // A run of plain creates by one actor goes in as one set: the store's multi-row inserts,
+        // one block of numbers (in queue order), a few conflict queries for all. If that fails,
+        // each goes in alone between savepoints, so each caller gets its own result.
+        let run = if run.len() > 1 {
+            let merged = merge(&run);
+            let attempt = match tx.mark().await {
+                Ok(()) => dir.apply_in(tx.as_mut(), mail_domain.clone(), merged).await,
+                Err(e) => Err(ChangeError { index: 0, error: DirectoryError::from_store(e) }),
+            };
+            let kept = match attempt {
+                Ok(out) => tx.release_mark().await.map(|()| Some(out)),
+                Err(_) => tx.rollback_to_mark().await.map(|()| None),
+            };
+            match kept {
+                Ok(Some(mut out)) => {
+                    for w in run {
+                        let rest = out.split_off(w.set.changes.len().min(out.len()));
+                        written.push((w.reply, std::mem::replace(&mut out, rest)));
+                    }
+                    continue;
+                }
+                Ok(None) => run,
                 Err(e) => {
-                    let replies =
-                        written.into_iter().map(|(r, _)| r).chain([w.reply]).chain(rest.map(|w| w.reply));
+                    let replies = written
+                        .into_iter()
+                        .map(|(r, _)| r)
+                        .chain(run.into_iter().map(|w| w.reply))
+                        .chain(runs.flatten().map(|w| w.reply));
                     return fail_all(replies.collect(), &store_error(e), 0);
                 }
-            },
-            Err(failed) => {
-                // Undo this set alone; if even that fails, the transaction is lost for all.
-                if let Err(e) = tx.rollback_to_mark().await {
+            }
+        } else {
+            run
+        };
+        let mut rest = run.into_iter();
+        while let Some(w) = rest.next() {
+            let after = |rest: std::vec::IntoIter<Waiting>, runs: std::vec::IntoIter<Vec<Waiting>>| {
+                rest.map(|w| w.reply).chain(runs.flatten().map(|w| w.reply)).collect::<Vec<_>>()
+            };
+            if let Err(e) = tx.mark().await {
+                let replies = written.into_iter().map(|(r, _)| r).chain([w.reply]).chain(after(rest, runs));
+                return fail_all(replies.collect(), &store_error(e), 0);
+            }
+            match dir.apply_in(tx.as_mut(), mail_domain.clone(), w.set).await {
+                Ok(out) => match tx.release_mark().await {
+                    Ok(()) => written.push((w.reply, out)),
+                    Err(e) => {
+                        let replies = written.into_iter().map(|(r, _)| r).chain([w.reply]).chain(after(rest, runs));
+                        return fail_all(replies.collect(), &store_error(e), 0);
+                    }
+                },
+                Err(failed) => {
+                    // Undo this set alone; if even that fails, the transaction is lost for all.
+                    let undone = tx.rollback_to_mark().await;
                     let _ = w.reply.send(Err(failed));
-                    let replies = written.into_iter().map(|(r, _)| r).chain(rest.map(|w| w.reply));
-                    return fail_all(replies.collect(), &store_error(e), 0);
+                    if let Err(e) = undone {
+                        let replies = written.into_iter().map(|(r, _)| r).chain(after(rest, runs));
+                        return fail_all(replies.collect(), &store_error(e), 0);
+                    }
                 }
-                let _ = w.reply.send(Err(failed));
             }
         }
     }
